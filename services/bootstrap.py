@@ -1,0 +1,157 @@
+"""Wiring, once: settings → engine, carriers, Omnitron, broker topology, the services' parts.
+
+Tests pass their own carriers directory or Omnitron client through :func:`bootstrap`
+instead of patching anything.
+"""
+from __future__ import annotations
+
+import signal
+import threading
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Callable
+
+from sqlalchemy import Engine
+
+from services.carriers.directory import CarrierDirectory, load_carriers
+from services.domain.uow import UnitOfWork
+from shared import naming
+from shared.broker import Topology
+from shared.consumer import QueueWorker
+from shared.db import make_engine
+from shared.failure import RetryPolicy
+from shared.logging import get_logger, register_secrets
+from shared.relay import OutboxRelay
+from shared.settings import Settings
+
+log = get_logger()
+
+SERVICE_NAMES = ("packer", "shipper", "tracker", "omnitron-publisher")
+
+
+def service_modules() -> dict[str, ModuleType]:
+    from services.omnitron_publisher import service as omnitron_publisher
+    from services.packer import service as packer
+    from services.shipper import service as shipper
+    from services.tracker import service as tracker
+
+    return {"packer": packer, "shipper": shipper, "tracker": tracker, "omnitron-publisher": omnitron_publisher}
+
+
+def topology(settings: Settings) -> Topology:
+    subscriptions = [m.SUBSCRIPTION for m in service_modules().values() if hasattr(m, "SUBSCRIPTION")]
+    return Topology(subscriptions, list(settings.retry_delays_s), settings.queue_type)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    carriers: CarrierDirectory
+    stop: threading.Event
+    relay: OutboxRelay
+    omnitron_factory: Callable[[], object]
+    _omnitron: object | None = field(default=None, init=False)
+
+    def uow(self, consumer: str) -> UnitOfWork:
+        return UnitOfWork(self.engine, consumer, naming.event_source(consumer), after_commit=self.relay.wake)
+
+    def omnitron(self):
+        if self._omnitron is None:
+            self._omnitron = self.omnitron_factory()
+        return self._omnitron
+
+
+def _default_omnitron(settings: Settings):
+    from services.omnitron_publisher.omnitron import OmnitronClient
+
+    if not settings.omnitron_url or not settings.omnitron_token:
+        raise SystemExit("the omnitron-publisher needs OMS_OMNITRON_URL and OMS_OMNITRON_TOKEN")
+    return OmnitronClient(settings.omnitron_url, settings.omnitron_token.get_secret_value())
+
+
+def bootstrap(
+    settings: Settings,
+    *,
+    stop: threading.Event | None = None,
+    carriers: CarrierDirectory | None = None,
+    omnitron_factory: Callable[[], object] | None = None,
+) -> Runtime:
+    register_secrets(*settings.secrets())
+    if carriers is None:
+        carriers = CarrierDirectory(load_carriers(settings.carriers_file))
+    register_secrets(*(config.password for config in carriers.configs.values()))
+    stop = stop or threading.Event()
+    engine = make_engine(settings.database_url.get_secret_value())
+    relay = OutboxRelay(
+        engine=engine,
+        amqp_url=settings.amqp_url.get_secret_value(),
+        stop=stop,
+        batch=settings.relay_batch,
+        idle_s=settings.relay_idle_s,
+    )
+    return Runtime(settings, engine, carriers, stop, relay, omnitron_factory or (lambda: _default_omnitron(settings)))
+
+
+def components(runtime: Runtime, services: list[str]) -> list:
+    """The runnable parts of the named services, plus this process's outbox relay."""
+    from services.messagebus import dispatcher
+
+    settings = runtime.settings
+    policy = RetryPolicy(settings.max_attempts, tuple(settings.retry_delays_s))
+    shared_topology = topology(settings)
+    modules = service_modules()
+    parts: list = []
+    for name in services:
+        module = modules[name]
+        if hasattr(module, "SUBSCRIPTION"):
+            parts.append(
+                QueueWorker(
+                    amqp_url=settings.amqp_url.get_secret_value(),
+                    topology=shared_topology,
+                    subscription=module.SUBSCRIPTION,
+                    handle=dispatcher(module.handlers(runtime)),
+                    policy=policy,
+                    stop=runtime.stop,
+                    prefetch=settings.prefetch,
+                    concurrency=settings.concurrency,
+                )
+            )
+        if hasattr(module, "components"):
+            parts.extend(module.components(runtime))
+    parts.append(runtime.relay)
+    return parts
+
+
+def run(runtime: Runtime, services: list[str]) -> int:
+    """Runs the services until SIGTERM/SIGINT; returns the process exit code."""
+    parts = components(runtime, services)
+    failed = threading.Event()
+
+    def guarded(part) -> None:
+        try:
+            part.run()
+        except BaseException:
+            log.exception("component crashed; stopping the process", component=type(part).__name__)
+            failed.set()
+            runtime.stop.set()
+
+    def on_signal(signum, _frame) -> None:
+        log.info("stopping: finishing work in hand", signal=signal.Signals(signum).name)
+        runtime.stop.set()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+    threads = [threading.Thread(target=guarded, args=(p,), name=type(p).__name__, daemon=True) for p in parts]
+    log.info("starting", services=services)
+    for thread in threads:
+        thread.start()
+    while not runtime.stop.wait(0.5):
+        pass
+    for thread in threads:
+        thread.join(timeout=90)
+    runtime.carriers.close()
+    runtime.engine.dispose()
+    log.info("stopped", clean=not failed.is_set())
+    return 1 if failed.is_set() else 0

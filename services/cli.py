@@ -1,0 +1,125 @@
+"""The ``oms-shipments`` command line (CONTRACT.md §6)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from shared.logging import configure_logging
+from shared.settings import Settings
+
+app = typer.Typer(help="Event-driven shipments for an OMS: packer, shipper, tracker, Omnitron publisher.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
+topology_app = typer.Typer(help="The broker topology.", no_args_is_help=True)
+standin_app = typer.Typer(help="Contract-following stand-ins for a carrier and Omnitron.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(topology_app, name="topology")
+app.add_typer(standin_app, name="standin")
+
+console = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_format)
+    from shared.logging import register_secrets
+
+    register_secrets(*settings.secrets())
+    return settings
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = typer.Argument("head", help="Target revision.")) -> None:
+    """Create or migrate the database schema."""
+    from services.migrations import upgrade
+
+    settings = _settings()
+    upgrade(settings.database_url.get_secret_value(), revision)
+    console.print(f"[green]database at revision {revision}[/green]")
+
+
+@topology_app.command("declare")
+def topology_declare() -> None:
+    """Declare the exchange, work queues, bindings, retry and dead-letter queues."""
+    from services.bootstrap import topology
+    from shared.broker import connect
+
+    settings = _settings()
+    with connect(settings.amqp_url.get_secret_value()) as connection:
+        names = topology(settings).declare(connection)
+    for name in names:
+        console.print(f"declared {name}")
+
+
+@app.command("run")
+def run(
+    service: str = typer.Argument(..., help="packer, shipper, tracker, omnitron-publisher, or all"),
+    concurrency: int = typer.Option(None, "--concurrency", "-c", min=1, help="Handler threads per consumer."),
+) -> None:
+    """Run one service (or all of them in one process) until SIGTERM/SIGINT."""
+    from services.bootstrap import SERVICE_NAMES, bootstrap
+    from services.bootstrap import run as run_services
+
+    names = list(SERVICE_NAMES) if service == "all" else [service]
+    if any(name not in SERVICE_NAMES for name in names):
+        raise typer.BadParameter(f"unknown service {service!r}; choose from {', '.join(SERVICE_NAMES)} or all")
+    settings = _settings()
+    if concurrency:
+        settings = settings.model_copy(update={"concurrency": concurrency})
+    raise typer.Exit(run_services(bootstrap(settings), names))
+
+
+@app.command("publish")
+def publish(source: str = typer.Argument(..., help="A file of events, one JSON per line, or - for stdin.")) -> None:
+    """Validate events, then publish them to oms.events with publisher confirms."""
+    from services.publishing import publish_lines
+
+    settings = _settings()
+    lines = sys.stdin.read().splitlines() if source == "-" else Path(source).read_text().splitlines()
+    published, errors = publish_lines(settings.amqp_url.get_secret_value(), lines)
+    for number, reason in errors:
+        console.print(f"[red]line {number}: {reason}[/red]")
+    if errors:
+        console.print(f"[red]{len(errors)} invalid; nothing published[/red]")
+        raise typer.Exit(1)
+    console.print(f"[green]published {published} events[/green]")
+
+
+@app.command("status")
+def status(package_id: str) -> None:
+    """A package's shipment, its status history and its Omnitron relays."""
+    from services.timeline import render_status
+
+    settings = _settings()
+    if not render_status(settings, package_id, Console()):
+        raise typer.Exit(1)
+
+
+@standin_app.command("carrier")
+def standin_carrier(
+    host: str = "127.0.0.1", port: int = 8081, username: str = "user",
+    password: str = typer.Option("secret", envvar="SANDBOX_CARRIER_PASSWORD"),
+) -> None:
+    """Serve the sandbox carrier (the Shipment Flows protocol, scripted fates)."""
+    from services.standins.sandbox_carrier import serve_forever
+
+    _settings()
+    serve_forever(host, port, username, password)
+
+
+@standin_app.command("omnitron")
+def standin_omnitron(
+    host: str = "127.0.0.1", port: int = 8082, token: str = typer.Option("secret-token", envvar="OMS_OMNITRON_TOKEN"),
+) -> None:
+    """Serve the Omnitron stand-in, which records every call (GET /_standin/calls)."""
+    from services.standins.omnitron import serve_forever
+
+    _settings()
+    serve_forever(host, port, token)
+
+
+def main() -> None:  # pragma: no cover
+    app()

@@ -1,0 +1,78 @@
+"""The shipment aggregate: its status moves only forward, one numbered change at a time."""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from contracts import PackagePacked, ShipmentStatus, ShipmentStatusChanged, can_transition
+
+
+@dataclass
+class Shipment:
+    id: str
+    package_id: str
+    order_number: str
+    carrier: str
+    order_item_ids: list[int]
+    status: ShipmentStatus | None = None
+    sequence: int = 0
+    carrier_status: str | None = None
+    tracking_number: str | None = None
+    tracking_url: str | None = None
+    label_url: str | None = None
+    changes: list[ShipmentStatusChanged] = field(default_factory=list, repr=False)
+
+    @classmethod
+    def open_for(cls, packed: PackagePacked, at: datetime) -> "Shipment":
+        """A new, empty shipment for a packed package, in ``pending``."""
+        shipment = cls(
+            id=str(uuid.uuid4()),
+            package_id=packed.package_id,
+            order_number=packed.order_number,
+            carrier=packed.carrier,
+            order_item_ids=[item.order_item_id for item in packed.items],
+        )
+        shipment.move_to(ShipmentStatus.PENDING, at)
+        return shipment
+
+    def move_to(self, status: ShipmentStatus, at: datetime, carrier_status: str | None = None) -> bool:
+        """Applies a status if it moves forward; records the change. False: stale or repeated."""
+        if not can_transition(self.status, status):
+            return False
+        previous, self.status = self.status, status
+        self.sequence += 1
+        if carrier_status is not None:
+            self.carrier_status = carrier_status
+        self.changes.append(
+            ShipmentStatusChanged(
+                shipment_id=self.id,
+                package_id=self.package_id,
+                order_number=self.order_number,
+                carrier=self.carrier,
+                tracking_number=self.tracking_number,
+                tracking_url=self.tracking_url,
+                previous_status=previous,
+                status=status,
+                carrier_status=carrier_status,
+                sequence=self.sequence,
+                changed_at=at,
+                order_item_ids=self.order_item_ids,
+            )
+        )
+        return True
+
+    def register(self, tracking_number: str, tracking_url: str | None, label_url: str | None,
+                 carrier_status: str | None, at: datetime) -> bool:
+        if self.status is not ShipmentStatus.PENDING:
+            return False
+        self.tracking_number = tracking_number
+        self.tracking_url = tracking_url or self.tracking_url
+        self.label_url = label_url or self.label_url
+        return self.move_to(ShipmentStatus.REGISTERED, at, carrier_status)
+
+    @property
+    def is_tracked(self) -> bool:
+        return self.status in (
+            ShipmentStatus.SHIPPED, ShipmentStatus.ATTEMPTED_DELIVERY, ShipmentStatus.READY_FOR_PICKUP
+        )

@@ -1,0 +1,115 @@
+"""The shipment schema (one schema for all services; migrations in services/migrations)."""
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    text,
+)
+
+from shared.db import UtcDateTime, metadata
+from shared.inbox import inbox_table  # noqa: F401  (part of the schema)
+from shared.outbox import outbox_table  # noqa: F401  (part of the schema)
+
+#: Statuses the tracker polls the carrier for.
+TRACKED_STATUSES = ("shipped", "attempted_delivery", "ready_for_pickup")
+
+# A package row exists as soon as any event names it: PackageShipped may come first.
+packages = Table(
+    "packages",
+    metadata,
+    Column("package_id", String(255), primary_key=True),
+    Column("order_number", String(255)),
+    Column("carrier", String(64)),
+    Column("delivery_type", String(32)),
+    Column("packed_at", UtcDateTime),
+    Column("packed", JSON, doc="the PackagePacked data as received"),
+    Column("packed_event_id", String(255)),
+    Column("shipped_at", UtcDateTime),
+    Column("shipped_event_id", String(255)),
+    Column("first_seen_at", UtcDateTime, nullable=False),
+)
+
+package_items = Table(
+    "package_items",
+    metadata,
+    Column("package_id", String(255), ForeignKey("packages.package_id"), nullable=False),
+    Column("order_item_id", BigInteger, nullable=False),
+    Column("sku", String(255), nullable=False),
+    Column("barcode", String(255)),
+    Column("name", Text),
+    Column("quantity", Integer, nullable=False),
+    Column("deci", Float),
+    PrimaryKeyConstraint("package_id", "order_item_id"),
+)
+
+shipments = Table(
+    "shipments",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("package_id", String(255), ForeignKey("packages.package_id"), nullable=False, unique=True),
+    Column("order_number", String(255), nullable=False),
+    Column("carrier", String(64), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("sequence", Integer, nullable=False),
+    Column("carrier_status", String(64)),
+    Column("tracking_number", String(255)),
+    Column("tracking_url", Text),
+    Column("label_url", Text),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("next_poll_at", UtcDateTime),
+    Column("lease_owner", String(128)),
+    Column("lease_until", UtcDateTime),
+    Column("polls", Integer, nullable=False, server_default=text("0")),
+    Column("last_polled_at", UtcDateTime),
+    Index(
+        "ix_shipments_due",
+        "next_poll_at",
+        postgresql_where=text("next_poll_at IS NOT NULL"),
+        sqlite_where=text("next_poll_at IS NOT NULL"),
+    ),
+)
+
+status_changes = Table(
+    "shipment_status_changes",
+    metadata,
+    Column("shipment_id", String(64), ForeignKey("shipments.id"), nullable=False),
+    Column("sequence", Integer, nullable=False),
+    Column("previous_status", String(32)),
+    Column("status", String(32), nullable=False),
+    Column("carrier_status", String(64)),
+    Column("changed_at", UtcDateTime, nullable=False),
+    Column("event_id", String(255), nullable=False),
+    PrimaryKeyConstraint("shipment_id", "sequence"),
+)
+
+# The newest sequence relayed to Omnitron per shipment: never relay an older one after it.
+omnitron_cursor = Table(
+    "omnitron_cursor",
+    metadata,
+    Column("shipment_id", String(64), primary_key=True),
+    Column("last_sequence", Integer, nullable=False),
+)
+
+omnitron_relays = Table(
+    "omnitron_relays",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("shipment_id", String(64), nullable=False, index=True),
+    Column("sequence", Integer, nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("outcome", String(32), nullable=False, doc="sent, or skipped_stale"),
+    Column("calls", Integer, nullable=False),
+    Column("event_id", String(255), nullable=False),
+    Column("relayed_at", UtcDateTime, nullable=False),
+)

@@ -1,0 +1,130 @@
+"""Omnitron calls for a shipment status change (CONTRACT.md §5).
+
+:func:`plan_calls` decides, purely, which requests a change becomes;
+:class:`OmnitronClient` sends one of them. Keeping the two apart lets the publisher
+record what it is about to send before sending it, and lets tests compare whole plans.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Callable
+
+import httpx
+import structlog
+
+from contracts import OMNITRON_ITEM_STATUS, ShipmentStatusChanged
+from shared.http import call_with_retries, raise_for_response, redact_url
+from shared.logging import register_secrets
+
+log = structlog.get_logger(__name__)
+
+BULK_STATUS_PATH = "/api/i1/order_items/bulk_status_update/"
+ORDER_ITEM_PATH = "/api/v1/order_items/{id}/"
+
+
+@dataclass(frozen=True)
+class OmnitronCall:
+    method: str
+    path: str
+    body: dict
+    order_item_ids: tuple[int, ...]
+
+
+def utc_iso(moment: datetime) -> str:
+    """ISO-8601 in UTC with a ``Z``; a naive datetime is taken to be UTC already."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def plan_calls(change: ShipmentStatusChanged) -> list[OmnitronCall]:
+    """The Omnitron requests that relay ``change``; empty when it names no order item."""
+    item_ids = tuple(dict.fromkeys(change.order_item_ids))  # a repeated id would be sent twice
+    if not item_ids:
+        return []
+    code = OMNITRON_ITEM_STATUS.get(change.status)
+    if code is not None:
+        # One call for the whole package, so its items change status together.
+        entries = []
+        for item_id in item_ids:
+            entry: dict = {"id": item_id, "status": code}
+            # Omitted rather than null: a status arriving before the registration must
+            # not blank a tracking number Omnitron may already show.
+            if change.tracking_number:
+                entry["tracking_number"] = change.tracking_number
+            entry["shipping_company"] = change.carrier
+            entries.append(entry)
+        return [OmnitronCall("PATCH", BULK_STATUS_PATH, {"orderitem_set": entries}, item_ids)]
+    shipment = {
+        "status": change.status.value,
+        "tracking_number": change.tracking_number,
+        "tracking_url": change.tracking_url,
+        "carrier": change.carrier,
+        "changed_at": utc_iso(change.changed_at),
+        "sequence": change.sequence,
+    }
+    return [
+        OmnitronCall("PATCH", ORDER_ITEM_PATH.format(id=item_id), {"extra_field": {"shipment": shipment}}, (item_id,))
+        for item_id in item_ids
+    ]
+
+
+class OmnitronClient:
+    """Sends planned calls. 429/5xx/timeouts are retried here a few times; what is
+    still failing afterwards surfaces as ``TransientHTTPError`` for the caller's
+    own, unbounded, retry; other 4xx as ``PermanentHTTPError`` with Omnitron's answer."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        http: httpx.Client | None = None,
+        timeout_s: float = 10.0,
+        retry_attempts: int = 5,
+        max_wait_s: float = 30.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        register_secrets(token)
+        self.base_url = base_url.rstrip("/")
+        self._authorization = f"Token {token}"
+        self._owns_http = http is None
+        self._http = http or httpx.Client(timeout=timeout_s)
+        self._retry_attempts = retry_attempts
+        self._max_wait_s = max_wait_s
+        self._sleep = sleep
+
+    def __repr__(self) -> str:
+        return f"OmnitronClient(base_url={redact_url(self.base_url)!r})"
+
+    def send(self, call: OmnitronCall) -> int:
+        """Send one call; the HTTP status of Omnitron's successful answer."""
+        url = self.base_url + call.path
+        headers = {"authorization": self._authorization, "accept": "application/json"}
+
+        def attempt() -> int:
+            started = time.monotonic()
+            response = self._http.request(call.method, url, json=call.body, headers=headers)
+            log.debug(
+                "omnitron.request",
+                method=call.method,
+                path=call.path,
+                order_item_ids=list(call.order_item_ids),
+                status=response.status_code,
+                elapsed_ms=round((time.monotonic() - started) * 1000, 1),
+            )
+            raise_for_response(response)
+            return response.status_code
+
+        return call_with_retries(attempt, attempts=self._retry_attempts, max_wait_s=self._max_wait_s, sleep=self._sleep)
+
+    def close(self) -> None:
+        if self._owns_http:
+            self._http.close()
+
+    def __enter__(self) -> "OmnitronClient":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()

@@ -1,0 +1,78 @@
+"""Carrier registration of pending shipments, and the hand-over (PackageShipped).
+
+Both paths lock the package row first, then the shipment row, so a PackageShipped
+that races a registration is seen by whichever of the two commits second.
+"""
+from __future__ import annotations
+
+from contracts import CloudEvent, PackageShipped, ShipmentStatus, ShipmentStatusChanged
+from services.carriers.directory import CarrierDirectory
+from services.domain.model import Shipment
+from services.domain.uow import UnitOfWork
+from shared.db import utcnow
+from shared.errors import PermanentError, TransientError
+from shared.logging import get_logger
+
+log = get_logger(service="shipper")
+
+
+def _ship_if_handed_over(shipment: Shipment, shipped_at) -> dict:
+    """Moves a registered shipment to shipped when the hand-over is known; its tracker schedule."""
+    if shipped_at is not None and shipment.status is ShipmentStatus.REGISTERED:
+        now = utcnow()
+        if shipment.move_to(ShipmentStatus.SHIPPED, now):
+            return {"next_poll_at": now}
+    return {}
+
+
+def register_with_carrier(event: CloudEvent, uow: UnitOfWork, carriers: CarrierDirectory) -> None:
+    change: ShipmentStatusChanged = event.data
+    if change.status is not ShipmentStatus.PENDING:
+        return
+    with uow:
+        if uow.inbox.already_applied(event.id):
+            return
+        shipment = uow.shipments.get(change.shipment_id)
+        packed = uow.packages.packed(change.package_id)
+    if shipment is None or packed is None:
+        # Events leave the outbox after their commit, so this is a replica lagging behind.
+        raise TransientError(f"shipment {change.shipment_id} is not visible in the database yet")
+    registration = None
+    if shipment.status is ShipmentStatus.PENDING:
+        if shipment.carrier not in carriers:
+            raise PermanentError(f"unknown carrier {shipment.carrier!r}: not in the carriers file")
+        # Outside the transaction: the carrier answers the same shipmentId with the same
+        # tracking number, so a crash before the commit below only repeats this call.
+        registration = carriers.client(shipment.carrier).register(shipment.id, packed)
+    with uow:
+        if not uow.inbox.first_time(event.id):
+            return
+        shipped_at = uow.packages.lock_handover(change.package_id)
+        shipment = uow.shipments.get(change.shipment_id, for_update=True)
+        if registration is not None and shipment.status is ShipmentStatus.PENDING:
+            shipment.register(
+                registration.tracking_number, registration.tracking_url, registration.label_url,
+                registration.carrier_status, utcnow(),
+            )
+            schedule = _ship_if_handed_over(shipment, shipped_at)
+            uow.save(shipment, **schedule)
+            log.info("registered with carrier", tracking_number=shipment.tracking_number,
+                     shipped=bool(schedule))
+        uow.commit()
+
+
+def mark_shipped(event: CloudEvent, uow: UnitOfWork) -> None:
+    shipped: PackageShipped = event.data
+    with uow:
+        if not uow.inbox.first_time(event.id):
+            log.info("duplicate event ignored")
+            return
+        uow.packages.record_shipped(shipped.package_id, shipped.shipped_at, event.id)
+        shipment = uow.shipments.get_by_package(shipped.package_id, for_update=True)
+        if shipment is not None:
+            schedule = _ship_if_handed_over(shipment, shipped.shipped_at)
+            if schedule:
+                uow.save(shipment, **schedule)
+        if shipment is None or shipment.status is ShipmentStatus.PENDING:
+            log.info("hand-over recorded; applied once the shipment is registered")
+        uow.commit()

@@ -1,0 +1,58 @@
+"""``oms-shipments status``: a package's shipment, status history and Omnitron relays."""
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import select
+
+from services.domain.tables import omnitron_relays, packages, shipments, status_changes
+from shared.db import make_engine
+from shared.settings import Settings
+
+
+def timeline_rows(connection, package_id: str) -> tuple[dict | None, list[tuple]]:
+    """(shipment summary, [(at, kind, what, detail)]) in time order."""
+    package = connection.execute(select(packages).where(packages.c.package_id == package_id)).first()
+    if package is None:
+        return None, []
+    shipment = connection.execute(select(shipments).where(shipments.c.package_id == package_id)).first()
+    rows: list[tuple] = []
+    if package.packed_at:
+        rows.append((package.packed_at, "package", "packed", f"event {package.packed_event_id}"))
+    if package.shipped_at:
+        rows.append((package.shipped_at, "package", "handed over", f"event {package.shipped_event_id}"))
+    if shipment is not None:
+        for change in connection.execute(
+            select(status_changes).where(status_changes.c.shipment_id == shipment.id).order_by(status_changes.c.sequence)
+        ):
+            rows.append((change.changed_at, "status", change.status,
+                         f"#{change.sequence} from {change.previous_status or '-'}"
+                         + (f" (carrier {change.carrier_status})" if change.carrier_status else "")))
+        for relay in connection.execute(
+            select(omnitron_relays).where(omnitron_relays.c.shipment_id == shipment.id).order_by(omnitron_relays.c.id)
+        ):
+            rows.append((relay.relayed_at, "omnitron", relay.status, f"#{relay.sequence} {relay.outcome}, {relay.calls} call(s)"))
+    rows.sort(key=lambda row: row[0])
+    summary = dict(shipment._mapping) if shipment is not None else {"package_id": package_id, "status": "(no shipment yet)"}
+    return summary, rows
+
+
+def render_status(settings: Settings, package_id: str, console: Console) -> bool:
+    engine = make_engine(settings.database_url.get_secret_value())
+    try:
+        with engine.connect() as connection:
+            summary, rows = timeline_rows(connection, package_id)
+    finally:
+        engine.dispose()
+    if summary is None:
+        console.print(f"[red]no package {package_id!r}[/red]")
+        return False
+    console.print(
+        f"[bold]{package_id}[/bold]  shipment {summary.get('id', '-')}  carrier {summary.get('carrier', '-')}  "
+        f"tracking {summary.get('tracking_number') or '-'}  status [bold]{summary['status']}[/bold]"
+    )
+    table = Table("at", "kind", "what", "detail")
+    for at, kind, what, detail in rows:
+        table.add_row(at.isoformat(timespec="seconds"), kind, what, detail)
+    console.print(table)
+    return True

@@ -1,0 +1,21 @@
+"""The tracker service: polls carriers; consumes no queue."""
+from __future__ import annotations
+
+from services.bootstrap import Runtime
+from services.tracker.poller import Tracker
+
+NAME = "tracker"
+
+
+def components(runtime: Runtime) -> list:
+    settings = runtime.settings
+    return [
+        Tracker(
+            uow=lambda: runtime.uow(NAME),
+            carriers=runtime.carriers,
+            stop=runtime.stop,
+            batch=settings.tracker_batch,
+            lease_s=settings.tracker_lease_s,
+            idle_s=settings.tracker_idle_s,
+        )
+    ]

@@ -1,0 +1,168 @@
+"""kombu connections, the topology (declared from names in shared/naming.py) and confirmed publishing."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from kombu import Connection, Exchange, Producer, Queue
+
+from shared import naming
+
+CONTENT_TYPE = "application/cloudevents+json"
+
+
+def connect(url: str, heartbeat: float = 30) -> Connection:
+    """A lazy connection (nothing is opened until it is used), publishing with confirms."""
+    return Connection(
+        url,
+        heartbeat=heartbeat,
+        transport_options={"confirm_publish": True, "max_retries": 0},
+        connect_timeout=5,
+    )
+
+
+def events_exchange() -> Exchange:
+    return Exchange(naming.EVENTS_EXCHANGE, type="topic", durable=True)
+
+
+def is_embedded(url: str) -> bool:
+    return url.startswith("memory://")
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """One service's work queue and the routing keys it is bound with."""
+
+    service: str
+    routing_keys: tuple[str, ...]
+
+
+@dataclass
+class Topology:
+    subscriptions: list[Subscription]
+    retry_delays_s: list[float]
+    queue_type: str = "classic"
+    delivery_limit: int = 50
+    exchange: Exchange = field(init=False)
+
+    def __post_init__(self):
+        self.exchange = events_exchange()
+
+    def _queue_arguments(self, extra: dict | None = None) -> dict:
+        arguments = dict(extra or {})
+        if self.queue_type == "quorum":
+            arguments["x-queue-type"] = "quorum"
+        return arguments
+
+    def work_queue(self, subscription: Subscription) -> Queue:
+        arguments = {}
+        if self.queue_type == "quorum":
+            # A message that crashes its consumer over and over is dead-lettered by the
+            # broker itself, at least once, instead of looping forever.
+            arguments = {
+                "x-delivery-limit": self.delivery_limit,
+                "x-dead-letter-exchange": "",
+                "x-dead-letter-routing-key": naming.dead_letter_queue(subscription.service),
+                "x-dead-letter-strategy": "at-least-once",
+                "x-overflow": "reject-publish",
+            }
+        return Queue(
+            naming.work_queue(subscription.service),
+            exchange=self.exchange,
+            bindings=None,
+            durable=True,
+            queue_arguments=self._queue_arguments(arguments),
+            no_declare=False,
+        )
+
+    def dead_letter_queue(self, service: str) -> Queue:
+        return Queue(naming.dead_letter_queue(service), durable=True, queue_arguments=self._queue_arguments())
+
+    def retry_queues(self, service: str) -> list[Queue]:
+        return [
+            Queue(
+                naming.retry_queue(service, delay),
+                durable=True,
+                queue_arguments=self._queue_arguments(
+                    {
+                        "x-message-ttl": int(delay * 1000),
+                        "x-dead-letter-exchange": "",
+                        "x-dead-letter-routing-key": naming.work_queue(service),
+                    }
+                ),
+            )
+            for delay in self.retry_delays_s
+        ]
+
+    def declare(self, connection: Connection, services: list[str] | None = None) -> list[str]:
+        """Declares the exchange and the queues of ``services`` (all when None); returns their names."""
+        channel = connection.default_channel
+        self.exchange(channel).declare()
+        declared = [naming.EVENTS_EXCHANGE]
+        for subscription in self.subscriptions:
+            if services is not None and subscription.service not in services:
+                continue
+            queue = self.work_queue(subscription)(channel)
+            queue.declare()
+            for key in subscription.routing_keys:
+                queue.bind_to(exchange=self.exchange, routing_key=key)
+            others = [self.dead_letter_queue(subscription.service), *self.retry_queues(subscription.service)]
+            for other in others:
+                other(channel).declare()
+            declared += [queue.name, *(q.name for q in others)]
+        return declared
+
+
+class Publisher:
+    """Publishes persistent messages and waits for the broker's confirm of each."""
+
+    def __init__(self, connection: Connection):
+        self._connection = connection
+        self._producer: Producer | None = None
+
+    def _ensure(self) -> Producer:
+        if self._producer is None:
+            self._producer = Producer(self._connection.channel())
+        return self._producer
+
+    def publish(
+        self,
+        body: bytes,
+        *,
+        routing_key: str,
+        exchange: str = naming.EVENTS_EXCHANGE,
+        message_id: str | None = None,
+        event_type: str | None = None,
+        headers: dict | None = None,
+        content_type: str = CONTENT_TYPE,
+        expiration: float | None = None,
+    ) -> None:
+        properties = {}
+        if message_id:
+            properties["message_id"] = message_id
+        if event_type:
+            properties["type"] = event_type
+        try:
+            self._ensure().publish(
+                body,
+                routing_key=routing_key,
+                exchange=exchange,
+                delivery_mode=2,
+                content_type=content_type,
+                content_encoding="binary",
+                headers=headers or {},
+                expiration=expiration,
+                retry=False,
+                **properties,
+            )
+        except Exception:
+            self.reset()
+            raise
+
+    def reset(self) -> None:
+        """Forget the channel (after a connection error) so the next publish opens a new one."""
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            try:
+                producer.channel.close()
+            except Exception:  # the channel is already gone with its connection
+                pass

@@ -1,0 +1,38 @@
+"""Every exchange, queue, retry and dead-letter name, derived from one place.
+
+Queues are named ``oms-shipments.<service>``; the service's dead letters go to
+``oms-shipments.<service>.dlq`` and its delayed retries wait in
+``oms-shipments.<service>.retry.<seconds>s`` before they flow back to the work queue.
+"""
+from __future__ import annotations
+
+EVENTS_EXCHANGE = "oms.events"
+PREFIX = "oms-shipments"
+
+# Our own retry bookkeeping; x-death is the broker's and clients may not rewrite it.
+HEADER_ATTEMPTS = "x-oms-attempts"
+HEADER_SERVICE = "x-oms-service"
+HEADER_QUEUE = "x-oms-queue"
+HEADER_ROUTING_KEY = "x-oms-original-routing-key"
+HEADER_ERROR_CLASS = "x-oms-error-class"
+HEADER_ERROR_MESSAGE = "x-oms-error-message"
+HEADER_FIRST_FAILURE = "x-oms-first-failure-at"
+HEADER_LAST_FAILURE = "x-oms-last-failure-at"
+HEADER_REPLAYED_FROM = "x-oms-replayed-from"
+
+
+def work_queue(service: str) -> str:
+    return f"{PREFIX}.{service}"
+
+
+def dead_letter_queue(service: str) -> str:
+    return f"{work_queue(service)}.dlq"
+
+
+def retry_queue(service: str, delay_s: float) -> str:
+    return f"{work_queue(service)}.retry.{delay_s:g}s"
+
+
+def event_source(service: str) -> str:
+    """CloudEvents ``source`` of the events a service publishes."""
+    return f"/{PREFIX}/{service}"

@@ -1,0 +1,71 @@
+"""Configuration, read from ``OMS_*`` environment variables and an optional ``.env``."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OMS_", env_file=".env", extra="ignore")
+
+    amqp_url: SecretStr = Field(
+        SecretStr("amqp://guest:guest@localhost:5672//"),
+        description="The broker. `memory://` runs the embedded, in-process broker.",
+    )
+    database_url: SecretStr = Field(
+        SecretStr("sqlite:///oms-shipments.sqlite3"),
+        description="SQLAlchemy URL. `postgresql://` means psycopg 3; the default is a SQLite "
+        "file for the embedded mode (one process only).",
+    )
+    omnitron_url: str | None = Field(None, description="Omnitron's base URL.")
+    omnitron_token: SecretStr | None = Field(None, description="Omnitron API token.")
+    carriers_file: Path = Field(Path("carriers.toml"), description="The carriers file (TOML).")
+
+    queue_type: Literal["classic", "quorum"] = Field(
+        "classic", description="Type of the queues `topology declare` creates."
+    )
+    prefetch: int = Field(32, ge=1, description="Unacknowledged messages a consumer holds at once.")
+    concurrency: int = Field(
+        1, ge=1, description="Handler threads per consumer; above 1, events of one shipment "
+        "may be handled out of order (each handler copes with that)."
+    )
+    max_attempts: int = Field(
+        12, ge=1, description="Attempts of a transiently failing message before it is dead-lettered "
+        "(Omnitron outages and events waiting for another are retried without limit)."
+    )
+    retry_delays_s: list[float] = Field(
+        [1, 5, 30, 120, 600],
+        description="Delay tiers for retries, in seconds: attempt n waits tier n (the last repeats).",
+    )
+    relay_batch: int = Field(500, ge=1, description="Outbox rows published per relay round.")
+    relay_idle_s: float = Field(0.1, gt=0, description="How often an idle outbox relay looks again.")
+    tracker_batch: int = Field(200, ge=1, description="Shipments a tracker claims per round.")
+    tracker_lease_s: float = Field(
+        60, gt=0, description="How long a tracker's claim on a shipment lasts; a dead tracker's "
+        "shipments are taken over after this."
+    )
+    tracker_idle_s: float = Field(1.0, gt=0, description="How long an idle tracker sleeps.")
+    log_level: str = Field("INFO", description="Log level.")
+    log_format: Literal["auto", "json", "console"] = Field(
+        "auto", description="`json`, `console`, or `auto`: console on a terminal, JSON otherwise."
+    )
+
+    @field_validator("retry_delays_s")
+    @classmethod
+    def _at_least_one_delay(cls, value: list[float]) -> list[float]:
+        if not value or any(v <= 0 for v in value):
+            raise ValueError("retry_delays_s needs at least one positive delay")
+        return value
+
+    def secrets(self) -> list[str]:
+        """Every secret value, for the log redactor."""
+        from shared.redaction import secrets_in_url
+
+        found = secrets_in_url(self.amqp_url.get_secret_value())
+        found += secrets_in_url(self.database_url.get_secret_value())
+        if self.omnitron_token:
+            found.append(self.omnitron_token.get_secret_value())
+        return [s for s in found if s]
