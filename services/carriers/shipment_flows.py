@@ -267,7 +267,7 @@ class ShipmentFlowsClient:
 
         def attempt() -> httpx.Response:
             # A fresh id per attempt: the carrier's logs must tell retries apart.
-            request_id = "1b4e28ba-2fa1-11d2-883f-0016e4f7ac14"
+            request_id = str(uuid.uuid4())
             headers = {
                 "x-akinon-request-id": request_id,
                 "x-akinon-api-version": self.config.api_version,

@@ -1,0 +1,28 @@
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: install test test-all demo bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+## The representative slice: everything but the long chaos and soak runs.
+test: install
+	$(BIN)/pytest -m "not chaos and not soak" $(PYTEST_ARGS)
+
+## Everything, chaos and soak runs included.
+test-all: install
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+demo: install
+	$(BIN)/oms-shipments demo
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -1,0 +1,36 @@
+"""Event bodies as an upstream system would write them: JSON bytes, built by hand."""
+from __future__ import annotations
+
+import json
+import uuid
+
+
+def envelope(event_type: str, data: dict, event_id: str | None = None, **extra) -> dict:
+    return {"specversion": "1.0", "id": event_id or str(uuid.uuid4()), "source": "/oms/instore/store-42",
+            "type": event_type, "time": "2026-11-27T10:00:00Z", "datacontenttype": "application/json",
+            "data": data, **extra}
+
+
+def package_packed(package_id: str, order_number: str, item_ids: list[int], carrier: str = "sandbox",
+                   payment: bool = False) -> dict:
+    data = {
+        "package_id": package_id, "order_number": order_number, "carrier": carrier,
+        "delivery_type": "CUSTOMER", "packed_at": "2026-11-27T10:00:00Z",
+        "items": [{"order_item_id": i, "sku": f"SKU-{i}", "barcode": f"869{i:010d}", "name": "Shirt",
+                   "quantity": 1 + i % 3, "deci": 1.5} for i in item_ids],
+        "destination": {"name": "Ada", "surname": "Lovelace", "phone": "+905551112233", "country_code": "TR",
+                        "city": "Istanbul", "district": "Beyoglu", "township": "", "zipcode": "34433",
+                        "address_line": "Istiklal Cd. 1"},
+        "delivery_note": "Ring twice",
+    }
+    if payment:
+        data["payment"] = {"amount": "120.50", "currency": "TRY"}
+    return envelope("PackagePacked", data)
+
+
+def package_shipped(package_id: str) -> dict:
+    return envelope("PackageShipped", {"package_id": package_id, "shipped_at": "2026-11-27T12:30:00Z"})
+
+
+def to_bytes(event: dict) -> bytes:
+    return json.dumps(event).encode()
