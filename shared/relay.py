@@ -15,6 +15,7 @@ from sqlalchemy import Engine, delete, func, select
 
 from shared.broker import Publisher, connect
 from shared.db import is_postgres
+from shared.faults import crash_point
 from shared.logging import get_logger
 from shared.outbox import outbox_table
 
@@ -99,6 +100,7 @@ class OutboxRelay:
                 publisher.publish(
                     bytes(row.body), routing_key=row.routing_key, message_id=row.event_id, event_type=row.event_type
                 )
+            crash_point("after_publish:relay")
             conn.execute(delete(outbox_table).where(outbox_table.c.id.in_([row.id for row in rows])))
         if self._after_publish:
             self._after_publish(len(rows))

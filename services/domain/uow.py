@@ -18,6 +18,7 @@ from services.domain.repository import (
     TrackerQueue,
 )
 from contracts.events import routing_key_for
+from shared.faults import crash_point
 from shared.inbox import Inbox
 from shared.outbox import Outbox
 
@@ -67,5 +68,6 @@ class UnitOfWork:
                 self.outbox.add(envelope.id, envelope.type, routing_key_for(envelope.type, change), envelope.to_bytes())
             shipment.changes.clear()
         self._transaction.commit()
+        crash_point(f"after_commit:{self._consumer}")
         if self.outbox.added and self._after_commit:
             self._after_commit()

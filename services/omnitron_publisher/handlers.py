@@ -9,6 +9,7 @@ from contracts import CloudEvent, ShipmentStatusChanged
 from services.domain.uow import UnitOfWork
 from services.omnitron_publisher.omnitron import OmnitronClient, plan_calls
 from shared.errors import DependencyDown
+from shared.faults import crash_point
 from shared.http import TransientHTTPError
 from shared.logging import get_logger
 
@@ -32,6 +33,7 @@ def relay_to_omnitron(event: CloudEvent, uow: UnitOfWork, omnitron: OmnitronClie
         try:
             for call in calls:
                 omnitron.send(call)
+                crash_point("after_omnitron_call")
         except TransientHTTPError as exc:
             # Omnitron being down is never a reason to give up on a status.
             raise DependencyDown(f"Omnitron unavailable: {exc}", retry_after_s=exc.retry_after) from exc

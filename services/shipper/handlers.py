@@ -11,6 +11,7 @@ from services.domain.model import Shipment
 from services.domain.uow import UnitOfWork
 from shared.db import utcnow
 from shared.errors import PermanentError, TransientError
+from shared.faults import crash_point
 from shared.logging import get_logger
 
 log = get_logger(service="shipper")
@@ -44,6 +45,7 @@ def register_with_carrier(event: CloudEvent, uow: UnitOfWork, carriers: CarrierD
         # Outside the transaction: the carrier answers the same shipmentId with the same
         # tracking number, so a crash before the commit below only repeats this call.
         registration = carriers.client(shipment.carrier).register(shipment.id, packed)
+        crash_point("after_carrier_registration")
     with uow:
         if not uow.inbox.first_time(event.id):
             return

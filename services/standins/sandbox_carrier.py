@@ -88,9 +88,10 @@ class SandboxCarrier(StandInServer):
         if len(parts) > 1:
             return parts[1]
         try:
-            return str(json.loads(body).get("shipmentId"))
+            shipment_id = json.loads(body).get("shipmentId")
         except (ValueError, AttributeError):
             return None
+        return shipment_id if isinstance(shipment_id, str) else None
 
     def handle(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> Reply:
         parts = path.strip("/").split("/")

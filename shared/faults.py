@@ -1,0 +1,35 @@
+"""Named crash points for fault-injection tests (and operators' own chaos drills).
+
+``OMS_FAULT_CRASH_AT=<point>:<n>`` makes the process SIGKILL itself the n-th time it
+passes ``<point>`` — e.g. ``after_commit:packer:3`` dies right after the packer's third
+database commit, before the broker ack.  Unset (always, in production) it costs one
+dict lookup.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+_lock = threading.Lock()
+_counts: dict[str, int] = {}
+
+
+def _armed() -> tuple[str, int] | None:
+    spec = os.environ.get("OMS_FAULT_CRASH_AT")
+    if not spec:
+        return None
+    point, _, nth = spec.rpartition(":")
+    return point, int(nth)
+
+
+_ARMED = _armed()
+
+
+def crash_point(point: str) -> None:
+    if _ARMED is None or _ARMED[0] != point:
+        return
+    with _lock:
+        _counts[point] = _counts.get(point, 0) + 1
+        if _counts[point] == _ARMED[1]:
+            os.kill(os.getpid(), signal.SIGKILL)
