@@ -76,8 +76,10 @@ def parse_event(body: bytes, content_type: str | None = None) -> CloudEvent:
         raise EventRejected(f"body of {len(body)} bytes exceeds the {MAX_BODY_BYTES}-byte limit")
     try:
         raw = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise EventRejected(f"body is not JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:
+        # ValueError covers undecodable bytes, bad JSON and integers too long to convert;
+        # RecursionError, nesting deeper than the decoder goes.
+        raise EventRejected(f"body is not JSON: {type(exc).__name__}: {exc}") from None
     if not isinstance(raw, dict):
         raise EventRejected("body is not a JSON object")
     try:

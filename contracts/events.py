@@ -8,7 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from contracts.statuses import ShipmentStatus
 
@@ -57,7 +57,8 @@ class PackagePacked(_Data):
     order_number: str = Field(min_length=1)
     carrier: str = Field(min_length=1)
     delivery_type: Literal["CUSTOMER", "PICK_UP_LOCATION"]
-    packed_at: datetime
+    # Upstream times need their UTC offset (RFC 3339): a bare local time cannot be placed.
+    packed_at: AwareDatetime
     items: list[Item] = Field(min_length=1)
     destination: Destination
     delivery_note: str | None = None
@@ -67,7 +68,7 @@ class PackagePacked(_Data):
 
 class PackageShipped(_Data):
     package_id: str = Field(min_length=1)
-    shipped_at: datetime
+    shipped_at: AwareDatetime
 
 
 class ShipmentStatusChanged(_Data):

@@ -123,18 +123,40 @@ def components(runtime: Runtime, services: list[str]) -> list:
     return parts
 
 
-def run(runtime: Runtime, services: list[str]) -> int:
-    """Runs the services until SIGTERM/SIGINT; returns the process exit code."""
-    parts = components(runtime, services)
-    failed = threading.Event()
+class RunningServices:
+    """The services' parts on threads; a part that crashes stops the whole process."""
 
-    def guarded(part) -> None:
+    def __init__(self, runtime: Runtime, services: list[str]):
+        self.runtime = runtime
+        self.failed = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._guarded, args=(part,), name=type(part).__name__, daemon=True)
+            for part in components(runtime, services)
+        ]
+
+    def _guarded(self, part) -> None:
         try:
             part.run()
         except BaseException:
             log.exception("component crashed; stopping the process", component=type(part).__name__)
-            failed.set()
-            runtime.stop.set()
+            self.failed.set()
+            self.runtime.stop.set()
+
+    def start(self) -> "RunningServices":
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def stop(self, timeout_s: float = 90) -> None:
+        self.runtime.stop.set()
+        for thread in self._threads:
+            thread.join(timeout=timeout_s)
+        self.runtime.carriers.close()
+        self.runtime.engine.dispose()
+
+
+def run(runtime: Runtime, services: list[str]) -> int:
+    """Runs the services until SIGTERM/SIGINT; returns the process exit code."""
 
     def on_signal(signum, _frame) -> None:
         log.info("stopping: finishing work in hand", signal=signal.Signals(signum).name)
@@ -143,15 +165,10 @@ def run(runtime: Runtime, services: list[str]) -> int:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
-    threads = [threading.Thread(target=guarded, args=(p,), name=type(p).__name__, daemon=True) for p in parts]
     log.info("starting", services=services)
-    for thread in threads:
-        thread.start()
+    running = RunningServices(runtime, services).start()
     while not runtime.stop.wait(0.5):
         pass
-    for thread in threads:
-        thread.join(timeout=90)
-    runtime.carriers.close()
-    runtime.engine.dispose()
-    log.info("stopped", clean=not failed.is_set())
-    return 1 if failed.is_set() else 0
+    running.stop()
+    log.info("stopped", clean=not running.failed.is_set())
+    return 1 if running.failed.is_set() else 0

@@ -121,5 +121,24 @@ def standin_omnitron(
     serve_forever(host, port, token)
 
 
+@app.command("demo")
+def demo(
+    packages: int = typer.Option(50, "--packages", "-n", min=1, help="How many packages to send through."),
+    amqp_url: str = typer.Option("memory://", help="The broker; the default is the embedded one."),
+    database_url: str = typer.Option(None, help="The database; the default is a new SQLite file."),
+    timeout: float = typer.Option(300, help="Give up after this many seconds."),
+) -> None:
+    """The whole pipeline in one process, with a sandbox carrier and an Omnitron stand-in."""
+    from services.demo import Demo
+
+    configure_logging("WARNING", "console")
+    out = Console()
+    ok = Demo(packages, amqp_url, database_url, out).run(timeout)
+    out.print()
+    out.print("[green]every package is final and relayed to Omnitron[/green]" if ok
+              else "[red]timed out before every package was final[/red]")
+    raise typer.Exit(0 if ok else 1)
+
+
 def main() -> None:  # pragma: no cover
     app()

@@ -109,7 +109,7 @@ class QueueWorker:
         publisher = Publisher(connection)
         done: queue.Queue = queue.Queue()
         channel = connection.channel()
-        channel.basic_qos(prefetch_size=0, prefetch_count=self._prefetch, a_global=False)
+        channel.basic_qos(0, self._prefetch, False)
         futures: set = set()
 
         def on_message(message) -> None:
@@ -185,7 +185,7 @@ class QueueWorker:
         if decision.verdict is Verdict.RETRY:
             if self._embedded:
                 # The embedded broker has no TTL or dead-lettering: hold the retry here.
-                due = time.monotonic() + self._policy.jittered(decision.delay_s)
+                due = time.monotonic() + self._policy.jittered(decision.delay_s, decision.min_delay_s)
                 heapq.heappush(self._delayed, (due, next(self._delayed_ids), _with_headers(delivery, headers)))
             else:
                 publisher.publish(
@@ -195,7 +195,7 @@ class QueueWorker:
                     message_id=delivery.message_id,
                     headers=headers,
                     content_type=delivery.content_type or "application/octet-stream",
-                    expiration=self._policy.jittered(decision.delay_s),
+                    expiration=self._policy.jittered(decision.delay_s, decision.min_delay_s),
                 )
             self._log.warning(
                 "handler failed, will retry",

@@ -1,11 +1,11 @@
 """The database engine: one metadata for the whole schema, PostgreSQL or embedded SQLite."""
 from __future__ import annotations
 
+import threading
 from datetime import datetime, timezone
 
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.pool import NullPool
 from sqlalchemy.types import TypeDecorator
 
 metadata = MetaData(
@@ -58,7 +58,7 @@ def is_postgres(engine: Engine) -> bool:
 def make_engine(url: str, pool_size: int = 5) -> Engine:
     url = normalize_url(url)
     if url.startswith("sqlite"):
-        engine = create_engine(url, poolclass=NullPool, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(url, pool_size=8, max_overflow=8, connect_args={"timeout": 30, "check_same_thread": False})
         _serialize_sqlite_writers(engine)
         return engine
     return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
@@ -73,10 +73,28 @@ def _serialize_sqlite_writers(engine: Engine) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")  # WAL stays consistent; the embedded mode trades the last commits on power loss for speed
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
 
+    # Within the process, writers queue on a lock that wakes the next one at once;
+    # SQLite's own busy handler would make them sleep and poll.
+    gate = threading.Lock()
+
     @event.listens_for(engine, "begin")
     def _on_begin(connection):
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        gate.acquire()
+        connection.info["holds_gate"] = True
+        try:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            _release(connection)
+            raise
+
+    def _release(connection) -> None:
+        if connection.info.pop("holds_gate", False):
+            gate.release()
+
+    event.listen(engine, "commit", _release)
+    event.listen(engine, "rollback", _release)

@@ -27,6 +27,8 @@ class Decision:
     delay_s: float = 0.0
     reason: str = ""
     error_class: str = ""
+    #: The shortest wait the failure asked for (a peer's Retry-After): jitter never goes below it.
+    min_delay_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -75,4 +77,5 @@ def decide(error: BaseException | None, failed_attempts: int, policy: RetryPolic
             Verdict.DEAD_LETTER, reason=f"gave up after {attempt} attempts: {reason}", error_class=error_class
         )
     tier = policy.tier(attempt, at_least)
-    return Decision(Verdict.RETRY, delay_s=tier, reason=reason, error_class=error_class)
+    return Decision(Verdict.RETRY, delay_s=tier, reason=reason, error_class=error_class,
+                    min_delay_s=min(at_least, tier))

@@ -9,6 +9,8 @@ from services.carriers.shipment_flows import CarrierConfig, ShipmentFlowsClient
 
 _FIELDS = {"url", "username", "password", "api_version", "locale", "poll_interval_s",
            "max_requests_per_s", "timeout_s"}
+_TEXT_FIELDS = ("url", "username", "password", "locale")
+_NUMBER_FIELDS = ("poll_interval_s", "max_requests_per_s", "timeout_s")
 
 
 class CarriersFileError(ValueError):
@@ -22,16 +24,33 @@ def load_carriers(path: Path) -> dict[str, CarrierConfig]:
         raise CarriersFileError(f"carriers file {path} not found (set OMS_CARRIERS_FILE)") from None
     except tomllib.TOMLDecodeError as exc:
         raise CarriersFileError(f"carriers file {path} is not valid TOML: {exc}") from None
+    carriers = document.get("carriers", {})
+    if not isinstance(carriers, dict):
+        raise CarriersFileError(f"carriers file {path}: 'carriers' must be a table of carrier tables")
     configs = {}
-    for code, table in document.get("carriers", {}).items():
+    for code, table in carriers.items():
+        if not isinstance(table, dict):
+            raise CarriersFileError(f"carrier {code!r}: expected a table [carriers.{code}], got {table!r:.80}")
         unknown = set(table) - _FIELDS
         if unknown:
             raise CarriersFileError(f"carrier {code!r}: unknown keys {sorted(unknown)}")
         missing = {"url", "username", "password"} - set(table)
         if missing:
             raise CarriersFileError(f"carrier {code!r}: missing {sorted(missing)}")
+        _check_values(code, table)
         configs[code] = CarrierConfig(code=code, **{k: (str(v) if k == "api_version" else v) for k, v in table.items()})
     return configs
+
+
+def _check_values(code: str, table: dict) -> None:
+    # Caught here, not as a TypeError deep in the tracker or the HTTP client.
+    for key in _TEXT_FIELDS:
+        if key in table and not isinstance(table[key], str):
+            raise CarriersFileError(f"carrier {code!r}: {key} must be a string, got {table[key]!r:.80}")
+    for key in _NUMBER_FIELDS:
+        value = table.get(key, 1)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise CarriersFileError(f"carrier {code!r}: {key} must be a positive number, got {value!r:.80}")
 
 
 class CarrierDirectory:

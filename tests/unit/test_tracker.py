@@ -1,0 +1,147 @@
+"""The tracker over the SQLite unit of work, with a fake carrier answering its queries."""
+from __future__ import annotations
+
+import dataclasses
+import time
+from datetime import timedelta
+
+import pytest
+
+from services.carriers.shipment_flows import CarrierSnapshot
+from shared.db import utcnow
+from shared.http import TransientHTTPError
+
+from fakes import FakeCarrierClient
+
+
+@pytest.fixture
+def in_transit(services, db):
+    """A shipment handed over to the carrier: shipped (sequence 3) and due for a poll."""
+    services.pack()
+    services.register()
+    services.ship()
+    assert (db.shipment().status, db.shipment().sequence) == ("shipped", 3)
+    return db.shipment()
+
+
+def test_a_forward_carrier_status_is_applied_and_its_event_stored(services, db, carrier, in_transit):
+    carrier.will_answer(CarrierSnapshot("SBX123456789", "ATTEMPTED_DELIVERY", None, "customer absent"))
+
+    assert services.tracker().poll_once() == 1
+
+    shipment = db.shipment()
+    assert carrier.queried == [in_transit.id]
+    assert (shipment.status, shipment.sequence, shipment.carrier_status) == (
+        "attempted_delivery", 4, "ATTEMPTED_DELIVERY")
+    assert (shipment.polls, shipment.lease_owner) == (1, None)
+    assert shipment.next_poll_at is not None
+    assert db.status_history()[-1] == (4, "shipped", "attempted_delivery")
+    assert db.outbox()[-1].routing_key == "shipment.status_changed.attempted_delivery"
+    assert db.outbox_events()[-1].source == "/oms-shipments/tracker"
+
+
+def test_the_next_poll_comes_one_poll_interval_later(services, db, carriers, carrier, in_transit):
+    carriers.configs["sandbox"] = dataclasses.replace(carriers.configs["sandbox"], poll_interval_s=300)
+    carrier.will_answer("SHIPPING")
+
+    before = utcnow()
+    services.tracker().poll_once()
+
+    next_poll = db.shipment().next_poll_at
+    assert before + timedelta(seconds=300) <= next_poll <= utcnow() + timedelta(seconds=300)
+
+
+def test_a_stale_shipping_after_attempted_delivery_is_ignored(services, db, carrier, in_transit):
+    carrier.will_answer("ATTEMPTED_DELIVERY", "SHIPPING")
+    tracker = services.tracker()
+
+    tracker.poll_once()
+    tracker.poll_once()
+
+    shipment = db.shipment()
+    assert len(carrier.queried) == 2
+    assert (shipment.status, shipment.sequence, shipment.carrier_status) == (
+        "attempted_delivery", 4, "ATTEMPTED_DELIVERY")
+    assert [h[2] for h in db.status_history()] == ["pending", "registered", "shipped", "attempted_delivery"]
+    assert shipment.next_poll_at is not None  # still tracked
+
+
+def test_a_final_status_stops_the_polling(services, db, carrier, in_transit):
+    carrier.will_answer("READY_FOR_PICKUP", "DELIVERED")
+    tracker = services.tracker()
+
+    assert tracker.poll_once() == 1
+    assert tracker.poll_once() == 1
+    assert tracker.poll_once() == 0
+
+    shipment = db.shipment()
+    assert (shipment.status, shipment.sequence, shipment.next_poll_at) == ("delivered", 5, None)
+    assert len(carrier.queried) == 2
+    assert db.status_history()[-2:] == [(4, "shipped", "ready_for_pickup"), (5, "ready_for_pickup", "delivered")]
+
+
+def test_an_unknown_carrier_status_changes_nothing_and_polling_goes_on(services, db, carrier, in_transit):
+    carrier.will_answer("LOST_IN_SPACE")
+
+    services.tracker().poll_once()
+
+    shipment = db.shipment()
+    assert (shipment.status, shipment.sequence) == ("shipped", 3)
+    assert shipment.next_poll_at is not None and shipment.polls == 1
+
+
+def test_a_failing_carrier_is_asked_again_no_sooner_than_its_retry_after(services, db, carrier, in_transit):
+    carrier.will_answer(TransientHTTPError("slow down", status=429, retry_after=120))
+
+    before = utcnow()
+    services.tracker().poll_once()
+
+    shipment = db.shipment()
+    assert (shipment.status, shipment.sequence, shipment.lease_owner) == ("shipped", 3, None)
+    assert shipment.next_poll_at >= before + timedelta(seconds=120)
+
+
+def test_shipments_that_are_not_in_transit_are_not_polled(services, db, carrier):
+    services.pack("PKG-PENDING")
+    services.pack("PKG-REGISTERED")
+    services.register("PKG-REGISTERED")
+    carrier.will_answer("DELIVERED")
+
+    assert services.tracker().poll_once() == 0
+    assert carrier.queried == []
+
+
+def test_a_claim_by_one_tracker_is_not_taken_by_another_until_its_lease_expires(services, db, carriers, in_transit):
+    crashing = FakeCarrierClient().will_answer(RuntimeError("tracker process killed mid-round"))
+    carriers.clients["sandbox"] = crashing
+    with pytest.raises(RuntimeError):
+        services.tracker(lease_s=1.0).poll_once()  # claimed, then died before recording
+    lease_until = db.shipment().next_poll_at
+    assert lease_until > utcnow() and db.shipment().lease_owner is not None
+
+    survivor = FakeCarrierClient().will_answer("DELIVERED")
+    carriers.clients["sandbox"] = survivor
+    other = services.tracker(lease_s=1.0)
+    assert other.poll_once() == 0
+    assert survivor.queried == []
+
+    time.sleep(max(0.0, (lease_until - utcnow()).total_seconds()) + 0.05)
+    assert other.poll_once() == 1
+    assert survivor.queried == [in_transit.id]
+    assert (db.shipment().status, db.shipment().next_poll_at) == ("delivered", None)
+
+
+def test_a_late_answer_is_dropped_when_another_tracker_took_the_shipment_over(services, db, carrier, in_transit):
+    taker = services.tracker(lease_s=60)
+
+    def slow_answer(shipment_id):
+        # While the first tracker waits on the carrier, its lease runs out and another takes over.
+        assert taker.poll_once() == 1
+        return CarrierSnapshot("SBX123456789", "DELIVERED", None, None)
+
+    carrier.will_answer(slow_answer, "ATTEMPTED_DELIVERY")
+    services.tracker(lease_s=0).poll_once()
+
+    shipment = db.shipment()
+    assert len(carrier.queried) == 2
+    assert (shipment.status, shipment.sequence, shipment.polls) == ("attempted_delivery", 4, 1)
