@@ -11,12 +11,14 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Callable
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from services.carriers.directory import CarrierDirectory, load_carriers
 from services.domain.uow import UnitOfWork
 from shared import naming
-from shared.broker import Topology
+from shared.broker import Topology, connect
+from shared.health import HealthServer
+from shared.metrics import OUTBOX_PUBLISHED, count_settled
 from shared.consumer import QueueWorker
 from shared.db import make_engine
 from shared.failure import RetryPolicy
@@ -89,6 +91,7 @@ def bootstrap(
         stop=stop,
         batch=settings.relay_batch,
         idle_s=settings.relay_idle_s,
+        after_publish=OUTBOX_PUBLISHED.inc,
     )
     return Runtime(settings, engine, carriers, stop, relay, omnitron_factory or (lambda: _default_omnitron(settings)))
 
@@ -115,6 +118,7 @@ def components(runtime: Runtime, services: list[str]) -> list:
                     stop=runtime.stop,
                     prefetch=settings.prefetch,
                     concurrency=settings.concurrency,
+                    after_settle=[count_settled(naming.work_queue(name))],
                 )
             )
         if hasattr(module, "components"):
@@ -123,15 +127,33 @@ def components(runtime: Runtime, services: list[str]) -> list:
     return parts
 
 
+def health_server(runtime: Runtime, alive: Callable[[], bool]) -> HealthServer:
+    amqp_url = runtime.settings.amqp_url.get_secret_value()
+
+    def broker_answers() -> None:
+        with connect(amqp_url) as connection:
+            connection.ensure_connection(max_retries=1, timeout=2)
+
+    def database_answers() -> None:
+        with runtime.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+
+    return HealthServer(port=runtime.settings.metrics_port, stop=runtime.stop, alive=alive,
+                        checks={"broker": broker_answers, "database": database_answers})
+
+
 class RunningServices:
     """The services' parts on threads; a part that crashes stops the whole process."""
 
     def __init__(self, runtime: Runtime, services: list[str]):
         self.runtime = runtime
         self.failed = threading.Event()
+        parts = components(runtime, services)
+        if runtime.settings.metrics_port is not None:
+            parts.append(health_server(runtime, alive=lambda: all(t.is_alive() for t in self._threads)))
         self._threads = [
             threading.Thread(target=self._guarded, args=(part,), name=type(part).__name__, daemon=True)
-            for part in components(runtime, services)
+            for part in parts
         ]
 
     def _guarded(self, part) -> None:

@@ -72,7 +72,7 @@ class Demo:
             settings = Settings(
                 amqp_url=self.amqp_url, database_url=self.database_url, omnitron_url=omnitron.url,
                 omnitron_token=self.token, tracker_idle_s=0.1, retry_delays_s=[0.5, 1, 2],
-                log_level="WARNING", carriers_file=self.workdir / "unused.toml",
+                log_level="WARNING", carriers_file=self.workdir / "unused.toml", metrics_port=None,
             )
             carriers = CarrierDirectory({"sandbox": CarrierConfig(
                 code="sandbox", url=carrier.url, username="demo", password=carrier_password,

@@ -81,17 +81,17 @@ class Topology:
         return Queue(naming.dead_letter_queue(service), durable=True, queue_arguments=self._queue_arguments())
 
     def retry_queues(self, service: str) -> list[Queue]:
+        # Classic even in quorum mode: quorum queues honour message TTL only from
+        # RabbitMQ 3.12 on, and a message waits here only for its delay.
         return [
             Queue(
                 naming.retry_queue(service, delay),
                 durable=True,
-                queue_arguments=self._queue_arguments(
-                    {
-                        "x-message-ttl": int(delay * 1000),
-                        "x-dead-letter-exchange": "",
-                        "x-dead-letter-routing-key": naming.work_queue(service),
-                    }
-                ),
+                queue_arguments={
+                    "x-message-ttl": int(delay * 1000),
+                    "x-dead-letter-exchange": "",
+                    "x-dead-letter-routing-key": naming.work_queue(service),
+                },
             )
             for delay in self.retry_delays_s
         ]

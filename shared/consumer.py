@@ -8,6 +8,7 @@ not started yet go back to the broker when the channel closes.
 """
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import itertools
 import queue
@@ -40,6 +41,7 @@ class Delivery:
     message_id: str | None
     headers: dict = field(default_factory=dict)
     redelivered: bool = False
+    event_type: str | None = None
 
     @property
     def failed_attempts(self) -> int:
@@ -120,6 +122,7 @@ class QueueWorker:
                 message_id=message.properties.get("message_id"),
                 headers=dict(message.headers or {}),
                 redelivered=bool(message.delivery_info.get("redelivered")),
+                event_type=message.properties.get("type"),
             )
             future = executor.submit(self._run_handler, message, delivery, done)
             futures.add(future)
@@ -193,6 +196,7 @@ class QueueWorker:
                     exchange="",
                     routing_key=naming.retry_queue(self.service, decision.delay_s),
                     message_id=delivery.message_id,
+                    event_type=delivery.event_type,
                     headers=headers,
                     content_type=delivery.content_type or "application/octet-stream",
                     expiration=self._policy.jittered(decision.delay_s, decision.min_delay_s),
@@ -200,6 +204,7 @@ class QueueWorker:
             self._log.warning(
                 "handler failed, will retry",
                 message_id=delivery.message_id,
+                event_type=delivery.event_type,
                 attempt=headers[naming.HEADER_ATTEMPTS],
                 retry_in_s=decision.delay_s,
                 error_class=decision.error_class,
@@ -211,12 +216,14 @@ class QueueWorker:
                 exchange="",
                 routing_key=naming.dead_letter_queue(self.service),
                 message_id=delivery.message_id,
+                event_type=delivery.event_type,
                 headers=headers,
                 content_type=delivery.content_type or "application/octet-stream",
             )
             self._log.error(
                 "message dead-lettered",
                 message_id=delivery.message_id,
+                event_type=delivery.event_type,
                 error_class=decision.error_class,
                 reason=headers[naming.HEADER_ERROR_MESSAGE],
                 dead_letter_queue=naming.dead_letter_queue(self.service),
@@ -250,10 +257,11 @@ class QueueWorker:
                 exchange="",
                 routing_key=self.queue_name,
                 message_id=delivery.message_id,
+                event_type=delivery.event_type,
                 headers=delivery.headers,
                 content_type=delivery.content_type or "application/octet-stream",
             )
 
 
 def _with_headers(delivery: Delivery, headers: dict) -> Delivery:
-    return Delivery(delivery.body, delivery.content_type, delivery.routing_key, delivery.message_id, headers)
+    return dataclasses.replace(delivery, headers=headers)

@@ -9,14 +9,16 @@ event again with the same id, which the consumers' inboxes absorb.
 from __future__ import annotations
 
 import threading
+import time
 from typing import Callable
 
 from sqlalchemy import Engine, delete, func, select
 
 from shared.broker import Publisher, connect
-from shared.db import is_postgres
+from shared.db import is_postgres, utcnow
 from shared.faults import crash_point
 from shared.logging import get_logger
+from shared.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE
 from shared.outbox import outbox_table
 
 _RELAY_LOCK_KEY = 0x6F6D735F6F7574  # "oms_out": one relay publishes at a time
@@ -41,6 +43,7 @@ class OutboxRelay:
         self._wake = threading.Event()
         self._after_publish = after_publish
         self._log = get_logger(component="outbox-relay")
+        self._backlog_observed_at = 0.0
 
     def wake(self) -> None:
         """Called after a commit that stored events, so they leave at once."""
@@ -83,11 +86,22 @@ class OutboxRelay:
         finally:
             connection.release()
 
+    def _observe_backlog(self, conn) -> None:
+        # A count is a scan: at most every few seconds, not every round.
+        now = time.monotonic()
+        if now - self._backlog_observed_at < 5:
+            return
+        self._backlog_observed_at = now
+        count, oldest = conn.execute(select(func.count(), func.min(outbox_table.c.created_at))).one()
+        OUTBOX_BACKLOG.set(count)
+        OUTBOX_OLDEST_AGE.set((utcnow() - oldest).total_seconds() if oldest else 0)
+
     def relay_once(self, publisher: Publisher) -> int:
         with self._engine.begin() as conn:
             if is_postgres(self._engine):
                 if not conn.execute(select(func.pg_try_advisory_xact_lock(_RELAY_LOCK_KEY))).scalar():
                     return 0
+            self._observe_backlog(conn)
             rows = conn.execute(
                 select(outbox_table.c.id, outbox_table.c.event_id, outbox_table.c.event_type,
                        outbox_table.c.routing_key, outbox_table.c.body)

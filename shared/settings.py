@@ -48,6 +48,10 @@ class Settings(BaseSettings):
         "shipments are taken over after this."
     )
     tracker_idle_s: float = Field(1.0, gt=0, description="How long an idle tracker sleeps.")
+    metrics_port: int | None = Field(
+        9100, ge=0, le=65535, description="Port of /metrics, /healthz and /readyz; 0 picks a free port "
+        "(logged), empty disables. Give each process on one machine its own port."
+    )
     log_level: str = Field("INFO", description="Log level.")
     log_format: Literal["auto", "json", "console"] = Field(
         "auto", description="`json`, `console`, or `auto`: console on a terminal, JSON otherwise."

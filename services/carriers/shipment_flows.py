@@ -17,6 +17,7 @@ import httpx
 import structlog
 
 from contracts import PackagePacked, ShipmentStatus
+from shared.metrics import observe_http
 from shared.http import PermanentHTTPError, TransientHTTPError, call_with_retries, raise_for_response, redact_url
 from shared.logging import register_secrets
 
@@ -276,6 +277,7 @@ class ShipmentFlowsClient:
             started = time.monotonic()
             response = self._http.request(method, url, json=json, headers=headers, auth=self._auth)
             elapsed_ms = round((time.monotonic() - started) * 1000, 1)
+            observe_http(f"carrier:{self.config.code}", method, response.status_code, elapsed_ms / 1000)
             self._log.debug("carrier.request", method=method, path=path, request_id=request_id,
                             status=response.status_code, elapsed_ms=elapsed_ms)
             raise_for_response(response)

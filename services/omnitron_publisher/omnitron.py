@@ -15,6 +15,7 @@ import httpx
 import structlog
 
 from contracts import OMNITRON_ITEM_STATUS, ShipmentStatusChanged
+from shared.metrics import observe_http
 from shared.http import call_with_retries, raise_for_response, redact_url
 from shared.logging import register_secrets
 
@@ -106,6 +107,7 @@ class OmnitronClient:
         def attempt() -> int:
             started = time.monotonic()
             response = self._http.request(call.method, url, json=call.body, headers=headers)
+            observe_http("omnitron", call.method, response.status_code, time.monotonic() - started)
             log.debug(
                 "omnitron.request",
                 method=call.method,

@@ -25,6 +25,7 @@ from psycopg.rows import dict_row
 import harness
 from events import package_packed, package_shipped, to_bytes
 from harness import wait_until
+from shared import naming
 
 SERVICES = ("packer", "shipper", "tracker", "omnitron-publisher")
 CONSUMERS = ("packer", "shipper", "omnitron-publisher")
@@ -143,7 +144,7 @@ def held_deliveries(pipeline, service: str) -> list[tuple[bool, str, dict]]:
         channel = connection.channel()
         held = []
         while True:
-            method, properties, body = channel.basic_get(f"oms-shipments.{service}", auto_ack=False)
+            method, properties, body = channel.basic_get(naming.work_queue(service), auto_ack=False)
             if method is None:
                 return held
             held.append((method.redelivered, properties.message_id, json.loads(body)))
@@ -201,18 +202,22 @@ def wait_until_final_and_quiet(pipeline, flow: Flow, timeout: float = 60) -> Non
     """Every item final in Omnitron, then no event stored, queued or in a consumer's hands."""
     wait_until(lambda: every_item_is_final(pipeline, flow), timeout, message="every order item to be final in Omnitron")
     vhost = pipeline.amqp_url.rsplit("/", 1)[1]
+    queues = [naming.work_queue(service) for service in CONSUMERS]
 
     def quiet() -> bool:
         if query(pipeline, "SELECT count(*) AS n FROM outbox")[0]["n"]:
             return False
+        if any(pipeline.publisher.queue_depth(queue) for queue in queues):
+            return False
+        # Only the broker knows what is delivered but not yet acknowledged.
         listing = harness.rabbitmqctl("list_queues", "-p", vhost, "--quiet", "--no-table-headers",
                                       "name", "messages", "messages_unacknowledged")
-        rows = [line.split() for line in listing.splitlines() if line.startswith("oms-shipments.")]
+        rows = [line.split() for line in listing.splitlines() if line.startswith(naming.PREFIX)]
         dead = [row for row in rows if row[0].endswith(".dlq") and row[1] != "0"]
         assert not dead, f"dead-lettered: {dead}\n{pipeline.logs()[-4000:]}"
         return all(row[1:] == ["0", "0"] for row in rows)
 
-    wait_until(quiet, 30, interval=0.3, message="the outbox and every queue to be empty")
+    wait_until(quiet, 30, interval=0.1, message="the outbox and every queue to be empty")
 
 
 def stop_cleanly(pipeline) -> None:
@@ -227,7 +232,7 @@ def audit(pipeline, flow: Flow, tap_ids: Counter) -> dict[str, dict]:
     """Checks the database against the flow; returns the shipments by package id."""
     shipments = {row["package_id"]: row for row in query(pipeline, "SELECT * FROM shipments")}
     # Every package's shipment exists, exactly once.
-    assert sorted(shipments) == sorted(p.package_id for p in flow.packages)
+    assert sorted(shipments) == sorted(p.package_id for p in flow.packages), "one shipment per package"
     changes: dict[str, list[dict]] = {}
     for row in query(pipeline, "SELECT * FROM shipment_status_changes ORDER BY shipment_id, sequence"):
         changes.setdefault(row["shipment_id"], []).append(row)
@@ -250,25 +255,26 @@ def audit(pipeline, flow: Flow, tap_ids: Counter) -> dict[str, dict]:
         inbox.setdefault(row["consumer"], set()).add(row["event_id"])
     pending_ids = {i for i, c in change_ids.items() if c["status"] == "pending"}
     assert set(inbox) == set(CONSUMERS)
-    assert inbox["packer"] == {p.packed["id"] for p in flow.packages}
-    assert inbox["shipper"] == {p.shipped["id"] for p in flow.packages} | pending_ids
-    assert inbox["omnitron-publisher"] == set(change_ids)
+    assert inbox["packer"] == {p.packed["id"] for p in flow.packages}, "packer inbox"
+    assert inbox["shipper"] == {p.shipped["id"] for p in flow.packages} | pending_ids, "shipper inbox"
+    assert inbox["omnitron-publisher"] == set(change_ids), "omnitron-publisher inbox"
 
     # One Omnitron relay per change, none skipped, none twice.
     relays = query(pipeline, "SELECT shipment_id, sequence, outcome FROM omnitron_relays")
-    assert sorted((r["shipment_id"], r["sequence"]) for r in relays) == sorted(
-        (c["shipment_id"], c["sequence"]) for c in change_ids.values())
-    assert {r["outcome"] for r in relays} == {"sent"}
+    relayed = Counter((r["shipment_id"], r["sequence"], r["outcome"]) for r in relays)
+    once_each = Counter((c["shipment_id"], c["sequence"], "sent") for c in change_ids.values())
+    assert relayed == once_each, f"relays beyond one 'sent' per change: {relayed - once_each}, missing: {once_each - relayed}"
     assert query(pipeline, "SELECT count(*) AS n FROM outbox")[0]["n"] == 0
 
     # The broker carried every stored status event, and nothing else.
-    assert set(tap_ids) == set(change_ids)
+    assert set(tap_ids) == set(change_ids), "status events on the broker vs. in the database"
     return shipments
 
 
 def assert_queues_empty(pipeline) -> None:
+    """After a clean stop: nothing handed back unhandled, nothing dead-lettered."""
     for service in CONSUMERS:
-        for queue in (f"oms-shipments.{service}", f"oms-shipments.{service}.dlq"):
+        for queue in (naming.work_queue(service), naming.dead_letter_queue(service)):
             assert pipeline.publisher.queue_depth(queue) == 0, queue
 
 
@@ -280,186 +286,168 @@ def omnitron_requests(pipeline) -> Counter:
     return Counter((c["path"], json.dumps(c["body"], sort_keys=True)) for c in pipeline.omnitron.calls)
 
 
-# ---- the tests -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CommitCrash:
-    service: str
-    nth: int
-
-
-@pytest.mark.parametrize("crash", [CommitCrash("packer", 3), CommitCrash("shipper", 4),
-                                   CommitCrash("omnitron-publisher", 5)], ids=lambda c: c.service)
-def test_a_service_killed_between_its_commit_and_its_ack_gets_the_event_again_and_applies_it_once(
-        pipeline_factory, crash):
-    pipeline = pipeline_factory(poll_interval_s=0.2)
-    flow = Flow.of(8, FATES)
-    flow.use_fates(pipeline)
-    tap = StatusTap(pipeline.amqp_url)
-    armed = start_armed(pipeline, crash.service, f"after_commit:{crash.service}:{crash.nth}")
-    for service in SERVICES:
-        if service != crash.service:
-            pipeline.start(service)
-    flow.publish(pipeline)
-
-    wait_for_crash(armed)
-    # The dead process's last event is back in the queue although its effect is committed.
-    committed = {r["event_id"] for r in query(pipeline, "SELECT event_id FROM inbox WHERE consumer = %s", crash.service)}
-    assert committed & {i for i, _ in wait_for_redelivery(pipeline, crash.service)}
-    pipeline.start(crash.service)
-
-    wait_until_final_and_quiet(pipeline, flow)
+def finish_and_audit(pipeline, flow: Flow, tap: StatusTap, timeout: float = 60) -> tuple[dict[str, dict], Counter]:
+    """Once every item is final and nothing is in flight, stops the pipeline cleanly and audits it."""
+    wait_until_final_and_quiet(pipeline, flow, timeout)
     stop_cleanly(pipeline)
-    audit(pipeline, flow, tap.message_ids())
+    tap_ids = tap.message_ids()
+    shipments = audit(pipeline, flow, tap_ids)
     assert_queues_empty(pipeline)
+    return shipments, tap_ids
+
+
+def assert_omnitron_got_each_call_once(pipeline, flow: Flow) -> None:
     for item, calls in flow.expected_calls.items():
         assert pipeline.omnitron.calls_for_item(item) == calls, f"order item {item}"
-    assert max(omnitron_requests(pipeline).values()) == 1
+    assert max(omnitron_requests(pipeline).values()) == 1, "a request reached Omnitron twice"
+
+
+def assert_carrier_registered_each_shipment_once(pipeline) -> None:
     assert set(carrier_registrations_per_shipment(pipeline).values()) == {1}
 
 
-def test_a_relay_killed_after_publishing_but_before_deleting_sends_its_batch_again_and_the_inboxes_absorb_it(
+# ---- the tests -----------------------------------------------------------------------------
+
+
+def start_with_one_armed(pipeline, service: str, crash_at: str, **settings: str) -> harness.ServiceProcess:
+    armed = start_armed(pipeline, service, crash_at, **settings)
+    for other in SERVICES:
+        if other != service:
+            pipeline.start(other)
+    return armed
+
+
+@pytest.mark.parametrize(("service", "nth"), [("packer", 3), ("shipper", 4), ("omnitron-publisher", 5)])
+def test_a_consumer_killed_between_its_commit_and_its_ack_gets_the_event_again_and_applies_it_once(
+        pipeline_factory, service, nth):
+    pipeline = pipeline_factory(poll_interval_s=0.1)
+    flow = Flow.of(8, FATES)
+    flow.use_fates(pipeline)
+    tap = StatusTap(pipeline.amqp_url)
+    armed = start_with_one_armed(pipeline, service, f"after_commit:{service}:{nth}")
+    flow.publish(pipeline)
+
+    wait_for_crash(armed)
+    # The event in hand is back in the queue, although its effect is committed.
+    committed = {r["event_id"] for r in query(pipeline, "SELECT event_id FROM inbox WHERE consumer = %s", service)}
+    assert committed & {i for i, _ in wait_for_redelivery(pipeline, service)}
+    pipeline.start(service)
+
+    finish_and_audit(pipeline, flow, tap)
+    assert_omnitron_got_each_call_once(pipeline, flow)
+    assert_carrier_registered_each_shipment_once(pipeline)
+
+
+def test_a_relay_killed_after_publishing_before_deleting_sends_its_batch_again_and_the_inboxes_absorb_it(
         pipeline_factory):
-    pipeline = pipeline_factory(poll_interval_s=0.2)
+    pipeline = pipeline_factory(poll_interval_s=0.1)
     flow = Flow.of(10, FATES)
     flow.use_fates(pipeline)
     tap = StatusTap(pipeline.amqp_url)
     # The packer's relay is woken by the packer's own commits, so it is the one that
     # carries the pending events to the shipper and the Omnitron publisher.
-    armed = start_armed(pipeline, "packer", "after_publish:relay:2")
-    for service in SERVICES[1:]:
-        pipeline.start(service)
+    armed = start_with_one_armed(pipeline, "packer", "after_publish:relay:2")
     flow.publish(pipeline)
 
     wait_for_crash(armed)
     pipeline.start("packer")
 
-    wait_until_final_and_quiet(pipeline, flow)
-    stop_cleanly(pipeline)
-    tap_ids = tap.message_ids()
-    audit(pipeline, flow, tap_ids)
-    assert_queues_empty(pipeline)
-    # The batch went out twice, yet each consumer applied each event once.
+    _, tap_ids = finish_and_audit(pipeline, flow, tap)
+    # The batch went out twice, yet every consumer applied every event once.
     assert max(tap_ids.values()) == 2, "the relay's batch was not published again"
-    for item, calls in flow.expected_calls.items():
-        assert pipeline.omnitron.calls_for_item(item) == calls, f"order item {item}"
-    assert max(omnitron_requests(pipeline).values()) == 1
-    assert set(carrier_registrations_per_shipment(pipeline).values()) == {1}
+    assert_omnitron_got_each_call_once(pipeline, flow)
+    assert_carrier_registered_each_shipment_once(pipeline)
 
 
 def test_a_tracker_killed_right_after_recording_a_carrier_status_loses_no_status_change(pipeline_factory):
-    pipeline = pipeline_factory(poll_interval_s=0.2)
+    pipeline = pipeline_factory(poll_interval_s=0.1)
     flow = Flow.of(8, MOVING_FATES)
     flow.use_fates(pipeline)
     tap = StatusTap(pipeline.amqp_url)
     for service in CONSUMERS:
         pipeline.start(service)
     flow.publish(pipeline)
-    wait_until(lambda: [r["status"] for r in query(pipeline, "SELECT status FROM shipments")] == ["shipped"] * 8,
-               30, message="every shipment to be handed over")
-    # One shipment per round: commits alternate claim, record, claim, record... and
-    # every shipment's first answer moves it on, so the 6th commit records the 3rd change.
+    wait_until(lambda: query(pipeline, "SELECT count(*) AS n FROM shipments WHERE status = 'shipped'")
+               == [{"n": len(flow.packages)}], 30, message="every shipment to be handed over")
+    # One shipment per round: commits alternate claim, record, claim, record... and each
+    # shipment's first carrier answer moves it on, so the 6th commit records the 3rd change.
     armed = start_armed(pipeline, "tracker", "after_commit:tracker:6", OMS_TRACKER_BATCH="1")
 
     wait_for_crash(armed)
-    moved_on = query(pipeline, "SELECT count(*) AS n FROM shipments WHERE status <> 'shipped'")[0]["n"]
-    assert moved_on == 3
+    assert query(pipeline, "SELECT count(*) AS n FROM shipments WHERE status <> 'shipped'") == [{"n": 3}]
     pipeline.start("tracker")
 
-    wait_until_final_and_quiet(pipeline, flow)
-    stop_cleanly(pipeline)
-    audit(pipeline, flow, tap.message_ids())
-    assert_queues_empty(pipeline)
-    for item, calls in flow.expected_calls.items():
-        assert pipeline.omnitron.calls_for_item(item) == calls, f"order item {item}"
-    assert max(omnitron_requests(pipeline).values()) == 1
+    finish_and_audit(pipeline, flow, tap)
+    assert_omnitron_got_each_call_once(pipeline, flow)
 
 
 def test_a_shipper_killed_after_the_carrier_registered_a_shipment_registers_it_again_under_the_same_tracking_number(
         pipeline_factory):
-    pipeline = pipeline_factory(poll_interval_s=0.2)
+    pipeline = pipeline_factory(poll_interval_s=0.1)
     flow = Flow.of(8, FATES)
     flow.use_fates(pipeline)
     tap = StatusTap(pipeline.amqp_url)
-    armed = start_armed(pipeline, "shipper", "after_carrier_registration:3")
-    for service in SERVICES:
-        if service != "shipper":
-            pipeline.start(service)
+    armed = start_with_one_armed(pipeline, "shipper", "after_carrier_registration:3")
     flow.publish(pipeline)
 
     wait_for_crash(armed)
-    # The carrier has the shipment; our database does not know it yet; the event is back.
-    [(event_id, event)] = [(i, e) for i, e in wait_for_redelivery(pipeline, "shipper")
-                           if e["type"] == "ShipmentStatusChanged"
-                           and e["data"]["shipment_id"] in pipeline.carrier.registrations
-                           and not query(pipeline, "SELECT 1 FROM inbox WHERE consumer = 'shipper' AND event_id = %s", i)]
-    shipment_id = event["data"]["shipment_id"]
+    # The carrier has the shipment, our database does not, and the event is back in the queue.
+    applied = {r["event_id"] for r in query(pipeline, "SELECT event_id FROM inbox WHERE consumer = 'shipper'")}
+    [shipment_id] = [e["data"]["shipment_id"] for i, e in wait_for_redelivery(pipeline, "shipper")
+                     if e["type"] == "ShipmentStatusChanged" and i not in applied
+                     and e["data"]["shipment_id"] in pipeline.carrier.registrations]
     assert query(pipeline, "SELECT status FROM shipments WHERE id = %s", shipment_id) == [{"status": "pending"}]
     pipeline.start("shipper")
 
-    wait_until_final_and_quiet(pipeline, flow)
-    stop_cleanly(pipeline)
-    shipments = audit(pipeline, flow, tap.message_ids())
-    assert_queues_empty(pipeline)
-    # Registered twice at the carrier, the same shipmentId: one carrier record, one tracking number.
+    shipments, _ = finish_and_audit(pipeline, flow, tap)
+    # Registered twice under one shipmentId: one carrier record, one tracking number.
     posts = carrier_registrations_per_shipment(pipeline)
     assert posts == Counter({s["id"]: 2 if s["id"] == shipment_id else 1 for s in shipments.values()})
     assert len(pipeline.carrier.registrations) == len(flow.packages)
     for shipment in shipments.values():
         tracked = httpx.get(f"{pipeline.carrier.url}/track/{shipment['tracking_number']}").json()
         assert tracked["shipmentId"] == shipment["id"]
-    for item, calls in flow.expected_calls.items():
-        assert pipeline.omnitron.calls_for_item(item) == calls, f"order item {item}"
-    assert max(omnitron_requests(pipeline).values()) == 1
+    assert_omnitron_got_each_call_once(pipeline, flow)
 
 
 def test_an_omnitron_publisher_killed_after_an_omnitron_call_repeats_only_that_call_and_never_an_older_one(
         pipeline_factory):
-    pipeline = pipeline_factory(poll_interval_s=0.2)
+    pipeline = pipeline_factory(poll_interval_s=0.1)
     flow = Flow.of(8, FATES)
     flow.use_fates(pipeline)
     tap = StatusTap(pipeline.amqp_url)
-    armed = start_armed(pipeline, "omnitron-publisher", "after_omnitron_call:5")
-    for service in SERVICES[:3]:
-        pipeline.start(service)
+    armed = start_with_one_armed(pipeline, "omnitron-publisher", "after_omnitron_call:5")
     flow.publish(pipeline)
 
     wait_for_crash(armed)
-    # Omnitron has the call; the relay was not committed; the event is back in the queue.
+    # Omnitron has the call, the relay is not committed, and the event is back in the queue.
     relayed = {r["event_id"] for r in query(pipeline, "SELECT event_id FROM inbox WHERE consumer = 'omnitron-publisher'")}
-    [(event_id, event)] = [(i, e) for i, e in wait_for_redelivery(pipeline, "omnitron-publisher") if i not in relayed
-                           and OMNITRON_CALL[e["data"]["status"]]
-                           in pipeline.omnitron.calls_for_item(e["data"]["order_item_ids"][0])]
+    [in_hand] = [e["data"] for i, e in wait_for_redelivery(pipeline, "omnitron-publisher") if i not in relayed
+                 and OMNITRON_CALL[e["data"]["status"]] in pipeline.omnitron.calls_for_item(e["data"]["order_item_ids"][0])]
     pipeline.start("omnitron-publisher")
 
-    wait_until_final_and_quiet(pipeline, flow)
-    stop_cleanly(pipeline)
-    audit(pipeline, flow, tap.message_ids())
-    assert_queues_empty(pipeline)
-    # At least once at the HTTP boundary: exactly one request went to Omnitron twice...
-    repeated = [request for request, count in omnitron_requests(pipeline).items() if count > 1]
-    assert len(repeated) == 1 and omnitron_requests(pipeline)[repeated[0]] == 2, repeated
-    # ...for the change that was in hand, to its own items, right after the first copy:
-    # the same status again, never an older one.
-    changed = event["data"]
+    finish_and_audit(pipeline, flow, tap)
+    # At least once at the HTTP boundary: exactly one request reached Omnitron twice...
+    requests = omnitron_requests(pipeline)
+    assert [n for n in requests.values() if n > 1] == [2], "not exactly one request repeated, once"
+    # ...the in-hand change's, right after its first copy: the same status, never an older one.
     repeats = 0
     for item, expected in flow.expected_calls.items():
         calls = pipeline.omnitron.calls_for_item(item)
         assert collapse(calls) == expected, f"order item {item}: {calls}"
-        repeats += len(calls) - len(expected)
         if len(calls) > len(expected):
-            assert item in changed["order_item_ids"]
-            assert OMNITRON_CALL[changed["status"]] in [a for a, b in zip(calls, calls[1:]) if a == b]
-    assert 1 <= repeats <= len(changed["order_item_ids"])
-    assert set(carrier_registrations_per_shipment(pipeline).values()) == {1}
+            repeats += len(calls) - len(expected)
+            assert item in in_hand["order_item_ids"]
+            assert [a for a, b in zip(calls, calls[1:]) if a == b] == [OMNITRON_CALL[in_hand["status"]]]
+    assert 1 <= repeats <= len(in_hand["order_item_ids"])
+    assert_carrier_registered_each_shipment_once(pipeline)
 
 
 @pytest.mark.chaos
 def test_shipper_and_omnitron_publisher_killed_at_random_moments_lose_nothing_and_move_nothing_back(pipeline_factory):
     seed = int(os.environ.get("OMS_CHAOS_SEED", time.time_ns() % 1_000_000))
     rng = random.Random(seed)
-    pipeline = pipeline_factory(poll_interval_s=0.2)
+    pipeline = pipeline_factory(poll_interval_s=0.1)
     pipeline.omnitron.latency_s = 0.05
     flow = Flow.of(40, FATES)
     flow.use_fates(pipeline)
@@ -471,12 +459,17 @@ def test_shipper_and_omnitron_publisher_killed_at_random_moments_lose_nothing_an
     # random moments, but always while the victim still has work in hand.
     requests = sum(1 if OMNITRON_CALL[status][0] == "bulk" else len(p.item_ids)
                    for p in flow.packages for status in p.fate.history)
-    registrations = lambda: sum(carrier_registrations_per_shipment(pipeline).values())  # noqa: E731
-    omnitron_requests_made = lambda: len(pipeline.omnitron.calls)  # noqa: E731
+    def registrations() -> int:
+        return sum(carrier_registrations_per_shipment(pipeline).values())
+
+    def omnitron_requests_made() -> int:
+        return len(pipeline.omnitron.calls)
+
     triggers = [("shipper", registrations, rng.randint(5, 30)),
                 ("omnitron-publisher", omnitron_requests_made, rng.randint(20, requests // 3)),
                 ("omnitron-publisher", omnitron_requests_made, rng.randint(requests // 2, requests - 30))]
     kills = list(triggers)
+    print(f"chaos seed {seed} (OMS_CHAOS_SEED): kills {[(service, at) for service, _, at in kills]}")
     deadline = time.monotonic() + 90
     while triggers:
         assert time.monotonic() < deadline, f"seed {seed}: never reached {triggers}"
@@ -490,10 +483,7 @@ def test_shipper_and_omnitron_publisher_killed_at_random_moments_lose_nothing_an
             triggers.remove(trigger)
         time.sleep(0.01)
 
-    wait_until_final_and_quiet(pipeline, flow, timeout=120)
-    stop_cleanly(pipeline)
-    shipments = audit(pipeline, flow, tap.message_ids())
-    assert_queues_empty(pipeline)
+    shipments, _ = finish_and_audit(pipeline, flow, tap, timeout=120)
     publisher_kills = sum(service == "omnitron-publisher" for service, _, _ in kills)
     repeated_items = 0
     for item, expected in flow.expected_calls.items():
@@ -504,7 +494,8 @@ def test_shipper_and_omnitron_publisher_killed_at_random_moments_lose_nothing_an
         repeated_items += len(calls) > len(expected)
     # A kill interrupts at most one change in hand, which names at most two items here.
     assert repeated_items <= 2 * publisher_kills, f"seed {seed}"
-    assert sorted(omnitron_requests(pipeline).values())[-1] <= 2
+    assert max(omnitron_requests(pipeline).values()) <= 2
+    print(f"order items with a repeated Omnitron call: {repeated_items}")
     posts = carrier_registrations_per_shipment(pipeline)
     assert set(posts) == {s["id"] for s in shipments.values()}
     # A kill of the shipper interrupts at most one registration, which the carrier answers alike.

@@ -15,7 +15,8 @@ class FakeCarrierClient:
     """Answers ``register`` with a fixed tracking number and ``query`` from a script of answers.
 
     A scripted answer is a carrier status string, a :class:`CarrierSnapshot`, an exception
-    (raised) or a callable (called with the shipment id; its result is the answer).
+    (raised) or a callable (called with the shipment id; its result is the answer). Answers
+    are used in order; the last one is repeated for every later query.
     """
 
     def __init__(self, tracking_number: str = "SBX123456789", register_error: Exception | None = None):

@@ -102,7 +102,8 @@ def test_secrets_in_url_finds_the_password_raw_and_percent_decoded():
 
 
 def test_redact_text_keeps_the_user_and_host_of_a_url_and_hides_its_password():
-    assert redact_text("postgresql+psycopg://oms:s3cret@db:5432/oms?x=1") == "postgresql+psycopg://oms:***@db:5432/oms?x=1"
+    assert redact_text("postgresql+psycopg://oms:s3cret@db:5432/oms?x=1") == (
+        "postgresql+psycopg://oms:***@db:5432/oms?x=1")
     assert redact_text("http://user@host/no-password") == "http://user@host/no-password"
     assert redact_text("nothing secret here", {"hunter2"}) == "nothing secret here"
 

@@ -75,7 +75,8 @@ def test_a_stale_status_is_refused_and_records_nothing():
 
     assert not shipment.move_to(S.SHIPPED, T0, "SHIPPING")
 
-    assert (shipment.status, shipment.sequence, shipment.carrier_status) == (S.ATTEMPTED_DELIVERY, 2, "ATTEMPTED_DELIVERY")
+    assert (shipment.status, shipment.sequence, shipment.carrier_status) == (
+        S.ATTEMPTED_DELIVERY, 2, "ATTEMPTED_DELIVERY")
     assert len(shipment.changes) == 2
 
 
