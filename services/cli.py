@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from services.dlq_cli import dlq_app
 from shared.logging import configure_logging
 from shared.settings import Settings
 
@@ -14,10 +15,13 @@ app = typer.Typer(help="Event-driven shipments for an OMS: packer, shipper, trac
                   no_args_is_help=True, pretty_exceptions_enable=False)
 db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
 topology_app = typer.Typer(help="The broker topology.", no_args_is_help=True)
+contracts_app = typer.Typer(help="What crosses the wire, as documents.", no_args_is_help=True)
 standin_app = typer.Typer(help="Contract-following stand-ins for a carrier and Omnitron.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(topology_app, name="topology")
 app.add_typer(standin_app, name="standin")
+app.add_typer(dlq_app, name="dlq")
+app.add_typer(contracts_app, name="contracts")
 
 console = Console(stderr=True)
 
@@ -52,6 +56,15 @@ def topology_declare() -> None:
         names = topology(settings).declare(connection)
     for name in names:
         console.print(f"declared {name}")
+
+
+@contracts_app.command("export")
+def contracts_export(directory: Path = typer.Argument(..., help="Where to write the documents.")) -> None:
+    """Write the events' JSON Schemas and an AsyncAPI 3.0 document of the broker topology."""
+    from services.asyncapi import export_contracts
+
+    for path in export_contracts(directory):
+        console.print(f"wrote {path}")
 
 
 @app.command("run")

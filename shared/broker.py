@@ -68,14 +68,10 @@ class Topology:
                 "x-dead-letter-strategy": "at-least-once",
                 "x-overflow": "reject-publish",
             }
-        return Queue(
-            naming.work_queue(subscription.service),
-            exchange=self.exchange,
-            bindings=None,
-            durable=True,
-            queue_arguments=self._queue_arguments(arguments),
-            no_declare=False,
-        )
+        # No exchange on the Queue itself: kombu would add a binding with an empty
+        # routing key.  The bindings are exactly the subscription's, made in declare().
+        return Queue(naming.work_queue(subscription.service), durable=True,
+                     queue_arguments=self._queue_arguments(arguments))
 
     def dead_letter_queue(self, service: str) -> Queue:
         return Queue(naming.dead_letter_queue(service), durable=True, queue_arguments=self._queue_arguments())

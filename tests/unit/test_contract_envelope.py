@@ -248,7 +248,7 @@ def _parse_or_reject(body: bytes, content_type: str | None) -> None:
         assert type(event.data).__name__ == event.type
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(body=st.one_of(
     st.binary(max_size=200),
     st.dictionaries(st.text(max_size=12), JSON_VALUES, max_size=8).map(lambda d: json.dumps(d).encode()),

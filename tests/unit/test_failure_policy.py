@@ -107,7 +107,7 @@ def test_a_retry_after_longer_than_every_tier_waits_the_longest_tier():
     assert (decision.delay_s, decision.min_delay_s) == (120, 120)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     delays=st.lists(st.floats(0.1, 900), min_size=1, max_size=6).map(lambda d: tuple(sorted(d))),
     failed_attempts=st.integers(0, 30),
@@ -125,7 +125,7 @@ def test_a_retry_tier_is_never_shorter_than_retry_after_nor_than_the_attempts_ow
         assert decision.delay_s >= retry_after
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(tier=st.floats(0.01, 3600), jitter=st.floats(0, 0.9), floor_share=st.floats(0, 1))
 def test_jitter_never_exceeds_the_tier_nor_goes_below_retry_after(tier, jitter, floor_share):
     policy = RetryPolicy(max_attempts=5, delays_s=(tier,), jitter=jitter)

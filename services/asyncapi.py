@@ -1,0 +1,104 @@
+"""An AsyncAPI 3.0 document of the broker topology, built from the same definitions the
+services declare (names from shared/naming.py, bindings from each service's SUBSCRIPTION),
+with the events' JSON Schemas as message payloads — so the document cannot drift.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from contracts import ShipmentStatus
+from contracts.schemas import event_schemas, export_json_schemas
+from services.bootstrap import service_modules
+from shared import naming
+from shared.broker import CONTENT_TYPE
+
+EXCHANGE_BINDING = {"name": naming.EVENTS_EXCHANGE, "type": "topic", "durable": True, "autoDelete": False, "vhost": "/"}
+EVENT_CHANNELS = {
+    "PackagePacked": ("packagePacked", "package.packed", "upstream (OMS, Instore app, ERP)"),
+    "PackageShipped": ("packageShipped", "package.shipped", "upstream (OMS, Instore app, ERP)"),
+    "ShipmentStatusChanged": ("shipmentStatusChanged", "shipment.status_changed.{status}", "the shipment services"),
+}
+
+
+def _receives(routing_keys: tuple[str, ...]) -> list[str]:
+    """Which event types reach a queue bound with these routing keys."""
+    types = []
+    for key in routing_keys:
+        for event_type, (_, address, _) in EVENT_CHANNELS.items():
+            prefix = address.split("{", 1)[0]
+            if key == address or (prefix.endswith(".") and key.startswith(prefix)):
+                if event_type not in types:
+                    types.append(event_type)
+    return types
+
+
+def _queue_channel(name: str, messages: list[str], bindings: list[str], description: str) -> dict:
+    channel = {
+        "address": name,
+        "description": description,
+        "messages": {m: {"$ref": f"#/components/messages/{m}"} for m in messages},
+        "bindings": {"amqp": {"is": "queue", "bindingVersion": "0.3.0",
+                              "queue": {"name": name, "durable": True, "exclusive": False, "autoDelete": False,
+                                        "vhost": "/"}}},
+    }
+    if bindings:
+        channel["x-oms-bindings"] = [{"exchange": naming.EVENTS_EXCHANGE, "routingKey": key} for key in bindings]
+    return channel
+
+
+def asyncapi_document(version: str = "0.1.0") -> dict:
+    schemas = event_schemas()
+    channels: dict = {}
+    operations: dict = {}
+    for event_type, (channel_id, address, publisher) in EVENT_CHANNELS.items():
+        channel = {
+            "address": address,
+            "description": f"{event_type} events on the {naming.EVENTS_EXCHANGE} topic exchange; published by {publisher}.",
+            "messages": {event_type: {"$ref": f"#/components/messages/{event_type}"}},
+            "bindings": {"amqp": {"is": "routingKey", "exchange": EXCHANGE_BINDING, "bindingVersion": "0.3.0"}},
+        }
+        if "{status}" in address:
+            channel["parameters"] = {"status": {"enum": [s.value for s in ShipmentStatus],
+                                                "description": "The shipment status the change moved to."}}
+        channels[channel_id] = channel
+        operations[f"publish{event_type}"] = {
+            "action": "send", "channel": {"$ref": f"#/channels/{channel_id}"},
+            "summary": f"{publisher} publish {event_type} (persistent, AMQP message_id = the event id).",
+        }
+    for service, module in service_modules().items():
+        subscription = getattr(module, "SUBSCRIPTION", None)
+        if subscription is None:
+            continue
+        received = _receives(subscription.routing_keys)
+        work, dlq = naming.work_queue(service), naming.dead_letter_queue(service)
+        channels[work] = _queue_channel(work, received, list(subscription.routing_keys), f"The {service}'s work queue.")
+        channels[dlq] = _queue_channel(dlq, received, [], f"The {service}'s dead letters, with x-oms-* failure headers.")
+        operations[f"{service}.consume"] = {
+            "action": "receive", "channel": {"$ref": f"#/channels/{work}"},
+            "summary": f"The {service} consumes its work queue (ack after commit; retries via delay queues).",
+        }
+    messages = {}
+    for event_type, schema in schemas.items():
+        messages[event_type] = {
+            "name": event_type, "title": event_type, "contentType": CONTENT_TYPE,
+            "payload": {"schemaFormat": "application/schema+json;version=draft-2020-12", "schema": schema},
+            "bindings": {"amqp": {"messageType": event_type, "bindingVersion": "0.3.0"}},
+        }
+    return {
+        "asyncapi": "3.0.0",
+        "info": {"title": "oms-shipments", "version": version,
+                 "description": "Events the shipment services consume and publish (CloudEvents 1.0, structured JSON)."},
+        "defaultContentType": CONTENT_TYPE,
+        "servers": {"rabbitmq": {"host": "localhost:5672", "protocol": "amqp", "protocolVersion": "0.9.1"}},
+        "channels": channels,
+        "operations": operations,
+        "components": {"messages": messages},
+    }
+
+
+def export_contracts(directory: Path) -> list[Path]:
+    written = export_json_schemas(directory / "schemas")
+    path = directory / "asyncapi.json"
+    path.write_text(json.dumps(asyncapi_document(), indent=2) + "\n")
+    return [*written, path]

@@ -1,0 +1,226 @@
+"""``oms-shipments dlq``: list, show, replay and purge dead letters (the logic is services/dlq.py)."""
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from services import dlq
+from services.dlq_model import DeadLetter, Selector, parse_duration
+from shared import naming
+from shared.logging import configure_logging, register_secrets
+from shared.settings import Settings
+
+dlq_app = typer.Typer(help="Inspect, replay and purge dead letters.", no_args_is_help=True)
+out = Console()
+err = Console(stderr=True)
+TABLE_ROWS = 50  # a replay of thousands lists the first ones, then counts the rest
+
+Queue = Annotated[Optional[str], typer.Option(
+    "--queue", "-q", help="A service (shipper) or its queue (oms-shipments.shipper.dlq).")]
+All = Annotated[bool, typer.Option("--all", help="Every service's dead-letter queue.")]
+Type = Annotated[Optional[str], typer.Option("--type", help="Only this event type (the CloudEvent's type).")]
+ErrorClass = Annotated[Optional[str], typer.Option("--error-class", help="Only this error class (x-oms-error-class).")]
+PackageId = Annotated[Optional[str], typer.Option("--package-id", help="Only this package (the event's data.package_id).")]
+OlderThan = Annotated[Optional[str], typer.Option(
+    "--older-than", help="Only dead-lettered longer ago than this (45s, 10m, 2h, 1d).")]
+NewerThan = Annotated[Optional[str], typer.Option("--newer-than", help="Only dead-lettered within this (45s, 10m, 2h, 1d).")]
+Limit = Annotated[Optional[int], typer.Option("--limit", "-n", min=1, help="Take at most this many, oldest first.")]
+DryRun = Annotated[bool, typer.Option("--dry-run", help="Move nothing; list what would be taken.")]
+
+
+def _settings() -> Settings:
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_format)
+    register_secrets(*settings.secrets())
+    return settings
+
+
+@contextmanager
+def _broker():
+    settings = _settings()
+    try:
+        connection = dlq.open_connection(settings.amqp_url.get_secret_value())
+    except dlq.DlqError as exc:
+        err.print(f"[red]{escape(str(exc))}[/red]")
+        raise typer.Exit(2) from None
+    try:
+        if settings.queue_type == "quorum":
+            err.print("[yellow]quorum queues: reading dead letters may change their order (RabbitMQ 3.x)[/yellow]")
+        yield connection
+    except dlq.DlqError as exc:
+        err.print(f"[red]{escape(str(exc))}[/red]")
+        raise typer.Exit(1) from None
+    finally:
+        try:
+            connection.close()
+        except Exception:  # already gone: the broker returns what we held either way
+            pass
+
+
+def _queues(queue: str | None, all_queues: bool, required: bool) -> list[str]:
+    if queue and all_queues:
+        raise typer.BadParameter("give --queue or --all, not both")
+    if queue:
+        try:
+            return [naming.dead_letter_queue(dlq.resolve_service(queue))]
+        except dlq.DlqError as exc:
+            raise typer.BadParameter(str(exc)) from None
+    if required and not all_queues:
+        raise typer.BadParameter("name a --queue, or pass --all for every dead-letter queue")
+    return [naming.dead_letter_queue(service) for service in dlq.services_with_queues()]
+
+
+def _selector(event_type, error_class, package_id, older_than, newer_than) -> Selector:
+    try:
+        return Selector(event_type, error_class, package_id,
+                        parse_duration(older_than) if older_than else None,
+                        parse_duration(newer_than) if newer_than else None)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def _age(at: datetime | None) -> str:
+    if at is None:
+        return "-"
+    seconds = int((datetime.now(timezone.utc) - at).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{at.isoformat(timespec='seconds')} ({seconds // size}{unit} ago)"
+    return f"{at.isoformat(timespec='seconds')} ({max(seconds, 0)}s ago)"
+
+
+def _letters_table(letters: list[DeadLetter], title: str | None = None) -> Table:
+    table = Table("queue", "#", "message id", "type", "package", "error class", "reason", "failed", title=title)
+    for letter in letters[:TABLE_ROWS]:
+        table.add_row(letter.queue, str(letter.position), letter.message_id or "-", letter.event_type or "-",
+                      letter.package_id or "-", letter.error_class or "-", escape(letter.error_message or "-"),
+                      _age(letter.dead_lettered_at))
+    if len(letters) > TABLE_ROWS:
+        table.caption = f"… and {len(letters) - TABLE_ROWS} more"
+    return table
+
+
+@dlq_app.command("list")
+def list_queues(
+    max_scan: Annotated[int, typer.Option(min=1, help="Read at most this many per queue for the summary.")] = 10_000,
+) -> None:
+    """Every dead-letter queue: how many, the oldest, the most common reasons."""
+    table = Table("dead-letter queue", "count", "oldest failure", "reasons (error class × count)")
+    with _broker() as connection:
+        for queue in _queues(None, True, required=False):
+            summary = dlq.summarize(connection, queue, max_scan)
+            if not summary.exists:
+                table.add_row(queue, "-", "-", "(not declared)")
+                continue
+            reasons = ", ".join(f"{name} × {count}" for name, count in summary.reasons[:3])
+            if len(summary.reasons) > 3:
+                reasons += f", +{len(summary.reasons) - 3} more"
+            if summary.scanned < summary.count:
+                reasons += f" (first {summary.scanned} read)"
+            table.add_row(queue, str(summary.count), _age(summary.oldest), escape(reasons or "-"))
+    out.print(table)
+
+
+@dlq_app.command("show")
+def show(
+    queue: Queue = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="At most this many messages.")] = 20,
+    offset: Annotated[int, typer.Option("--offset", min=0, help="Skip this many first.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON for machines: every header, the body.")] = False,
+) -> None:
+    """Dead letters with their failure headers, oldest first, a page at a time."""
+    letters: list[DeadLetter] = []
+    skip = offset  # one page over the queues one after the other
+    with _broker() as connection:
+        for name in _queues(queue, False, required=False):
+            depth = dlq.queue_depth(connection, name) or 0
+            if skip >= depth:
+                skip -= depth
+                continue
+            letters += dlq.peek(connection, name, limit=limit - len(letters), offset=skip)
+            skip = 0
+            if len(letters) >= limit:
+                break
+    if as_json:
+        print(json.dumps([letter.as_dict() for letter in letters], indent=2))
+        return
+    if not letters:
+        out.print("no dead letters")
+        return
+    for letter in letters:
+        out.print(f"[bold]{letter.queue}[/bold] #{letter.position}  message {letter.message_id or '-'}  "
+                  f"{letter.event_type or '-'}  package {letter.package_id or '-'}")
+        table = Table("header", "value", show_header=False, box=None, padding=(0, 2))
+        for key, value in sorted(letter.headers.items()):
+            table.add_row(key, escape(str(value)))
+        out.print(table)
+
+
+def _report(outcomes: list[dlq.Outcome], verb: str, dry_run: bool) -> None:
+    taken = [letter for outcome in outcomes for letter in outcome.taken]
+    if taken:
+        out.print(_letters_table(taken, title=("would " if dry_run else "") + verb))
+    for outcome in outcomes:
+        where = f" to {outcome.target}" if outcome.target else ""
+        count, left = len(outcome.taken), outcome.depth - (0 if dry_run else len(outcome.taken))
+        out.print(f"{outcome.queue}: {'would ' if dry_run else ''}{verb} {count}{where}; "
+                  f"{left} {'stay' if dry_run else 'left'} in the queue")
+    if dry_run:
+        out.print("[yellow]dry run: nothing was moved[/yellow]")
+
+
+@dlq_app.command("replay")
+def replay(
+    queue: Queue = None, all_queues: All = False, event_type: Type = None, error_class: ErrorClass = None,
+    package_id: PackageId = None, older_than: OlderThan = None, newer_than: NewerThan = None, limit: Limit = None,
+    rate: Annotated[Optional[float], typer.Option("--rate", min=0.001, help="At most this many messages a second.")] = None,
+    dry_run: DryRun = False,
+) -> None:
+    """Send dead letters back to their service's work queue, retry count reset, in their order."""
+    queues = _queues(queue, all_queues, required=True)
+    selector = _selector(event_type, error_class, package_id, older_than, newer_than)
+    moved = 0
+
+    def count(_letter) -> None:
+        nonlocal moved
+        moved += 1
+
+    with _broker() as connection:
+        try:
+            outcomes = dlq.replay(connection, queues, selector, limit=limit, rate=rate, dry_run=dry_run,
+                                  on_taken=count)
+        except dlq.DlqError:
+            if moved and not dry_run:
+                err.print(f"[yellow]{moved} dead letter(s) were replayed before this error[/yellow]")
+            raise
+    _report(outcomes, "replayed", dry_run)
+
+
+@dlq_app.command("purge")
+def purge(
+    queue: Queue = None, all_queues: All = False, event_type: Type = None, error_class: ErrorClass = None,
+    package_id: PackageId = None, older_than: OlderThan = None, newer_than: NewerThan = None, limit: Limit = None,
+    dry_run: DryRun = False, yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+) -> None:
+    """Delete dead letters for good; asks first unless --yes."""
+    queues = _queues(queue, all_queues, required=True)
+    selector = _selector(event_type, error_class, package_id, older_than, newer_than)
+    with _broker() as connection:
+        if not dry_run and not yes:
+            planned = dlq.purge(connection, queues, selector, limit=limit, dry_run=True)
+            matching = sum(len(outcome.taken) for outcome in planned)
+            if not matching:
+                out.print("nothing matches; nothing purged")
+                return
+            out.print(_letters_table([letter for o in planned for letter in o.taken], title="to be purged"))
+            # What is purged is what matches when the purge runs, read again after the answer.
+            typer.confirm(f"Delete {matching} dead letter(s) for good?", abort=True, err=True)
+        outcomes = dlq.purge(connection, queues, selector, limit=limit, dry_run=dry_run)
+    _report(outcomes, "purged", dry_run)
