@@ -164,14 +164,15 @@ def show(
 
 
 def _report(outcomes: list[dlq.Outcome], verb: str, dry_run: bool) -> None:
+    """``verb``: "replay" or "purge"."""
+    done = f"would {verb}" if dry_run else verb + ("d" if verb.endswith("e") else "ed")
     taken = [letter for outcome in outcomes for letter in outcome.taken]
     if taken:
-        out.print(_letters_table(taken, title=("would " if dry_run else "") + verb))
+        out.print(_letters_table(taken, title=done))
     for outcome in outcomes:
         where = f" to {outcome.target}" if outcome.target else ""
-        count, left = len(outcome.taken), outcome.depth - (0 if dry_run else len(outcome.taken))
-        out.print(f"{outcome.queue}: {'would ' if dry_run else ''}{verb} {count}{where}; "
-                  f"{left} {'stay' if dry_run else 'left'} in the queue")
+        left = outcome.depth - (0 if dry_run else len(outcome.taken))
+        out.print(f"{outcome.queue}: {done} {len(outcome.taken)}{where}; {left} left in the queue")
     if dry_run:
         out.print("[yellow]dry run: nothing was moved[/yellow]")
 
@@ -200,7 +201,7 @@ def replay(
             if moved and not dry_run:
                 err.print(f"[yellow]{moved} dead letter(s) were replayed before this error[/yellow]")
             raise
-    _report(outcomes, "replayed", dry_run)
+    _report(outcomes, "replay", dry_run)
 
 
 @dlq_app.command("purge")
@@ -223,4 +224,4 @@ def purge(
             # What is purged is what matches when the purge runs, read again after the answer.
             typer.confirm(f"Delete {matching} dead letter(s) for good?", abort=True, err=True)
         outcomes = dlq.purge(connection, queues, selector, limit=limit, dry_run=dry_run)
-    _report(outcomes, "purged", dry_run)
+    _report(outcomes, "purge", dry_run)
