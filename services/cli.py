@@ -15,6 +15,7 @@ app = typer.Typer(help="Event-driven shipments for an OMS: packer, shipper, trac
                   no_args_is_help=True, pretty_exceptions_enable=False)
 db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
 topology_app = typer.Typer(help="The broker topology.", no_args_is_help=True)
+docs_app = typer.Typer(help="Generated documentation.", no_args_is_help=True)
 contracts_app = typer.Typer(help="What crosses the wire, as documents.", no_args_is_help=True)
 standin_app = typer.Typer(help="Contract-following stand-ins for a carrier and Omnitron.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
@@ -22,6 +23,7 @@ app.add_typer(topology_app, name="topology")
 app.add_typer(standin_app, name="standin")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(contracts_app, name="contracts")
+app.add_typer(docs_app, name="docs")
 
 console = Console(stderr=True)
 
@@ -65,6 +67,16 @@ def contracts_export(directory: Path = typer.Argument(..., help="Where to write 
 
     for path in export_contracts(directory):
         console.print(f"wrote {path}")
+
+
+@docs_app.command("configuration")
+def docs_configuration(output: Path = typer.Option(Path("docs/configuration.md"), help="Where to write it.")) -> None:
+    """Write the configuration reference, generated from the settings model."""
+    from services.config_reference import configuration_reference
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(configuration_reference())
+    console.print(f"wrote {output}")
 
 
 @app.command("run")

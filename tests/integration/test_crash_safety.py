@@ -99,11 +99,10 @@ class Flow:
         scripts = {p.order_number: list(p.fate.script) for p in self.packages}
         pipeline.carrier.fate = lambda order_number: list(scripts[order_number])
 
-    def publish(self, pipeline, packed: bool = True, shipped: bool = True) -> None:
-        """Every 4th package is handed over before it is packed, as upstream systems do."""
+    def publish(self, pipeline) -> None:
+        """Raw bytes, as upstream sends them; every 4th package is handed over before it is packed."""
         for n, package in enumerate(self.packages):
-            events = ([package.packed] if packed else []) + ([package.shipped] if shipped else [])
-            for event in (reversed(events) if n % 4 == 0 else events):
+            for event in ([package.shipped, package.packed] if n % 4 == 0 else [package.packed, package.shipped]):
                 routing_key = "package.packed" if event["type"] == "PackagePacked" else "package.shipped"
                 pipeline.publisher.publish(routing_key, to_bytes(event), message_id=event["id"], event_type=event["type"])
 
@@ -134,12 +133,17 @@ def wait_for_crash(process: harness.ServiceProcess, timeout: float = 30) -> None
     assert process.process.returncode == -9, f"{process.service} ended otherwise:\n{process.log_text()[-3000:]}"
 
 
-def held_deliveries(pipeline, service: str) -> list[tuple[bool, str, dict]]:
-    """(redelivered, message id, event) of every message waiting in a service's queue.
+def broker(pipeline) -> pika.BlockingConnection:
+    """A connection of the test's own, without heartbeats: it may sit idle while services work."""
+    return pika.BlockingConnection(pika.URLParameters(pipeline.amqp_url + "?heartbeat=0"))
 
-    The messages are only looked at: closing the channel gives them back to the
-    broker, in their places, unacknowledged."""
-    connection = pika.BlockingConnection(pika.URLParameters(pipeline.amqp_url))
+
+def held_messages(pipeline, service: str) -> list[tuple[str, dict]]:
+    """(message id, event) of every message waiting in a service's queue.
+
+    They are only looked at: closing the connection hands them back to the broker,
+    in their places, unacknowledged."""
+    connection = broker(pipeline)
     try:
         channel = connection.channel()
         held = []
@@ -147,16 +151,24 @@ def held_deliveries(pipeline, service: str) -> list[tuple[bool, str, dict]]:
             method, properties, body = channel.basic_get(naming.work_queue(service), auto_ack=False)
             if method is None:
                 return held
-            held.append((method.redelivered, properties.message_id, json.loads(body)))
+            held.append((properties.message_id, json.loads(body)))
     finally:
         connection.close()
 
 
-def wait_for_redelivery(pipeline, service: str) -> list[tuple[str, dict]]:
-    """Waits until the broker has taken back what the dead process held; those messages."""
-    back = wait_until(lambda: [(i, e) for redelivered, i, e in held_deliveries(pipeline, service) if redelivered],
-                      10, message=f"the broker to take back {service}'s unacknowledged messages")
-    return back
+def wait_for_held(pipeline, service: str, wanted, what: str) -> list[tuple[str, dict]]:
+    """Waits until the broker, having taken back what the dead process held, holds ``wanted`` ones."""
+    return wait_until(lambda: [(i, e) for i, e in held_messages(pipeline, service) if wanted(i, e)], 10,
+                      message=f"{service}'s queue to hold {what}")
+
+
+def queue_depths(pipeline, queues: list[str]) -> dict[str, int]:
+    connection = broker(pipeline)
+    try:
+        channel = connection.channel()
+        return {queue: channel.queue_declare(queue, passive=True).method.message_count for queue in queues}
+    finally:
+        connection.close()
 
 
 # ---- watching and auditing -----------------------------------------------------------------
@@ -165,8 +177,8 @@ def wait_for_redelivery(pipeline, service: str) -> list[tuple[str, dict]]:
 class StatusTap:
     """A queue of our own on ``shipment.status_changed.*``: every copy the broker carried."""
 
-    def __init__(self, amqp_url: str):
-        self._connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    def __init__(self, pipeline):
+        self._connection = broker(pipeline)
         channel = self._connection.channel()
         self._queue = channel.queue_declare("", exclusive=True).method.queue
         channel.queue_bind(self._queue, "oms.events", routing_key="shipment.status_changed.*")
@@ -207,7 +219,7 @@ def wait_until_final_and_quiet(pipeline, flow: Flow, timeout: float = 60) -> Non
     def quiet() -> bool:
         if query(pipeline, "SELECT count(*) AS n FROM outbox")[0]["n"]:
             return False
-        if any(pipeline.publisher.queue_depth(queue) for queue in queues):
+        if any(queue_depths(pipeline, queues).values()):
             return False
         # Only the broker knows what is delivered but not yet acknowledged.
         listing = harness.rabbitmqctl("list_queues", "-p", vhost, "--quiet", "--no-table-headers",
@@ -273,9 +285,8 @@ def audit(pipeline, flow: Flow, tap_ids: Counter) -> dict[str, dict]:
 
 def assert_queues_empty(pipeline) -> None:
     """After a clean stop: nothing handed back unhandled, nothing dead-lettered."""
-    for service in CONSUMERS:
-        for queue in (naming.work_queue(service), naming.dead_letter_queue(service)):
-            assert pipeline.publisher.queue_depth(queue) == 0, queue
+    queues = [name(service) for service in CONSUMERS for name in (naming.work_queue, naming.dead_letter_queue)]
+    assert queue_depths(pipeline, queues) == dict.fromkeys(queues, 0)
 
 
 def carrier_registrations_per_shipment(pipeline) -> Counter:
@@ -323,14 +334,14 @@ def test_a_consumer_killed_between_its_commit_and_its_ack_gets_the_event_again_a
     pipeline = pipeline_factory(poll_interval_s=0.1)
     flow = Flow.of(8, FATES)
     flow.use_fates(pipeline)
-    tap = StatusTap(pipeline.amqp_url)
+    tap = StatusTap(pipeline)
     armed = start_with_one_armed(pipeline, service, f"after_commit:{service}:{nth}")
     flow.publish(pipeline)
 
     wait_for_crash(armed)
     # The event in hand is back in the queue, although its effect is committed.
     committed = {r["event_id"] for r in query(pipeline, "SELECT event_id FROM inbox WHERE consumer = %s", service)}
-    assert committed & {i for i, _ in wait_for_redelivery(pipeline, service)}
+    wait_for_held(pipeline, service, lambda event_id, _: event_id in committed, "an event it already applied")
     pipeline.start(service)
 
     finish_and_audit(pipeline, flow, tap)
@@ -343,7 +354,7 @@ def test_a_relay_killed_after_publishing_before_deleting_sends_its_batch_again_a
     pipeline = pipeline_factory(poll_interval_s=0.1)
     flow = Flow.of(10, FATES)
     flow.use_fates(pipeline)
-    tap = StatusTap(pipeline.amqp_url)
+    tap = StatusTap(pipeline)
     # The packer's relay is woken by the packer's own commits, so it is the one that
     # carries the pending events to the shipper and the Omnitron publisher.
     armed = start_with_one_armed(pipeline, "packer", "after_publish:relay:2")
@@ -363,7 +374,7 @@ def test_a_tracker_killed_right_after_recording_a_carrier_status_loses_no_status
     pipeline = pipeline_factory(poll_interval_s=0.1)
     flow = Flow.of(8, MOVING_FATES)
     flow.use_fates(pipeline)
-    tap = StatusTap(pipeline.amqp_url)
+    tap = StatusTap(pipeline)
     for service in CONSUMERS:
         pipeline.start(service)
     flow.publish(pipeline)
@@ -386,16 +397,17 @@ def test_a_shipper_killed_after_the_carrier_registered_a_shipment_registers_it_a
     pipeline = pipeline_factory(poll_interval_s=0.1)
     flow = Flow.of(8, FATES)
     flow.use_fates(pipeline)
-    tap = StatusTap(pipeline.amqp_url)
+    tap = StatusTap(pipeline)
     armed = start_with_one_armed(pipeline, "shipper", "after_carrier_registration:3")
     flow.publish(pipeline)
 
     wait_for_crash(armed)
     # The carrier has the shipment, our database does not, and the event is back in the queue.
     applied = {r["event_id"] for r in query(pipeline, "SELECT event_id FROM inbox WHERE consumer = 'shipper'")}
-    [shipment_id] = [e["data"]["shipment_id"] for i, e in wait_for_redelivery(pipeline, "shipper")
-                     if e["type"] == "ShipmentStatusChanged" and i not in applied
-                     and e["data"]["shipment_id"] in pipeline.carrier.registrations]
+    [(_, event)] = wait_for_held(
+        pipeline, "shipper", lambda event_id, e: event_id not in applied and e["type"] == "ShipmentStatusChanged"
+        and e["data"]["shipment_id"] in pipeline.carrier.registrations, "the event of the registration in hand")
+    shipment_id = event["data"]["shipment_id"]
     assert query(pipeline, "SELECT status FROM shipments WHERE id = %s", shipment_id) == [{"status": "pending"}]
     pipeline.start("shipper")
 
@@ -415,15 +427,18 @@ def test_an_omnitron_publisher_killed_after_an_omnitron_call_repeats_only_that_c
     pipeline = pipeline_factory(poll_interval_s=0.1)
     flow = Flow.of(8, FATES)
     flow.use_fates(pipeline)
-    tap = StatusTap(pipeline.amqp_url)
+    tap = StatusTap(pipeline)
     armed = start_with_one_armed(pipeline, "omnitron-publisher", "after_omnitron_call:5")
     flow.publish(pipeline)
 
     wait_for_crash(armed)
     # Omnitron has the call, the relay is not committed, and the event is back in the queue.
     relayed = {r["event_id"] for r in query(pipeline, "SELECT event_id FROM inbox WHERE consumer = 'omnitron-publisher'")}
-    [in_hand] = [e["data"] for i, e in wait_for_redelivery(pipeline, "omnitron-publisher") if i not in relayed
-                 and OMNITRON_CALL[e["data"]["status"]] in pipeline.omnitron.calls_for_item(e["data"]["order_item_ids"][0])]
+    [(_, event)] = wait_for_held(
+        pipeline, "omnitron-publisher", lambda event_id, e: event_id not in relayed
+        and OMNITRON_CALL[e["data"]["status"]] in pipeline.omnitron.calls_for_item(e["data"]["order_item_ids"][0]),
+        "the change whose Omnitron call went out")
+    in_hand = event["data"]
     pipeline.start("omnitron-publisher")
 
     finish_and_audit(pipeline, flow, tap)
@@ -451,7 +466,7 @@ def test_shipper_and_omnitron_publisher_killed_at_random_moments_lose_nothing_an
     pipeline.omnitron.latency_s = 0.05
     flow = Flow.of(40, FATES)
     flow.use_fates(pipeline)
-    tap = StatusTap(pipeline.amqp_url)
+    tap = StatusTap(pipeline)
     running = {service: pipeline.start(service)[0] for service in SERVICES}
     flow.publish(pipeline)
 
