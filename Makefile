@@ -1,3 +1,4 @@
+SHELL := /bin/bash
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -15,11 +16,11 @@ $(VENV)/.installed: pyproject.toml
 
 ## The representative slice: everything but the long chaos and soak runs.
 test: install
-	$(BIN)/pytest -m "not chaos and not soak" $(PYTEST_ARGS)
+	. scripts/test-services.sh && _oms_services_ready && $(BIN)/pytest -m "not chaos and not soak" $(PYTEST_ARGS)
 
 ## Everything, chaos and soak runs included.
 test-all: install
-	$(BIN)/pytest $(PYTEST_ARGS)
+	. scripts/test-services.sh && _oms_services_ready && $(BIN)/pytest $(PYTEST_ARGS)
 
 demo: install
 	$(BIN)/oms-shipments demo

@@ -21,6 +21,9 @@ import psycopg
 
 RABBIT_HOST = os.environ.get("OMS_TEST_RABBIT_HOST", "127.0.0.1")
 RABBIT_PORT = int(os.environ.get("OMS_TEST_RABBIT_PORT", "5672"))
+RABBIT_USER = os.environ.get("OMS_TEST_RABBIT_USER", "guest")
+RABBIT_PASSWORD = os.environ.get("OMS_TEST_RABBIT_PASSWORD", "guest")
+RABBITMQCTL = os.environ.get("OMS_TEST_RABBITMQCTL", "rabbitmqctl").split()
 PG_DSN = os.environ.get("OMS_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 BIN = Path(sys.executable).with_name("oms-shipments")
 
@@ -46,7 +49,7 @@ def require_postgres() -> None:
 
 
 def rabbitmqctl(*args: str) -> str:
-    result = subprocess.run(["rabbitmqctl", *args], capture_output=True, text=True, timeout=60)
+    result = subprocess.run([*RABBITMQCTL, *args], capture_output=True, text=True, timeout=60)
     if result.returncode != 0:
         raise RuntimeError(f"rabbitmqctl {' '.join(args)} failed: {result.stderr.strip()}")
     return result.stdout
@@ -56,7 +59,7 @@ def create_vhost() -> str:
     require_rabbitmq()
     vhost = f"oms-test-{uuid.uuid4().hex[:10]}"
     rabbitmqctl("add_vhost", vhost)
-    rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    rabbitmqctl("set_permissions", "-p", vhost, RABBIT_USER, ".*", ".*", ".*")
     return vhost
 
 
@@ -68,7 +71,7 @@ def delete_vhost(vhost: str) -> None:
 
 
 def amqp_url(vhost: str) -> str:
-    return f"amqp://guest:guest@{RABBIT_HOST}:{RABBIT_PORT}/{vhost}"
+    return f"amqp://{RABBIT_USER}:{RABBIT_PASSWORD}@{RABBIT_HOST}:{RABBIT_PORT}/{vhost}"
 
 
 def pg_admin(sql: str) -> None:

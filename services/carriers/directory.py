@@ -39,6 +39,8 @@ def load_carriers(path: Path) -> dict[str, CarrierConfig]:
             raise CarriersFileError(f"carrier {code!r}: missing {sorted(missing)}")
         _check_values(code, table)
         configs[code] = CarrierConfig(code=code, **{k: (str(v) if k == "api_version" else v) for k, v in table.items()})
+    if not configs:
+        raise CarriersFileError(f"carriers file {path} defines no carrier: add a [carriers.<code>] table")
     return configs
 
 
