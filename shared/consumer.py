@@ -138,7 +138,9 @@ class QueueWorker:
                 try:
                     connection.drain_events(timeout=0.2)
                 except socket.timeout:
-                    connection.heartbeat_check()
+                    pass
+                # Every turn, not only when idle: a busy queue must not starve heartbeats.
+                connection.heartbeat_check()
                 self._settle_finished(done, publisher)
                 self._release_due_retries(publisher)
             # Stop: take no more; what has not started goes back to the broker unacked

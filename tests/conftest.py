@@ -57,7 +57,8 @@ def omnitron():
 class Pipeline:
     """The services as separate ``oms-shipments run`` processes, wired to one vhost and database."""
 
-    def __init__(self, tmp_path: Path, amqp_url: str, database_url: str, carrier, omnitron, poll_interval_s: float):
+    def __init__(self, tmp_path: Path, amqp_url: str, database_url: str, carrier, omnitron, poll_interval_s: float,
+                 extra_env: dict[str, str] | None = None):
         self.tmp_path = tmp_path
         self.amqp_url = amqp_url
         self.database_url = database_url
@@ -78,6 +79,7 @@ class Pipeline:
             "OMS_LOG_FORMAT": "json",
             "OMS_LOG_LEVEL": "INFO",
             "OMS_METRICS_PORT": "0",
+            **(extra_env or {}),
         }
         self.processes: list[harness.ServiceProcess] = []
         self.cli("topology", "declare")
@@ -122,8 +124,8 @@ class Pipeline:
 def pipeline_factory(tmp_path, amqp_url, database_url, carrier, omnitron):
     made = []
 
-    def make(poll_interval_s: float = 0.3) -> Pipeline:
-        pipeline = Pipeline(tmp_path, amqp_url, database_url, carrier, omnitron, poll_interval_s)
+    def make(poll_interval_s: float = 0.3, extra_env: dict[str, str] | None = None) -> Pipeline:
+        pipeline = Pipeline(tmp_path, amqp_url, database_url, carrier, omnitron, poll_interval_s, extra_env)
         made.append(pipeline)
         return pipeline
 
