@@ -9,8 +9,8 @@ Reading never loses or reorders a dead letter: messages are fetched unacked on o
 channel and handed back by closing it. A classic queue puts returned messages back in
 their original positions (checked on RabbitMQ 3.10, acks in between included); a
 ``basic_nack(requeue=True)`` per message would not be any safer and costs a round trip.
-Quorum queues (3.x) return them in a different order and count a delivery for each
-read: with ``OMS_QUEUE_TYPE=quorum`` a read can reorder the queue.
+Quorum queues would return them in another order and count a delivery for each read,
+which is why dead-letter queues are classic even with ``OMS_QUEUE_TYPE=quorum``.
 
 Replay publishes the original body to the service's work queue through the default
 exchange, waits for the broker's confirm, and only then acks the dead letter: a crash
@@ -83,8 +83,8 @@ def open_connection(amqp_url: str, heartbeat: int = 60) -> pika.BlockingConnecti
         return pika.BlockingConnection(parameters)
     except pika.exceptions.AMQPError as exc:
         # The exception text never holds the password; the URL is not repeated here.
-        raise DlqError(f"cannot reach the broker at {url.hostname}:{url.port} vhost "
-                       f"{url.virtual_host!r}: {type(exc).__name__} {exc}") from None
+        raise DlqError(f"cannot reach the broker at {parameters.host}:{parameters.port} vhost "
+                       f"{parameters.virtual_host!r}: {type(exc).__name__} {str(exc) or '(no answer)'}") from None
 
 
 def queue_depth(connection: pika.BlockingConnection, queue: str) -> int | None:

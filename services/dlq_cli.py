@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Annotated, Optional
@@ -39,6 +40,8 @@ def _settings() -> Settings:
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
     register_secrets(*settings.secrets())
+    # pika logs one failed connection five times over, traceback included; the command says it once.
+    logging.getLogger("pika").setLevel(logging.CRITICAL)
     return settings
 
 
@@ -51,8 +54,6 @@ def _broker():
         err.print(f"[red]{escape(str(exc))}[/red]")
         raise typer.Exit(2) from None
     try:
-        if settings.queue_type == "quorum":
-            err.print("[yellow]quorum queues: reading dead letters may change their order (RabbitMQ 3.x)[/yellow]")
         yield connection
     except dlq.DlqError as exc:
         err.print(f"[red]{escape(str(exc))}[/red]")

@@ -15,14 +15,15 @@ import pika
 
 from shared import naming
 
-# Audit trail of replays; their own names, next to the consumer's failure headers.
-HEADER_REPLAY_COUNT = "x-oms-replay-count"
-HEADER_REPLAYED_AT = "x-oms-replayed-at"
-HEADER_PREVIOUS_ERROR_CLASS = "x-oms-previous-error-class"
-HEADER_PREVIOUS_ERROR_MESSAGE = "x-oms-previous-error-message"
-HEADER_PREVIOUS_ATTEMPTS = "x-oms-previous-attempts"
-HEADER_PREVIOUS_FIRST_FAILURE = "x-oms-previous-first-failure-at"
-HEADER_PREVIOUS_LAST_FAILURE = "x-oms-previous-last-failure-at"
+from shared.naming import (  # noqa: E402  (re-exported for the CLI and tests)
+    HEADER_PREVIOUS_ATTEMPTS,
+    HEADER_PREVIOUS_ERROR_CLASS,
+    HEADER_PREVIOUS_ERROR_MESSAGE,
+    HEADER_PREVIOUS_FIRST_FAILURE,
+    HEADER_PREVIOUS_LAST_FAILURE,
+    HEADER_REPLAY_COUNT,
+    HEADER_REPLAYED_AT,
+)
 
 # The failed attempt's bookkeeping: a replay starts a fresh retry cycle without it.
 _RESET_HEADERS = (naming.HEADER_ATTEMPTS, naming.HEADER_ERROR_CLASS, naming.HEADER_ERROR_MESSAGE,

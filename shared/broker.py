@@ -74,7 +74,9 @@ class Topology:
                      queue_arguments=self._queue_arguments(arguments))
 
     def dead_letter_queue(self, service: str) -> Queue:
-        return Queue(naming.dead_letter_queue(service), durable=True, queue_arguments=self._queue_arguments())
+        # Classic in every mode: operators read dead letters again and again (dlq list,
+        # show), and a quorum queue would count each read as a delivery and lose order.
+        return Queue(naming.dead_letter_queue(service), durable=True)
 
     def retry_queues(self, service: str) -> list[Queue]:
         # Classic even in quorum mode: quorum queues honour message TTL only from

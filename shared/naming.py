@@ -19,6 +19,14 @@ HEADER_ERROR_MESSAGE = "x-oms-error-message"
 HEADER_FIRST_FAILURE = "x-oms-first-failure-at"
 HEADER_LAST_FAILURE = "x-oms-last-failure-at"
 HEADER_REPLAYED_FROM = "x-oms-replayed-from"
+# A replay's audit trail: the failure it started over from.
+HEADER_REPLAY_COUNT = "x-oms-replay-count"
+HEADER_REPLAYED_AT = "x-oms-replayed-at"
+HEADER_PREVIOUS_ERROR_CLASS = "x-oms-previous-error-class"
+HEADER_PREVIOUS_ERROR_MESSAGE = "x-oms-previous-error-message"
+HEADER_PREVIOUS_ATTEMPTS = "x-oms-previous-attempts"
+HEADER_PREVIOUS_FIRST_FAILURE = "x-oms-previous-first-failure-at"
+HEADER_PREVIOUS_LAST_FAILURE = "x-oms-previous-last-failure-at"
 
 
 def work_queue(service: str) -> str:
