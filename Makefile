@@ -25,5 +25,11 @@ test-all: install
 demo: install
 	$(BIN)/oms-shipments demo
 
+## Throughput, latency and memory against the raw limits (docs/benchmarks.md); not part of `make test`.
+## BENCH_ARGS="--soak-minutes 10" for the soak figure.
+BENCH_ARGS ?=
+bench: install
+	. scripts/test-services.sh && _oms_services_ready && $(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -14,12 +14,14 @@ from typing import Callable
 from sqlalchemy import Engine, text
 
 from services.carriers.directory import CarrierDirectory, load_carriers
+from services.domain.staged import Staging
 from services.domain.uow import UnitOfWork
 from shared import naming
 from shared.broker import Topology, connect
 from shared.health import HealthServer
 from shared.metrics import OUTBOX_PUBLISHED, count_settled
-from shared.consumer import QueueWorker
+from shared.batch import run_batch
+from shared.consumer import Batching, QueueWorker
 from shared.db import make_engine
 from shared.failure import RetryPolicy
 from shared.logging import get_logger, register_secrets
@@ -29,6 +31,13 @@ from shared.settings import Settings
 log = get_logger()
 
 SERVICE_NAMES = ("packer", "shipper", "tracker", "omnitron-publisher")
+
+#: Services whose messages are applied in batches, one transaction per batch
+#: (OMS_BATCH_SIZE, shared/batch.py).  Only handlers that touch nothing but the database:
+#: the shipper calls the carrier between its two transactions and the Omnitron publisher
+#: calls Omnitron inside its own, so batched, a crash would repeat every call of the
+#: batch instead of one, and the batch's row locks would be held across those calls.
+BATCHED_SERVICES = frozenset({"packer"})
 
 
 def service_modules() -> dict[str, ModuleType]:
@@ -69,7 +78,10 @@ def _default_omnitron(settings: Settings):
 
     if not settings.omnitron_url or not settings.omnitron_token:
         raise SystemExit("the omnitron-publisher needs OMS_OMNITRON_URL and OMS_OMNITRON_TOKEN")
-    return OmnitronClient(settings.omnitron_url, settings.omnitron_token.get_secret_value())
+    # A few quick tries in hand; longer outages wait in the delay queues, not in a
+    # handler that holds the shipment's relay lock.
+    return OmnitronClient(settings.omnitron_url, settings.omnitron_token.get_secret_value(),
+                          retry_attempts=3, max_wait_s=5)
 
 
 def bootstrap(
@@ -107,6 +119,11 @@ def components(runtime: Runtime, services: list[str]) -> list:
     parts: list = []
     for name in services:
         module = modules[name]
+        batching = None
+        if name in BATCHED_SERVICES and settings.batch_size > 1:
+            engine = runtime.engine
+            batching = Batching(settings.batch_size,
+                                lambda handle, deliveries: run_batch(engine, handle, deliveries, staging=Staging))
         if hasattr(module, "SUBSCRIPTION"):
             parts.append(
                 QueueWorker(
@@ -119,6 +136,7 @@ def components(runtime: Runtime, services: list[str]) -> list:
                     prefetch=settings.prefetch,
                     concurrency=settings.concurrency,
                     after_settle=[count_settled(naming.work_queue(name))],
+                    batching=batching,
                 )
             )
         if hasattr(module, "components"):

@@ -1,11 +1,16 @@
-"""``oms-shipments status``: a package's shipment, status history and Omnitron relays."""
+"""``oms-shipments status``: a package's shipment and its full timeline, as a table.
+
+Package events, the carrier's own tracking events (kept by the tracker from
+``GET /shipments/{id}/history``), status changes, Omnitron relays and the tracker's
+``stale`` mark, in time order.
+"""
 from __future__ import annotations
 
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
 
-from services.domain.tables import omnitron_relays, packages, shipments, status_changes
+from services.domain.tables import carrier_events, omnitron_relays, packages, shipments, status_changes
 from shared.db import make_engine
 from shared.settings import Settings
 
@@ -28,6 +33,15 @@ def timeline_rows(connection, package_id: str) -> tuple[dict | None, list[tuple]
             rows.append((change.changed_at, "status", change.status,
                          f"#{change.sequence} from {change.previous_status or '-'}"
                          + (f" (carrier {change.carrier_status})" if change.carrier_status else "")))
+        for event in connection.execute(
+            select(carrier_events).where(carrier_events.c.shipment_id == shipment.id)
+        ):
+            where = f" at {event.location}" if event.location else ""
+            rows.append((event.occurred_at or event.recorded_at, "carrier", event.carrier_status,
+                         f"{event.description or ''}{where}".strip()))
+        if shipment.stale_at is not None:
+            rows.append((shipment.stale_at, "tracker", "stale", "tracking given up: no final status within "
+                         "the carrier's max_tracking_age_s"))
         for relay in connection.execute(
             select(omnitron_relays).where(omnitron_relays.c.shipment_id == shipment.id).order_by(omnitron_relays.c.id)
         ):

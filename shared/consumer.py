@@ -5,30 +5,36 @@ run on worker threads so a slow handler never starves heartbeats.  After a lost
 connection it reconnects with backoff, declares its queues again and resumes consuming.
 On stop it cancels its consumer, lets running handlers finish and settles them; messages
 not started yet go back to the broker when the channel closes.
+
+With ``batching`` the worker hands everything that has arrived (up to the batch size) to
+one batch: one database transaction for all of them (shared/batch.py), then the applied
+ones are acked together and each failed one is settled alone, as the policy decides.
+While a batch runs, the next one arrives (the prefetch holds two batches).
 """
 from __future__ import annotations
 
-import dataclasses
-import heapq
-import itertools
 import queue
 import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 from kombu import Consumer
+from kombu.exceptions import OperationalError as BrokerUnreachable
 
 from shared import naming
-from shared.broker import Publisher, Subscription, Topology, connect, is_embedded
-from shared.db import utcnow
+from shared.batch import Outcome
+from shared.broker import Publisher, Topology, Subscription, connect, is_embedded
 from shared.failure import Decision, RetryPolicy, Verdict, decide
 from shared.logging import get_logger
-from shared.redaction import redact_text
+from shared.settling import DelayedRetries, Settler
 
-MAX_HEADER_TEXT = 1000
+# How long the connection thread waits for a frame while work is in hand: it also
+# settles finished work, so this bounds the delay between a commit and its ack.
+BUSY_DRAIN_S = 0.005
+IDLE_DRAIN_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,26 @@ Handler = Callable[[Delivery], None]
 Hook = Callable[[Delivery, Decision, float], None]
 
 
+@dataclass(frozen=True)
+class Batching:
+    """``run(handle, deliveries)`` applies them in one transaction (shared/batch.run_batch)."""
+
+    size: int
+    run: Callable[[Handler, Sequence[Delivery]], list[Outcome]]
+
+
+def _delivery(message) -> Delivery:
+    return Delivery(
+        body=message.body if isinstance(message.body, bytes) else bytes(message.body, "utf-8"),
+        content_type=message.content_type,
+        routing_key=message.delivery_info.get("routing_key", ""),
+        message_id=message.properties.get("message_id"),
+        headers=dict(message.headers or {}),
+        redelivered=bool(message.delivery_info.get("redelivered")),
+        event_type=message.properties.get("type"),
+    )
+
+
 class QueueWorker:
     def __init__(
         self,
@@ -68,6 +94,7 @@ class QueueWorker:
         prefetch: int = 32,
         concurrency: int = 1,
         after_settle: list[Hook] | None = None,
+        batching: Batching | None = None,
     ):
         self.service = subscription.service
         self.queue_name = naming.work_queue(self.service)
@@ -77,12 +104,12 @@ class QueueWorker:
         self._handle = handle
         self._policy = policy
         self._stop = stop
-        self._prefetch = prefetch
+        self._batching = batching if batching is not None and batching.size > 1 else None
+        self._prefetch = max(prefetch, 2 * self._batching.size) if self._batching else prefetch
         self._concurrency = concurrency
         self._after_settle = after_settle or []
         self._embedded = is_embedded(amqp_url)
-        self._delayed: list[tuple[float, int, Delivery]] = []
-        self._delayed_ids = itertools.count()
+        self._delayed = DelayedRetries()
         self._log = get_logger(service=self.service, queue=self.queue_name)
         self.ready = threading.Event()
 
@@ -95,7 +122,9 @@ class QueueWorker:
                 self._topology.declare(connection, services=[self.service])
                 backoff = 0.5
                 self._consume(connection)
-            except connection.connection_errors + (OSError, ConnectionError) as exc:
+            # A reconnect while the broker is still down fails in ensure_connection, which
+            # kombu re-raises as its OperationalError (no OSError): the same lost broker.
+            except connection.connection_errors + (OSError, ConnectionError, BrokerUnreachable) as exc:
                 self.ready.clear()
                 self._log.warning("broker connection lost, reconnecting", error=str(exc), retry_in_s=backoff)
                 self._stop.wait(backoff)
@@ -108,49 +137,56 @@ class QueueWorker:
         self._log.info("worker stopped")
 
     def _consume(self, connection) -> None:
-        publisher = Publisher(connection)
+        settler = Settler(service=self.service, policy=self._policy, publisher=Publisher(connection),
+                          embedded=self._embedded, delayed=self._delayed)
         done: queue.Queue = queue.Queue()
         channel = connection.channel()
         channel.basic_qos(0, self._prefetch, False)
         futures: set = set()
+        pending: list = []  # batching: arrived, not yet in a batch
 
-        def on_message(message) -> None:
-            delivery = Delivery(
-                body=message.body if isinstance(message.body, bytes) else bytes(message.body, "utf-8"),
-                content_type=message.content_type,
-                routing_key=message.delivery_info.get("routing_key", ""),
-                message_id=message.properties.get("message_id"),
-                headers=dict(message.headers or {}),
-                redelivered=bool(message.delivery_info.get("redelivered")),
-                event_type=message.properties.get("type"),
-            )
-            future = executor.submit(self._run_handler, message, delivery, done)
+        def submit(work: list) -> None:
+            future = executor.submit(self._run, work, done)
             futures.add(future)
             future.add_done_callback(futures.discard)
+
+        def on_message(message) -> None:
+            settler.received(message)
+            if self._batching:
+                pending.append((message, _delivery(message)))
+            else:
+                submit([(message, _delivery(message))])
 
         executor = ThreadPoolExecutor(max_workers=self._concurrency, thread_name_prefix=f"{self.service}-handler")
         consumer = Consumer(channel, queues=[self._topology.work_queue(self._subscription)], on_message=on_message, no_ack=False)
         consumer.consume()
         self.ready.set()
-        self._log.info("consuming", prefetch=self._prefetch, concurrency=self._concurrency)
+        self._log.info("consuming", prefetch=self._prefetch, concurrency=self._concurrency,
+                       batch=self._batching.size if self._batching else 1)
         try:
             while not self._stop.is_set():
                 try:
-                    connection.drain_events(timeout=0.2)
+                    connection.drain_events(timeout=BUSY_DRAIN_S if futures else IDLE_DRAIN_S)
                 except socket.timeout:
                     pass
                 # Every turn, not only when idle: a busy queue must not starve heartbeats.
                 connection.heartbeat_check()
-                self._settle_finished(done, publisher)
-                self._release_due_retries(publisher)
+                if pending and len(futures) < self._concurrency:
+                    self._take_buffered(connection, pending)
+                    while pending and len(futures) < self._concurrency:
+                        submit(pending[:self._batching.size])
+                        del pending[:self._batching.size]
+                self._settle_finished(done, settler)
+                settler.release_due_retries()
             # Stop: take no more; what has not started goes back to the broker unacked
             # when the channel closes, what is running is finished and settled.
             consumer.cancel()
+            pending.clear()
             for future in list(futures):
                 future.cancel()
             deadline = time.monotonic() + 60
             while (futures or not done.empty()) and time.monotonic() < deadline:
-                self._settle_finished(done, publisher, wait_s=0.1)
+                self._settle_finished(done, settler, wait_s=0.1)
         finally:
             executor.shutdown(wait=False, cancel_futures=True)
             self.ready.clear()
@@ -159,111 +195,53 @@ class QueueWorker:
             except Exception:
                 pass
 
-    def _run_handler(self, message, delivery: Delivery, done: queue.Queue) -> None:
-        started = time.perf_counter()
-        try:
-            self._handle(delivery)
-            error = None
-        except BaseException as exc:  # a handler's failure is data for the policy
-            error = exc
-        done.put((message, delivery, error, time.perf_counter() - started))
+    def _take_buffered(self, connection, pending: list) -> None:
+        """Whatever has already arrived joins the batch about to start."""
+        while len(pending) < self._batching.size:
+            try:
+                connection.drain_events(timeout=0)
+            except socket.timeout:
+                return
 
-    def _settle_finished(self, done: queue.Queue, publisher: Publisher, wait_s: float = 0.0) -> None:
+    def _run(self, work: list, done: queue.Queue) -> None:
+        deliveries = [delivery for _, delivery in work]
+        if self._batching:
+            started = time.perf_counter()
+            try:
+                outcomes = self._batching.run(self._handle, deliveries)
+            except BaseException as exc:  # no transaction to begin (the database away): none applied
+                outcomes = [Outcome(exc, time.perf_counter() - started)] * len(deliveries)
+        else:
+            started = time.perf_counter()
+            try:
+                self._handle(deliveries[0])
+                error = None
+            except BaseException as exc:  # a handler's failure is data for the policy
+                error = exc
+            outcomes = [Outcome(error, time.perf_counter() - started)]
+        done.put((work, outcomes))
+
+    def _settle_finished(self, done: queue.Queue, settler: Settler, wait_s: float = 0.0) -> None:
         first = True
         while True:
             try:
-                item = done.get(timeout=wait_s) if (wait_s and first) else done.get_nowait()
+                work, outcomes = done.get(timeout=wait_s) if (wait_s and first) else done.get_nowait()
             except queue.Empty:
                 return
             first = False
-            message, delivery, error, elapsed = item
-            decision = decide(error, delivery.failed_attempts, self._policy)
-            self._settle(message, delivery, decision, publisher)
-            for hook in self._after_settle:
-                hook(delivery, decision, elapsed)
-
-    def _settle(self, message, delivery: Delivery, decision: Decision, publisher: Publisher) -> None:
-        if decision.verdict is Verdict.ACK:
-            message.ack()
-            return
-        headers = self._failure_headers(delivery, decision)
-        if decision.verdict is Verdict.RETRY:
-            if self._embedded:
-                # The embedded broker has no TTL or dead-lettering: hold the retry here.
-                due = time.monotonic() + self._policy.jittered(decision.delay_s, decision.min_delay_s)
-                heapq.heappush(self._delayed, (due, next(self._delayed_ids), _with_headers(delivery, headers)))
-            else:
-                publisher.publish(
-                    delivery.body,
-                    exchange="",
-                    routing_key=naming.retry_queue(self.service, decision.delay_s),
-                    message_id=delivery.message_id,
-                    event_type=delivery.event_type,
-                    headers=headers,
-                    content_type=delivery.content_type or "application/octet-stream",
-                    expiration=self._policy.jittered(decision.delay_s, decision.min_delay_s),
-                )
-            self._log.warning(
-                "handler failed, will retry",
-                message_id=delivery.message_id,
-                event_type=delivery.event_type,
-                attempt=headers[naming.HEADER_ATTEMPTS],
-                retry_in_s=decision.delay_s,
-                error_class=decision.error_class,
-                error=headers[naming.HEADER_ERROR_MESSAGE],
-            )
-        else:
-            publisher.publish(
-                delivery.body,
-                exchange="",
-                routing_key=naming.dead_letter_queue(self.service),
-                message_id=delivery.message_id,
-                event_type=delivery.event_type,
-                headers=headers,
-                content_type=delivery.content_type or "application/octet-stream",
-            )
-            self._log.error(
-                "message dead-lettered",
-                message_id=delivery.message_id,
-                event_type=delivery.event_type,
-                error_class=decision.error_class,
-                reason=headers[naming.HEADER_ERROR_MESSAGE],
-                dead_letter_queue=naming.dead_letter_queue(self.service),
-            )
-        message.ack()
-
-    def _failure_headers(self, delivery: Delivery, decision: Decision) -> dict:
-        now = utcnow().isoformat()
-        headers = dict(delivery.headers)
-        headers.pop("x-death", None)
-        headers.update(
-            {
-                naming.HEADER_ATTEMPTS: delivery.failed_attempts + 1,
-                naming.HEADER_SERVICE: self.service,
-                naming.HEADER_QUEUE: self.queue_name,
-                naming.HEADER_ROUTING_KEY: headers.get(naming.HEADER_ROUTING_KEY, delivery.routing_key),
-                naming.HEADER_ERROR_CLASS: decision.error_class,
-                naming.HEADER_ERROR_MESSAGE: redact_text(decision.reason)[:MAX_HEADER_TEXT],
-                naming.HEADER_FIRST_FAILURE: headers.get(naming.HEADER_FIRST_FAILURE, now),
-                naming.HEADER_LAST_FAILURE: now,
-            }
-        )
-        return headers
-
-    def _release_due_retries(self, publisher: Publisher) -> None:
-        now = time.monotonic()
-        while self._delayed and self._delayed[0][0] <= now:
-            _, _, delivery = heapq.heappop(self._delayed)
-            publisher.publish(
-                delivery.body,
-                exchange="",
-                routing_key=self.queue_name,
-                message_id=delivery.message_id,
-                event_type=delivery.event_type,
-                headers=delivery.headers,
-                content_type=delivery.content_type or "application/octet-stream",
-            )
-
-
-def _with_headers(delivery: Delivery, headers: dict) -> Delivery:
-    return dataclasses.replace(delivery, headers=headers)
+            applied, failed, settled = [], [], []
+            for (message, delivery), outcome in zip(work, outcomes):
+                decision = decide(outcome.error, delivery.failed_attempts, self._policy)
+                if decision.verdict is Verdict.ACK:
+                    applied.append(message)
+                else:
+                    settler.settle(message, delivery, decision)
+                    failed.append(delivery.message_id)
+                settled.append((delivery, decision, outcome.elapsed_s))
+            settler.ack_all(applied)
+            if self._batching:
+                self._log.debug("batch settled", size=len(work), applied=len(applied), failed=failed,
+                                message_ids=[delivery.message_id for _, delivery in work])
+            for delivery, decision, elapsed in settled:
+                for hook in self._after_settle:
+                    hook(delivery, decision, elapsed)

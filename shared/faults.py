@@ -4,6 +4,10 @@
 passes ``<point>`` — e.g. ``after_commit:packer:3`` dies right after the packer's third
 database commit, before the broker ack.  Unset (always, in production) it costs one
 dict lookup.
+
+Points count units, not round trips: a batch of units of work applied by one commit,
+or a batch of events confirmed at once, passes the point once per unit, right after
+that commit or confirm.
 """
 from __future__ import annotations
 
@@ -26,10 +30,11 @@ def _armed() -> tuple[str, int] | None:
 _ARMED = _armed()
 
 
-def crash_point(point: str) -> None:
+def crash_point(point: str, units: int = 1) -> None:
     if _ARMED is None or _ARMED[0] != point:
         return
     with _lock:
-        _counts[point] = _counts.get(point, 0) + 1
-        if _counts[point] == _ARMED[1]:
+        before = _counts.get(point, 0)
+        _counts[point] = before + units
+        if before < _ARMED[1] <= _counts[point]:
             os.kill(os.getpid(), signal.SIGKILL)

@@ -1,7 +1,7 @@
 """Idempotent inbox: an event id is applied once per consumer, in the handler's transaction."""
 from __future__ import annotations
 
-from sqlalchemy import Column, Connection, PrimaryKeyConstraint, String, Table, select
+from sqlalchemy import Column, Connection, PrimaryKeyConstraint, String, Table, bindparam, select, text
 
 from shared.db import UtcDateTime, metadata, utcnow
 
@@ -13,6 +13,29 @@ inbox_table = Table(
     Column("applied_at", UtcDateTime, nullable=False),
     PrimaryKeyConstraint("consumer", "event_id"),
 )
+
+
+# Written out once: SQLAlchemy compiles a dialect INSERT … ON CONFLICT anew on every
+# execution (it has no cache key), and every consumed message runs this statement.
+_FIRST_TIME = text(
+    "INSERT INTO inbox (consumer, event_id, applied_at) VALUES (:consumer, :event_id, :applied_at) "
+    "ON CONFLICT DO NOTHING RETURNING event_id"
+).bindparams(bindparam("applied_at", type_=UtcDateTime()))
+
+
+def inbox_row(consumer: str, event_id: str) -> dict:
+    return {"consumer": consumer, "event_id": event_id, "applied_at": utcnow()}
+
+
+def record_many(connection: Connection, rows: list[dict]) -> set[tuple[str, str]]:
+    """Records many events at once; the (consumer, event id) pairs that were new."""
+    if connection.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    statement = dialect_insert(inbox_table).on_conflict_do_nothing().returning(
+        inbox_table.c.consumer, inbox_table.c.event_id)
+    return {(row.consumer, row.event_id) for row in connection.execute(statement, rows)}
 
 
 class Inbox:
@@ -34,15 +57,5 @@ class Inbox:
         A concurrent duplicate blocks on the primary key until the first commits,
         then sees the conflict: the second copy is never applied.
         """
-        if self._connection.dialect.name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as dialect_insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert as dialect_insert
-        statement = (
-            dialect_insert(inbox_table)
-            .values(consumer=self._consumer, event_id=event_id, applied_at=utcnow())
-            .on_conflict_do_nothing()
-            .returning(inbox_table.c.event_id)
-        )
         # rowcount is not reliable for INSERT on every driver; RETURNING is.
-        return self._connection.execute(statement).first() is not None
+        return self._connection.execute(_FIRST_TIME, inbox_row(self._consumer, event_id)).first() is not None

@@ -21,19 +21,16 @@ outbox_table = Table(
 )
 
 
+def outbox_row(event_id: str, event_type: str, routing_key: str, body: bytes) -> dict:
+    return {"event_id": event_id, "event_type": event_type, "routing_key": routing_key, "body": body,
+            "created_at": utcnow()}
+
+
 class Outbox:
     def __init__(self, connection: Connection):
         self._connection = connection
         self.added = 0
 
     def add(self, event_id: str, event_type: str, routing_key: str, body: bytes) -> None:
-        self._connection.execute(
-            insert(outbox_table).values(
-                event_id=event_id,
-                event_type=event_type,
-                routing_key=routing_key,
-                body=body,
-                created_at=utcnow(),
-            )
-        )
+        self._connection.execute(insert(outbox_table), outbox_row(event_id, event_type, routing_key, body))
         self.added += 1

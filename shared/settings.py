@@ -27,10 +27,16 @@ class Settings(BaseSettings):
     queue_type: Literal["classic", "quorum"] = Field(
         "classic", description="Type of the queues `topology declare` creates."
     )
-    prefetch: int = Field(32, ge=1, description="Unacknowledged messages a consumer holds at once.")
+    prefetch: int = Field(32, ge=1, description="Unacknowledged messages a consumer holds at once "
+                          "(a batching one holds at least two batches).")
     concurrency: int = Field(
         1, ge=1, description="Handler threads per consumer; above 1, events of one shipment "
         "may be handled out of order (each handler copes with that)."
+    )
+    batch_size: int = Field(
+        100, ge=1, description="Messages a batching service (the packer) applies in one database "
+        "transaction and acks together after its commit; 1 applies each message alone. A poison "
+        "message still fails alone."
     )
     max_attempts: int = Field(
         12, ge=1, description="Attempts of a transiently failing message before it is dead-lettered "
@@ -42,12 +48,27 @@ class Settings(BaseSettings):
     )
     relay_batch: int = Field(500, ge=1, description="Outbox rows published per relay round.")
     relay_idle_s: float = Field(0.1, gt=0, description="How often an idle outbox relay looks again.")
-    tracker_batch: int = Field(200, ge=1, description="Shipments a tracker claims per round.")
+    tracker_batch: int = Field(
+        1000, ge=1, description="Shipments one tracker holds per carrier at once (claimed, not yet "
+        "recorded); 1 claims and records one shipment at a time."
+    )
     tracker_lease_s: float = Field(
         60, gt=0, description="How long a tracker's claim on a shipment lasts; a dead tracker's "
         "shipments are taken over after this."
     )
     tracker_idle_s: float = Field(1.0, gt=0, description="How long an idle tracker sleeps.")
+    tracker_concurrency: int = Field(
+        256, ge=1, description="Carrier requests one tracker keeps in flight per carrier (and its "
+        "connections to that carrier)."
+    )
+    tracker_claim_ahead_s: float = Field(
+        1.0, gt=0, description="How far ahead a tracker reserves rate-limit slots, and claims shipments "
+        "for them."
+    )
+    tracker_slot_tolerance_s: float = Field(
+        0.02, gt=0, description="A request whose rate-limit slot passed longer ago than this takes a new "
+        "slot instead of going out late (the limit holds within this fraction)."
+    )
     metrics_port: int | None = Field(
         9100, ge=0, le=65535, description="Port of /metrics, /healthz and /readyz; 0 picks a free port "
         "(logged), empty disables. Give each process on one machine its own port."

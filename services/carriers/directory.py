@@ -5,12 +5,15 @@ import threading
 import tomllib
 from pathlib import Path
 
+from services.carriers.async_client import AsyncShipmentFlowsClient
 from services.carriers.shipment_flows import CarrierConfig, ShipmentFlowsClient
 
-_FIELDS = {"url", "username", "password", "api_version", "locale", "poll_interval_s",
-           "max_requests_per_s", "timeout_s"}
+_NUMBER_FIELDS = ("poll_interval_s", "max_requests_per_s", "timeout_s",
+                  # the tracker's (CarrierConfig says what each one means)
+                  "max_requests_per_day", "near_delivery_poll_interval_s", "quiet_after_s",
+                  "max_poll_interval_s", "max_tracking_age_s")
 _TEXT_FIELDS = ("url", "username", "password", "locale")
-_NUMBER_FIELDS = ("poll_interval_s", "max_requests_per_s", "timeout_s")
+_FIELDS = {"api_version", *_TEXT_FIELDS, *_NUMBER_FIELDS}
 
 
 class CarriersFileError(ValueError):
@@ -63,6 +66,10 @@ class CarrierDirectory:
 
     def __contains__(self, code: object) -> bool:
         return code in self.configs
+
+    def open_async(self, code: str, max_connections: int = 256) -> AsyncShipmentFlowsClient:
+        """A new asyncio client for one event loop; the caller closes it (``aclose``)."""
+        return AsyncShipmentFlowsClient(self.configs[code], max_connections=max_connections)
 
     def client(self, code: str) -> ShipmentFlowsClient:
         with self._lock:

@@ -37,6 +37,29 @@ class CarrierConfig:
     poll_interval_s: float = 60
     max_requests_per_s: float = 50
     timeout_s: float = 10.0
+    # The tracker's knobs (services/tracker/schedule.py and pacing.py).
+    max_requests_per_day: int | None = None
+    near_delivery_poll_interval_s: float | None = None  # default: a quarter of poll_interval_s
+    quiet_after_s: float = 86_400.0
+    max_poll_interval_s: float | None = None  # default: 16 times poll_interval_s
+    max_tracking_age_s: float = 30 * 86_400.0
+
+    @property
+    def near_delivery_interval_s(self) -> float:
+        if self.near_delivery_poll_interval_s is not None:
+            return self.near_delivery_poll_interval_s
+        return self.poll_interval_s / 4
+
+    @property
+    def max_interval_s(self) -> float:
+        return self.max_poll_interval_s if self.max_poll_interval_s is not None else self.poll_interval_s * 16
+
+    @property
+    def paced_rate_per_s(self) -> float:
+        """Requests per second all replicas together may send: the day's budget spread evenly."""
+        if self.max_requests_per_day is None:
+            return self.max_requests_per_s
+        return min(self.max_requests_per_s, self.max_requests_per_day / 86_400)
 
 
 STATUS_TABLE: dict[str, ShipmentStatus] = {

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, insert, select, text, update
 
 from contracts import PackagePacked, ShipmentStatus
 from services.domain.model import Shipment
@@ -18,12 +18,16 @@ from services.domain.tables import (
 from shared.db import utcnow
 
 
-def _upsert(connection: Connection, table, values: dict, index: list[str], update_columns: list[str]):
+def _dialect_insert(connection: Connection):
     if connection.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as dialect_insert
     else:
         from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    statement = dialect_insert(table).values(values)
+    return dialect_insert
+
+
+def _upsert(connection: Connection, table, values: dict, index: list[str], update_columns: list[str]):
+    statement = _dialect_insert(connection)(table).values(values)
     if update_columns:
         statement = statement.on_conflict_do_update(
             index_elements=index, set_={c: statement.excluded[c] for c in update_columns}
@@ -31,6 +35,64 @@ def _upsert(connection: Connection, table, values: dict, index: list[str], updat
     else:
         statement = statement.on_conflict_do_nothing(index_elements=index)
     return connection.execute(statement)
+
+
+# The columns a PackagePacked fills in on a package row (the row may exist already).
+_PACKED_COLUMNS = ("order_number", "carrier", "delivery_type", "packed_at", "packed", "packed_event_id")
+
+# One statement creates the cursor or locks it (a no-op update takes the row lock).
+# Written out once: a dialect INSERT … ON CONFLICT is compiled anew on every execution.
+_LOCK_CURSOR = text(
+    "INSERT INTO omnitron_cursor (shipment_id, last_sequence) VALUES (:shipment_id, 0) "
+    "ON CONFLICT (shipment_id) DO UPDATE SET last_sequence = omnitron_cursor.last_sequence "
+    "RETURNING last_sequence"
+)
+
+
+def packed_row(packed: PackagePacked, event_id: str) -> dict:
+    return {
+        "package_id": packed.package_id, "first_seen_at": utcnow(), "order_number": packed.order_number,
+        "carrier": packed.carrier, "delivery_type": packed.delivery_type, "packed_at": packed.packed_at,
+        "packed": packed.model_dump(mode="json"), "packed_event_id": event_id,
+    }
+
+
+def item_rows(packed: PackagePacked) -> list[dict]:
+    return [{"package_id": packed.package_id, "order_item_id": item.order_item_id, "sku": item.sku,
+             "barcode": item.barcode, "name": item.name, "quantity": item.quantity, "deci": item.deci}
+            for item in packed.items]
+
+
+def shipment_row(shipment: Shipment) -> dict:
+    now = utcnow()
+    return {"id": shipment.id, "package_id": shipment.package_id, "order_number": shipment.order_number,
+            "carrier": shipment.carrier, "status": shipment.status.value, "sequence": shipment.sequence,
+            "created_at": now, "updated_at": now}
+
+
+def change_row(change, event_id: str) -> dict:
+    return {"shipment_id": change.shipment_id, "sequence": change.sequence,
+            "previous_status": change.previous_status.value if change.previous_status else None,
+            "status": change.status.value, "carrier_status": change.carrier_status,
+            "changed_at": change.changed_at, "event_id": event_id}
+
+
+def _packed_upsert(connection: Connection):
+    statement = _dialect_insert(connection)(packages)
+    return statement.on_conflict_do_update(
+        index_elements=["package_id"], set_={c: statement.excluded[c] for c in _PACKED_COLUMNS},
+        where=packages.c.packed.is_(None),
+    ).returning(packages.c.package_id)
+
+
+def record_packed_many(connection: Connection, rows: list[dict]) -> set[str]:
+    """Many :func:`packed_row` at once; the package ids stored now (absent: packed before)."""
+    return set(connection.execute(_packed_upsert(connection), rows).scalars())
+
+
+def insert_many(connection: Connection, table, rows: list[dict]) -> None:
+    if rows:
+        connection.execute(insert(table), rows)
 
 
 class PackageRepository:
@@ -43,31 +105,15 @@ class PackageRepository:
         ).first()
 
     def record_packed(self, packed: PackagePacked, event_id: str) -> bool:
-        """Stores what was packed; False when the package was packed before (another event id)."""
-        _upsert(self._c, packages, {"package_id": packed.package_id, "first_seen_at": utcnow()}, ["package_id"], [])
-        row = self._lock(packed.package_id)
-        if row.packed is not None:
+        """Stores what was packed; False when the package was packed before (another event id).
+
+        One statement: it creates the row, or fills in a row a PackageShipped created,
+        or leaves a packed one alone; either way the row stays locked (ON CONFLICT locks
+        the row it meets even when its WHERE declines the update).
+        """
+        if self._c.execute(_packed_upsert(self._c), packed_row(packed, event_id)).first() is None:
             return False
-        self._c.execute(
-            update(packages)
-            .where(packages.c.package_id == packed.package_id)
-            .values(
-                order_number=packed.order_number,
-                carrier=packed.carrier,
-                delivery_type=packed.delivery_type,
-                packed_at=packed.packed_at,
-                packed=packed.model_dump(mode="json"),
-                packed_event_id=event_id,
-            )
-        )
-        self._c.execute(
-            insert(package_items),
-            [
-                {"package_id": packed.package_id, "order_item_id": item.order_item_id, "sku": item.sku,
-                 "barcode": item.barcode, "name": item.name, "quantity": item.quantity, "deci": item.deci}
-                for item in packed.items
-            ],
-        )
+        self._c.execute(insert(package_items), item_rows(packed))
         return True
 
     def record_shipped(self, package_id: str, shipped_at: datetime, event_id: str) -> None:
@@ -119,14 +165,7 @@ class ShipmentRepository:
         return self._load(row) if row else None
 
     def add(self, shipment: Shipment) -> None:
-        now = utcnow()
-        self._c.execute(
-            insert(shipments).values(
-                id=shipment.id, package_id=shipment.package_id, order_number=shipment.order_number,
-                carrier=shipment.carrier, status=shipment.status.value, sequence=shipment.sequence,
-                created_at=now, updated_at=now,
-            )
-        )
+        self._c.execute(insert(shipments), shipment_row(shipment))
 
     def save(self, shipment: Shipment, **schedule) -> None:
         """Writes the shipment's state; ``schedule`` sets tracker columns (next_poll_at, lease...)."""
@@ -142,14 +181,7 @@ class ShipmentRepository:
         )
 
     def record_change(self, change, event_id: str) -> None:
-        self._c.execute(
-            insert(status_changes).values(
-                shipment_id=change.shipment_id, sequence=change.sequence,
-                previous_status=change.previous_status.value if change.previous_status else None,
-                status=change.status.value, carrier_status=change.carrier_status,
-                changed_at=change.changed_at, event_id=event_id,
-            )
-        )
+        self._c.execute(insert(status_changes), change_row(change, event_id))
 
 
 class OmnitronRelayLog:
@@ -159,12 +191,7 @@ class OmnitronRelayLog:
         self._c = connection
 
     def lock_last_sequence(self, shipment_id: str) -> int:
-        _upsert(self._c, omnitron_cursor, {"shipment_id": shipment_id, "last_sequence": 0}, ["shipment_id"], [])
-        return self._c.execute(
-            select(omnitron_cursor.c.last_sequence)
-            .where(omnitron_cursor.c.shipment_id == shipment_id)
-            .with_for_update()
-        ).scalar_one()
+        return self._c.execute(_LOCK_CURSOR, {"shipment_id": shipment_id}).scalar_one()
 
     def record(self, change, outcome: str, calls: int, event_id: str) -> None:
         if outcome == "sent":
@@ -178,45 +205,4 @@ class OmnitronRelayLog:
                 shipment_id=change.shipment_id, sequence=change.sequence, status=change.status.value,
                 outcome=outcome, calls=calls, event_id=event_id, relayed_at=utcnow(),
             )
-        )
-
-
-class TrackerQueue:
-    """Due shipments, claimed with leases so no two trackers poll one shipment at once.
-
-    A claim pushes ``next_poll_at`` one lease ahead and stamps a claim token: if the
-    tracker dies, the shipment simply becomes due again when the lease runs out.
-    """
-
-    def __init__(self, connection: Connection):
-        self._c = connection
-
-    def claim_due(self, token: str, now: datetime, lease_until: datetime, limit: int) -> list[tuple[str, str]]:
-        due = (
-            select(shipments.c.id)
-            .where(shipments.c.next_poll_at.is_not(None), shipments.c.next_poll_at <= now)
-            .order_by(shipments.c.next_poll_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-        rows = self._c.execute(
-            update(shipments)
-            .where(shipments.c.id.in_(due.scalar_subquery()))
-            .values(lease_owner=token, next_poll_at=lease_until)
-            .returning(shipments.c.id, shipments.c.carrier)
-        ).all()
-        return [(row.id, row.carrier) for row in rows]
-
-    def holds_claim(self, shipment_id: str, token: str) -> bool:
-        """Locks the shipment row; whether our claim on it still stands."""
-        owner = self._c.execute(
-            select(shipments.c.lease_owner).where(shipments.c.id == shipment_id).with_for_update()
-        ).scalar()
-        return owner == token
-
-    def finish_poll(self, shipment_id: str, now: datetime, next_poll_at: datetime | None) -> None:
-        self._c.execute(
-            update(shipments)
-            .where(shipments.c.id == shipment_id)
-            .values(lease_owner=None, next_poll_at=next_poll_at, polls=shipments.c.polls + 1, last_polled_at=now)
         )

@@ -4,15 +4,19 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
+    Date,
     Float,
     ForeignKey,
     Index,
     Integer,
     PrimaryKeyConstraint,
+    SmallInteger,
     String,
     Table,
     Text,
+    false,
     text,
 )
 
@@ -72,12 +76,49 @@ shipments = Table(
     Column("lease_until", UtcDateTime),
     Column("polls", Integer, nullable=False, server_default=text("0")),
     Column("last_polled_at", UtcDateTime),
+    # Tracker columns from migration 0002 (see services/tracker/queue.py).
+    Column("poll_priority", SmallInteger, nullable=False, server_default=text("1"),
+           doc="0: delivery is near (polled first when the carrier's budget is short); 1: in transit"),
+    Column("history_wanted", Boolean, nullable=False, server_default=false(),
+           doc="a change was recorded without the carrier's history: fetch it on the next poll"),
+    Column("stale_at", UtcDateTime, doc="when the tracker gave up on the shipment (too old, no final status)"),
+    # The claim query: carrier and priority by equality, then a range on next_poll_at,
+    # so it stays an index range scan however many shipments are tracked.
     Index(
-        "ix_shipments_due",
+        "ix_shipments_due_by_carrier",
+        "carrier",
+        "poll_priority",
         "next_poll_at",
         postgresql_where=text("next_poll_at IS NOT NULL"),
         sqlite_where=text("next_poll_at IS NOT NULL"),
     ),
+)
+
+# One row per carrier, shared by every tracker replica: the carrier's rate limit as a
+# GCRA "theoretical arrival time", a pause (Retry-After, backoff) and the day's budget.
+carrier_pacing = Table(
+    "carrier_pacing",
+    metadata,
+    Column("carrier", String(64), primary_key=True),
+    Column("tat", UtcDateTime, nullable=False, doc="the earliest time the next request may be sent"),
+    Column("paused_until", UtcDateTime),
+    Column("failures", Integer, nullable=False, server_default=text("0"), doc="consecutive failed rounds"),
+    Column("day", Date, doc="the UTC day day_count counts"),
+    Column("day_count", Integer, nullable=False, server_default=text("0")),
+)
+
+# The carrier's own tracking events (GET /shipments/{id}/history), kept as first seen.
+carrier_events = Table(
+    "carrier_events",
+    metadata,
+    Column("shipment_id", String(64), ForeignKey("shipments.id"), nullable=False),
+    Column("event_key", String(64), nullable=False, doc="a digest of status, date, description and location"),
+    Column("carrier_status", String(64), nullable=False),
+    Column("occurred_at", UtcDateTime),
+    Column("description", Text),
+    Column("location", Text),
+    Column("recorded_at", UtcDateTime, nullable=False),
+    PrimaryKeyConstraint("shipment_id", "event_key"),
 )
 
 status_changes = Table(

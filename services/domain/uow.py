@@ -2,6 +2,12 @@
 
 A shipment's status changes become history rows and outbox events in the same
 transaction as the change itself; the relay is woken after the commit.
+
+Inside a batch (shared/batch.py) the unit joins the batch instead, and the crash point
+and relay wake-up wait for the batch's real commit.  On the batch's fast path its
+repositories only stage rows (services/domain/staged.py) and ``commit()`` hands them to
+the batch; on its careful path the unit is a SAVEPOINT in the batch's transaction,
+``commit()`` releases it and a failure rolls back to it.
 """
 from __future__ import annotations
 
@@ -15,9 +21,11 @@ from services.domain.repository import (
     OmnitronRelayLog,
     PackageRepository,
     ShipmentRepository,
-    TrackerQueue,
 )
+from services.tracker.queue import TrackerQueue
 from contracts.events import routing_key_for
+from services.domain.staged import staged_repositories
+from shared import batch as batches
 from shared.faults import crash_point
 from shared.inbox import Inbox
 from shared.outbox import Outbox
@@ -30,25 +38,41 @@ class UnitOfWork:
         self._source = source
         self._after_commit = after_commit
         self._connection = None
+        self._batch: batches.Batch | None = None
 
     def __enter__(self) -> "UnitOfWork":
-        self._connection = self._engine.connect()
-        self._transaction = self._connection.begin()
+        self._touched: list[Shipment] = []
+        self._staged = None
+        self._batch = batches.current(self._engine)
+        if self._batch is not None and self._batch.staging is not None:
+            self._staged = self._batch.staging.unit()
+            for name, repository in staged_repositories(self._staged, self._consumer).items():
+                setattr(self, name, repository)
+            return self
+        if self._batch is not None:
+            self._connection = self._batch.connection
+            self._transaction = self._connection.begin_nested()
+        else:
+            self._connection = self._engine.connect()
+            self._transaction = self._connection.begin()
         self.inbox = Inbox(self._connection, self._consumer)
         self.outbox = Outbox(self._connection)
         self.packages = PackageRepository(self._connection)
         self.shipments = ShipmentRepository(self._connection)
         self.omnitron_relays = OmnitronRelayLog(self._connection)
         self.tracker_queue = TrackerQueue(self._connection)
-        self._touched: list[Shipment] = []
         return self
 
     def __exit__(self, *exc_info) -> None:
+        if self._staged is not None:
+            self._staged = None  # not kept unless committed
+            return
         try:
             if self._transaction.is_active:
                 self._transaction.rollback()
         finally:
-            self._connection.close()
+            if self._batch is None:
+                self._connection.close()
             self._connection = None
 
     def add(self, shipment: Shipment) -> None:
@@ -67,7 +91,14 @@ class UnitOfWork:
                 self.shipments.record_change(change, envelope.id)
                 self.outbox.add(envelope.id, envelope.type, routing_key_for(envelope.type, change), envelope.to_bytes())
             shipment.changes.clear()
-        self._transaction.commit()
+        if self._staged is not None:
+            self._staged.keep()
+        else:
+            self._transaction.commit()
+        wake = self._after_commit if self.outbox.added else None
+        if self._batch is not None:
+            self._batch.unit_committed(self._consumer, wake)
+            return
         crash_point(f"after_commit:{self._consumer}")
-        if self.outbox.added and self._after_commit:
-            self._after_commit()
+        if wake:
+            wake()

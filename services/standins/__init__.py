@@ -78,6 +78,10 @@ class StandInServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # keep-alive, as real servers do
+            # Each answer leaves whole and at once, as a real server's does: headers and
+            # body sent apart would wait for the client's delayed ACK (~40 ms) every time.
+            wbufsize = 1 << 16
+            disable_nagle_algorithm = True
 
             def do_GET(self) -> None:
                 standin._serve(self)

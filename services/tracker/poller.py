@@ -1,25 +1,54 @@
 """The tracker: claims due shipments, asks their carriers, records what moved forward.
 
-Claims are leases (see TrackerQueue), so any number of trackers share the work and
-a dead tracker's shipments come due again when its lease runs out.  Carrier queries
-run on a thread pool so one slow carrier does not hold up the others.
+How it scales (any number of trackers, on any number of machines):
+
+- **Work sharing** – shipments are claimed in batches with leases (``queue.py``): FOR
+  UPDATE SKIP LOCKED on PostgreSQL, so replicas never wait on each other and never hold
+  one shipment together; a killed tracker's claims come due again when the lease ends.
+  A request is only started while the lease has time left for it to finish
+  (``lanes.py``), so no shipment ever has two queries in flight.
+- **Concurrency** – carrier I/O runs on one asyncio loop per tracker, hundreds of
+  requests in flight, bounded per carrier; each carrier has its own lane, so a slow one
+  does not slow the others. The database work runs on threads beside the loop.
+- **Rate limits** – every request takes a slot from the carrier's pacing row in the
+  database (``pacing.py``, a GCRA shared by all replicas); ``Retry-After`` and repeated
+  failures pause the carrier for every replica; a daily budget is spread over the day.
+- **Adaptive intervals** – ``schedule.py``: sooner near delivery, later when nothing
+  happens, never after a final status, and a ``stale`` mark after the maximum age.
+- **History** – an answer that moves a shipment forward is followed by
+  ``GET /shipments/{id}/history`` (one more slot) before it is recorded, and the
+  carrier's events are kept with the status change.
+- **Batched writes** – answers are recorded many per transaction (``recording.py``),
+  with a lease check per row.
+
+``tracker_batch`` is how many shipments one tracker holds per carrier at once (claimed,
+not yet recorded); with 1, it claims, records, claims, records, one at a time.
 """
 from __future__ import annotations
 
+import asyncio
+import os
+import socket
 import threading
+import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Callable
 
+from sqlalchemy import Engine
+
 from services.carriers.directory import CarrierDirectory
-from services.carriers.shipment_flows import CarrierSnapshot, map_status
 from services.domain.uow import UnitOfWork
-from shared.db import utcnow
-from shared.http import PermanentHTTPError, TransientHTTPError
+from services.tracker import metrics
+from services.tracker.lanes import CarrierCalls, CarrierLane
+from services.tracker.pacing import CarrierPacing, Reservation
+from services.tracker.queue import TrackerQueue
+from services.tracker.recording import Job, record
 from shared.logging import get_logger
 
 log = get_logger(service="tracker")
+
+BACKLOG_EVERY_S = 15.0
 
 
 class Tracker:
@@ -29,75 +58,223 @@ class Tracker:
         uow: Callable[[], UnitOfWork],
         carriers: CarrierDirectory,
         stop: threading.Event,
-        batch: int = 200,
+        batch: int = 1000,
         lease_s: float = 60,
         idle_s: float = 1.0,
-        concurrency: int = 16,
+        concurrency: int = 256,
+        engine: Engine | None = None,
+        claim_ahead_s: float = 1.0,
+        slot_tolerance_s: float = 0.02,
+        write_batch: int = 500,
+        flush_s: float = 0.05,
     ):
         self._uow = uow
+        # Pacing and gauges need no outbox or inbox: plain transactions, not units of work.
+        self._engine = engine if engine is not None else uow()._engine
         self._carriers = carriers
         self._stop = stop
         self._batch = batch
-        self._lease = timedelta(seconds=lease_s)
+        self._lease_s = lease_s
         self._idle_s = idle_s
-        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="tracker-query")
+        self._concurrency = concurrency
+        self._claim_ahead_s = claim_ahead_s
+        self.slot_tolerance_s = slot_tolerance_s
+        self._write_batch = write_batch
+        self._flush_s = flush_s
+        self._owner = f"{socket.gethostname()[:64]}:{os.getpid()}"
+
+    # ---- entry points -----------------------------------------------------------------
 
     def run(self) -> None:
-        log.info("tracker started", batch=self._batch, lease_s=self._lease.total_seconds())
-        while not self._stop.is_set():
-            try:
-                polled = self.poll_once()
-            except Exception as exc:  # database away: wait, claims expire by themselves
-                log.warning("tracker round failed", error=str(exc), error_class=type(exc).__name__)
-                polled = 0
-            if polled < self._batch:
-                self._stop.wait(self._idle_s)
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        log.info("tracker started", batch=self._batch, lease_s=self._lease_s, concurrency=self._concurrency)
+        asyncio.run(self._serve(single_round=False))
         log.info("tracker stopped")
 
     def poll_once(self) -> int:
-        token = f"{uuid.uuid4()}"
-        now = utcnow()
-        with self._uow() as uow:
-            claimed = uow.tracker_queue.claim_due(token, now, now + self._lease, self._batch)
-            uow.commit()
-        if not claimed:
-            return 0
-        answers = self._pool.map(self._ask_carrier, claimed)
-        for (shipment_id, carrier), answer in zip(claimed, answers):
-            if self._stop.is_set():
-                break  # unrecorded claims come due again when their lease ends
-            self._record(shipment_id, carrier, token, answer)
-        return len(claimed)
+        """One claim round, every claimed shipment asked and recorded; how many were claimed."""
+        return asyncio.run(self._serve(single_round=True))
 
-    def _ask_carrier(self, claim: tuple[str, str]) -> CarrierSnapshot | Exception:
-        shipment_id, carrier = claim
+    # ---- what lanes call ----------------------------------------------------------------
+
+    async def reserve(self, config, wanted: int) -> tuple[Reservation, float]:
+        def reserve() -> tuple[Reservation, float]:
+            with self._engine.begin() as connection:
+                reservation = CarrierPacing(connection).reserve(config, wanted, self._claim_ahead_s)
+            return reservation, time.monotonic()  # after the commit: slots can only come out later
+
+        return await asyncio.to_thread(reserve)
+
+    async def pause(self, carrier: str, seconds: float, failures: int) -> None:
+        def pause() -> None:
+            with self._engine.begin() as connection:
+                CarrierPacing(connection).pause(carrier, seconds, failures)
+
         try:
-            return self._carriers.client(carrier).query(shipment_id)
-        except (TransientHTTPError, PermanentHTTPError, KeyError) as exc:
-            return exc
+            await asyncio.to_thread(pause)
+        except Exception as exc:  # the local pause holds anyway
+            log.warning("could not share a carrier pause", carrier=carrier, error=str(exc))
 
-    def _record(self, shipment_id: str, carrier: str, token: str, answer: CarrierSnapshot | Exception) -> None:
-        config = self._carriers.configs.get(carrier)
-        interval = timedelta(seconds=config.poll_interval_s if config else 3600)
-        now = utcnow()
-        with self._uow() as uow:
-            if not uow.tracker_queue.holds_claim(shipment_id, token):
-                return  # our lease ran out and another tracker took over
-            if isinstance(answer, Exception):
-                retry_after = getattr(answer, "retry_after", None) or 0
-                wait = max(interval, timedelta(seconds=retry_after))
-                log.warning("carrier query failed", shipment_id=shipment_id, carrier=carrier,
-                            error=str(answer), error_class=type(answer).__name__, retry_in_s=wait.total_seconds())
-                uow.tracker_queue.finish_poll(shipment_id, now, now + wait)
+    def deliver(self, job: Job) -> None:
+        if not self._results:
+            self._first_result_at = self._loop.time()
+        self._results.append(job)
+        self._results_ready.set()
+
+    def spawn(self, coroutine) -> None:
+        task = self._loop.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def crashed(self, error: BaseException) -> bool:
+        """In a single round (tests, tools) an unexpected error ends the round and is raised."""
+        if not self._single_round:
+            return False
+        self._crash = self._crash or error
+        self.stopping.set()
+        self._room.set()
+        return True
+
+    # ---- the loop -----------------------------------------------------------------------
+
+    async def _serve(self, single_round: bool) -> int:
+        self._loop = asyncio.get_running_loop()
+        self._single_round = single_round
+        self.stopping = asyncio.Event()
+        self._results: list[Job] = []
+        self._results_ready = asyncio.Event()
+        self._room = asyncio.Event()
+        self._tasks: set[asyncio.Task] = set()
+        self._crash: BaseException | None = None
+        self._lanes = {code: CarrierLane(self, config, self._calls(code), self._concurrency)
+                       for code, config in self._carriers.configs.items()}
+        senders = [self._loop.create_task(lane.run()) for lane in self._lanes.values()]
+        writer = self._loop.create_task(self._write_loop())
+        helpers = [] if single_round else [self._loop.create_task(self._watch_stop()),
+                                           self._loop.create_task(self._backlog_loop())]
+        claimed = 0
+        try:
+            if single_round:
+                claimed = await self._claim_round()
+                while self._in_hand() and not self.stopping.is_set():
+                    await self._wait(self._room, None)
+            else:
+                await self._claim_loop()
+        finally:
+            self.stopping.set()
+            for lane in self._lanes.values():
+                lane.changed.set()
+            await asyncio.gather(*senders, return_exceptions=True)
+            while self._tasks:  # requests in flight finish (their timeouts bound this)
+                await asyncio.gather(*list(self._tasks), return_exceptions=True)
+            self._results_ready.set()
+            await writer
+            for task in helpers:
+                task.cancel()
+            for lane in self._lanes.values():
+                await lane.calls.aclose()
+        if self._crash is not None:
+            raise self._crash
+        return claimed
+
+    def _calls(self, code: str) -> CarrierCalls:
+        if hasattr(self._carriers, "open_async"):
+            return CarrierCalls(async_client=self._carriers.open_async(code, max_connections=self._concurrency))
+        return CarrierCalls(sync_client=self._carriers.client(code), threads=self._concurrency)
+
+    def _in_hand(self) -> int:
+        return sum(lane.in_hand for lane in self._lanes.values())
+
+    async def _claim_loop(self) -> None:
+        while not self.stopping.is_set():
+            wanted = {code: n for code, lane in self._lanes.items()
+                      if (n := lane.claimable(self._batch, self._claim_ahead_s)) > 0}
+            if not wanted:
+                await self._wait(self._room, self._idle_s)
+                continue
+            try:
+                claimed = await self._claim(wanted)
+            except Exception as exc:  # database away: wait; claims expire by themselves
+                log.warning("tracker claim failed", error=str(exc), error_class=type(exc).__name__)
+                claimed = 0
+            if not claimed:
+                await self._wait(self.stopping, self._idle_s)
+
+    async def _claim_round(self) -> int:
+        return await self._claim({code: self._batch for code in self._lanes})
+
+    async def _claim(self, wanted: dict[str, int]) -> int:
+        def claim():
+            # Who holds a lease is readable in the row (host:pid:claim), for operators and tests.
+            token = f"{self._owner}:{uuid.uuid4().hex}"
+            started = time.monotonic()  # before the lease starts: the local deadline errs early
+            with self._uow() as uow:
+                queue: TrackerQueue = uow.tracker_queue
+                now = queue.now()
+                lease_until = now + timedelta(seconds=self._lease_s)
+                claims = [c for code, n in wanted.items() for c in queue.claim(code, token, now, lease_until, n)]
                 uow.commit()
-                return
-            shipment = uow.shipments.get(shipment_id)
-            status = map_status(answer.carrier_status)
-            if status is not None and shipment.move_to(status, now, answer.carrier_status):
-                uow.save(shipment)
-                log.info("status changed", shipment_id=shipment_id, status=status.value,
-                         carrier_status=answer.carrier_status, sequence=shipment.sequence)
-            next_poll = None if shipment.status.is_final else now + interval
-            uow.tracker_queue.finish_poll(shipment_id, now, next_poll)
-            uow.commit()
+            return claims, started + self._lease_s
+
+        claims, deadline = await asyncio.to_thread(claim)
+        for claim in claims:
+            self._lanes[claim.carrier].add(Job(claim, deadline))
+        return len(claims)
+
+    async def _write_loop(self) -> None:
+        while True:
+            stopping = self.stopping.is_set() and not self._tasks
+            if self._results and (stopping or self._flush_due()):
+                await self._flush()
+                continue
+            if stopping and not any(lane.in_flight for lane in self._lanes.values()):
+                if not self._results:
+                    return
+                continue
+            await self._wait(self._results_ready, self._flush_s)
+
+    def _flush_due(self) -> bool:
+        return (len(self._results) >= self._write_batch or len(self._results) >= self._in_hand()
+                or self._loop.time() - self._first_result_at >= self._flush_s)
+
+    async def _flush(self) -> None:
+        jobs, self._results = self._results[:self._write_batch * 2], self._results[self._write_batch * 2:]
+        histories = frozenset(code for code, lane in self._lanes.items() if lane.calls.has_history)
+        try:
+            await asyncio.to_thread(record, self._uow, self._carriers.configs, jobs, histories)
+        except Exception as exc:  # their leases run out and they come due again: nothing is lost
+            log.warning("tracker could not record answers", error=str(exc), error_class=type(exc).__name__,
+                        answers=len(jobs))
+        for job in jobs:
+            self._lanes[job.claim.carrier].in_hand -= 1
+        if self._results:
+            self._first_result_at = self._loop.time()
+        self._room.set()
+
+    async def _watch_stop(self) -> None:
+        while not self._stop.is_set():
+            await asyncio.sleep(0.05)
+        self.stopping.set()
+        self._room.set()
+
+    async def _backlog_loop(self) -> None:
+        while True:
+            try:
+                def count():
+                    with self._engine.connect() as connection:
+                        queue = TrackerQueue(connection)
+                        return queue.due_backlog(queue.now())
+
+                backlog = await asyncio.to_thread(count)
+                for code in self._lanes:
+                    metrics.DUE_BACKLOG.labels(code).set(backlog.get(code, 0))
+            except Exception as exc:
+                log.debug("due backlog not counted", error=str(exc))
+            await asyncio.sleep(BACKLOG_EVERY_S)
+
+    async def _wait(self, event: asyncio.Event, timeout: float | None) -> None:
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+        if event is not self.stopping:
+            event.clear()

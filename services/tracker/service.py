@@ -14,8 +14,12 @@ def components(runtime: Runtime) -> list:
             uow=lambda: runtime.uow(NAME),
             carriers=runtime.carriers,
             stop=runtime.stop,
+            engine=runtime.engine,
             batch=settings.tracker_batch,
             lease_s=settings.tracker_lease_s,
             idle_s=settings.tracker_idle_s,
+            concurrency=settings.tracker_concurrency,
+            claim_ahead_s=settings.tracker_claim_ahead_s,
+            slot_tolerance_s=settings.tracker_slot_tolerance_s,
         )
     ]

@@ -1,0 +1,1 @@
+"""Throughput, latency and memory of the services against the raw limits of their broker and database."""

@@ -1,0 +1,150 @@
+"""Settling deliveries on one channel, as the failure policy decided.
+
+ack: applied.  retry: a copy with the attempt counted goes to a delay queue (or waits in
+process on the embedded broker), then the original is acked.  dead letter: a copy with
+the reason goes to the service's ``.dlq``, then the original is acked.  Every copy is
+published with a confirm before its original is acked.
+"""
+from __future__ import annotations
+
+import dataclasses
+import heapq
+import itertools
+import time
+
+from shared import naming
+from shared.batch import ack_plan
+from shared.broker import Publisher
+from shared.db import utcnow
+from shared.failure import Decision, RetryPolicy, Verdict
+from shared.logging import get_logger
+from shared.redaction import redact_text
+
+MAX_HEADER_TEXT = 1000
+
+
+class DelayedRetries:
+    """The embedded broker's retry queues: it has no TTL or dead-lettering."""
+
+    def __init__(self):
+        self._heap: list = []
+        self._ids = itertools.count()
+
+    def add(self, due: float, delivery) -> None:
+        heapq.heappush(self._heap, (due, next(self._ids), delivery))
+
+    def due(self) -> list:
+        now, ready = time.monotonic(), []
+        while self._heap and self._heap[0][0] <= now:
+            ready.append(heapq.heappop(self._heap)[2])
+        return ready
+
+
+class Settler:
+    def __init__(self, *, service: str, policy: RetryPolicy, publisher: Publisher, embedded: bool,
+                 delayed: DelayedRetries):
+        self.service = service
+        self.queue_name = naming.work_queue(service)
+        self._policy = policy
+        self._publisher = publisher
+        self._embedded = embedded
+        self._delayed = delayed
+        self._unsettled: set[int] = set()
+        self._log = get_logger(service=service, queue=self.queue_name)
+
+    def received(self, message) -> None:
+        self._unsettled.add(message.delivery_tag)
+
+    def _ack(self, message) -> None:
+        message.ack()
+        self._unsettled.discard(message.delivery_tag)
+
+    def ack_all(self, messages: list) -> None:
+        """Acks applied deliveries, a contiguous run of them with one ``multiple`` ack."""
+        if self._embedded or len(messages) < 2:
+            # The embedded broker's channel ignores ``multiple``.
+            for message in messages:
+                self._ack(message)
+            return
+        by_tag = {m.delivery_tag: m for m in messages}
+        upto, singles = ack_plan(self._unsettled, by_tag)
+        if upto is not None:
+            by_tag[upto].ack(multiple=True)
+            self._unsettled = {tag for tag in self._unsettled if tag > upto}
+        for tag in singles:
+            self._ack(by_tag[tag])
+
+    def settle(self, message, delivery, decision: Decision) -> None:
+        if decision.verdict is Verdict.ACK:
+            self._ack(message)
+            return
+        headers = self._failure_headers(delivery, decision)
+        if decision.verdict is Verdict.RETRY:
+            if self._embedded:
+                due = time.monotonic() + self._policy.jittered(decision.delay_s, decision.min_delay_s)
+                self._delayed.add(due, dataclasses.replace(delivery, headers=headers))
+            else:
+                self._publish_copy(delivery, naming.retry_queue(self.service, decision.delay_s), headers,
+                                   expiration=self._policy.jittered(decision.delay_s, decision.min_delay_s))
+            self._log.warning(
+                "handler failed, will retry",
+                message_id=delivery.message_id,
+                event_type=delivery.event_type,
+                attempt=headers[naming.HEADER_ATTEMPTS],
+                retry_in_s=decision.delay_s,
+                error_class=decision.error_class,
+                error=headers[naming.HEADER_ERROR_MESSAGE],
+            )
+        else:
+            self._publish_copy(delivery, naming.dead_letter_queue(self.service), headers)
+            self._log.error(
+                "message dead-lettered",
+                message_id=delivery.message_id,
+                event_type=delivery.event_type,
+                error_class=decision.error_class,
+                reason=headers[naming.HEADER_ERROR_MESSAGE],
+                dead_letter_queue=naming.dead_letter_queue(self.service),
+            )
+        self._ack(message)
+
+    def _publish_copy(self, delivery, routing_key: str, headers: dict, expiration: float | None = None) -> None:
+        self._publisher.publish(
+            delivery.body,
+            exchange="",
+            routing_key=routing_key,
+            message_id=delivery.message_id,
+            event_type=delivery.event_type,
+            headers=headers,
+            content_type=delivery.content_type or "application/octet-stream",
+            expiration=expiration,
+        )
+
+    def _failure_headers(self, delivery, decision: Decision) -> dict:
+        now = utcnow().isoformat()
+        headers = dict(delivery.headers)
+        headers.pop("x-death", None)
+        headers.update(
+            {
+                naming.HEADER_ATTEMPTS: delivery.failed_attempts + 1,
+                naming.HEADER_SERVICE: self.service,
+                naming.HEADER_QUEUE: self.queue_name,
+                naming.HEADER_ROUTING_KEY: headers.get(naming.HEADER_ROUTING_KEY, delivery.routing_key),
+                naming.HEADER_ERROR_CLASS: decision.error_class,
+                naming.HEADER_ERROR_MESSAGE: redact_text(decision.reason)[:MAX_HEADER_TEXT],
+                naming.HEADER_FIRST_FAILURE: headers.get(naming.HEADER_FIRST_FAILURE, now),
+                naming.HEADER_LAST_FAILURE: now,
+            }
+        )
+        return headers
+
+    def release_due_retries(self) -> None:
+        for delivery in self._delayed.due():
+            self._publisher.publish(
+                delivery.body,
+                exchange="",
+                routing_key=self.queue_name,
+                message_id=delivery.message_id,
+                event_type=delivery.event_type,
+                headers=delivery.headers,
+                content_type=delivery.content_type or "application/octet-stream",
+            )

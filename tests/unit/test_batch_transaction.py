@@ -1,0 +1,216 @@
+"""A batch of packer events in one transaction, one real commit: staged (the fast path) and
+careful (a savepoint per unit of work) apply it alike."""
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+from sqlalchemy import event
+from sqlalchemy.engine.base import RootTransaction
+from sqlalchemy.exc import OperationalError
+import contract_examples as examples
+from services.domain.tables import package_items, packages, shipments, status_changes
+from services.domain.staged import Staging
+from services.packer.handlers import open_shipment
+from shared import batch, faults
+from shared.batch import BatchAbandoned, run_batch
+from shared.errors import PermanentError
+from shared.failure import RetryPolicy, Verdict, decide
+from shared.inbox import inbox_table
+from shared.outbox import outbox_table
+
+
+def packed(package_id: str, event_id: str | None = None, **data):
+    return examples.parsed("PackagePacked", examples.packed(package_id, **data), event_id)
+
+
+@pytest.fixture
+def pack(db, carriers):
+    """The packer's handler, wired as its service wires it (a new unit of work per event)."""
+    return lambda event: open_shipment(event, db.uow("packer"), carriers)
+
+
+@pytest.fixture(params=["staged", "careful"])
+def apply(request, db, pack):
+    """Runs a batch the way the packer's worker does, or the careful way alone."""
+    staging = Staging if request.param == "staged" else None
+    return lambda events, handle=pack: run_batch(db.engine, handle, events, staging=staging)
+
+
+def sqlite_path(db) -> str:
+    return db.engine.url.database
+
+
+def test_a_batch_applies_every_event_and_wakes_the_relay_once_after_its_commit(db, apply):
+    events = [packed(f"PKG-{n}") for n in range(5)]
+
+    outcomes = apply(events)
+
+    assert [o.error for o in outcomes] == [None] * 5
+    assert db.count(shipments) == 5
+    assert db.count(outbox_table) == 5
+    assert db.inbox_count("packer") == 5
+    assert db.relay_wakeups.calls == 1
+
+
+def test_a_poison_event_fails_alone_and_the_rest_of_its_batch_commits(db, apply):
+    events = [packed("PKG-1"), packed("PKG-2", carrier="ghost-cargo"), packed("PKG-3")]
+
+    outcomes = apply(events)
+
+    assert outcomes[0].error is None and outcomes[2].error is None
+    assert isinstance(outcomes[1].error, PermanentError)
+    assert "unknown carrier 'ghost-cargo'" in str(outcomes[1].error)
+    assert sorted(r.package_id for r in db.all(shipments.select())) == ["PKG-1", "PKG-3"]
+    assert db.count(inbox_table) == 2
+
+
+def test_a_unit_failing_after_it_wrote_leaves_nothing_and_the_others_commit(db, pack, apply):
+    def fails_halfway(event):
+        if event.data.package_id != "PKG-2":
+            return pack(event)
+        uow = db.uow("packer")
+        with uow:
+            uow.inbox.first_time(event.id)
+            uow.packages.record_packed(event.data, event.id)
+            raise RuntimeError("a bug after two writes")
+
+    outcomes = apply([packed("PKG-1"), packed("PKG-2"), packed("PKG-3")], fails_halfway)
+
+    assert [type(o.error) for o in outcomes] == [type(None), RuntimeError, type(None)]
+    assert sorted(r.package_id for r in db.all(packages.select())) == ["PKG-1", "PKG-3"]
+    assert db.count(inbox_table) == 2
+    assert db.count(package_items) == 2
+
+
+def test_a_duplicate_within_one_batch_is_applied_once(db, apply):
+    first = packed("PKG-1")
+    again = packed("PKG-1", event_id=first.id)
+
+    outcomes = apply([first, packed("PKG-2"), again])
+
+    assert [o.error for o in outcomes] == [None, None, None]
+    assert db.count(shipments) == 2
+    assert db.count(status_changes) == 2
+    assert db.count(outbox_table) == 2
+    assert db.inbox_count("packer") == 2
+
+
+def test_nothing_of_a_batch_is_visible_to_others_before_its_commit(db, pack, apply):
+    seen_during_batch = []
+
+    def pack_and_look(event):
+        pack(event)
+        with sqlite3.connect(sqlite_path(db)) as reader:
+            seen_during_batch.append(reader.execute("SELECT count(*) FROM shipments").fetchone()[0])
+
+    apply([packed("PKG-1"), packed("PKG-2")], pack_and_look)
+
+    assert seen_during_batch == [0, 0]
+    assert db.count(shipments) == 2
+
+
+def test_a_failed_commit_fails_every_event_applies_none_and_wakes_nothing(db, apply, monkeypatch):
+    def server_gone_at_commit(transaction):
+        transaction.rollback()
+        raise OperationalError("COMMIT", {}, Exception("server closed the connection unexpectedly"))
+
+    monkeypatch.setattr(RootTransaction, "commit", server_gone_at_commit)
+    outcomes = apply([packed("PKG-1"), packed("PKG-2", carrier="ghost-cargo"), packed("PKG-3")])
+    monkeypatch.undo()
+
+    assert [type(o.error) for o in outcomes] == [OperationalError, PermanentError, OperationalError]
+    # Retried without limit: the database being away is never the message's fault.
+    assert decide(outcomes[0].error, 0, RetryPolicy(1, (1.0,))).verdict is Verdict.RETRY
+    assert db.count(packages) == 0
+    assert db.count(inbox_table) == 0
+    assert db.relay_wakeups.calls == 0
+
+
+def test_events_after_the_batch_transaction_broke_are_not_attempted_and_fail_as_transient(db, pack):
+    def breaks_the_transaction(event):
+        if event.data.package_id == "PKG-1":
+            batch.current(db.engine).connection.rollback()  # as a dropped connection leaves it
+            raise ConnectionError("server closed the connection")
+        pack(event)
+
+    outcomes = run_batch(db.engine, breaks_the_transaction, [packed("PKG-1"), packed("PKG-2")])
+
+    assert isinstance(outcomes[0].error, ConnectionError)
+    assert isinstance(outcomes[1].error, BatchAbandoned)
+    assert outcomes[1].error.exhausts is False
+    assert db.count(packages) == 0
+
+
+def test_the_crash_point_passes_once_per_unit_right_after_the_real_commit(db, apply, monkeypatch):
+    killed_with = []
+    monkeypatch.setattr(faults, "_ARMED", ("after_commit:packer", 2))
+    monkeypatch.setattr(faults, "_counts", {})
+    monkeypatch.setattr(faults.os, "kill", lambda pid, sig: killed_with.append(db.count(shipments)))
+
+    apply([packed("PKG-1"), packed("PKG-2"), packed("PKG-3")])
+
+    # Killed once, the second unit being applied, and only after all three had committed.
+    assert killed_with == [3]
+
+
+# ---- the staged path's own promises ------------------------------------------------------
+
+
+def statements_of(db, batch) -> list[str]:
+    seen: list[str] = []
+
+    def note(_conn, _cursor, statement, *_args):
+        if not statement.startswith("BEGIN"):  # the embedded database's own BEGIN IMMEDIATE
+            seen.append(statement.split(None, 3)[2] if statement.startswith("INSERT") else statement.split()[0])
+
+    event.listen(db.engine, "before_cursor_execute", note)
+    try:
+        batch()
+    finally:
+        event.remove(db.engine, "before_cursor_execute", note)
+    return seen
+
+
+def test_a_staged_batch_writes_each_table_once_whatever_its_size(db, pack):
+    events = [packed(f"PKG-{n}") for n in range(40)]
+
+    written = statements_of(db, lambda: run_batch(db.engine, pack, events, staging=Staging))
+
+    assert written == ["inbox", "packages", "package_items", "shipments", "shipment_status_changes", "outbox"]
+    assert db.count(shipments) == 40
+    assert [e.data.package_id for e in db.outbox_events()] == [f"PKG-{n}" for n in range(40)]
+
+
+def test_an_event_applied_before_sends_its_batch_the_careful_way_where_it_is_ignored(db, pack):
+    first = packed("PKG-1")
+    run_batch(db.engine, pack, [first], staging=Staging)
+
+    outcomes = run_batch(db.engine, pack, [packed("PKG-1", event_id=first.id), packed("PKG-2")], staging=Staging)
+
+    assert [o.error for o in outcomes] == [None, None]
+    assert db.count(shipments) == 2
+    assert db.inbox_count("packer") == 2
+
+
+def test_a_package_packed_before_under_another_event_id_keeps_the_first(db, pack):
+    run_batch(db.engine, pack, [packed("PKG-1", order_number="ORD-FIRST")], staging=Staging)
+
+    outcomes = run_batch(db.engine, pack, [packed("PKG-1", order_number="ORD-AGAIN"), packed("PKG-2")],
+                         staging=Staging)
+
+    assert [o.error for o in outcomes] == [None, None]
+    assert db.package("PKG-1").order_number == "ORD-FIRST"
+    assert db.count(shipments) == 2
+    assert db.inbox_count("packer") == 3
+
+
+def test_a_row_the_database_refuses_fails_its_own_event_and_the_rest_commit(db, pack):
+    # The same order item twice: the items' primary key refuses the second row.
+    refused = packed("PKG-2", item_ids=(7, 7))
+
+    outcomes = run_batch(db.engine, pack, [packed("PKG-1"), refused, packed("PKG-3")], staging=Staging)
+
+    assert outcomes[0].error is None and outcomes[2].error is None
+    assert "UNIQUE constraint failed" in str(outcomes[1].error)
+    assert sorted(r.package_id for r in db.all(shipments.select())) == ["PKG-1", "PKG-3"]
