@@ -11,7 +11,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from benchmarks.infra import Environment, Service, wait_for
+from benchmarks.infra import Environment, Service, machine_busy_s, wait_for
 from benchmarks.standins import OMNITRON_CALL, OMNITRON_TOKEN, StandIn
 from benchmarks.workload import Upstream, item_of, package_packed, package_shipped
 from shared import naming
@@ -61,6 +61,12 @@ class Pipeline:
 class Burst:
     packages: int
     seconds: float
+    cpu_s: dict[str, float] = field(default_factory=dict)  # each service process's CPU during the burst
+    machine_cpu_s: float = 0.0  # the whole machine's, every process included
+
+    def cpu_ms_per_package(self, name: str | None = None) -> float:
+        spent = self.machine_cpu_s if name is None else self.cpu_s[name]
+        return spent * 1000 / self.packages
 
     @property
     def rate(self) -> float:
@@ -105,6 +111,8 @@ def _wait_final(pipeline: Pipeline, prefix: str, count: int, timeout_s: float) -
 
 
 def burst(pipeline: Pipeline, count: int, prefix: str = "E2E") -> Burst:
+    cpu_before = {name: process.cpu_s() for name, process in pipeline.processes.items()}
+    machine_before = machine_busy_s()
     upstream = Upstream(pipeline.env.amqp_url)
     started = time.monotonic()
     try:
@@ -113,7 +121,8 @@ def burst(pipeline: Pipeline, count: int, prefix: str = "E2E") -> Burst:
     finally:
         upstream.close()
     last = _wait_final(pipeline, prefix, count, timeout_s=60 + count)
-    return Burst(count, last - started)
+    cpu = {name: process.cpu_s() - cpu_before[name] for name, process in pipeline.processes.items()}
+    return Burst(count, last - started, cpu, machine_busy_s() - machine_before)
 
 
 def latencies(pipeline: Pipeline, prefix: str, since: float) -> list[float]:

@@ -168,6 +168,14 @@ class Service:
         """The high-water mark of the resident set since the process started."""
         return self._status("VmHWM")
 
+    def cpu_s(self) -> float:
+        """User and system CPU time the process has used so far."""
+        try:
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def sample_rss(self) -> int:
         rss = self.rss_kb()
         self.rss_samples.append((time.monotonic(), rss))
@@ -202,6 +210,13 @@ def wait_for(predicate, timeout_s: float, what: str, interval_s: float = 0.05, p
                 raise RuntimeError(f"{process.name} exited while waiting for {what}:\n{process.log_tail()}")
         time.sleep(interval_s)
     raise TimeoutError(f"timed out after {timeout_s:g}s waiting for {what}")
+
+
+def machine_busy_s() -> float:
+    """CPU time the whole machine has spent busy (every core, every process), from /proc/stat."""
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(
+        int, Path("/proc/stat").read_text().splitlines()[0].split()[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 def machine() -> dict[str, str]:

@@ -38,8 +38,18 @@ def _distinct_in_order(calls: list) -> list:
     return [call for i, call in enumerate(calls) if i == 0 or call != calls[i - 1]]
 
 
+def _forward_to_the_end(calls: list) -> bool:
+    """In EXPECTED's order, ending with its final call. An intermediate status may be skipped:
+    a change retried during the outage can be overtaken by a newer one, and the contract
+    says the older one is then not sent."""
+    distinct = _distinct_in_order(calls)
+    positions = [EXPECTED.index(call) if call in EXPECTED else -1 for call in distinct]
+    return bool(distinct) and -1 not in positions and positions == sorted(set(positions)) \
+        and distinct[-1] == EXPECTED[-1]
+
+
 def _all_relayed(omnitron, items) -> bool:
-    return all(_distinct_in_order(omnitron.calls_for_item(item)) == EXPECTED for item in items)
+    return all(_forward_to_the_end(omnitron.calls_for_item(item)) for item in items)
 
 
 def test_after_a_broker_restart_every_service_reconnects_consumes_again_and_loses_nothing(pipeline):
@@ -91,7 +101,7 @@ def test_after_a_database_restart_the_services_resume_and_nothing_is_lost_or_app
     repeated = 0
     for item in items:
         calls = pipeline.omnitron.calls_for_item(item)
-        assert _distinct_in_order(calls) == EXPECTED
-        repeated += len(calls) - len(EXPECTED)
+        assert _forward_to_the_end(calls), (item, calls)
+        repeated += len(calls) - len(_distinct_in_order(calls))
     assert repeated <= 2, "at most the calls in flight at the restart are repeated"
     assert all(p.alive() for p in pipeline.processes)
