@@ -26,10 +26,15 @@ class Drain:
     events: int
     seconds: float
     peak_rss_kb: int
+    cpu_s: float = 0.0  # the process's CPU over the timed part
 
     @property
     def rate(self) -> float:
         return self.events / self.seconds
+
+    @property
+    def cpu_ms_per_event(self) -> float:
+        return self.cpu_s * 1000 / self.events
 
 
 def _watch(env: Environment, process: Service, consumer: str, wanted: int, empty_outbox: bool,
@@ -40,7 +45,7 @@ def _watch(env: Environment, process: Service, consumer: str, wanted: int, empty
             return db.execute("SELECT count(*) FROM inbox WHERE consumer = %s", (consumer,)).fetchone()[0]
 
         first = wait_for(lambda: applied() or None, 120, f"{consumer}'s first event", processes=[process])
-        started = time.monotonic()
+        started, cpu_started = time.monotonic(), process.cpu_s()
         deadline = started + timeout_s
         while True:
             count = applied()
@@ -55,7 +60,7 @@ def _watch(env: Environment, process: Service, consumer: str, wanted: int, empty
                 raise RuntimeError(f"{consumer} exited:\n{process.log_tail()}")
             time.sleep(0.05)
         seconds = time.monotonic() - started
-    return Drain(count - first, seconds, process.peak_rss_kb())
+    return Drain(count - first, seconds, process.peak_rss_kb(), process.cpu_s() - cpu_started)
 
 
 def queue_packages(env: Environment, count: int, prefix: str) -> None:
@@ -125,13 +130,13 @@ def relay(env: Environment, count: int) -> Drain:
 
             # Timed from the first round's commit: start-up and that round left out.
             wait_for(lambda: stored() < count, 120, "the relay's first round", 0.01, processes=[process])
-            started, left = time.monotonic(), stored()
+            started, left, cpu_started = time.monotonic(), stored(), process.cpu_s()
             wait_for(lambda: stored() == 0, 600, "the outbox to empty", 0.02, processes=[process])
-            seconds = time.monotonic() - started
+            seconds, cpu = time.monotonic() - started, process.cpu_s() - cpu_started
         queued = env.queue_depth(naming.work_queue("omnitron-publisher"))
         if queued != count:
             raise RuntimeError(f"the relay confirmed {count} events but {queued} are queued")
-        return Drain(left, seconds, process.peak_rss_kb())
+        return Drain(left, seconds, process.peak_rss_kb(), cpu)
     finally:
         process.stop()
         env.purge(naming.work_queue("omnitron-publisher"))

@@ -48,14 +48,17 @@ def table(r: Results) -> str:
     ]
     packer_ratio = r.packer.rate / raw["consume_commit_100"]
     rows.append((f"packer drain: 1 `run packer`, {_n(r.packer.events)} PackagePacked → pending events, relay included",
-                 f"{_n(r.packer.rate)} events/s", "consume + commit per 100", f"{packer_ratio:.2f}",
+                 f"{_n(r.packer.rate)} events/s ({r.packer.cpu_ms_per_event:.2f} ms CPU each)",
+                 "consume + commit per 100", f"{packer_ratio:.2f}",
                  "≥ 0.75×", _verdict(packer_ratio >= 0.75)))
     for label, drain in (("shipper drain: registrations, carrier at 0 ms", r.shipper),
                          ("omnitron-publisher drain: Omnitron at 0 ms", r.omnitron)):
-        rows.append((f"{label} ({_n(drain.events)} events)", f"{_n(drain.rate)} events/s",
+        rows.append((f"{label} ({_n(drain.events)} events)",
+                     f"{_n(drain.rate)} events/s ({drain.cpu_ms_per_event:.1f} ms CPU each)",
                      "consume + commit per message", f"{drain.rate / raw['consume_commit_1']:.2f}", "", ""))
     rows.append((f"outbox relay: {_n(r.relay.events)} stored events, confirmed publishes",
-                 f"{_n(r.relay.rate)} msg/s", "publish, confirm per message",
+                 f"{_n(r.relay.rate)} msg/s ({r.relay.cpu_ms_per_event:.2f} ms CPU each)",
+                 "publish, confirm per message",
                  f"{r.relay.rate / raw['publish_confirm_each']:.2f}", "≥ 5,000 msg/s", _verdict(r.relay.rate >= 5000)))
     rows.append((f"end to end: burst of {_n(r.burst.packages)} packages, PackagePacked → final Omnitron call",
                  f"{_n(r.burst.rate)} packages/s", "", "", "≥ 150 packages/s", _verdict(r.burst.rate >= 150)))

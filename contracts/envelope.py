@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import json
-import uuid
 from datetime import datetime, timezone
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from contracts.events import EVENT_MODELS
+from contracts.ids import uuid4
 
 MAX_BODY_BYTES = 1024 * 1024
 ACCEPTED_CONTENT_TYPES = frozenset({"application/cloudevents+json", "application/json"})
@@ -39,7 +39,7 @@ class CloudEvent(BaseModel):
     def new(cls, type: str, source: str, data: BaseModel, subject: str | None = None) -> "CloudEvent":
         return cls(
             specversion="1.0",
-            id=str(uuid.uuid4()),
+            id=uuid4(),
             source=source,
             type=type,
             time=datetime.now(timezone.utc),

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from kombu import Connection, Exchange, Producer, Queue
 
 from shared import naming
+from shared.amqp_io import ReadAheadTransport
 
 CONTENT_TYPE = "application/cloudevents+json"
 
@@ -18,6 +19,7 @@ def connect(url: str, heartbeat: float = 30) -> Connection:
     return Connection(
         url,
         heartbeat=heartbeat,
+        transport=ReadAheadTransport,
         transport_options={"confirm_publish": True, "max_retries": 0},
         connect_timeout=5,
     )

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import datetime, timezone
 
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.engine import make_url
 from sqlalchemy.types import TypeDecorator
 
@@ -61,7 +63,32 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
         engine = create_engine(url, pool_size=8, max_overflow=8, connect_args={"timeout": 30, "check_same_thread": False})
         _serialize_sqlite_writers(engine)
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size)
+    _ping_idle_connections(engine)
+    return engine
+
+
+# A ping on every checkout (pool_pre_ping) is one more round trip per transaction. A
+# connection used moments ago is trusted instead; if the server dropped it meanwhile its
+# first statement fails, the pool is invalidated and the work is retried like any other
+# database outage. One that sat idle longer is pinged, and replaced if the ping fails.
+PING_AFTER_IDLE_S = 5.0
+
+
+def _ping_idle_connections(engine: Engine) -> None:
+    @event.listens_for(engine, "checkin")
+    def _returned(_dbapi_connection, record) -> None:
+        record.info["returned_at"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping_if_idle(dbapi_connection, record, _proxy) -> None:
+        returned = record.info.get("returned_at")
+        if returned is None or time.monotonic() - returned < PING_AFTER_IDLE_S:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            raise DisconnectionError(f"idle connection no longer answers: {exc}") from exc  # the pool retries
 
 
 def _serialize_sqlite_writers(engine: Engine) -> None:

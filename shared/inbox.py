@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from sqlalchemy import Column, Connection, PrimaryKeyConstraint, String, Table, bindparam, select, text
 
+from shared.bulk import copy_to_scratch
 from shared.db import UtcDateTime, metadata, utcnow
 
 inbox_table = Table(
@@ -30,10 +31,13 @@ def inbox_row(consumer: str, event_id: str) -> dict:
 def record_many(connection: Connection, rows: list[dict]) -> set[tuple[str, str]]:
     """Records many events at once; the (consumer, event id) pairs that were new."""
     if connection.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    statement = dialect_insert(inbox_table).on_conflict_do_nothing().returning(
+        scratch = copy_to_scratch(connection, inbox_table, rows)
+        recorded = connection.exec_driver_sql(
+            f'INSERT INTO inbox SELECT * FROM "{scratch}" ON CONFLICT DO NOTHING RETURNING consumer, event_id')
+        return {(consumer, event_id) for consumer, event_id in recorded}
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    statement = sqlite_insert(inbox_table).on_conflict_do_nothing().returning(
         inbox_table.c.consumer, inbox_table.c.event_id)
     return {(row.consumer, row.event_id) for row in connection.execute(statement, rows)}
 

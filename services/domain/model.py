@@ -1,11 +1,11 @@
 """The shipment aggregate: its status moves only forward, one numbered change at a time."""
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from contracts import PackagePacked, ShipmentStatus, ShipmentStatusChanged, can_transition
+from contracts.ids import uuid4
 
 
 @dataclass
@@ -27,7 +27,7 @@ class Shipment:
     def open_for(cls, packed: PackagePacked, at: datetime) -> "Shipment":
         """A new, empty shipment for a packed package, in ``pending``."""
         shipment = cls(
-            id=str(uuid.uuid4()),
+            id=uuid4(),
             package_id=packed.package_id,
             order_number=packed.order_number,
             carrier=packed.carrier,

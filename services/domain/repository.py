@@ -1,9 +1,10 @@
 """Loading and saving packages and shipments; the only domain code that writes SQL."""
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
-from sqlalchemy import Connection, insert, select, text, update
+from sqlalchemy import Connection, bindparam, insert, select, text, update
 
 from contracts import PackagePacked, ShipmentStatus
 from services.domain.model import Shipment
@@ -15,7 +16,8 @@ from services.domain.tables import (
     shipments,
     status_changes,
 )
-from shared.db import utcnow
+from shared.bulk import copy_rows, copy_to_scratch
+from shared.db import UtcDateTime, utcnow
 
 
 def _dialect_insert(connection: Connection):
@@ -47,6 +49,15 @@ _LOCK_CURSOR = text(
     "ON CONFLICT (shipment_id) DO UPDATE SET last_sequence = omnitron_cursor.last_sequence "
     "RETURNING last_sequence"
 )
+
+
+# A relay sent: the cursor moves on and the relay is logged in one round trip (PostgreSQL
+# runs a data-modifying WITH whether or not the INSERT reads it).
+_RECORD_SENT = text(
+    "WITH moved AS (UPDATE omnitron_cursor SET last_sequence = :sequence WHERE shipment_id = :shipment_id) "
+    "INSERT INTO omnitron_relays (shipment_id, sequence, status, outcome, calls, event_id, relayed_at) "
+    "VALUES (:shipment_id, :sequence, :status, :outcome, :calls, :event_id, :relayed_at)"
+).bindparams(bindparam("relayed_at", type_=UtcDateTime()))
 
 
 def packed_row(packed: PackagePacked, event_id: str) -> dict:
@@ -85,13 +96,32 @@ def _packed_upsert(connection: Connection):
     ).returning(packages.c.package_id)
 
 
+# Many packages at once: from a scratch table (shared/bulk.py) into the real one.
+_RECORD_PACKED_MANY_PG = (
+    "INSERT INTO packages (package_id, first_seen_at, {columns}) "
+    "SELECT package_id, first_seen_at, {columns} FROM \"{scratch}\" "
+    "ON CONFLICT (package_id) DO UPDATE SET "
+    + ", ".join(f"{name} = excluded.{name}" for name in _PACKED_COLUMNS)
+    + " WHERE packages.packed IS NULL RETURNING package_id"
+)
+
+
 def record_packed_many(connection: Connection, rows: list[dict]) -> set[str]:
     """Many :func:`packed_row` at once; the package ids stored now (absent: packed before)."""
-    return set(connection.execute(_packed_upsert(connection), rows).scalars())
+    if connection.dialect.name != "postgresql":
+        return set(connection.execute(_packed_upsert(connection), rows).scalars())
+    scratch = copy_to_scratch(connection, packages, [{**row, "packed": json.dumps(row["packed"])} for row in rows])
+    statement = _RECORD_PACKED_MANY_PG.format(columns=", ".join(_PACKED_COLUMNS), scratch=scratch)
+    return {package_id for (package_id,) in connection.exec_driver_sql(statement)}
 
 
 def insert_many(connection: Connection, table, rows: list[dict]) -> None:
-    if rows:
+    """Many rows of one table at once (COPY on PostgreSQL)."""
+    if not rows:
+        return
+    if connection.dialect.name == "postgresql":
+        copy_rows(connection, table.name, rows)
+    else:
         connection.execute(insert(table), rows)
 
 
@@ -194,15 +224,15 @@ class OmnitronRelayLog:
         return self._c.execute(_LOCK_CURSOR, {"shipment_id": shipment_id}).scalar_one()
 
     def record(self, change, outcome: str, calls: int, event_id: str) -> None:
+        relay = {"shipment_id": change.shipment_id, "sequence": change.sequence, "status": change.status.value,
+                 "outcome": outcome, "calls": calls, "event_id": event_id, "relayed_at": utcnow()}
+        if outcome == "sent" and self._c.dialect.name == "postgresql":
+            self._c.execute(_RECORD_SENT, relay)
+            return
         if outcome == "sent":
             self._c.execute(
                 update(omnitron_cursor)
                 .where(omnitron_cursor.c.shipment_id == change.shipment_id)
                 .values(last_sequence=change.sequence)
             )
-        self._c.execute(
-            insert(omnitron_relays).values(
-                shipment_id=change.shipment_id, sequence=change.sequence, status=change.status.value,
-                outcome=outcome, calls=calls, event_id=event_id, relayed_at=utcnow(),
-            )
-        )
+        self._c.execute(insert(omnitron_relays), relay)

@@ -12,32 +12,46 @@ from shared.relay import OutboxRelay
 
 
 class FakeChannel:
-    """py-amqp's channel as the publisher uses it: confirm mode, publish, ack/nack events."""
+    """py-amqp's channel as the publisher uses it: confirm mode and the ack/nack events."""
+
+    channel_id = 1
 
     def __init__(self):
         self.events = defaultdict(set)
         self.confirm_mode = False
-        self.published: list[tuple[str, str]] = []
 
     def confirm_select(self) -> None:
         self.confirm_mode = True
 
-    def _basic_publish(self, message, exchange: str, routing_key: str) -> None:
-        assert self.confirm_mode
-        assert message.properties["delivery_mode"] == 2
-        self.published.append((message.properties["message_id"], routing_key))
+
+class FakeTransport:
+    def __init__(self):
+        self.writes: list[bytes] = []
+        self._write = self.writes.append
+
+    def write(self, data: bytes) -> None:
+        self._write(data)
 
 
 class FakeBroker:
-    """Answers a drain with the next scripted confirm frames: ("ack"|"nack", tag, multiple)."""
+    """py-amqp's connection: frames written through its transport; a drain answers with
+    the next scripted confirm frames: ("ack"|"nack", tag, multiple)."""
 
     def __init__(self, script: list[list[tuple[str, int, bool]]]):
         self.channel_ = FakeChannel()
+        self.transport = FakeTransport()
         self.script = list(script)
         self.drains = 0
+        self.published: list[tuple[str, str]] = []
 
     def channel(self) -> FakeChannel:
         return self.channel_
+
+    def frame_writer(self, frame_type, channel_id, method, args, message) -> None:
+        assert self.channel_.confirm_mode
+        assert message.properties["delivery_mode"] == 2
+        self.published.append((message.properties["message_id"], method))
+        self.transport.write(memoryview(b"frame %d" % len(self.published)))
 
     def drain_events(self, timeout: float) -> None:
         self.drains += 1
@@ -57,12 +71,13 @@ def outgoing(n: int) -> list[Outgoing]:
     return [Outgoing(b"{}", f"shipment.status_changed.s{i}", f"id-{i}", "ShipmentStatusChanged") for i in range(n)]
 
 
-def test_a_batch_is_written_whole_before_any_confirm_is_awaited():
+def test_a_batch_is_written_whole_in_few_socket_writes_before_any_confirm_is_awaited():
     broker = FakeBroker([[("ack", 5, True)]])
     publisher = StreamingPublisher(KombuConnection(broker))
 
     assert publisher.publish_batch(outgoing(5)) == [True] * 5
-    assert len(broker.channel_.published) == 5
+    assert [message_id for message_id, _ in broker.published] == [f"id-{i}" for i in range(5)]
+    assert broker.transport.writes == [b"frame 1frame 2frame 3frame 4frame 5"]  # fewer than _WRITE_EVERY
     assert broker.drains == 1
 
 
