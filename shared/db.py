@@ -5,9 +5,12 @@ import threading
 import time
 from datetime import datetime, timezone
 
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
+from collections.abc import Mapping, Sequence
+
+from sqlalchemy import DateTime, Engine, MetaData, Table, TextClause, bindparam, create_engine, event, text
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.engine import make_url
+from sqlalchemy.sql.selectable import TextualSelect
 from sqlalchemy.types import TypeDecorator
 
 metadata = MetaData(
@@ -43,6 +46,29 @@ class UtcDateTime(TypeDecorator):
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def upsert(table: Table, columns: Sequence[str], conflict: Sequence[str], *, update: Mapping[str, str] | None = None,
+           where: str | None = None, returning: Sequence[str] = ()) -> TextClause | TextualSelect:
+    """``INSERT … ON CONFLICT`` written out once, the same SQL for PostgreSQL and SQLite.
+
+    SQLAlchemy's dialect inserts with ``ON CONFLICT`` have no cache key: each execution
+    built and compiled the statement again, on every message. A text statement with typed
+    parameters (and typed result columns) is compiled once. ``update`` maps a column to
+    its SQL (``excluded.<column>`` is the row that was refused); without it a conflict
+    does nothing.
+    """
+    sql = (f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join(':' + c for c in columns)}) "
+           f"ON CONFLICT ({', '.join(conflict)}) ")
+    if update:
+        sql += "DO UPDATE SET " + ", ".join(f"{column} = {value}" for column, value in update.items())
+        sql += f" WHERE {where}" if where else ""
+    else:
+        sql += "DO NOTHING"
+    if returning:
+        sql += " RETURNING " + ", ".join(returning)
+    statement = text(sql).bindparams(*(bindparam(c, type_=table.c[c].type) for c in columns))
+    return statement.columns(*(table.c[c] for c in returning)) if returning else statement
 
 
 def normalize_url(url: str) -> str:

@@ -23,6 +23,9 @@ _FIRST_TIME = text(
     "ON CONFLICT DO NOTHING RETURNING event_id"
 ).bindparams(bindparam("applied_at", type_=UtcDateTime()))
 
+_APPLIED = select(inbox_table.c.event_id).where(inbox_table.c.consumer == bindparam("consumer"),
+                                                inbox_table.c.event_id == bindparam("event_id"))
+
 
 def inbox_row(consumer: str, event_id: str) -> dict:
     return {"consumer": consumer, "event_id": event_id, "applied_at": utcnow()}
@@ -48,11 +51,7 @@ class Inbox:
         self._consumer = consumer
 
     def already_applied(self, event_id: str) -> bool:
-        row = self._connection.execute(
-            select(inbox_table.c.event_id).where(
-                inbox_table.c.consumer == self._consumer, inbox_table.c.event_id == event_id
-            )
-        ).first()
+        row = self._connection.execute(_APPLIED, {"consumer": self._consumer, "event_id": event_id}).first()
         return row is not None
 
     def first_time(self, event_id: str) -> bool:

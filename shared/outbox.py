@@ -20,6 +20,8 @@ outbox_table = Table(
     Column("created_at", UtcDateTime, nullable=False),
 )
 
+_INSERT = insert(outbox_table)
+
 
 def outbox_row(event_id: str, event_type: str, routing_key: str, body: bytes) -> dict:
     return {"event_id": event_id, "event_type": event_type, "routing_key": routing_key, "body": body,
@@ -32,5 +34,5 @@ class Outbox:
         self.added = 0
 
     def add(self, event_id: str, event_type: str, routing_key: str, body: bytes) -> None:
-        self._connection.execute(insert(outbox_table), outbox_row(event_id, event_type, routing_key, body))
+        self._connection.execute(_INSERT, outbox_row(event_id, event_type, routing_key, body))
         self.added += 1

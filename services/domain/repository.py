@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from sqlalchemy import Connection, bindparam, insert, select, text, update
+from sqlalchemy import Connection, bindparam, func, insert, select, text, update
 
 from contracts import PackagePacked, ShipmentStatus
 from services.domain.model import Shipment
@@ -17,7 +17,7 @@ from services.domain.tables import (
     status_changes,
 )
 from shared.bulk import copy_rows, copy_to_scratch
-from shared.db import UtcDateTime, utcnow
+from shared.db import UtcDateTime, upsert, utcnow
 
 
 def _dialect_insert(connection: Connection):
@@ -28,19 +28,37 @@ def _dialect_insert(connection: Connection):
     return dialect_insert
 
 
-def _upsert(connection: Connection, table, values: dict, index: list[str], update_columns: list[str]):
-    statement = _dialect_insert(connection)(table).values(values)
-    if update_columns:
-        statement = statement.on_conflict_do_update(
-            index_elements=index, set_={c: statement.excluded[c] for c in update_columns}
-        )
-    else:
-        statement = statement.on_conflict_do_nothing(index_elements=index)
-    return connection.execute(statement)
-
-
 # The columns a PackagePacked fills in on a package row (the row may exist already).
 _PACKED_COLUMNS = ("order_number", "carrier", "delivery_type", "packed_at", "packed", "packed_event_id")
+
+# It creates the row, or fills in a row a PackageShipped created, or leaves a packed one
+# alone (no row returned); either way the row stays locked (ON CONFLICT locks the row it
+# meets even when its WHERE declines the update).
+_RECORD_PACKED = upsert(packages, ("package_id", "first_seen_at", *_PACKED_COLUMNS), ["package_id"],
+                        update={c: f"excluded.{c}" for c in _PACKED_COLUMNS}, where="packages.packed IS NULL",
+                        returning=["package_id"])
+_SEEN_PACKAGE = upsert(packages, ("package_id", "first_seen_at"), ["package_id"])
+_LOCK_PACKAGE = select(packages).where(packages.c.package_id == bindparam("package_id")).with_for_update()
+_SET_SHIPPED = (update(packages).where(packages.c.package_id == bindparam("b_package_id"))
+                .values(shipped_at=bindparam("shipped_at"), shipped_event_id=bindparam("shipped_event_id")))
+_PACKED_OF = select(packages.c.packed).where(packages.c.package_id == bindparam("package_id"))
+_ITEMS_OF = (select(package_items.c.order_item_id).where(package_items.c.package_id == bindparam("package_id"))
+             .order_by(package_items.c.order_item_id))
+_SHIPMENT = select(shipments).where(shipments.c.id == bindparam("shipment_id"))
+_SHIPMENT_FOR_UPDATE = _SHIPMENT.with_for_update()
+_SHIPMENT_OF_PACKAGE = select(shipments).where(shipments.c.package_id == bindparam("package_id"))
+_SHIPMENT_OF_PACKAGE_FOR_UPDATE = _SHIPMENT_OF_PACKAGE.with_for_update()
+# The SET list comes from the parameters given: the shipment's state and any schedule columns.
+_SAVE_SHIPMENT = update(shipments).where(shipments.c.id == bindparam("b_shipment_id"))
+_INSERT_SHIPMENT = insert(shipments)
+_INSERT_CHANGE = insert(status_changes)
+_INSERT_ITEMS = insert(package_items)
+_INSERT_RELAY = insert(omnitron_relays)
+_WAITING_FOR_PACKING = (packages.c.packed.is_(None), packages.c.shipped_at.is_not(None),
+                        packages.c.first_seen_at < bindparam("seen_before", type_=UtcDateTime()))
+_COUNT_WAITING_FOR_PACKING = select(func.count()).select_from(packages).where(*_WAITING_FOR_PACKING)
+_OLDEST_WAITING_FOR_PACKING = (select(packages.c.package_id).where(*_WAITING_FOR_PACKING)
+                               .order_by(packages.c.first_seen_at).limit(bindparam("sample")))
 
 # One statement creates the cursor or locks it (a no-op update takes the row lock).
 # Written out once: a dialect INSERT … ON CONFLICT is compiled anew on every execution.
@@ -130,40 +148,38 @@ class PackageRepository:
         self._c = connection
 
     def _lock(self, package_id: str):
-        return self._c.execute(
-            select(packages).where(packages.c.package_id == package_id).with_for_update()
-        ).first()
+        return self._c.execute(_LOCK_PACKAGE, {"package_id": package_id}).first()
 
     def record_packed(self, packed: PackagePacked, event_id: str) -> bool:
-        """Stores what was packed; False when the package was packed before (another event id).
-
-        One statement: it creates the row, or fills in a row a PackageShipped created,
-        or leaves a packed one alone; either way the row stays locked (ON CONFLICT locks
-        the row it meets even when its WHERE declines the update).
-        """
-        if self._c.execute(_packed_upsert(self._c), packed_row(packed, event_id)).first() is None:
+        """Stores what was packed (one statement, ``_RECORD_PACKED``); False when the package
+        was packed before (another event id)."""
+        if self._c.execute(_RECORD_PACKED, packed_row(packed, event_id)).first() is None:
             return False
-        self._c.execute(insert(package_items), item_rows(packed))
+        self._c.execute(_INSERT_ITEMS, item_rows(packed))
         return True
 
     def record_shipped(self, package_id: str, shipped_at: datetime, event_id: str) -> None:
         """Remembers the hand-over even before the package is known, holding its row lock."""
-        _upsert(self._c, packages, {"package_id": package_id, "first_seen_at": utcnow()}, ["package_id"], [])
+        self._c.execute(_SEEN_PACKAGE, {"package_id": package_id, "first_seen_at": utcnow()})
         row = self._lock(package_id)
         if row.shipped_at is None:
-            self._c.execute(
-                update(packages)
-                .where(packages.c.package_id == package_id)
-                .values(shipped_at=shipped_at, shipped_event_id=event_id)
-            )
+            self._c.execute(_SET_SHIPPED, {"b_package_id": package_id, "shipped_at": shipped_at,
+                                           "shipped_event_id": event_id})
 
     def lock_handover(self, package_id: str) -> datetime | None:
         """Locks the package (the order every writer follows: package, then shipment); when it was shipped."""
         row = self._lock(package_id)
         return row.shipped_at if row else None
 
+    def waiting_for_packing(self, seen_before: datetime, sample: int = 5) -> tuple[int, list[str]]:
+        """Hand-overs first seen before ``seen_before`` whose PackagePacked never came: how many, the oldest few."""
+        params = {"seen_before": seen_before, "sample": sample}
+        count = self._c.execute(_COUNT_WAITING_FOR_PACKING, params).scalar_one()
+        oldest = self._c.execute(_OLDEST_WAITING_FOR_PACKING, params).scalars().all() if count else []
+        return count, list(oldest)
+
     def packed(self, package_id: str) -> PackagePacked | None:
-        row = self._c.execute(select(packages.c.packed).where(packages.c.package_id == package_id)).first()
+        row = self._c.execute(_PACKED_OF, {"package_id": package_id}).first()
         return PackagePacked.model_validate(row.packed) if row and row.packed else None
 
 
@@ -172,11 +188,7 @@ class ShipmentRepository:
         self._c = connection
 
     def _load(self, row) -> Shipment:
-        items = self._c.execute(
-            select(package_items.c.order_item_id)
-            .where(package_items.c.package_id == row.package_id)
-            .order_by(package_items.c.order_item_id)
-        ).scalars().all()
+        items = self._c.execute(_ITEMS_OF, {"package_id": row.package_id}).scalars().all()
         return Shipment(
             id=row.id, package_id=row.package_id, order_number=row.order_number, carrier=row.carrier,
             order_item_ids=list(items), status=ShipmentStatus(row.status), sequence=row.sequence,
@@ -185,33 +197,29 @@ class ShipmentRepository:
         )
 
     def get(self, shipment_id: str, for_update: bool = False) -> Shipment | None:
-        query = select(shipments).where(shipments.c.id == shipment_id)
-        row = self._c.execute(query.with_for_update() if for_update else query).first()
+        query = _SHIPMENT_FOR_UPDATE if for_update else _SHIPMENT
+        row = self._c.execute(query, {"shipment_id": shipment_id}).first()
         return self._load(row) if row else None
 
     def get_by_package(self, package_id: str, for_update: bool = False) -> Shipment | None:
-        query = select(shipments).where(shipments.c.package_id == package_id)
-        row = self._c.execute(query.with_for_update() if for_update else query).first()
+        query = _SHIPMENT_OF_PACKAGE_FOR_UPDATE if for_update else _SHIPMENT_OF_PACKAGE
+        row = self._c.execute(query, {"package_id": package_id}).first()
         return self._load(row) if row else None
 
     def add(self, shipment: Shipment) -> None:
-        self._c.execute(insert(shipments), shipment_row(shipment))
+        self._c.execute(_INSERT_SHIPMENT, shipment_row(shipment))
 
     def save(self, shipment: Shipment, **schedule) -> None:
         """Writes the shipment's state; ``schedule`` sets tracker columns (next_poll_at, lease...)."""
-        self._c.execute(
-            update(shipments)
-            .where(shipments.c.id == shipment.id)
-            .values(
-                status=shipment.status.value, sequence=shipment.sequence,
-                carrier_status=shipment.carrier_status, tracking_number=shipment.tracking_number,
-                tracking_url=shipment.tracking_url, label_url=shipment.label_url,
-                updated_at=utcnow(), **schedule,
-            )
-        )
+        self._c.execute(_SAVE_SHIPMENT, {
+            "b_shipment_id": shipment.id, "status": shipment.status.value, "sequence": shipment.sequence,
+            "carrier_status": shipment.carrier_status, "tracking_number": shipment.tracking_number,
+            "tracking_url": shipment.tracking_url, "label_url": shipment.label_url,
+            "updated_at": utcnow(), **schedule,
+        })
 
     def record_change(self, change, event_id: str) -> None:
-        self._c.execute(insert(status_changes), change_row(change, event_id))
+        self._c.execute(_INSERT_CHANGE, change_row(change, event_id))
 
 
 class OmnitronRelayLog:
@@ -235,4 +243,4 @@ class OmnitronRelayLog:
                 .where(omnitron_cursor.c.shipment_id == change.shipment_id)
                 .values(last_sequence=change.sequence)
             )
-        self._c.execute(insert(omnitron_relays), relay)
+        self._c.execute(_INSERT_RELAY, relay)

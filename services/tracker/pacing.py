@@ -32,8 +32,12 @@ from sqlalchemy import Connection
 from services.carriers.shipment_flows import CarrierConfig
 from services.domain.tables import carrier_pacing
 from services.tracker.queue import TrackerQueue
+from shared.db import upsert
 
 _LONG_AGO = datetime(2000, 1, 1, tzinfo=timezone.utc)
+# Creates the carrier's row or, with a no-op update, locks the existing one.
+_LOCK_PACING = upsert(carrier_pacing, ("carrier", "tat", "failures", "day_count"), ["carrier"],
+                      update={"carrier": "excluded.carrier"}, returning=[c.name for c in carrier_pacing.c])
 #: Slots are spaced for 95% of the limit: what the carrier measures also includes network
 #: and scheduling jitter on both sides, which can bunch evenly sent requests a little.
 HEADROOM = 0.95
@@ -53,15 +57,8 @@ class CarrierPacing:
         self._queue = TrackerQueue(connection)
 
     def _lock(self, carrier: str):
-        if self._c.dialect.name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
-        statement = insert(carrier_pacing).values(carrier=carrier, tat=_LONG_AGO, failures=0, day_count=0)
-        # Creates the row or, with a no-op update, locks the existing one.
-        statement = statement.on_conflict_do_update(index_elements=["carrier"],
-                                                    set_={"carrier": statement.excluded.carrier})
-        return self._c.execute(statement.returning(*carrier_pacing.c)).one()
+        return self._c.execute(_LOCK_PACING, {"carrier": carrier, "tat": _LONG_AGO, "failures": 0,
+                                              "day_count": 0}).one()
 
     def reserve(self, config: CarrierConfig, wanted: int, horizon_s: float) -> Reservation:
         row = self._lock(config.code)

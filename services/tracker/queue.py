@@ -23,6 +23,7 @@ from contracts import ShipmentStatus
 from services.carriers.shipment_flows import CarrierEvent
 from services.domain.tables import carrier_events, shipments
 from services.tracker.schedule import PRIORITIES, PRIORITY_LEASED
+from shared.db import upsert
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,11 @@ _CLAIMED = (shipments.c.id, shipments.c.carrier, shipments.c.status, shipments.c
 
 # One statement for a whole batch of outcomes (PostgreSQL): far fewer round trips than
 # an UPDATE per row, which matters at thousands of polls per second.
+_KEEP_CARRIER_EVENTS = upsert(carrier_events, ("shipment_id", "event_key", "carrier_status", "occurred_at",
+                                               "description", "location", "recorded_at"),
+                              ["shipment_id", "event_key"])
+_DATABASE_NOW = select(func.clock_timestamp())
+
 _FINISH_MANY_PG = text("""
     UPDATE shipments AS s
        SET lease_owner = NULL, lease_until = NULL, next_poll_at = v.next_poll_at,
@@ -78,7 +84,7 @@ class TrackerQueue:
         """The database's clock (PostgreSQL), so replicas on several machines agree on it."""
         if not self._postgres:
             return datetime.now(timezone.utc)
-        return self._c.execute(select(func.clock_timestamp())).scalar_one().astimezone(timezone.utc)
+        return self._c.execute(_DATABASE_NOW).scalar_one().astimezone(timezone.utc)
 
     def claim(self, carrier: str, token: str, now: datetime, lease_until: datetime, limit: int) -> list[Claim]:
         """Up to ``limit`` due shipments of one carrier, most overdue first: first those whose
@@ -162,12 +168,7 @@ class TrackerQueue:
                 for e in events]
         if not rows:
             return 0
-        if self._postgres:
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
-        statement = insert(carrier_events).on_conflict_do_nothing(index_elements=["shipment_id", "event_key"])
-        return self._c.execute(statement, rows).rowcount
+        return self._c.execute(_KEEP_CARRIER_EVENTS, rows).rowcount
 
     def due_backlog(self, now: datetime) -> dict[str, int]:
         rows = self._c.execute(
