@@ -32,6 +32,7 @@ def register_with_carrier(event: CloudEvent, uow: UnitOfWork, carriers: CarrierD
         return
     with uow:
         if uow.inbox.already_applied(event.id):
+            log.info("duplicate event ignored")
             return
         shipment = uow.shipments.get(change.shipment_id)
         packed = uow.packages.packed(change.package_id)
@@ -48,6 +49,7 @@ def register_with_carrier(event: CloudEvent, uow: UnitOfWork, carriers: CarrierD
         crash_point("after_carrier_registration")
     with uow:
         if not uow.inbox.first_time(event.id):
+            log.info("duplicate event ignored")  # a copy was applied while the carrier answered
             return
         shipped_at = uow.packages.lock_handover(change.package_id)
         shipment = uow.shipments.get(change.shipment_id, for_update=True)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+from structlog.testing import capture_logs
 
 from contracts import parse_event
 from services.shipper.handlers import register_with_carrier
@@ -35,10 +36,12 @@ def test_a_redelivered_registration_request_does_not_call_the_carrier_again(serv
     services.pack()
     services.register()
 
-    services.register()
+    with capture_logs() as logs:
+        services.register()
 
     assert len(carrier.registered) == 1
     assert db.shipment().sequence == 2
+    assert [entry["event"] for entry in logs] == ["duplicate event ignored"]
 
 
 def test_a_carrier_refusing_the_registration_leaves_the_shipment_pending_for_a_replay(services, db, carrier):
