@@ -69,6 +69,11 @@ class Settings(BaseSettings):
         0.02, gt=0, description="A request whose rate-limit slot passed longer ago than this takes a new "
         "slot instead of going out late (the limit holds within this fraction)."
     )
+    handover_horizon_s: float = Field(
+        86400, gt=0, description="A package handed over (PackageShipped) but still not packed after this "
+        "long is reported by the tracker: the `oms_handovers_waiting_for_packing` gauge and a warning "
+        "naming the oldest. It keeps waiting either way."
+    )
     metrics_port: int | None = Field(
         9100, ge=0, le=65535, description="Port of /metrics, /healthz and /readyz; 0 picks a free port "
         "(logged), empty disables. Give each process on one machine its own port."

@@ -41,6 +41,10 @@ packages = Table(
     Column("shipped_at", UtcDateTime),
     Column("shipped_event_id", String(255)),
     Column("first_seen_at", UtcDateTime, nullable=False),
+    # Hand-overs still waiting for their PackagePacked (the tracker reports old ones):
+    # few rows, whatever the size of the table.
+    Index("ix_packages_waiting_for_packing", "first_seen_at",
+          postgresql_where=text("packed IS NULL"), sqlite_where=text("packed IS NULL")),
 )
 
 package_items = Table(

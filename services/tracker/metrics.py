@@ -20,3 +20,7 @@ LATE_SLOTS = Counter(
 )
 CARRIER_PAUSES = Counter("oms_tracker_carrier_pauses_total", "Times a carrier was paused (Retry-After or backoff).",
                          ["carrier", "reason"])
+HANDOVERS_WAITING = Gauge(
+    "oms_handovers_waiting_for_packing", "Packages handed over (PackageShipped) longer ago than the hand-over "
+    "horizon whose PackagePacked has not arrived; they wait, never dropped, but someone should look.",
+)

@@ -38,6 +38,7 @@ from typing import Callable
 from sqlalchemy import Engine
 
 from services.carriers.directory import CarrierDirectory
+from services.domain.repository import PackageRepository
 from services.domain.uow import UnitOfWork
 from services.tracker import metrics
 from services.tracker.lanes import CarrierCalls, CarrierLane
@@ -67,6 +68,7 @@ class Tracker:
         slot_tolerance_s: float = 0.02,
         write_batch: int = 500,
         flush_s: float = 0.05,
+        handover_horizon_s: float = 86400,
     ):
         self._uow = uow
         # Pacing and gauges need no outbox or inbox: plain transactions, not units of work.
@@ -81,6 +83,8 @@ class Tracker:
         self.slot_tolerance_s = slot_tolerance_s
         self._write_batch = write_batch
         self._flush_s = flush_s
+        self._handover_horizon_s = handover_horizon_s
+        self._handovers_reported: tuple[int, list[str]] = (0, [])
         self._owner = f"{socket.gethostname()[:64]}:{os.getpid()}"
 
     # ---- entry points -----------------------------------------------------------------
@@ -267,9 +271,22 @@ class Tracker:
                 backlog = await asyncio.to_thread(count)
                 for code in self._lanes:
                     metrics.DUE_BACKLOG.labels(code).set(backlog.get(code, 0))
+                await asyncio.to_thread(self.report_waiting_handovers)
             except Exception as exc:
                 log.debug("due backlog not counted", error=str(exc))
             await asyncio.sleep(BACKLOG_EVERY_S)
+
+    def report_waiting_handovers(self) -> None:
+        """Hand-overs older than the horizon whose package was never packed: a gauge, and a
+        warning whenever what is waiting changes (not every round)."""
+        with self._engine.connect() as connection:
+            seen_before = TrackerQueue(connection).now() - timedelta(seconds=self._handover_horizon_s)
+            waiting = PackageRepository(connection).waiting_for_packing(seen_before)
+        metrics.HANDOVERS_WAITING.set(waiting[0])
+        if waiting[0] and waiting != self._handovers_reported:
+            log.warning("hand-overs waiting for their PackagePacked past the horizon", count=waiting[0],
+                        oldest_package_ids=waiting[1], horizon_s=self._handover_horizon_s)
+        self._handovers_reported = waiting
 
     async def _wait(self, event: asyncio.Event, timeout: float | None) -> None:
         try:

@@ -21,5 +21,6 @@ def components(runtime: Runtime) -> list:
             concurrency=settings.tracker_concurrency,
             claim_ahead_s=settings.tracker_claim_ahead_s,
             slot_tolerance_s=settings.tracker_slot_tolerance_s,
+            handover_horizon_s=settings.handover_horizon_s,
         )
     ]

@@ -134,9 +134,9 @@ class Services:
         register_with_carrier(pending, self.db.uow("shipper"), self.carriers)
         return pending
 
-    def tracker(self, lease_s: float = 60, stop: threading.Event | None = None) -> Tracker:
+    def tracker(self, lease_s: float = 60, stop: threading.Event | None = None, **options) -> Tracker:
         return Tracker(uow=lambda: self.db.uow("tracker"), carriers=self.carriers, stop=stop or threading.Event(),
-                       batch=50, lease_s=lease_s, idle_s=0.01, concurrency=2)
+                       batch=50, lease_s=lease_s, idle_s=0.01, concurrency=2, **options)
 
 
 @pytest.fixture

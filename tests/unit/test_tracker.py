@@ -145,3 +145,30 @@ def test_a_late_answer_is_dropped_when_another_tracker_took_the_shipment_over(se
     shipment = db.shipment()
     assert len(carrier.queried) == 2
     assert (shipment.status, shipment.sequence, shipment.polls) == ("attempted_delivery", 4, 1)
+
+
+def test_a_hand_over_never_packed_is_reported_once_past_the_horizon_and_keeps_waiting(services, db):
+    from prometheus_client import REGISTRY
+    from structlog.testing import capture_logs
+
+    services.ship("PKG-NEVER-PACKED")
+    services.pack("PKG-1001")
+    services.ship("PKG-1001")  # packed: never reported
+    gauge = lambda: REGISTRY.get_sample_value("oms_handovers_waiting_for_packing")  # noqa: E731
+
+    services.tracker(handover_horizon_s=3600).report_waiting_handovers()
+    assert gauge() == 0
+
+    tracker = services.tracker(handover_horizon_s=0.001)
+    time.sleep(0.01)
+    with capture_logs() as logs:
+        tracker.report_waiting_handovers()
+        tracker.report_waiting_handovers()  # nothing changed: no second warning
+    assert gauge() == 1
+    assert [(e["event"], e["count"], e["oldest_package_ids"]) for e in logs] == [
+        ("hand-overs waiting for their PackagePacked past the horizon", 1, ["PKG-NEVER-PACKED"])]
+    assert db.package("PKG-NEVER-PACKED").shipped_at is not None  # still waiting, not dropped
+
+    services.pack("PKG-NEVER-PACKED")
+    tracker.report_waiting_handovers()
+    assert gauge() == 0
