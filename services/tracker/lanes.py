@@ -122,7 +122,10 @@ class CarrierLane:
 
     def add(self, job: Job) -> None:
         self.in_hand += 1
-        self.waiting.append(job)
+        if job.claim.taken_over:  # a dead tracker's: ahead of the lane's own look-ahead
+            self.waiting.appendleft(job)
+        else:
+            self.waiting.append(job)
         self.changed.set()
 
     async def run(self) -> None:

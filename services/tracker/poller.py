@@ -50,6 +50,10 @@ from shared.logging import get_logger
 log = get_logger(service="tracker")
 
 BACKLOG_EVERY_S = 15.0
+#: After a claim that found fewer due shipments than there was room for, the next claim
+#: waits this long: a trickle of newly due shipments is claimed in batches, not one
+#: transaction per shipment, for at most this much delay.
+DRAINED_PAUSE_S = 0.1
 
 
 class Tracker:
@@ -202,6 +206,8 @@ class Tracker:
                 claimed = 0
             if not claimed:
                 await self._wait(self.stopping, self._idle_s)
+            elif claimed < sum(wanted.values()):
+                await self._wait(self.stopping, min(self._idle_s, DRAINED_PAUSE_S))
 
     async def _claim_round(self) -> int:
         return await self._claim({code: self._batch for code in self._lanes})

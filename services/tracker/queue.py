@@ -38,6 +38,7 @@ class Claim:
     news_at: datetime  # its last status change (``updated_at``): how long it has been quiet
     created_at: datetime
     history_wanted: bool
+    taken_over: bool = False  # its previous tracker's lease ran out: it is overdue already
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,7 @@ class TrackerQueue:
                 .returning(*_CLAIMED)
             ).all()
             claims += [Claim(r.id, r.carrier, token, ShipmentStatus(r.status), r.carrier_status, r.updated_at,
-                             r.created_at, bool(r.history_wanted)) for r in rows]
+                             r.created_at, bool(r.history_wanted), priority == PRIORITY_LEASED) for r in rows]
         return claims
 
     def lock_held(self, tokens: dict[str, str]) -> set[str]:

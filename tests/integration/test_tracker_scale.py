@@ -83,7 +83,9 @@ def run_three_trackers(tmp_path, database_url, carrier, count: int, timeout_s: f
            "OMS_TRACKER_IDLE_S": "0.1", "OMS_TRACKER_CONCURRENCY": "16", "OMS_LOG_FORMAT": "json", "OMS_METRICS_PORT": "0"}
     trackers = [harness.ServiceProcess("tracker", env, tmp_path / f"tracker-{n}.log").start() for n in range(3)]
     try:
-        wait_until(lambda: len(carrier.requests) >= count, 120, message="a third of the queries")
+        # Killed during the first pass, while every tracker is busy: once a pass is over the
+        # next one starts only a poll interval later, and in between nobody holds a lease.
+        wait_until(lambda: len(carrier.requests) >= count // 3, 120, message="a third of the first pass")
         # The victim's leases (lease_owner is "host:pid:claim"): each ends at most LEASE_S after the kill.
         victim = f":{trackers[0].process.pid}:"
         # Killed while it holds shipments (between two rounds it may hold none).
@@ -109,13 +111,15 @@ def run_three_trackers(tmp_path, database_url, carrier, count: int, timeout_s: f
     for r in queries:
         if r.started >= killed_at and r.shipment_id not in first_after_kill:
             first_after_kill[r.shipment_id] = r.started
-    # Delayed by at most one lease: from the kill to the next query, no more than the lease
-    # (plus a little scheduling: the carrier's pacing, the idle claim interval, a loaded machine).
+    # Delayed by at most one lease: from the kill to the next query, no more than the lease,
+    # plus the time the carrier's limit needs to take all of the victim's shipments back (the
+    # survivors put them ahead of their own) and a little scheduling (the idle claim interval,
+    # a loaded machine).
     assert held, "the victim held no leases when it was killed"
     delays = {shipment_id: (first_after_kill.get(shipment_id, float("inf")) - killed_at, remaining)
               for shipment_id, remaining in held.items()}
     print(f"victim held {len(held)}; delay from kill to re-query: max {max(d for d, _ in delays.values()):.2f} s")
-    assert max(d for d, _ in delays.values()) <= LEASE_S + TAKEOVER_TOLERANCE_S, \
+    assert max(d for d, _ in delays.values()) <= LEASE_S + len(held) / LIMIT_PER_S + TAKEOVER_TOLERANCE_S, \
         sorted(delays.items(), key=lambda kv: -kv[1][0])[:5]
     assert carrier.max_in_flight_per_shipment() == 1
     assert busiest_second(carrier) <= LIMIT_PER_S * 1.05, busiest_second(carrier)

@@ -172,3 +172,17 @@ def test_a_hand_over_never_packed_is_reported_once_past_the_horizon_and_keeps_wa
     services.pack("PKG-NEVER-PACKED")
     tracker.report_waiting_handovers()
     assert gauge() == 0
+
+
+def test_a_shipment_whose_lease_ran_out_is_claimed_as_taken_over_and_goes_first(db, in_transit):
+    from services.tracker.queue import TrackerQueue
+
+    with db.engine.begin() as connection:
+        now = utcnow()
+        [first] = TrackerQueue(connection).claim("sandbox", "dead", now, now + timedelta(seconds=0.01), 10)
+    time.sleep(0.05)
+    with db.engine.begin() as connection:
+        now = utcnow()
+        [again] = TrackerQueue(connection).claim("sandbox", "survivor", now, now + timedelta(seconds=60), 10)
+    assert (first.taken_over, again.taken_over) == (False, True)
+    assert again.shipment_id == in_transit.id
