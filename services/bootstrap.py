@@ -137,6 +137,7 @@ def components(runtime: Runtime, services: list[str]) -> list:
                     concurrency=settings.concurrency,
                     after_settle=[count_settled(naming.work_queue(name))],
                     batching=batching,
+                    ordering_key=getattr(module, "ORDERING_KEY", None),
                 )
             )
         if hasattr(module, "components"):

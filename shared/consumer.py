@@ -10,6 +10,11 @@ With ``batching`` the worker hands everything that has arrived (up to the batch 
 one batch: one database transaction for all of them (shared/batch.py), then the applied
 ones are acked together and each failed one is settled alone, as the policy decides.
 While a batch runs, the next one arrives (the prefetch holds two batches).
+
+With an ``ordering_key`` (a function of a delivery, e.g. its shipment id) and several
+handler threads, deliveries with the same key always go to the same thread, so they are
+handled one after the other in the order they arrived, while different keys run side by
+side.
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ import queue
 import socket
 import threading
 import time
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -59,6 +65,28 @@ class Delivery:
 
 Handler = Callable[[Delivery], None]
 Hook = Callable[[Delivery, Decision, float], None]
+OrderingKey = Callable[[Delivery], "str | None"]
+
+
+class KeyedExecutor:
+    """``threads`` single-thread executors: one key, one thread (its order kept); no key, any."""
+
+    def __init__(self, threads: int, key: OrderingKey, thread_name_prefix: str):
+        self._lanes = [ThreadPoolExecutor(1, f"{thread_name_prefix}-{n}") for n in range(threads)]
+        self._key = key
+        self._next = 0
+
+    def submit(self, fn, work: list, *args):
+        key = self._key(work[0][1])
+        if key is None:
+            lane, self._next = self._next, (self._next + 1) % len(self._lanes)
+        else:
+            lane = zlib.crc32(key.encode()) % len(self._lanes)
+        return self._lanes[lane].submit(fn, work, *args)
+
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+        for lane in self._lanes:
+            lane.shutdown(wait=wait, cancel_futures=cancel_futures)
 
 
 @dataclass(frozen=True)
@@ -95,6 +123,7 @@ class QueueWorker:
         concurrency: int = 1,
         after_settle: list[Hook] | None = None,
         batching: Batching | None = None,
+        ordering_key: OrderingKey | None = None,
     ):
         self.service = subscription.service
         self.queue_name = naming.work_queue(self.service)
@@ -107,6 +136,7 @@ class QueueWorker:
         self._batching = batching if batching is not None and batching.size > 1 else None
         self._prefetch = max(prefetch, 2 * self._batching.size) if self._batching else prefetch
         self._concurrency = concurrency
+        self._ordering_key = ordering_key if concurrency > 1 and self._batching is None else None
         self._after_settle = after_settle or []
         self._embedded = is_embedded(amqp_url)
         self._delayed = DelayedRetries()
@@ -157,7 +187,10 @@ class QueueWorker:
             else:
                 submit([(message, _delivery(message))])
 
-        executor = ThreadPoolExecutor(max_workers=self._concurrency, thread_name_prefix=f"{self.service}-handler")
+        if self._ordering_key is not None:
+            executor = KeyedExecutor(self._concurrency, self._ordering_key, f"{self.service}-handler")
+        else:
+            executor = ThreadPoolExecutor(max_workers=self._concurrency, thread_name_prefix=f"{self.service}-handler")
         consumer = Consumer(channel, queues=[self._topology.work_queue(self._subscription)], on_message=on_message, no_ack=False)
         consumer.consume()
         self.ready.set()

@@ -30,8 +30,9 @@ class Settings(BaseSettings):
     prefetch: int = Field(32, ge=1, description="Unacknowledged messages a consumer holds at once "
                           "(a batching one holds at least two batches).")
     concurrency: int = Field(
-        1, ge=1, description="Handler threads per consumer; above 1, events of one shipment "
-        "may be handled out of order (each handler copes with that)."
+        1, ge=1, description="Handler threads per consumer; 4 suits the shipper and the Omnitron publisher "
+        "(their handlers wait on HTTP). The Omnitron publisher hands each shipment to one thread, so its "
+        "changes stay in order; other events may be handled out of order (each handler copes with that)."
     )
     batch_size: int = Field(
         100, ge=1, description="Messages a batching service (the packer) applies in one database "

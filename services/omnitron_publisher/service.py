@@ -1,12 +1,25 @@
 """The Omnitron publisher: relays every shipment status change to Omnitron."""
 from __future__ import annotations
 
+import json
+
 from services.bootstrap import Runtime
 from services.omnitron_publisher.handlers import relay_to_omnitron
 from shared.broker import Subscription
 
 NAME = "omnitron-publisher"
 SUBSCRIPTION = Subscription(NAME, ("shipment.status_changed.*",))
+
+
+def shipment_of(delivery) -> str | None:
+    """A shipment's changes go to one handler thread, so they reach Omnitron in the order they came."""
+    try:
+        return str(json.loads(delivery.body)["data"]["shipment_id"])
+    except (ValueError, KeyError, TypeError):
+        return None  # not a status change: any thread, where it is dead-lettered with its reason
+
+
+ORDERING_KEY = shipment_of
 
 
 def handlers(runtime: Runtime) -> dict:
