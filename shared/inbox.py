@@ -1,10 +1,10 @@
 """Idempotent inbox: an event id is applied once per consumer, in the handler's transaction."""
 from __future__ import annotations
 
-from sqlalchemy import Column, Connection, PrimaryKeyConstraint, String, Table, bindparam, select, text
+from sqlalchemy import Column, Connection, PrimaryKeyConstraint, String, Table, bindparam, select
 
 from shared.bulk import copy_to_scratch
-from shared.db import UtcDateTime, metadata, utcnow
+from shared.db import UtcDateTime, metadata, upsert, utcnow
 
 inbox_table = Table(
     "inbox",
@@ -16,13 +16,8 @@ inbox_table = Table(
 )
 
 
-# Written out once: SQLAlchemy compiles a dialect INSERT … ON CONFLICT anew on every
-# execution (it has no cache key), and every consumed message runs this statement.
-_FIRST_TIME = text(
-    "INSERT INTO inbox (consumer, event_id, applied_at) VALUES (:consumer, :event_id, :applied_at) "
-    "ON CONFLICT DO NOTHING RETURNING event_id"
-).bindparams(bindparam("applied_at", type_=UtcDateTime()))
-
+_FIRST_TIME = upsert(inbox_table, ("consumer", "event_id", "applied_at"), ["consumer", "event_id"],
+                     returning=["event_id"])
 _APPLIED = select(inbox_table.c.event_id).where(inbox_table.c.consumer == bindparam("consumer"),
                                                 inbox_table.c.event_id == bindparam("event_id"))
 
@@ -40,6 +35,7 @@ def record_many(connection: Connection, rows: list[dict]) -> set[tuple[str, str]
         return {(consumer, event_id) for consumer, event_id in recorded}
     from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+    # One multi-row statement (a text statement cannot return rows for many parameter sets).
     statement = sqlite_insert(inbox_table).on_conflict_do_nothing().returning(
         inbox_table.c.consumer, inbox_table.c.event_id)
     return {(row.consumer, row.event_id) for row in connection.execute(statement, rows)}

@@ -20,14 +20,6 @@ from shared.bulk import copy_rows, copy_to_scratch
 from shared.db import UtcDateTime, upsert, utcnow
 
 
-def _dialect_insert(connection: Connection):
-    if connection.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    return dialect_insert
-
-
 # The columns a PackagePacked fills in on a package row (the row may exist already).
 _PACKED_COLUMNS = ("order_number", "carrier", "delivery_type", "packed_at", "packed", "packed_event_id")
 
@@ -61,12 +53,8 @@ _OLDEST_WAITING_FOR_PACKING = (select(packages.c.package_id).where(*_WAITING_FOR
                                .order_by(packages.c.first_seen_at).limit(bindparam("sample")))
 
 # One statement creates the cursor or locks it (a no-op update takes the row lock).
-# Written out once: a dialect INSERT … ON CONFLICT is compiled anew on every execution.
-_LOCK_CURSOR = text(
-    "INSERT INTO omnitron_cursor (shipment_id, last_sequence) VALUES (:shipment_id, 0) "
-    "ON CONFLICT (shipment_id) DO UPDATE SET last_sequence = omnitron_cursor.last_sequence "
-    "RETURNING last_sequence"
-)
+_LOCK_CURSOR = upsert(omnitron_cursor, ("shipment_id", "last_sequence"), ["shipment_id"],
+                      update={"last_sequence": "omnitron_cursor.last_sequence"}, returning=["last_sequence"])
 
 
 # A relay sent: the cursor moves on and the relay is logged in one round trip (PostgreSQL
@@ -106,8 +94,12 @@ def change_row(change, event_id: str) -> dict:
             "changed_at": change.changed_at, "event_id": event_id}
 
 
-def _packed_upsert(connection: Connection):
-    statement = _dialect_insert(connection)(packages)
+def _record_packed_many_sqlite():
+    # ``_RECORD_PACKED`` as one multi-row statement (a text statement cannot return rows for
+    # many parameter sets); the embedded mode only.
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    statement = sqlite_insert(packages)
     return statement.on_conflict_do_update(
         index_elements=["package_id"], set_={c: statement.excluded[c] for c in _PACKED_COLUMNS},
         where=packages.c.packed.is_(None),
@@ -127,7 +119,7 @@ _RECORD_PACKED_MANY_PG = (
 def record_packed_many(connection: Connection, rows: list[dict]) -> set[str]:
     """Many :func:`packed_row` at once; the package ids stored now (absent: packed before)."""
     if connection.dialect.name != "postgresql":
-        return set(connection.execute(_packed_upsert(connection), rows).scalars())
+        return set(connection.execute(_record_packed_many_sqlite(), rows).scalars())
     scratch = copy_to_scratch(connection, packages, [{**row, "packed": json.dumps(row["packed"])} for row in rows])
     statement = _RECORD_PACKED_MANY_PG.format(columns=", ".join(_PACKED_COLUMNS), scratch=scratch)
     return {package_id for (package_id,) in connection.exec_driver_sql(statement)}
@@ -229,7 +221,7 @@ class OmnitronRelayLog:
         self._c = connection
 
     def lock_last_sequence(self, shipment_id: str) -> int:
-        return self._c.execute(_LOCK_CURSOR, {"shipment_id": shipment_id}).scalar_one()
+        return self._c.execute(_LOCK_CURSOR, {"shipment_id": shipment_id, "last_sequence": 0}).scalar_one()
 
     def record(self, change, outcome: str, calls: int, event_id: str) -> None:
         relay = {"shipment_id": change.shipment_id, "sequence": change.sequence, "status": change.status.value,

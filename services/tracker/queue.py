@@ -56,13 +56,13 @@ class Outcome:
 _CLAIMED = (shipments.c.id, shipments.c.carrier, shipments.c.status, shipments.c.carrier_status,
             shipments.c.updated_at, shipments.c.created_at, shipments.c.history_wanted)
 
-# One statement for a whole batch of outcomes (PostgreSQL): far fewer round trips than
-# an UPDATE per row, which matters at thousands of polls per second.
 _KEEP_CARRIER_EVENTS = upsert(carrier_events, ("shipment_id", "event_key", "carrier_status", "occurred_at",
                                                "description", "location", "recorded_at"),
                               ["shipment_id", "event_key"])
 _DATABASE_NOW = select(func.clock_timestamp())
 
+# One statement for a whole batch of outcomes (PostgreSQL): far fewer round trips than
+# an UPDATE per row, which matters at thousands of polls per second.
 _FINISH_MANY_PG = text("""
     UPDATE shipments AS s
        SET lease_owner = NULL, lease_until = NULL, next_poll_at = v.next_poll_at,
