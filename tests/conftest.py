@@ -58,7 +58,7 @@ class Pipeline:
     """The services as separate ``oms-shipments run`` processes, wired to one vhost and database."""
 
     def __init__(self, tmp_path: Path, amqp_url: str, database_url: str, carrier, omnitron, poll_interval_s: float,
-                 extra_env: dict[str, str] | None = None):
+                 extra_env: dict[str, str] | None = None, max_requests_per_s: float = 500):
         self.tmp_path = tmp_path
         self.amqp_url = amqp_url
         self.database_url = database_url
@@ -66,7 +66,7 @@ class Pipeline:
         self.omnitron = omnitron
         carriers_file = harness.write_carriers_file(tmp_path / "carriers.toml", {"sandbox": {
             "url": carrier.url, "username": "user", "password": CARRIER_PASSWORD, "api_version": "1",
-            "poll_interval_s": poll_interval_s, "max_requests_per_s": 500}})
+            "poll_interval_s": poll_interval_s, "max_requests_per_s": max_requests_per_s}})
         self.env = {
             **os.environ,
             "OMS_AMQP_URL": amqp_url,
@@ -120,12 +120,30 @@ class Pipeline:
         self.publisher.close()
 
 
-@pytest.fixture
-def pipeline_factory(tmp_path, amqp_url, database_url, carrier, omnitron):
-    made = []
+LOG_LINES_ON_FAILURE = 40
 
-    def make(poll_interval_s: float = 0.3, extra_env: dict[str, str] | None = None) -> Pipeline:
-        pipeline = Pipeline(tmp_path, amqp_url, database_url, carrier, omnitron, poll_interval_s, extra_env)
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failing test's report carries the tail of each service's log: CI keeps only the report."""
+    report = yield
+    if report.when == "call" and report.failed:
+        for pipeline in getattr(item, "pipelines", []):
+            for process in pipeline.processes:
+                tail = process.log_text().splitlines()[-LOG_LINES_ON_FAILURE:]
+                report.sections.append((f"log of {process.log_path.name}", "\n".join(tail)))
+    return report
+
+
+@pytest.fixture
+def pipeline_factory(request, tmp_path, amqp_url, database_url, carrier, omnitron):
+    made = []
+    request.node.pipelines = made
+
+    def make(poll_interval_s: float = 0.3, extra_env: dict[str, str] | None = None,
+             max_requests_per_s: float = 500) -> Pipeline:
+        pipeline = Pipeline(tmp_path, amqp_url, database_url, carrier, omnitron, poll_interval_s, extra_env,
+                            max_requests_per_s)
         made.append(pipeline)
         return pipeline
 
