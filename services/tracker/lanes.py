@@ -16,11 +16,13 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from services.carriers.shipment_flows import CarrierConfig
 from services.tracker import metrics
 from services.tracker.pacing import Reservation
 from services.tracker.recording import Job
-from services.tracker.schedule import backoff_s
+from services.tracker.schedule import backoff_s, database_retry_s
 from shared.http import PermanentHTTPError, TransientHTTPError
 from shared.logging import get_logger
 
@@ -96,6 +98,7 @@ class CarrierLane:
         self.closed_until = 0.0  # the day's budget is spent until then
         self.budget_left: int | None = None
         self.failures = 0
+        self._reserve_failures = 0
         self._grants: deque[tuple[float, int]] = deque()  # (when, slots) of the last few seconds
         self._granting_since: float | None = None
         self.changed = asyncio.Event()
@@ -141,7 +144,12 @@ class CarrierLane:
                 await self._wait(None)
                 continue
             wanted = min(len(self.waiting), free)
-            reservation, reserved_at = await self.host.reserve(self.config, wanted)
+            try:
+                reservation, reserved_at = await self.host.reserve(self.config, wanted)
+            except SQLAlchemyError as exc:  # the database away: the shipments wait here, under their leases
+                await self._reserve_failed(exc)
+                continue
+            self._reserve_failures = 0
             self.budget_left = reservation.budget_left
             if self._granting_since is None:
                 self._granting_since = reserved_at
@@ -159,6 +167,13 @@ class CarrierLane:
                 self.in_flight += 1
                 self.host.spawn(self._send(self.waiting.popleft(), reserved_at + offset, strict))
         self._hand_back(0.0)
+
+    async def _reserve_failed(self, error: Exception) -> None:
+        self._reserve_failures += 1
+        retry_in_s = database_retry_s(self._reserve_failures)
+        log.warning("carrier slots not reserved", carrier=self.config.code, error=str(error),
+                    error_class=type(error).__name__, waiting=len(self.waiting), retry_in_s=retry_in_s)
+        await asyncio.sleep(retry_in_s)  # not _wait: answers coming back must not hurry the retry
 
     def _no_slots(self, reservation: Reservation, reserved_at: float) -> None:
         if reservation.budget_left == 0:

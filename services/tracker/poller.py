@@ -45,6 +45,7 @@ from services.tracker.lanes import CarrierCalls, CarrierLane
 from services.tracker.pacing import CarrierPacing, Reservation
 from services.tracker.queue import TrackerQueue
 from services.tracker.recording import Job, record
+from services.tracker.schedule import database_retry_s
 from shared.logging import get_logger
 
 log = get_logger(service="tracker")
@@ -149,6 +150,7 @@ class Tracker:
         self._single_round = single_round
         self.stopping = asyncio.Event()
         self._results: list[Job] = []
+        self._write_failures, self._write_retry_at = 0, 0.0
         self._results_ready = asyncio.Event()
         self._room = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()
@@ -157,6 +159,8 @@ class Tracker:
                        for code, config in self._carriers.configs.items()}
         senders = [self._loop.create_task(lane.run()) for lane in self._lanes.values()]
         writer = self._loop.create_task(self._write_loop())
+        for task in (*senders, writer):
+            task.add_done_callback(self._part_ended)
         helpers = [] if single_round else [self._loop.create_task(self._watch_stop()),
                                            self._loop.create_task(self._backlog_loop())]
         claimed = 0
@@ -183,6 +187,19 @@ class Tracker:
         if self._crash is not None:
             raise self._crash
         return claimed
+
+    def _part_ended(self, task: asyncio.Task) -> None:
+        """A lane or the writer that dies would leave shipments unpolled or unrecorded while
+        the claims go on: the tracker stops instead, the process exits with the error (its
+        supervisor starts it again), and the leases it held run out."""
+        if task.cancelled() or task.exception() is None:
+            return
+        error = task.exception()
+        log.error("tracker part crashed, stopping the tracker", error=str(error), error_class=type(error).__name__,
+                  exc_info=error)
+        self._crash = self._crash or error
+        self.stopping.set()
+        self._room.set()
 
     def _calls(self, code: str) -> CarrierCalls:
         if hasattr(self._carriers, "open_async"):
@@ -243,6 +260,8 @@ class Tracker:
             await self._wait(self._results_ready, self._flush_s)
 
     def _flush_due(self) -> bool:
+        if self._loop.time() < self._write_retry_at:
+            return False
         return (len(self._results) >= self._write_batch or len(self._results) >= self._in_hand()
                 or self._loop.time() - self._first_result_at >= self._flush_s)
 
@@ -251,14 +270,31 @@ class Tracker:
         histories = frozenset(code for code, lane in self._lanes.items() if lane.calls.has_history)
         try:
             await asyncio.to_thread(record, self._uow, self._carriers.configs, jobs, histories)
-        except Exception as exc:  # their leases run out and they come due again: nothing is lost
-            log.warning("tracker could not record answers", error=str(exc), error_class=type(exc).__name__,
-                        answers=len(jobs))
-        for job in jobs:
+            self._write_failures, done = 0, jobs
+        except Exception as exc:
+            done = self._keep_for_retry(jobs, exc)
+        for job in done:
             self._lanes[job.claim.carrier].in_hand -= 1
         if self._results:
             self._first_result_at = self._loop.time()
         self._room.set()
+
+    def _keep_for_retry(self, jobs: list[Job], error: Exception) -> list[Job]:
+        """The database refused the answers: those whose lease lasts are written again shortly
+        (asking the carrier again would spend its rate), the rest are given up: their leases
+        run out and they come due again, so nothing is lost. Returns the given-up ones."""
+        self._write_failures += 1
+        retry_in_s = database_retry_s(self._write_failures)
+        if self.stopping.is_set():
+            kept: list[Job] = []
+        else:
+            kept = [job for job in jobs if job.deadline - time.monotonic() > retry_in_s]
+        log.warning("tracker could not record answers", error=str(error), error_class=type(error).__name__,
+                    answers=len(jobs), kept_for_retry=len(kept), retry_in_s=retry_in_s)
+        self._results = kept + self._results
+        self._write_retry_at = self._loop.time() + retry_in_s
+        kept_ids = {id(job) for job in kept}
+        return [job for job in jobs if id(job) not in kept_ids]
 
     async def _watch_stop(self) -> None:
         while not self._stop.is_set():

@@ -29,6 +29,9 @@ PRIORITIES = (PRIORITY_LEASED, PRIORITY_NEAR_DELIVERY, PRIORITY_IN_TRANSIT)
 #: A failing carrier's shipments wait at least this long, doubling per failed round.
 FIRST_BACKOFF_S = 1.0
 MAX_BACKOFF_S = 300.0
+#: A write or reservation the database refused is tried again after this, doubling per failure.
+DATABASE_RETRY_S = 0.25
+DATABASE_RETRY_MAX_S = 4.0
 
 
 def priority_of(status: ShipmentStatus) -> int:
@@ -49,6 +52,12 @@ def poll_interval_s(config: CarrierConfig, status: ShipmentStatus, quiet_for_s: 
 def backoff_s(failures: int) -> float:
     """The wait after ``failures`` consecutive failed rounds of a carrier (1 s, 2 s, 4 s ...)."""
     return min(MAX_BACKOFF_S, FIRST_BACKOFF_S * 2.0 ** max(0, failures - 1))
+
+
+def database_retry_s(failures: int) -> float:
+    """The wait after ``failures`` consecutive failed writes to the database (0.25 s doubling to 4 s):
+    short, because the shipments in hand hold leases that run on meanwhile."""
+    return min(DATABASE_RETRY_MAX_S, DATABASE_RETRY_S * 2.0 ** max(0, failures - 1))
 
 
 def is_too_old(config: CarrierConfig, created_at: datetime, now: datetime) -> bool:

@@ -2,12 +2,17 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import event
+from sqlalchemy.exc import OperationalError
+from structlog.testing import capture_logs
 
 from services.carriers.shipment_flows import CarrierSnapshot
+from services.tracker.poller import Tracker
 from shared.db import utcnow
 from shared.http import TransientHTTPError
 
@@ -186,3 +191,105 @@ def test_a_shipment_whose_lease_ran_out_is_claimed_as_taken_over_and_goes_first(
         [again] = TrackerQueue(connection).claim("sandbox", "survivor", now, now + timedelta(seconds=60), 10)
     assert (first.taken_over, again.taken_over) == (False, True)
     assert again.shipment_id == in_transit.id
+
+
+def _within(seconds: float, work):
+    """``work()``'s result, or a failure if it has not returned in time (a tracker that hangs)."""
+    outcome: list = []
+    thread = threading.Thread(target=lambda: outcome.append(_outcome(work)), daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert outcome, f"still running after {seconds} s: the tracker hangs"
+    if isinstance(outcome[0], BaseException):
+        raise outcome[0]
+    return outcome[0]
+
+
+def _outcome(work):
+    try:
+        return work()
+    except BaseException as exc:
+        return exc
+
+
+LEASE_CHECK = "SELECT shipments.id, shipments.lease_owner"  # opens every write of carrier answers
+
+
+class DatabaseOutage:
+    """Statements containing ``text`` fail as if the server had gone, the first ``times`` times
+    (``refused`` lists them), until :meth:`end`."""
+
+    def __init__(self, engine, text: str, times: float = float("inf")):
+        self.engine, self.text, self.times = engine, text, times
+        self.refused: list[str] = []
+        event.listen(engine, "before_cursor_execute", self._execute)
+
+    def _execute(self, connection, cursor, statement, *rest):
+        if self.text in statement and len(self.refused) < self.times:
+            self.refused.append(statement)
+            raise OperationalError(statement, None, ConnectionRefusedError("server closed the connection"))
+
+    def end(self) -> None:
+        event.remove(self.engine, "before_cursor_execute", self._execute)
+
+
+def test_the_database_away_while_carrier_slots_are_reserved_delays_the_poll_and_loses_nothing(
+        services, db, carrier, in_transit):
+    carrier.will_answer("DELIVERED")
+    outage = DatabaseOutage(db.engine, "carrier_pacing", times=3)
+
+    with capture_logs() as logs:
+        assert _within(20, services.tracker().poll_once) == 1
+
+    assert len(outage.refused) == 3
+    assert [e["retry_in_s"] for e in logs if e["event"] == "carrier slots not reserved"] == [0.25, 0.5, 1.0]
+    assert carrier.queried == [in_transit.id]
+    assert db.shipment().status == "delivered"
+
+
+def test_answers_the_database_refused_are_written_again_without_asking_the_carrier_twice(
+        services, db, carrier, in_transit):
+    carrier.will_answer("DELIVERED")
+    outage = DatabaseOutage(db.engine, LEASE_CHECK, times=2)
+
+    with capture_logs() as logs:
+        assert _within(20, services.tracker().poll_once) == 1
+
+    assert len(outage.refused) == 2
+    assert [(e["kept_for_retry"], e["retry_in_s"]) for e in logs
+            if e["event"] == "tracker could not record answers"] == [(1, 0.25), (1, 0.5)]
+    assert carrier.queried == [in_transit.id]
+    assert (db.shipment().status, db.shipment().lease_owner) == ("delivered", None)
+
+
+def test_answers_whose_lease_runs_out_while_the_database_is_away_are_given_up_and_polled_again(
+        services, db, carrier, in_transit):
+    carrier.will_answer("SHIPPING", "DELIVERED")
+    outage = DatabaseOutage(db.engine, LEASE_CHECK)
+
+    with capture_logs() as logs:
+        _within(20, services.tracker(lease_s=0.6).poll_once)
+    assert [e["kept_for_retry"] for e in logs if e["event"] == "tracker could not record answers"][-1] == 0
+    assert db.shipment().lease_owner is not None  # nothing written: the lease runs out by itself
+
+    assert outage.refused
+    outage.end()
+    time.sleep(0.7)
+    assert services.tracker().poll_once() == 1
+    assert carrier.queried == [in_transit.id, in_transit.id]
+    assert db.shipment().status == "delivered"
+
+
+def test_a_carrier_lane_that_crashes_stops_the_tracker_with_its_error_instead_of_leaving_it_idle(
+        services, db, in_transit):
+    class BrokenPacing(Tracker):
+        async def reserve(self, config, wanted):
+            raise RuntimeError("a defect in the pacing code")
+
+    stop = threading.Event()
+    tracker = BrokenPacing(uow=lambda: db.uow("tracker"), carriers=services.carriers, stop=stop, idle_s=0.01)
+    try:
+        with pytest.raises(RuntimeError, match="a defect in the pacing code"):
+            _within(20, tracker.run)
+    finally:
+        stop.set()
