@@ -29,13 +29,20 @@ _FIRST_WINDOW_S = 0.5
 # Subclassing the project's failure kinds lets the ack/retry/dead-letter policy
 # (shared/failure.py) act on an HTTP failure without a translation layer.
 class TransientHTTPError(TransientError):
-    """Worth trying again later. ``status`` is None when no answer came back at all."""
+    """Worth trying again later. ``status`` is None when no answer came back at all.
 
-    def __init__(self, message: str, status: int | None = None, retry_after: float | None = None):
+    ``ambiguous``: the request may have reached the peer and may still take effect there
+    (no answer after it was sent, or a gateway timeout), so a retry may land twice and
+    the lost attempt may land after a later request.
+    """
+
+    def __init__(self, message: str, status: int | None = None, retry_after: float | None = None,
+                 ambiguous: bool = False):
         super().__init__(message, retry_after_s=retry_after)
         self.message = message
         self.status = status
         self.retry_after = retry_after
+        self.ambiguous = ambiguous
 
     def __str__(self) -> str:
         prefix = f"HTTP {self.status}" if self.status is not None else "no answer"
@@ -98,17 +105,24 @@ def raise_for_response(response: httpx.Response) -> None:
         return
     message = _reason(response)
     if status == 429 or status >= 500:
-        raise TransientHTTPError(message, status, parse_retry_after(response.headers.get("retry-after")))
+        raise TransientHTTPError(message, status, parse_retry_after(response.headers.get("retry-after")),
+                                 ambiguous=status == 504)
     raise PermanentHTTPError(message, status)
 
 
+# Failures that prove the request never left: anything else after sending may have arrived.
+_NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+
+
 def call_with_retries(
-    fn: Callable[[], T], *, attempts: int, max_wait_s: float, sleep: Callable[[float], None] = time.sleep
+    fn: Callable[[], T], *, attempts: int, max_wait_s: float, sleep: Callable[[float], None] = time.sleep,
+    on_failure: Callable[[TransientHTTPError], None] | None = None,
 ) -> T:
     """``fn()``, retried on transient failures; the last one is re-raised after ``attempts``.
 
     Waits grow exponentially with full jitter, so replicas that failed together do not
     come back together; a peer's ``Retry-After`` is a floor, ``max_wait_s`` the ceiling.
+    ``on_failure`` sees every failed attempt, also those a later attempt made good.
     """
     if attempts < 1:
         raise ValueError("attempts must be at least 1")
@@ -126,11 +140,18 @@ def call_with_retries(
 
     def once() -> T:
         try:
-            return fn()
-        except httpx.TimeoutException as exc:
-            raise TransientHTTPError(f"timed out ({type(exc).__name__})") from exc
-        except httpx.TransportError as exc:
-            raise TransientHTTPError(f"connection failed ({type(exc).__name__}: {exc})") from exc
+            try:
+                return fn()
+            except httpx.TimeoutException as exc:
+                raise TransientHTTPError(f"timed out ({type(exc).__name__})",
+                                         ambiguous=not isinstance(exc, _NEVER_SENT)) from exc
+            except httpx.TransportError as exc:
+                raise TransientHTTPError(f"connection failed ({type(exc).__name__}: {exc})",
+                                         ambiguous=not isinstance(exc, _NEVER_SENT)) from exc
+        except TransientHTTPError as exc:
+            if on_failure is not None:
+                on_failure(exc)
+            raise
 
     retrying = tenacity.Retrying(
         stop=tenacity.stop_after_attempt(attempts),

@@ -16,7 +16,7 @@ import structlog
 
 from contracts import OMNITRON_ITEM_STATUS, ShipmentStatusChanged
 from shared.metrics import observe_http
-from shared.http import call_with_retries, raise_for_response, redact_url
+from shared.http import TransientHTTPError, call_with_retries, raise_for_response, redact_url
 from shared.logging import register_secrets
 
 log = structlog.get_logger(__name__)
@@ -31,6 +31,22 @@ class OmnitronCall:
     path: str
     body: dict
     order_item_ids: tuple[int, ...]
+
+    def to_json(self) -> dict:
+        return {"method": self.method, "path": self.path, "body": self.body, "order_item_ids": list(self.order_item_ids)}
+
+    @classmethod
+    def from_json(cls, stored: dict) -> "OmnitronCall":
+        return cls(stored["method"], stored["path"], stored["body"], tuple(stored["order_item_ids"]))
+
+
+@dataclass(frozen=True)
+class Sent:
+    """Omnitron's answer to a call. ``unsettled``: an earlier attempt of it got no answer
+    and may still take effect at Omnitron, later than this one (see services/omnitron_publisher/settle.py)."""
+
+    status: int
+    unsettled: bool = False
 
 
 def utc_iso(moment: datetime) -> str:
@@ -99,9 +115,16 @@ class OmnitronClient:
     def __repr__(self) -> str:
         return f"OmnitronClient(base_url={redact_url(self.base_url)!r})"
 
-    def send(self, call: OmnitronCall) -> int:
-        """Send one call; the HTTP status of Omnitron's successful answer."""
+    def send(self, call: OmnitronCall) -> Sent:
+        """Send one call; Omnitron's successful answer. A failure raised after an attempt that
+        may have arrived is ``ambiguous``, whichever attempt failed last."""
         url = self.base_url + call.path
+        unsettled = False
+
+        def note(failure: TransientHTTPError) -> None:
+            nonlocal unsettled
+            unsettled = unsettled or failure.ambiguous
+            failure.ambiguous = unsettled
         headers = {"authorization": self._authorization, "accept": "application/json"}
 
         def attempt() -> int:
@@ -119,7 +142,9 @@ class OmnitronClient:
             raise_for_response(response)
             return response.status_code
 
-        return call_with_retries(attempt, attempts=self._retry_attempts, max_wait_s=self._max_wait_s, sleep=self._sleep)
+        status = call_with_retries(attempt, attempts=self._retry_attempts, max_wait_s=self._max_wait_s,
+                                   sleep=self._sleep, on_failure=note)
+        return Sent(status, unsettled)
 
     def close(self) -> None:
         if self._owns_http:

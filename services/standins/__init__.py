@@ -52,6 +52,7 @@ class StandInServer:
         self.requests: list[RequestRecord] = []
         self._lock = threading.Lock()
         self._faults: list[tuple[int, str | None]] = []
+        self._stalls: list[float] = []
         self._in_flight: Counter[str] = Counter()
         self._max_in_flight: Counter[str] = Counter()
         self._server: ThreadingHTTPServer | None = None
@@ -120,6 +121,12 @@ class StandInServer:
         with self._lock:
             self._faults.extend([(status, header)] * n)
 
+    def stall_next(self, n: int, seconds: float) -> None:
+        """Hold the next ``n`` requests ``seconds`` before handling them: a client that gave up
+        on its answer meanwhile still has its request applied, late, as on a slow server."""
+        with self._lock:
+            self._stalls.extend([seconds] * n)
+
     def max_in_flight_per_shipment(self) -> int:
         with self._lock:
             return max(self._max_in_flight.values(), default=0)
@@ -137,9 +144,10 @@ class StandInServer:
                 self._in_flight[subject] += 1
                 self._max_in_flight[subject] = max(self._max_in_flight[subject], self._in_flight[subject])
             fault = self._faults.pop(0) if self._faults and not control else None
+            stall = self._stalls.pop(0) if self._stalls and not control else 0.0
         try:
-            if self.latency_s and not control:
-                time.sleep(self.latency_s)
+            if (self.latency_s or stall) and not control:
+                time.sleep(self.latency_s + stall)
             if fault is not None:
                 extra = {"Retry-After": fault[1]} if fault[1] is not None else {}
                 reply = error_reply(fault[0], "injected_fault", f"injected HTTP {fault[0]}", extra)
@@ -159,11 +167,14 @@ class StandInServer:
             with self._lock:
                 self.requests.append(record)
         payload = b"" if body is None else json.dumps(body).encode()
-        handler.send_response(status)
-        for name, value in extra_headers.items():
-            handler.send_header(name, value)
-        if payload:
-            handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", str(len(payload)))
-        handler.end_headers()
-        handler.wfile.write(payload)
+        try:
+            handler.send_response(status)
+            for name, value in extra_headers.items():
+                handler.send_header(name, value)
+            if payload:
+                handler.send_header("Content-Type", "application/json")
+            handler.send_header("Content-Length", str(len(payload)))
+            handler.end_headers()
+            handler.wfile.write(payload)
+        except (BrokenPipeError, ConnectionResetError):  # the client stopped waiting; its request stands
+            handler.close_connection = True

@@ -1,6 +1,7 @@
 """Omnitron calls: the pure plan, and sending it to the stand-in over real HTTP (CONTRACT.md §5)."""
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 
@@ -102,7 +103,7 @@ def test_changed_at_is_sent_in_utc_with_a_z_even_when_naive():
 def test_sending_the_plan_through_the_stand_in_records_the_calls(client, omnitron):
     for status in ("registered", "shipped", "delivered"):
         for call in plan_calls(change(status)):
-            assert client.send(call) == 200
+            assert client.send(call).status == 200
     assert [(c["method"], c["path"]) for c in omnitron.calls] == [
         ("PATCH", "/api/v1/order_items/555/"),
         ("PATCH", "/api/v1/order_items/556/"),
@@ -124,7 +125,7 @@ def test_another_process_can_read_the_recorded_calls(client, omnitron):
 def test_a_500_twice_then_success_is_retried(client, omnitron, waits):
     omnitron.fail_next(2, status=500)
     (call,) = plan_calls(change("delivered"))
-    assert client.send(call) == 200
+    assert client.send(call).status == 200
     assert [r.status for r in omnitron.requests] == [500, 500, 200]
     assert len(waits) == 2 and len(omnitron.calls) == 1
 
@@ -147,6 +148,47 @@ def test_omnitron_still_down_after_the_attempts_surfaces_as_transient(omnitron, 
         with pytest.raises(TransientHTTPError) as raised:
             omnitron_client.send(plan_calls(change("delivered"))[0])
     assert raised.value.status == 502 and omnitron.calls == []
+
+
+def test_an_answer_after_an_unanswered_attempt_is_unsettled_and_the_lost_attempt_still_lands(omnitron, waits):
+    omnitron.stall_next(1, 1.0)
+    (call,) = plan_calls(change("delivered"))
+    with OmnitronClient(omnitron.url, TOKEN, timeout_s=0.3, sleep=waits.append) as omnitron_client:
+        sent = omnitron_client.send(call)
+        assert (sent.status, sent.unsettled) == (200, True)
+        assert len(omnitron.calls) == 1  # the retry's
+        time.sleep(1.2)
+    assert len(omnitron.calls) == 2  # ...and the attempt given up on, applied after it
+    assert omnitron.calls[0]["body"] == omnitron.calls[1]["body"]
+
+
+def test_an_answer_at_the_first_attempt_is_settled(client, omnitron):
+    assert client.send(plan_calls(change("delivered"))[0]).unsettled is False
+
+
+def test_unanswered_to_the_last_attempt_is_ambiguous_and_refused_connections_are_not(omnitron, waits):
+    omnitron.stall_next(2, 1.0)
+    with OmnitronClient(omnitron.url, TOKEN, timeout_s=0.3, retry_attempts=2, sleep=waits.append) as slow_client:
+        with pytest.raises(TransientHTTPError) as unanswered:
+            slow_client.send(plan_calls(change("delivered"))[0])
+    assert unanswered.value.ambiguous and unanswered.value.status is None
+
+    url = omnitron.url
+    omnitron.stop()
+    with OmnitronClient(url, TOKEN, retry_attempts=2, sleep=waits.append) as refused_client:
+        with pytest.raises(TransientHTTPError) as refused:
+            refused_client.send(plan_calls(change("delivered"))[0])
+    assert not refused.value.ambiguous
+
+
+def test_a_gateway_timeout_is_ambiguous_and_a_bad_gateway_is_not(omnitron, waits):
+    (call,) = plan_calls(change("delivered"))
+    with OmnitronClient(omnitron.url, TOKEN, retry_attempts=1, sleep=waits.append) as omnitron_client:
+        for status, ambiguous in ((504, True), (502, False)):
+            omnitron.fail_next(1, status=status)
+            with pytest.raises(TransientHTTPError) as raised:
+                omnitron_client.send(call)
+            assert (raised.value.status, raised.value.ambiguous) == (status, ambiguous)
 
 
 def test_a_400_is_permanent_carries_omnitrons_answer_and_is_not_retried(client, omnitron, waits):

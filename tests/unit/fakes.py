@@ -9,6 +9,7 @@ from collections import deque
 from typing import Callable
 
 from services.carriers.shipment_flows import CarrierConfig, CarrierSnapshot, Registration
+from services.omnitron_publisher.omnitron import Sent
 
 
 class FakeCarrierClient:
@@ -75,17 +76,19 @@ class FakeCarriers:
 
 
 class FakeOmnitron:
-    """Records every call it is sent; ``fail_with`` makes every send raise instead."""
+    """Records every call it is sent; ``fail_with`` makes every send raise instead;
+    ``unanswered_first`` answers after an earlier attempt of the call went unanswered."""
 
     def __init__(self, fail_with: Exception | None = None):
         self.calls: list = []
         self.fail_with = fail_with
+        self.unanswered_first = False
 
-    def send(self, call) -> int:
+    def send(self, call) -> Sent:
         if self.fail_with is not None:
             raise self.fail_with
         self.calls.append(call)
-        return 200
+        return Sent(200, unsettled=self.unanswered_first)
 
 
 class Counter:
