@@ -81,7 +81,7 @@ def _default_omnitron(settings: Settings):
     # A few quick tries in hand; longer outages wait in the delay queues, not in a
     # handler that holds the shipment's relay lock.
     return OmnitronClient(settings.omnitron_url, settings.omnitron_token.get_secret_value(),
-                          retry_attempts=3, max_wait_s=5)
+                          timeout_s=settings.omnitron_timeout_s, retry_attempts=3, max_wait_s=5)
 
 
 def bootstrap(

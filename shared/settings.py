@@ -22,6 +22,11 @@ class Settings(BaseSettings):
     )
     omnitron_url: str | None = Field(None, description="Omnitron's base URL.")
     omnitron_token: SecretStr | None = Field(None, description="Omnitron API token.")
+    omnitron_timeout_s: float = Field(10.0, gt=0, description="How long an Omnitron call waits for its answer.")
+    omnitron_settle_s: float = Field(
+        60.0, gt=0, description="After an Omnitron call that got no answer, how long it may still take effect "
+        "at Omnitron; then the shipment's newest status is sent again, so a late older one cannot stay."
+    )
     carriers_file: Path = Field(Path("carriers.toml"), description="The carriers file (TOML).")
 
     queue_type: Literal["classic", "quorum"] = Field(

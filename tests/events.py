@@ -34,3 +34,14 @@ def package_shipped(package_id: str) -> dict:
 
 def to_bytes(event: dict) -> bytes:
     return json.dumps(event).encode()
+
+
+def shipment_status_changed(shipment_id: str, sequence: int, status: str, previous_status: str | None,
+                            item_ids: list[int]) -> dict:
+    n = shipment_id.rsplit("-", 1)[-1]
+    return envelope("ShipmentStatusChanged", {
+        "shipment_id": shipment_id, "package_id": f"PKG-{n}", "order_number": f"ORD-{n}", "carrier": "sandbox",
+        "tracking_number": f"SBX{n}", "tracking_url": f"https://track.example/SBX{n}",
+        "previous_status": previous_status, "status": status, "carrier_status": None, "sequence": sequence,
+        "changed_at": "2026-11-27T12:30:00Z", "order_item_ids": item_ids,
+    }, source="/oms-shipments/tracker", subject=f"PKG-{n}")

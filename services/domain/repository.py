@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Connection, bindparam, func, insert, select, text, update
@@ -46,6 +47,21 @@ _INSERT_SHIPMENT = insert(shipments)
 _INSERT_CHANGE = insert(status_changes)
 _INSERT_ITEMS = insert(package_items)
 _INSERT_RELAY = insert(omnitron_relays)
+_MOVE_CURSOR = (update(omnitron_cursor).where(omnitron_cursor.c.shipment_id == bindparam("b_shipment_id"))
+                .values(last_sequence=bindparam("last_sequence"), last_relay=bindparam("last_relay")))
+_UNSETTLED_OF = (select(omnitron_cursor.c.unsettled_sequence, omnitron_cursor.c.unsettled_until)
+                 .where(omnitron_cursor.c.shipment_id == bindparam("shipment_id")))
+_SET_UNSETTLED = (update(omnitron_cursor).where(omnitron_cursor.c.shipment_id == bindparam("b_shipment_id"))
+                  .values(unsettled_sequence=bindparam("unsettled_sequence"),
+                          unsettled_until=bindparam("unsettled_until", type_=UtcDateTime())))
+_DUE_UNSETTLED = (select(omnitron_cursor.c.shipment_id)
+                  .where(omnitron_cursor.c.unsettled_until <= bindparam("now", type_=UtcDateTime()))
+                  .order_by(omnitron_cursor.c.unsettled_until).limit(bindparam("limit")))
+# SKIP LOCKED: a handler relaying a newer change holds the row; the next round comes back to it.
+_LOCK_UNSETTLED = (select(omnitron_cursor)
+                   .where(omnitron_cursor.c.shipment_id == bindparam("shipment_id"),
+                          omnitron_cursor.c.unsettled_until <= bindparam("now", type_=UtcDateTime()))
+                   .with_for_update(skip_locked=True))
 _WAITING_FOR_PACKING = (packages.c.packed.is_(None), packages.c.shipped_at.is_not(None),
                         packages.c.first_seen_at < bindparam("seen_before", type_=UtcDateTime()))
 _COUNT_WAITING_FOR_PACKING = select(func.count()).select_from(packages).where(*_WAITING_FOR_PACKING)
@@ -60,7 +76,8 @@ _LOCK_CURSOR = upsert(omnitron_cursor, ("shipment_id", "last_sequence"), ["shipm
 # A relay sent: the cursor moves on and the relay is logged in one round trip (PostgreSQL
 # runs a data-modifying WITH whether or not the INSERT reads it).
 _RECORD_SENT = text(
-    "WITH moved AS (UPDATE omnitron_cursor SET last_sequence = :sequence WHERE shipment_id = :shipment_id) "
+    "WITH moved AS (UPDATE omnitron_cursor SET last_sequence = :sequence, last_relay = :last_relay "
+    "WHERE shipment_id = :shipment_id) "
     "INSERT INTO omnitron_relays (shipment_id, sequence, status, outcome, calls, event_id, relayed_at) "
     "VALUES (:shipment_id, :sequence, :status, :outcome, :calls, :event_id, :relayed_at)"
 ).bindparams(bindparam("relayed_at", type_=UtcDateTime()))
@@ -214,6 +231,16 @@ class ShipmentRepository:
         self._c.execute(_INSERT_CHANGE, change_row(change, event_id))
 
 
+@dataclass(frozen=True)
+class UnsettledRelay:
+    """A shipment with Omnitron calls that may still land (services/omnitron_publisher/settle.py)."""
+
+    shipment_id: str
+    last_sequence: int
+    last_relay: dict | None  # {"sequence", "status", "event_id", "calls": [...]} of the newest relay
+    unsettled_sequence: int
+
+
 class OmnitronRelayLog:
     """Per shipment, the newest sequence relayed to Omnitron, and every relay made."""
 
@@ -223,16 +250,56 @@ class OmnitronRelayLog:
     def lock_last_sequence(self, shipment_id: str) -> int:
         return self._c.execute(_LOCK_CURSOR, {"shipment_id": shipment_id, "last_sequence": 0}).scalar_one()
 
-    def record(self, change, outcome: str, calls: int, event_id: str) -> None:
-        relay = {"shipment_id": change.shipment_id, "sequence": change.sequence, "status": change.status.value,
-                 "outcome": outcome, "calls": calls, "event_id": event_id, "relayed_at": utcnow()}
-        if outcome == "sent" and self._c.dialect.name == "postgresql":
+    def record_skipped(self, change, event_id: str) -> None:
+        self._c.execute(_INSERT_RELAY, self._relay(change.shipment_id, change.sequence, change.status.value,
+                                                   "skipped_stale", 0, event_id))
+
+    def record_sent(self, change, calls: list[dict], event_id: str) -> None:
+        """The cursor moves on to ``change``, whose calls (as JSON) are kept as the newest relay."""
+        relay = self._relay(change.shipment_id, change.sequence, change.status.value, "sent", len(calls), event_id)
+        relay["last_relay"] = json.dumps({"sequence": change.sequence, "status": change.status.value,
+                                          "event_id": event_id, "calls": calls}, separators=(",", ":"))
+        if self._c.dialect.name == "postgresql":
             self._c.execute(_RECORD_SENT, relay)
             return
-        if outcome == "sent":
-            self._c.execute(
-                update(omnitron_cursor)
-                .where(omnitron_cursor.c.shipment_id == change.shipment_id)
-                .values(last_sequence=change.sequence)
-            )
+        self._c.execute(_MOVE_CURSOR, {"b_shipment_id": change.shipment_id, "last_sequence": change.sequence,
+                                       "last_relay": relay.pop("last_relay")})
         self._c.execute(_INSERT_RELAY, relay)
+
+    def record_resent(self, shipment_id: str, last_relay: dict) -> None:
+        self._c.execute(_INSERT_RELAY, self._relay(shipment_id, last_relay["sequence"], last_relay["status"],
+                                                   "resent", len(last_relay["calls"]), last_relay["event_id"]))
+
+    @staticmethod
+    def _relay(shipment_id: str, sequence: int, status: str, outcome: str, calls: int, event_id: str) -> dict:
+        return {"shipment_id": shipment_id, "sequence": sequence, "status": status, "outcome": outcome,
+                "calls": calls, "event_id": event_id, "relayed_at": utcnow()}
+
+    # -- calls that may still land (call with the cursor locked) --------------------------
+    def mark_unsettled(self, shipment_id: str, sequence: int, until: datetime) -> None:
+        """A call for ``sequence`` got no answer: it may land at Omnitron until ``until``."""
+        row = self._c.execute(_UNSETTLED_OF, {"shipment_id": shipment_id}).one()
+        self._c.execute(_SET_UNSETTLED, {
+            "b_shipment_id": shipment_id,
+            "unsettled_sequence": max(row.unsettled_sequence or 0, sequence),
+            "unsettled_until": max(row.unsettled_until or until, until),
+        })
+
+    def due_unsettled(self, now: datetime, limit: int) -> list[str]:
+        return list(self._c.execute(_DUE_UNSETTLED, {"now": now, "limit": limit}).scalars())
+
+    def lock_unsettled(self, shipment_id: str, now: datetime) -> UnsettledRelay | None:
+        """The shipment's unsettled state, locked; None if it settled or another holds the lock."""
+        row = self._c.execute(_LOCK_UNSETTLED, {"shipment_id": shipment_id, "now": now}).first()
+        if row is None:
+            return None
+        return UnsettledRelay(row.shipment_id, row.last_sequence, json.loads(row.last_relay) if row.last_relay else None,
+                              row.unsettled_sequence)
+
+    def postpone_unsettled(self, shipment_id: str, sequence: int, until: datetime) -> None:
+        self._c.execute(_SET_UNSETTLED, {"b_shipment_id": shipment_id, "unsettled_sequence": sequence,
+                                         "unsettled_until": until})
+
+    def settled(self, shipment_id: str) -> None:
+        self._c.execute(_SET_UNSETTLED, {"b_shipment_id": shipment_id, "unsettled_sequence": None,
+                                         "unsettled_until": None})

@@ -139,11 +139,18 @@ status_changes = Table(
 )
 
 # The newest sequence relayed to Omnitron per shipment: never relay an older one after it.
+# A call that got no answer may still land at Omnitron after a newer one: until it has
+# settled, the newest relay is kept so it can be sent again (services/omnitron_publisher/settle.py).
 omnitron_cursor = Table(
     "omnitron_cursor",
     metadata,
     Column("shipment_id", String(64), primary_key=True),
     Column("last_sequence", Integer, nullable=False),
+    Column("last_relay", Text, doc="the newest relayed change: status, event id and its calls (JSON)"),
+    Column("unsettled_sequence", Integer, doc="the newest sequence of a call that may still land"),
+    Column("unsettled_until", UtcDateTime, doc="when such a call has surely landed or never will"),
+    Index("ix_omnitron_cursor_unsettled", "unsettled_until",
+          postgresql_where=text("unsettled_until IS NOT NULL"), sqlite_where=text("unsettled_until IS NOT NULL")),
 )
 
 omnitron_relays = Table(
@@ -153,7 +160,7 @@ omnitron_relays = Table(
     Column("shipment_id", String(64), nullable=False, index=True),
     Column("sequence", Integer, nullable=False),
     Column("status", String(32), nullable=False),
-    Column("outcome", String(32), nullable=False, doc="sent, or skipped_stale"),
+    Column("outcome", String(32), nullable=False, doc="sent, skipped_stale, or resent (the newest sent again after an unanswered call)"),
     Column("calls", Integer, nullable=False),
     Column("event_id", String(255), nullable=False),
     Column("relayed_at", UtcDateTime, nullable=False),

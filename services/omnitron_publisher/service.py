@@ -5,6 +5,7 @@ import json
 
 from services.bootstrap import Runtime
 from services.omnitron_publisher.handlers import relay_to_omnitron
+from services.omnitron_publisher.settle import UnsettledCalls
 from shared.broker import Subscription
 
 NAME = "omnitron-publisher"
@@ -23,5 +24,10 @@ ORDERING_KEY = shipment_of
 
 
 def handlers(runtime: Runtime) -> dict:
-    omnitron = runtime.omnitron()
-    return {"ShipmentStatusChanged": lambda event: relay_to_omnitron(event, runtime.uow(NAME), omnitron)}
+    omnitron, settle_s = runtime.omnitron(), runtime.settings.omnitron_settle_s
+    return {"ShipmentStatusChanged": lambda event: relay_to_omnitron(event, runtime.uow(NAME), omnitron, settle_s)}
+
+
+def components(runtime: Runtime) -> list:
+    return [UnsettledCalls(engine=runtime.engine, omnitron=runtime.omnitron(), stop=runtime.stop,
+                           settle_s=runtime.settings.omnitron_settle_s)]

@@ -1,9 +1,14 @@
 """The Omnitron publisher over the SQLite unit of work, with a fake Omnitron recording its calls."""
 from __future__ import annotations
 
-import pytest
+import threading
 
+import pytest
+from sqlalchemy import select
+
+from services.domain.tables import omnitron_cursor
 from services.omnitron_publisher.handlers import relay_to_omnitron
+from services.omnitron_publisher.settle import UnsettledCalls
 from services.omnitron_publisher.omnitron import OmnitronCall, plan_calls
 from shared.errors import DependencyDown
 from shared.http import PermanentHTTPError, TransientHTTPError
@@ -26,10 +31,21 @@ def omnitron() -> FakeOmnitron:
 
 @pytest.fixture
 def relay(db, omnitron):
-    def relay(event) -> None:
-        relay_to_omnitron(event, db.uow(NAME), omnitron)
+    def relay(event, settle_s: float = 60) -> None:
+        relay_to_omnitron(event, db.uow(NAME), omnitron, settle_s)
 
     return relay
+
+
+def unsettled(db, shipment_id: str = "shp-1") -> tuple[int | None, bool]:
+    """The shipment's unsettled sequence, and whether it has a settle time."""
+    rows = db.all(select(omnitron_cursor.c.unsettled_sequence, omnitron_cursor.c.unsettled_until)
+                  .where(omnitron_cursor.c.shipment_id == shipment_id))
+    return (rows[0][0], rows[0][1] is not None) if rows else (None, False)
+
+
+def settle(db, omnitron) -> int:
+    return UnsettledCalls(engine=db.engine, omnitron=omnitron, stop=threading.Event(), settle_s=60).settle_due()
 
 
 def test_a_status_with_an_omnitron_code_is_relayed_as_one_bulk_call_for_the_package(db, omnitron, relay):
@@ -122,3 +138,46 @@ def test_omnitron_refusing_a_call_propagates_and_records_nothing(db, omnitron, r
 
     assert db.relays() == []
     assert db.inbox_count(NAME) == 0
+
+
+def test_a_change_answered_only_after_an_unanswered_attempt_is_sent_again_once_settled_newest_last(
+        db, omnitron, relay):
+    omnitron.unanswered_first = True  # the lost attempt of "shipped" may still land at Omnitron
+    relay(change(3, "shipped", "registered"), settle_s=0)
+    omnitron.unanswered_first = False
+    relay(change(6, "delivered", "shipped"))
+    assert unsettled(db) == (3, True)
+    sent_before = len(omnitron.calls)
+
+    assert settle(db, omnitron) == 1
+
+    assert omnitron.calls[sent_before:] == plan_calls(change(6, "delivered", "shipped").data)  # the newest again
+    assert db.relays()[-1] == (6, "delivered", "resent", 1)
+    assert unsettled(db) == (None, False)
+    assert settle(db, omnitron) == 0  # settled: nothing more
+
+
+def test_an_unanswered_failure_marks_the_shipment_and_the_change_is_still_retried(db, omnitron, relay):
+    omnitron.fail_with = TransientHTTPError("timed out (ReadTimeout)", ambiguous=True)
+    shipped = change(3, "shipped", "registered")
+
+    with pytest.raises(DependencyDown):
+        relay(shipped, settle_s=0)
+
+    assert unsettled(db) == (3, True)
+    assert (db.relays(), db.inbox_count(NAME)) == ([], 0)  # not relayed: the retry will relay it
+    assert settle(db, omnitron) == 0  # nothing newer relayed: sending an older status could undo it
+    assert omnitron.calls == [] and unsettled(db) == (3, True)
+
+    omnitron.fail_with = None
+    relay(shipped)
+    assert db.relays() == [(3, "shipped", "sent", 1)]
+
+
+def test_a_failure_that_proves_the_call_never_arrived_marks_nothing(db, omnitron, relay):
+    omnitron.fail_with = TransientHTTPError("connection failed (ConnectError: refused)", ambiguous=False)
+
+    with pytest.raises(DependencyDown):
+        relay(change(3, "shipped", "registered"), settle_s=0)
+
+    assert unsettled(db) == (None, False)
