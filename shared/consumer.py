@@ -182,10 +182,13 @@ class QueueWorker:
 
         def on_message(message) -> None:
             settler.received(message)
+            delivery = _delivery(message)
+            if settler.wait_out(message, delivery):
+                return
             if self._batching:
-                pending.append((message, _delivery(message)))
+                pending.append((message, delivery))
             else:
-                submit([(message, _delivery(message))])
+                submit([(message, delivery)])
 
         if self._ordering_key is not None:
             executor = KeyedExecutor(self._concurrency, self._ordering_key, f"{self.service}-handler")

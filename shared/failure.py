@@ -29,6 +29,9 @@ class Decision:
     error_class: str = ""
     #: The shortest wait the failure asked for (a peer's Retry-After): jitter never goes below it.
     min_delay_s: float = 0.0
+    #: The whole wait asked for, when it is longer than the tier (``delay_s``): the message
+    #: then waits out the rest in further rounds of the tier (shared/settling.py).
+    wait_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -78,4 +81,4 @@ def decide(error: BaseException | None, failed_attempts: int, policy: RetryPolic
         )
     tier = policy.tier(attempt, at_least)
     return Decision(Verdict.RETRY, delay_s=tier, reason=reason, error_class=error_class,
-                    min_delay_s=min(at_least, tier))
+                    min_delay_s=min(at_least, tier), wait_s=at_least if at_least > tier else 0.0)

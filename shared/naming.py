@@ -18,6 +18,9 @@ HEADER_ERROR_CLASS = "x-oms-error-class"
 HEADER_ERROR_MESSAGE = "x-oms-error-message"
 HEADER_FIRST_FAILURE = "x-oms-first-failure-at"
 HEADER_LAST_FAILURE = "x-oms-last-failure-at"
+# A peer's Retry-After longer than the longest delay tier: the message goes round the
+# longest tier again, unhandled and not counted as an attempt, until this moment (UTC, ISO).
+HEADER_NOT_BEFORE = "x-oms-not-before"
 HEADER_REPLAYED_FROM = "x-oms-replayed-from"
 # A replay's audit trail: the failure it started over from.
 HEADER_REPLAY_COUNT = "x-oms-replay-count"

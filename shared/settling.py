@@ -11,6 +11,7 @@ import dataclasses
 import heapq
 import itertools
 import time
+from datetime import datetime, timedelta
 
 from shared import naming
 from shared.batch import ack_plan
@@ -80,18 +81,16 @@ class Settler:
             return
         headers = self._failure_headers(delivery, decision)
         if decision.verdict is Verdict.RETRY:
-            if self._embedded:
-                due = time.monotonic() + self._policy.jittered(decision.delay_s, decision.min_delay_s)
-                self._delayed.add(due, dataclasses.replace(delivery, headers=headers))
-            else:
-                self._publish_copy(delivery, naming.retry_queue(self.service, decision.delay_s), headers,
-                                   expiration=self._policy.jittered(decision.delay_s, decision.min_delay_s))
+            if decision.wait_s:
+                headers[naming.HEADER_NOT_BEFORE] = (utcnow() + timedelta(seconds=decision.wait_s)).isoformat()
+            self._delay(delivery, headers, decision.delay_s,
+                        self._policy.jittered(decision.delay_s, decision.min_delay_s))
             self._log.warning(
                 "handler failed, will retry",
                 message_id=delivery.message_id,
                 event_type=delivery.event_type,
                 attempt=headers[naming.HEADER_ATTEMPTS],
-                retry_in_s=decision.delay_s,
+                retry_in_s=decision.wait_s or decision.delay_s,
                 error_class=decision.error_class,
                 error=headers[naming.HEADER_ERROR_MESSAGE],
             )
@@ -106,6 +105,32 @@ class Settler:
                 dead_letter_queue=naming.dead_letter_queue(self.service),
             )
         self._ack(message)
+
+    def wait_out(self, message, delivery) -> bool:
+        """A delivery back from its delay tier before the moment its failure asked for (a
+        Retry-After longer than every tier) goes round again, unhandled, its attempts
+        unchanged; True if it did."""
+        not_before = delivery.headers.get(naming.HEADER_NOT_BEFORE)
+        if not not_before:
+            return False
+        try:
+            left_s = (datetime.fromisoformat(str(not_before)) - utcnow()).total_seconds()
+        except ValueError:
+            return False  # not ours to read: handle it now rather than hold it
+        if left_s <= 0:
+            return False
+        tier = self._policy.tier(1, left_s)
+        self._delay(delivery, dict(delivery.headers), tier, min(tier, left_s))
+        self._ack(message)
+        self._log.info("waiting out the requested delay", message_id=delivery.message_id,
+                       event_type=delivery.event_type, retry_in_s=round(left_s, 3))
+        return True
+
+    def _delay(self, delivery, headers: dict, tier: float, delay_s: float) -> None:
+        if self._embedded:
+            self._delayed.add(time.monotonic() + delay_s, dataclasses.replace(delivery, headers=headers))
+        else:
+            self._publish_copy(delivery, naming.retry_queue(self.service, tier), headers, expiration=delay_s)
 
     def _publish_copy(self, delivery, routing_key: str, headers: dict, expiration: float | None = None) -> None:
         self._publisher.publish(
@@ -123,6 +148,7 @@ class Settler:
         now = utcnow().isoformat()
         headers = dict(delivery.headers)
         headers.pop("x-death", None)
+        headers.pop(naming.HEADER_NOT_BEFORE, None)  # this failure's own wait, if any, is set anew
         headers.update(
             {
                 naming.HEADER_ATTEMPTS: delivery.failed_attempts + 1,

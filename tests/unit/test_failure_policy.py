@@ -101,10 +101,14 @@ def test_retry_after_picks_the_first_tier_at_least_that_long():
     assert decision.min_delay_s == 20
 
 
-def test_a_retry_after_longer_than_every_tier_waits_the_longest_tier():
+def test_a_retry_after_longer_than_every_tier_goes_round_the_longest_tier_until_it_has_passed():
     decision = decide(TransientError("slow down", retry_after_s=3600), 0, POLICY)
 
-    assert (decision.delay_s, decision.min_delay_s) == (120, 120)
+    assert (decision.delay_s, decision.min_delay_s, decision.wait_s) == (120, 120, 3600)
+
+
+def test_a_retry_after_within_the_tiers_asks_for_no_further_wait():
+    assert decide(TransientError("slow down", retry_after_s=20), 0, POLICY).wait_s == 0
 
 
 @settings(max_examples=100, deadline=None)

@@ -1,5 +1,9 @@
-"""An Omnitron call that gets no answer may still land, after a newer one: the newest
-status is sent again once it has settled, so Omnitron never ends on an older status."""
+"""Omnitron slow to answer, or asking us to wait.
+
+An Omnitron call that gets no answer may still land, after a newer one: the newest
+status is sent again once it has settled, so Omnitron never ends on an older status.
+A Retry-After longer than every delay tier is waited out in full, as one attempt.
+"""
 from __future__ import annotations
 
 import time
@@ -44,3 +48,20 @@ def test_changes_answered_at_once_are_never_sent_again(pipeline_factory):
 
     time.sleep(2.5)  # two settle windows and more: a mark would have been acted on by now
     assert pipeline.omnitron.calls_for_item(ITEM) == [("bulk", "500"), ("bulk", "550")]
+
+
+def test_a_retry_after_longer_than_every_delay_tier_is_waited_out_without_counting_attempts(pipeline_factory):
+    pipeline = pipeline_factory()  # delay tiers 0.5, 1 and 2 s
+    omnitron = pipeline.omnitron
+    omnitron.fail_next(3, status=503, retry_after=6)  # every attempt in hand, then the policy's turn
+    pipeline.start("omnitron-publisher")
+
+    _publish(pipeline, 3, "shipped", "registered")
+    wait_until(lambda: omnitron.calls_for_item(ITEM) == [("bulk", "500")], 60, message="shipped, after the wait")
+
+    answers = [(r.status, r.started) for r in omnitron.requests]
+    assert [status for status, _ in answers] == [503, 503, 503, 200]
+    assert answers[3][1] - answers[2][1] >= 5.9, "Omnitron asked again before its Retry-After had passed"
+    logs = pipeline.logs()
+    assert logs.count("handler failed, will retry") == 1  # the wait is one attempt, not one per round
+    assert logs.count("waiting out the requested delay") >= 2  # it went round the 2 s tier
