@@ -1,7 +1,9 @@
 """kombu connections, the topology (declared from names in shared/naming.py) and confirmed publishing."""
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
+from typing import Callable
 
 from kombu import Connection, Exchange, Producer, Queue
 
@@ -23,6 +25,46 @@ def connect(url: str, heartbeat: float = 30) -> Connection:
         transport_options={"confirm_publish": True, "max_retries": 0},
         connect_timeout=5,
     )
+
+
+FIRST_RECONNECT_S = 0.5
+
+
+def keep_connected(
+    url: str,
+    stop: threading.Event,
+    session: Callable[[Connection, Callable[[], None]], None],
+    *,
+    recoverable: Callable[[Connection], tuple[type[BaseException], ...]],
+    lost: Callable[[BaseException, float], None],
+    max_backoff_s: float,
+) -> None:
+    """Runs ``session(connection, connected)`` on a fresh connection until ``stop`` is set.
+
+    When it fails with one of ``recoverable(connection)``, ``lost(error, wait_s)`` is told,
+    and after the wait (doubling from 0.5 s up to ``max_backoff_s``) it starts over on a new
+    connection; the session calls ``connected()`` once it is set up, which resets the wait.
+    """
+    backoff = FIRST_RECONNECT_S
+
+    def connected() -> None:
+        nonlocal backoff
+        backoff = FIRST_RECONNECT_S
+
+    while not stop.is_set():
+        connection = connect(url)
+        try:
+            connection.ensure_connection(max_retries=1)
+            session(connection, connected)
+        except recoverable(connection) as exc:
+            lost(exc, backoff)
+            stop.wait(backoff)
+            backoff = min(backoff * 2, max_backoff_s)
+        finally:
+            try:
+                connection.release()
+            except Exception:
+                pass
 
 
 def events_exchange() -> Exchange:

@@ -32,7 +32,7 @@ from kombu.exceptions import OperationalError as BrokerUnreachable
 
 from shared import naming
 from shared.batch import Outcome
-from shared.broker import Publisher, Topology, Subscription, connect, is_embedded
+from shared.broker import Publisher, Topology, Subscription, is_embedded, keep_connected
 from shared.failure import Decision, RetryPolicy, Verdict, decide
 from shared.logging import get_logger
 from shared.settling import DelayedRetries, Settler
@@ -97,6 +97,12 @@ class Batching:
     run: Callable[[Handler, Sequence[Delivery]], list[Outcome]]
 
 
+def _broker_lost(connection) -> tuple[type[BaseException], ...]:
+    # A reconnect while the broker is still down fails in ensure_connection, which kombu
+    # re-raises as its OperationalError (no OSError): the same lost broker.
+    return connection.connection_errors + (OSError, ConnectionError, BrokerUnreachable)
+
+
 def _delivery(message) -> Delivery:
     return Delivery(
         body=message.body if isinstance(message.body, bytes) else bytes(message.body, "utf-8"),
@@ -144,27 +150,18 @@ class QueueWorker:
         self.ready = threading.Event()
 
     def run(self) -> None:
-        backoff = 0.5
-        while not self._stop.is_set():
-            connection = connect(self._url)
-            try:
-                connection.ensure_connection(max_retries=1)
-                self._topology.declare(connection, services=[self.service])
-                backoff = 0.5
-                self._consume(connection)
-            # A reconnect while the broker is still down fails in ensure_connection, which
-            # kombu re-raises as its OperationalError (no OSError): the same lost broker.
-            except connection.connection_errors + (OSError, ConnectionError, BrokerUnreachable) as exc:
-                self.ready.clear()
-                self._log.warning("broker connection lost, reconnecting", error=str(exc), retry_in_s=backoff)
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, 30)
-            finally:
-                try:
-                    connection.release()
-                except Exception:
-                    pass
+        keep_connected(self._url, self._stop, self._session, recoverable=_broker_lost, lost=self._lost,
+                       max_backoff_s=30)
         self._log.info("worker stopped")
+
+    def _session(self, connection, connected: Callable[[], None]) -> None:
+        self._topology.declare(connection, services=[self.service])
+        connected()
+        self._consume(connection)
+
+    def _lost(self, error: BaseException, retry_in_s: float) -> None:
+        self.ready.clear()
+        self._log.warning("broker connection lost, reconnecting", error=str(error), retry_in_s=retry_in_s)
 
     def _consume(self, connection) -> None:
         settler = Settler(service=self.service, policy=self._policy, publisher=Publisher(connection),

@@ -19,7 +19,7 @@ from typing import Callable
 
 from sqlalchemy import Engine, delete, func, select
 
-from shared.broker import connect
+from shared.broker import connect, keep_connected
 from shared.confirms import Outgoing, batch_publisher
 from shared.db import is_postgres, utcnow
 from shared.faults import crash_point
@@ -67,36 +67,30 @@ class OutboxRelay:
         self._wake.set()
 
     def run(self) -> None:
-        backoff = 0.5
-        while not self._stop.is_set():
-            connection = connect(self._url)
-            try:
-                connection.ensure_connection(max_retries=1)
-                publisher = batch_publisher(self._url, connection)
-                backoff = 0.5
-                while not self._stop.is_set():
-                    woken = self._wake.is_set()
-                    self._wake.clear()
-                    published = self.relay_once(publisher)
-                    if self._locked_out and woken:
-                        # Another process's relay holds the lock, and may have looked
-                        # before our events were committed: look again soon, not idly.
-                        self._wake.set()
-                        self._stop.wait(_LOCKED_OUT_RETRY_S)
-                    elif published < self._batch:
-                        self._wake.wait(self._idle_s)
-                        self._keep_alive(connection)
-            except Exception as exc:  # broker or database away: wait and start over
-                self._log.warning("outbox relay interrupted", error=str(exc), error_class=type(exc).__name__, retry_in_s=backoff)
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, 10)
-            finally:
-                try:
-                    connection.release()
-                except Exception:
-                    pass
+        keep_connected(self._url, self._stop, self._session, recoverable=lambda _: (Exception,), lost=self._lost,
+                       max_backoff_s=10)
         # A last round so events committed just before a stop are not left waiting.
         self._drain_on_stop()
+
+    def _session(self, connection, connected: Callable[[], None]) -> None:
+        publisher = batch_publisher(self._url, connection)
+        connected()
+        while not self._stop.is_set():
+            woken = self._wake.is_set()
+            self._wake.clear()
+            published = self.relay_once(publisher)
+            if self._locked_out and woken:
+                # Another process's relay holds the lock, and may have looked
+                # before our events were committed: look again soon, not idly.
+                self._wake.set()
+                self._stop.wait(_LOCKED_OUT_RETRY_S)
+            elif published < self._batch:
+                self._wake.wait(self._idle_s)
+                self._keep_alive(connection)
+
+    def _lost(self, error: BaseException, retry_in_s: float) -> None:  # broker or database away
+        self._log.warning("outbox relay interrupted", error=str(error), error_class=type(error).__name__,
+                          retry_in_s=retry_in_s)
 
     @staticmethod
     def _keep_alive(connection) -> None:
