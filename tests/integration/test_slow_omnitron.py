@@ -21,10 +21,10 @@ def _publish(pipeline, sequence: int, status: str, previous: str) -> None:
 
 
 def test_an_older_status_landing_late_at_omnitron_is_overwritten_by_the_newest_once_settled(pipeline_factory):
-    pipeline = pipeline_factory(extra_env={"OMS_OMNITRON_TIMEOUT_S": "0.5", "OMS_OMNITRON_SETTLE_S": "5"})
+    pipeline = pipeline_factory(extra_env={"OMS_OMNITRON_TIMEOUT_S": "0.5", "OMS_OMNITRON_SETTLE_S": "7"})
     omnitron = pipeline.omnitron
     pipeline.start("omnitron-publisher")
-    omnitron.stall_next(1, 3.0)  # the first attempt of "shipped" is processed 3 s late; the client gives up at 0.5 s
+    omnitron.stall_next(1, 5.0)  # the first attempt of "shipped" is processed 5 s late; the client gives up at 0.5 s
 
     _publish(pipeline, 3, "shipped", "registered")
     wait_until(lambda: omnitron.calls_for_item(ITEM) == [("bulk", "500")], 30, message="shipped, by the retry")
