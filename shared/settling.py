@@ -120,7 +120,8 @@ class Settler:
         if left_s <= 0:
             return False
         tier = self._policy.tier(1, left_s)
-        self._delay(delivery, dict(delivery.headers), tier, min(tier, left_s))
+        headers = {name: value for name, value in delivery.headers.items() if name != "x-death"}  # the broker's
+        self._delay(delivery, headers, tier, min(tier, left_s))
         self._ack(message)
         self._log.info("waiting out the requested delay", message_id=delivery.message_id,
                        event_type=delivery.event_type, retry_in_s=round(left_s, 3))

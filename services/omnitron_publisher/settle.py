@@ -73,7 +73,7 @@ class UnsettledCalls:
                 return False
             outcome = self._resend(state)
             if outcome == "unsettled":
-                relays.postpone_unsettled(shipment_id, max(state.unsettled_sequence, state.last_sequence), later)
+                relays.postpone_unsettled(shipment_id, state.last_sequence, later)  # the resend is now the one
                 return False
             relays.settled(shipment_id)
             if outcome == "sent":

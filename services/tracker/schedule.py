@@ -49,15 +49,19 @@ def poll_interval_s(config: CarrierConfig, status: ShipmentStatus, quiet_for_s: 
     return min(config.max_interval_s, base * 2.0 ** min(doublings, 32.0))
 
 
+def _doubling(failures: int, first_s: float, max_s: float) -> float:
+    return min(max_s, first_s * 2.0 ** max(0, failures - 1))
+
+
 def backoff_s(failures: int) -> float:
     """The wait after ``failures`` consecutive failed rounds of a carrier (1 s, 2 s, 4 s ...)."""
-    return min(MAX_BACKOFF_S, FIRST_BACKOFF_S * 2.0 ** max(0, failures - 1))
+    return _doubling(failures, FIRST_BACKOFF_S, MAX_BACKOFF_S)
 
 
 def database_retry_s(failures: int) -> float:
     """The wait after ``failures`` consecutive failed writes to the database (0.25 s doubling to 4 s):
     short, because the shipments in hand hold leases that run on meanwhile."""
-    return min(DATABASE_RETRY_MAX_S, DATABASE_RETRY_S * 2.0 ** max(0, failures - 1))
+    return _doubling(failures, DATABASE_RETRY_S, DATABASE_RETRY_MAX_S)
 
 
 def is_too_old(config: CarrierConfig, created_at: datetime, now: datetime) -> bool:
