@@ -20,10 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from contracts.events import EVENT_MODELS
 from contracts.ids import uuid4
-from contracts.values import Name, Text, Time
+from contracts.values import NO_NUL_PATTERN, Name, Text, Time
 from contracts.wire import MAX_BODY_BYTES, EventRejected, read_json
 
-__all__ = ["CONTENT_TYPE", "MAX_BODY_BYTES", "CloudEvent", "EventRejected", "parse_event"]
+__all__ = ["CONTENT_TYPE", "MAX_BODY_BYTES", "CloudEvent", "EventRejected", "parse_event", "peek_data"]
 
 CONTENT_TYPE = "application/cloudevents+json"
 STRUCTURED_CONTENT_TYPES = frozenset({CONTENT_TYPE, "application/json"})
@@ -65,11 +65,20 @@ class CloudEvent(BaseModel):
         return json.dumps(body, separators=(",", ":")).encode()
 
 
+def _message(item: dict) -> str:
+    """pydantic's message, in the contract's words where pydantic's would puzzle an operator."""
+    if item["type"] == "string_unicode":
+        return "text holds a lone surrogate (not Unicode text)"
+    if item["type"] == "string_pattern_mismatch" and item.get("ctx", {}).get("pattern") == NO_NUL_PATTERN:
+        return "text holds U+0000"
+    return item["msg"]
+
+
 def _describe(error: ValidationError) -> str:
     parts = []
     for item in error.errors(include_url=False, include_input=False)[:5]:
         where = ".".join(str(p) for p in item["loc"]) or "body"
-        parts.append(f"{where}: {item['msg']}")
+        parts.append(f"{where}: {_message(item)}")
     more = error.error_count() - len(parts)
     return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
 
@@ -127,6 +136,13 @@ def _attributes(body: bytes, content_type: str | None, headers: Mapping | None) 
     if "specversion" in ce_headers and not media_type.startswith("application/cloudevents"):
         return _binary_attributes(ce_headers, content_type, body)
     return _structured_attributes(content_type, body)
+
+
+def peek_data(body: bytes, content_type: str | None = None, headers: Mapping | None = None) -> Any:
+    """The event's ``data`` as a JSON value, unchecked, in either content mode: for routing a
+    message (an ordering key) before it is parsed. Raises :class:`EventRejected` like
+    :func:`parse_event` for bodies it cannot read."""
+    return _attributes(body, content_type, headers).get("data")
 
 
 def parse_event(body: bytes, content_type: str | None = None, headers: Mapping | None = None) -> CloudEvent:
