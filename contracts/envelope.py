@@ -112,13 +112,13 @@ def _binary_attributes(ce_headers: dict[str, Any], content_type: str | None, bod
             raise EventRejected(f"header ce-{attribute} is an AMQP {type(value).__name__}, not a string")
         attributes[attribute] = value
     attributes["data"] = read_json(body)
-    if content_type is not None:
+    if content_type:
         attributes["datacontenttype"] = content_type
     return attributes
 
 
 def _structured_attributes(content_type: str | None, body: bytes) -> dict[str, Any]:
-    if content_type is not None and _media_type(content_type) not in STRUCTURED_CONTENT_TYPES:
+    if content_type and _media_type(content_type) not in STRUCTURED_CONTENT_TYPES:
         raise EventRejected(f"unsupported content type {content_type!r}")
     raw = read_json(body)
     if not isinstance(raw, dict):

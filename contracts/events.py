@@ -12,6 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from contracts.statuses import ShipmentStatus
 from contracts.values import (
     AwareTime,
+    CountryCode,
+    CurrencyCode,
     LongText,
     Money,
     Name,
@@ -41,7 +43,7 @@ class Destination(_Data):
     name: Text
     surname: Text
     phone: Text
-    country_code: Text = Field(min_length=2, max_length=3)
+    country_code: CountryCode
     city: Text
     district: Text
     township: Text = ""
@@ -53,7 +55,7 @@ class Payment(_Data):
     """Present only for pay on delivery."""
 
     amount: Money
-    currency: Text = Field(min_length=3, max_length=3)
+    currency: CurrencyCode
 
 
 class StockLocation(_Data):

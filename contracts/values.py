@@ -32,6 +32,10 @@ Text = Annotated[str, Field(max_length=MAX_TEXT, pattern=NO_NUL_PATTERN)]
 Name = Annotated[str, Field(min_length=1, max_length=MAX_TEXT, pattern=NO_NUL_PATTERN)]
 #: Free text (a reason, a delivery note, an address line) or a URL: up to 2,000 characters.
 LongText = Annotated[str, Field(max_length=MAX_LONG_TEXT, pattern=NO_NUL_PATTERN)]
+#: ISO 3166 country code, two or three characters.
+CountryCode = Annotated[str, Field(min_length=2, max_length=3, pattern=NO_NUL_PATTERN)]
+#: ISO 4217 currency code, three characters.
+CurrencyCode = Annotated[str, Field(min_length=3, max_length=3, pattern=NO_NUL_PATTERN)]
 Url = LongText
 
 #: A JSON integer from 1 to 2^63−1: ids, quantities, sequences.
