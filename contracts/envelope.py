@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from contracts.events import EVENT_MODELS
 from contracts.ids import uuid4
 from contracts.values import NO_NUL_PATTERN, Name, Text, Time
-from contracts.wire import MAX_BODY_BYTES, EventRejected, read_json
+from contracts.wire import MAX_BODY_BYTES, EventRejected, check_size, read_json
 
 __all__ = ["CONTENT_TYPE", "MAX_BODY_BYTES", "CloudEvent", "EventRejected", "parse_event", "peek_data"]
 
@@ -130,8 +130,7 @@ def _attributes(body: bytes, content_type: str | None, headers: Mapping | None) 
     media_type = _media_type(content_type)
     if media_type.startswith(BATCH_CONTENT_TYPE):
         raise EventRejected(f"batched content mode ({content_type!r}) is not accepted: one event per message")
-    if len(body) > MAX_BODY_BYTES:  # before anything else is read
-        raise EventRejected(f"body of {len(body)} bytes exceeds the {MAX_BODY_BYTES}-byte limit")
+    check_size(body)  # before any header is looked at
     ce_headers = _ce_headers(headers)
     if "specversion" in ce_headers and not media_type.startswith("application/cloudevents"):
         return _binary_attributes(ce_headers, content_type, body)

@@ -62,7 +62,7 @@ _MONEY_SCHEMA = {"anyOf": [{"type": "string", "pattern": _DECIMAL_TEXT.pattern},
 def _decimal_text_or_number(value: Any) -> Any:
     if isinstance(value, bool):
         raise ValueError("an amount is a decimal string or a number, not true or false")
-    if isinstance(value, str) and not _DECIMAL_TEXT.match(value):
+    if isinstance(value, str) and not _DECIMAL_TEXT.fullmatch(value):
         raise ValueError("an amount as text is digits with an optional fraction of up to 4 places, like \"120.50\"")
     return value
 

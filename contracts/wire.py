@@ -67,13 +67,18 @@ def _refuse_constant(name: str) -> Any:
 _DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
 
 
-def read_json(body: bytes) -> Any:
-    """The JSON value of a body, or :class:`EventRejected` saying what is wrong with it."""
+def check_size(body: bytes) -> None:
     if len(body) > MAX_BODY_BYTES:
         raise EventRejected(f"body of {len(body)} bytes exceeds the {MAX_BODY_BYTES}-byte limit")
+
+
+def read_json(body: bytes) -> Any:
+    """The JSON value of a body, or :class:`EventRejected` saying what is wrong with it."""
+    check_size(body)
+    body = bytes(body)  # a bytearray or memoryview too; the same object when it is bytes
     try:
         # utf-8-sig: a leading byte order mark is ignored, as RFC 8259 allows.
-        text = bytes(body).decode("utf-8-sig")
+        text = body.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise EventRejected(f"body is not JSON: not UTF-8 ({exc.reason} at byte {exc.start})") from None
     if nests_deeper_than(body, MAX_DEPTH):

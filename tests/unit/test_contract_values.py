@@ -132,7 +132,7 @@ def test_a_payment_amount_is_a_decimal_string_or_a_number(value, expected):
 
 
 @pytest.mark.parametrize("value", [
-    True, False, None, [], "", "NaN", "Infinity", "-1", "+1", " 120.50", "120.50 ", "1_000", "1e3", "12,50",
+    True, False, None, [], "", "NaN", "Infinity", "-1", "+1", " 120.50", "120.50 ", "120.50\n", "1_000", "1e3", "12,50",
     "0x10", "120.12345", "1" * 17, "١٢٣", -1, -0.01, 1e300, 120.12345,
 ], ids=repr)
 def test_a_payment_amount_refuses_anything_else_naming_the_field(value):
