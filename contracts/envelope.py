@@ -87,6 +87,15 @@ def _media_type(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
+def _header(attribute: str) -> str:
+    """A ``ce-`` header's name for a reason: as it is when it is a CloudEvents attribute name
+    (lower-case letters and digits), else quoted and cut, since it is a stranger's text."""
+    name = CE_PREFIX + attribute
+    if attribute.isascii() and attribute.isalnum() and len(attribute) <= 20:
+        return name
+    return repr(name[:64])
+
+
 def _ce_headers(headers: Mapping | None) -> dict[str, Any]:
     """The ``ce-`` headers by attribute name (header names compared without case)."""
     found: dict[str, Any] = {}
@@ -95,7 +104,7 @@ def _ce_headers(headers: Mapping | None) -> dict[str, Any]:
             continue  # a name that is not text (undecodable bytes) cannot be an attribute's
         attribute = name[len(CE_PREFIX):].lower()
         if attribute in found:
-            raise EventRejected(f"binary-mode headers name the attribute {attribute!r} twice")
+            raise EventRejected(f"binary-mode headers name the attribute {attribute[:64]!r} twice")
         found[attribute] = value
     return found
 
@@ -109,7 +118,7 @@ def _binary_attributes(ce_headers: dict[str, Any], content_type: str | None, bod
         if attribute in _NOT_FROM_HEADERS:
             continue
         if not isinstance(value, str):
-            raise EventRejected(f"header ce-{attribute} is an AMQP {type(value).__name__}, not a string")
+            raise EventRejected(f"header {_header(attribute)} is an AMQP {type(value).__name__}, not a string")
         attributes[attribute] = value
     attributes["data"] = read_json(body)
     if content_type:

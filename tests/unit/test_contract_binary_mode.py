@@ -215,6 +215,15 @@ def test_a_structured_content_type_other_than_json_is_refused_even_with_ce_heade
                      binary_headers("PackageShipped")) == "unsupported content type 'application/cloudevents+xml'"
 
 
+@pytest.mark.parametrize("name, shown", [("ce-data_schema\u001b[31m", "'ce-data_schema\\x1b[31m'"),
+                                         ("ce-" + "x" * 100, repr("ce-" + "x" * 61))])
+def test_an_odd_header_name_is_quoted_and_cut_in_the_reason(name, shown):
+    headers = {**binary_headers("PackageShipped"), name: 42}
+
+    assert reason_of(data_bytes("PackageShipped"), "application/json", headers) == \
+        f"header {shown} is an AMQP int, not a string"
+
+
 def test_header_names_that_are_not_text_are_ignored():
     headers = {**binary_headers("PackageShipped"), b"ce-\xff": "x", 7: "y"}
 
