@@ -1,15 +1,23 @@
 """ShipmentStatusChanged → Omnitron, never an older status after a newer one.
 
+What is sent is the change as the services recorded it (shipment id and sequence are all
+a message is trusted for); a message naming a change never recorded is dead-lettered.
+
 The shipment's relay cursor stays locked while Omnitron is called, so two publishers
 handling two changes of one shipment relay them one after the other, newest last. A call
 that got no answer may still land at Omnitron later, after a newer one: the shipment is
 then marked unsettled, and settle.py sends the newest status again once it has settled.
+
+An order item held by several packages follows the package packed last: a change is sent
+only for the items whose latest package it belongs to, under row locks on every holder
+of those items, so the packages' changes reach Omnitron one after the other.
 """
 from __future__ import annotations
 
 from datetime import timedelta
 
 from contracts import CloudEvent, ShipmentStatusChanged
+from services.domain.refusals import never_recorded
 from services.domain.uow import UnitOfWork
 from services.omnitron_publisher.omnitron import OmnitronClient, plan_calls
 from shared.db import utcnow
@@ -22,11 +30,15 @@ log = get_logger(service="omnitron-publisher")
 
 
 def relay_to_omnitron(event: CloudEvent, uow: UnitOfWork, omnitron: OmnitronClient, settle_s: float = 60.0) -> None:
-    change: ShipmentStatusChanged = event.data
+    named: ShipmentStatusChanged = event.data
     with uow:
-        if not uow.inbox.first_time(event.id):
+        if not uow.inbox.first_time(event):
             log.info("duplicate event ignored")
             return
+        change = uow.shipments.recorded_change(named.shipment_id, named.sequence)
+        if change is None:
+            # Raised inside the unit of work: it rolls back, inbox row and all.
+            raise never_recorded(named, uow.shipments.get(named.shipment_id) is not None)
         last_sequence = uow.omnitron_relays.lock_last_sequence(change.shipment_id)
         if change.sequence <= last_sequence:
             log.info("older than the last relayed change; not sent", sequence=change.sequence,
@@ -34,7 +46,8 @@ def relay_to_omnitron(event: CloudEvent, uow: UnitOfWork, omnitron: OmnitronClie
             uow.omnitron_relays.record_skipped(change, event.id)
             uow.commit()
             return
-        calls = plan_calls(change)
+        items = uow.omnitron_relays.lock_followed_items(change.shipment_id)
+        calls = plan_calls(change.model_copy(update={"order_item_ids": items.followed(change.order_item_ids)}))
         unsettled = False
         try:
             for call in calls:
@@ -44,15 +57,23 @@ def relay_to_omnitron(event: CloudEvent, uow: UnitOfWork, omnitron: OmnitronClie
             failure = exc
         else:
             failure = None
-            uow.omnitron_relays.record_sent(change, [call.to_json() for call in calls], event.id)
-            if unsettled:
-                uow.omnitron_relays.mark_unsettled(change.shipment_id, change.sequence, _settled_by(settle_s))
+            uow.omnitron_relays.record_sent(change, [call.to_json() for call in calls], event.id, items.superseded)
+            settled_by = _settled_by(settle_s) if unsettled else None
+            if calls and items.earlier_unsettled_until and items.earlier_unsettled_until > utcnow():
+                # An earlier package's unanswered call may still land on these items after
+                # this one: this change is sent again once it has settled.
+                settled_by = max(settled_by or items.earlier_unsettled_until, items.earlier_unsettled_until)
+            if settled_by is not None:
+                uow.omnitron_relays.mark_unsettled(change.shipment_id, change.sequence, settled_by)
             uow.commit()
     if failure is not None:
         if unsettled or failure.ambiguous:
             _mark_unsettled(uow, change, settle_s)
         # Omnitron being down is never a reason to give up on a status.
         raise DependencyDown(f"Omnitron unavailable: {failure}", retry_after_s=failure.retry_after) from failure
+    if items.superseded:
+        log.info("order items followed by a package packed later; not sent for them",
+                 order_item_ids=sorted(items.superseded), sequence=change.sequence)
     log.info("relayed to Omnitron", status=change.status.value, sequence=change.sequence, calls=len(calls),
              unsettled=unsettled)
 
