@@ -216,7 +216,8 @@ class PackageRepository:
 
     def packed(self, package_id: str) -> PackagePacked | None:
         row = self._c.execute(_PACKED_OF, {"package_id": package_id}).first()
-        return PackagePacked.model_validate(row.packed) if row and row.packed else None
+        # Through JSON, as the event was parsed: the stored dump passes the same validation.
+        return PackagePacked.model_validate_json(json.dumps(row.packed)) if row and row.packed else None
 
 
 class ShipmentRepository:
@@ -270,7 +271,8 @@ class ShipmentRepository:
         return ShipmentStatusChanged(
             shipment_id=row.shipment_id, package_id=row.package_id, order_number=row.order_number,
             carrier=row.carrier, tracking_number=row.tracking_number, tracking_url=row.tracking_url,
-            previous_status=row.previous_status, status=row.status, carrier_status=row.carrier_status,
+            previous_status=ShipmentStatus(row.previous_status) if row.previous_status else None,
+            status=ShipmentStatus(row.status), carrier_status=row.carrier_status,
             sequence=row.sequence, changed_at=row.changed_at, order_item_ids=list(items),
         )
 

@@ -226,6 +226,15 @@ def test_a_package_packed_before_with_the_same_content_under_another_id_is_a_har
     assert db.inbox_count("packer") == 3
 
 
+def test_one_package_packed_three_times_in_one_batch_keeps_the_first_and_refuses_only_other_content(db, apply):
+    outcomes = apply([packed("PKG-1"), packed("PKG-1"), packed("PKG-1", order_number="ORD-OTHER")])
+
+    assert [o.error for o in outcomes[:2]] == [None, None]
+    assert str(outcomes[2].error) == "already packed with other content"
+    assert db.count(shipments) == 1
+    assert db.inbox_count("packer") == 2
+
+
 def test_the_same_event_id_from_two_sources_is_two_events(db, apply):
     first = packed("PKG-1")
     other_source = parse_event(examples.to_bytes(examples.envelope(

@@ -9,7 +9,7 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import select
 
-from services.domain.tables import omnitron_cursor, omnitron_relays
+from services.domain.tables import omnitron_cursor, omnitron_relays, status_changes
 from services.omnitron_publisher.handlers import relay_to_omnitron
 from services.omnitron_publisher.settle import UnsettledCalls
 from services.omnitron_publisher.omnitron import OmnitronCall, plan_calls
@@ -338,3 +338,14 @@ def test_a_later_package_is_sent_again_after_an_earlier_packages_unanswered_call
 
     assert sent_items(omnitron, sent_before) == {555: "550"}  # the later package's, after the late call
     assert unsettled(db, "shp-PKG-NEW") == (None, False)
+
+
+def test_a_change_recorded_before_its_data_was_kept_is_rebuilt_from_its_rows(db, omnitron):
+    shipped = change(3, "shipped", "registered", order_item_ids=(555,))
+    db.record_change(shipped.data, shipped.id)
+    with db.engine.begin() as connection:  # as migration 0005 leaves a change recorded before it
+        connection.execute(status_changes.update().values(data=None))
+
+    relay_to_omnitron(shipped, db.uow(NAME), omnitron)
+
+    assert omnitron.calls == plan_calls(shipped.data)
