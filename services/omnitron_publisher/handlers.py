@@ -18,6 +18,7 @@ from datetime import timedelta
 
 from contracts import CloudEvent, ShipmentStatusChanged
 from services.domain.refusals import never_recorded
+from services.domain.repository import FollowedItems
 from services.domain.uow import UnitOfWork
 from services.omnitron_publisher.omnitron import OmnitronClient, plan_calls
 from shared.db import utcnow
@@ -58,11 +59,7 @@ def relay_to_omnitron(event: CloudEvent, uow: UnitOfWork, omnitron: OmnitronClie
         else:
             failure = None
             uow.omnitron_relays.record_sent(change, [call.to_json() for call in calls], event.id, items.superseded)
-            settled_by = _settled_by(settle_s) if unsettled else None
-            if calls and items.earlier_unsettled_until and items.earlier_unsettled_until > utcnow():
-                # An earlier package's unanswered call may still land on these items after
-                # this one: this change is sent again once it has settled.
-                settled_by = max(settled_by or items.earlier_unsettled_until, items.earlier_unsettled_until)
+            settled_by = _unsettled_until(unsettled, bool(calls), items, settle_s)
             if settled_by is not None:
                 uow.omnitron_relays.mark_unsettled(change.shipment_id, change.sequence, settled_by)
             uow.commit()
@@ -80,6 +77,19 @@ def relay_to_omnitron(event: CloudEvent, uow: UnitOfWork, omnitron: OmnitronClie
 
 def _settled_by(settle_s: float):
     return utcnow() + timedelta(seconds=settle_s)
+
+
+def _unsettled_until(unanswered_before: bool, sent: bool, items: FollowedItems, settle_s: float):
+    """Until when the change just sent may be undone by a call still in flight; None: by none.
+
+    Its own unanswered attempt may land after it; so may an earlier package's unanswered
+    call on an item this package has taken over. Either way the change is sent again once
+    that call has settled (settle.py).
+    """
+    candidates = [_settled_by(settle_s)] if unanswered_before else []
+    if sent and items.earlier_unsettled_until and items.earlier_unsettled_until > utcnow():
+        candidates.append(items.earlier_unsettled_until)
+    return max(candidates, default=None)
 
 
 def _mark_unsettled(uow: UnitOfWork, change: ShipmentStatusChanged, settle_s: float) -> None:
