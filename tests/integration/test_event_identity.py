@@ -9,14 +9,16 @@ order item held by two packages follows, in Omnitron, the package packed last.
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 import psycopg
 from prometheus_client.parser import text_string_to_metric_families
 from psycopg.rows import dict_row
 
-from events import envelope, package_packed, package_shipped, to_bytes
+from events import envelope, package_packed, package_shipped, shipment_status_changed, to_bytes
 from harness import wait_until
+from recorded import record_change
 from shared import naming
 
 PACKER_DLQ = naming.dead_letter_queue("packer")
@@ -201,3 +203,27 @@ def test_an_order_item_in_two_packages_follows_in_omnitron_the_package_packed_la
                                  "ORDER BY r.sequence")
     assert [(row["status"], json.loads(row["superseded_items"])) for row in superseded] == [
         ("attempted_delivery", [81_555]), ("delivered", [81_555])]
+
+
+def test_two_packages_sharing_an_item_reach_omnitron_one_after_the_other_the_later_package_last(pipeline_factory):
+    pipeline = pipeline_factory(extra_env={"OMS_OMNITRON_TIMEOUT_S": "20"})
+    publishers = pipeline.start("omnitron-publisher", 2)  # two processes: only the database orders the two changes
+    wait_until(lambda: all('"consuming"' in p.log_text() for p in publishers), 60, message="both publishers consuming")
+    pipeline.omnitron.stall_next(1, 3.0)  # the old package's call is processed 3 s after it arrives
+    old = shipment_status_changed("shp-old", 3, "shipped", "registered", [82_001])
+    record_change(pipeline.database_url, old, packed_at="2026-11-27T10:00:00Z")
+    pipeline.publisher.publish("shipment.status_changed.shipped", to_bytes(old))
+    time.sleep(1.0)  # the old package's call is now held at Omnitron (its handler takes it in milliseconds)
+
+    new = shipment_status_changed("shp-new", 3, "shipped", "registered", [82_001])  # the re-pack, packed later
+    record_change(pipeline.database_url, new, packed_at="2026-11-27T11:00:00Z")
+    pipeline.publisher.publish("shipment.status_changed.shipped", to_bytes(new))
+
+    wait_until(lambda: query(pipeline, "SELECT count(*) AS n FROM omnitron_relays")[0]["n"] == 2, 60,
+               message="both changes relayed")
+    time.sleep(4.0)  # longer than the stall: a late call would have landed by now
+    calls = calls_for_item_with_tracking(pipeline.omnitron, 82_001)
+    # The new package's change goes last: after the old one's call was answered, or alone
+    # (if the old change came second, it was recorded for the item, not sent).
+    assert calls[-1] == ("bulk", "500", "SBXnew"), calls
+    assert calls in ([("bulk", "500", "SBXold"), ("bulk", "500", "SBXnew")], [("bulk", "500", "SBXnew")]), calls

@@ -6,46 +6,18 @@ A Retry-After longer than every delay tier is waited out in full, as one attempt
 """
 from __future__ import annotations
 
-import json
 import time
 
-import psycopg
-
-from events import package_packed, shipment_status_changed, to_bytes
+from events import shipment_status_changed, to_bytes
 from harness import wait_until
+from recorded import record_change
 
 ITEM = 97_001
 
 
-def _record(pipeline, change: dict) -> None:
-    """Stores the change as the services record their own (they act on nothing else):
-    its package, shipment and history row, as the packer and tracker would have written them."""
-    data = change["data"]
-    packed = package_packed(data["package_id"], data["order_number"], data["order_item_ids"])["data"]
-    with psycopg.connect(pipeline.database_url) as connection:
-        connection.execute(
-            "INSERT INTO packages (package_id, first_seen_at, order_number, carrier, delivery_type, packed_at, packed) "
-            "VALUES (%s, now(), %s, %s, 'CUSTOMER', %s, %s) ON CONFLICT DO NOTHING",
-            (data["package_id"], data["order_number"], data["carrier"], packed["packed_at"], json.dumps(packed)))
-        for item_id in data["order_item_ids"]:
-            connection.execute("INSERT INTO package_items (package_id, order_item_id, sku, quantity) "
-                               "VALUES (%s, %s, %s, 1) ON CONFLICT DO NOTHING", (data["package_id"], item_id, f"SKU-{item_id}"))
-        connection.execute(
-            "INSERT INTO shipments (id, package_id, order_number, carrier, status, sequence, tracking_number, "
-            "tracking_url, created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, now(), now()) "
-            "ON CONFLICT DO NOTHING",
-            (data["shipment_id"], data["package_id"], data["order_number"], data["carrier"], data["status"],
-             data["sequence"], data["tracking_number"], data["tracking_url"]))
-        connection.execute(
-            "INSERT INTO shipment_status_changes (shipment_id, sequence, previous_status, status, carrier_status, "
-            "changed_at, event_id, data) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-            (data["shipment_id"], data["sequence"], data["previous_status"], data["status"], data["carrier_status"],
-             data["changed_at"], change["id"], json.dumps(data)))
-
-
 def _publish(pipeline, sequence: int, status: str, previous: str) -> None:
     event = shipment_status_changed("shp-late-1", sequence, status, previous, [ITEM])
-    _record(pipeline, event)
+    record_change(pipeline.database_url, event)  # the services act only on changes they recorded
     pipeline.publisher.publish(f"shipment.status_changed.{status}", to_bytes(event), message_id=event["id"],
                                event_type="ShipmentStatusChanged")
 
