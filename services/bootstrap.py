@@ -13,6 +13,7 @@ from typing import Callable
 
 from sqlalchemy import Engine, text
 
+from contracts import EVENT_MODELS
 from services.carriers.directory import CarrierDirectory, load_carriers
 from services.domain.staged import Staging
 from services.domain.uow import UnitOfWork
@@ -31,6 +32,8 @@ from shared.settings import Settings
 log = get_logger()
 
 SERVICE_NAMES = ("packer", "shipper", "tracker", "omnitron-publisher")
+#: The event types a metric may be labelled with; any other type a message claims counts as "other".
+KNOWN_EVENT_TYPES = frozenset(EVENT_MODELS)
 
 #: Services whose messages are applied in batches, one transaction per batch
 #: (OMS_BATCH_SIZE, shared/batch.py).  Only handlers that touch nothing but the database:
@@ -135,7 +138,7 @@ def components(runtime: Runtime, services: list[str]) -> list:
                     stop=runtime.stop,
                     prefetch=settings.prefetch,
                     concurrency=settings.concurrency,
-                    after_settle=[count_settled(naming.work_queue(name))],
+                    after_settle=[count_settled(naming.work_queue(name), KNOWN_EVENT_TYPES)],
                     batching=batching,
                     ordering_key=getattr(module, "ORDERING_KEY", None),
                 )

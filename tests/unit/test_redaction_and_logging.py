@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 
 import pytest
 import structlog
@@ -114,3 +115,77 @@ def test_redact_text_hides_every_occurrence_of_a_registered_secret():
 
 def test_secrets_shorter_than_three_characters_are_not_redacted_to_keep_lines_readable():
     assert redact_text("status 42 ok", {"42"}) == "status 42 ok"
+
+
+def test_a_registered_secret_is_redacted_by_redact_text_alone_as_the_dead_letter_reason_is():
+    register_secrets("registered-only-s3cret")
+
+    assert redact_text("carrier said: bad credentials registered-only-s3cret") == "carrier said: bad credentials ***"
+
+
+def test_an_authorization_header_keeps_its_scheme_and_loses_its_credentials():
+    assert redact_text("Authorization: Basic dXNlcjpwYXNzd29yZA==") == "Authorization: Basic ***"
+    assert redact_text("{'authorization': 'Token abc123def456'}") == "{'authorization': 'Token ***'}"
+    assert redact_text('headers={"Authorization": "Bearer eyJhbGciOi.eyJzdWIi.c2ln"}') == (
+        'headers={"Authorization": "Bearer ***"}')
+    assert redact_text("proxy-authorization=opaque-value") == "proxy-authorization=***"
+
+
+def test_basic_and_token_credentials_are_hidden_without_the_header_name_and_prose_is_left_alone():
+    assert redact_text("sent Basic dXNlcjpwYXNzd29yZA== to the carrier") == "sent Basic *** to the carrier"
+    assert redact_text("Omnitron refused Token 0a1b2c3d4e5f") == "Omnitron refused Token ***"
+    assert redact_text("Token expired; Basic authentication failed") == "Token expired; Basic authentication failed"
+
+
+def test_a_url_password_holding_an_at_sign_is_hidden_whole():
+    assert redact_text("cannot reach amqp://oms:p@ss@rabbit:5672/prod") == "cannot reach amqp://oms:***@rabbit:5672/prod"
+
+
+def test_secrets_in_query_strings_dsns_and_dumped_mappings_are_hidden():
+    assert redact_text("GET https://h.example/x?access_token=abc123&page=2&sig=zz9") == (
+        "GET https://h.example/x?access_token=***&page=2&sig=***")
+    assert redact_text("host=db port=5432 password=hunter22 dbname=oms") == "host=db port=5432 password=*** dbname=oms"
+    assert redact_text('{"user": "ada", "password": "pw-123", "client_secret": "cs-9"}') == (
+        '{"user": "ada", "password": "***", "client_secret": "***"}')
+
+
+def test_a_field_named_like_a_secret_is_redacted_whatever_it_holds(log_stream):
+    get_logger().info("configured", password="short", api_key="k", headers={"Authorization": "Basic Zm9v"},
+                      routing_key="package.packed")
+
+    [line] = _lines(log_stream)
+    assert (line["password"], line["api_key"]) == (REDACTED, REDACTED)
+    assert line["headers"] == {"Authorization": "Basic ***"}
+    assert line["routing_key"] == "package.packed"
+
+
+HOSTILE = "PKG-1\x1b[2J\x1b]0;owned\x07\r\nFAKE level=error\u202e\x9b31m"
+
+
+def test_a_console_line_writes_out_every_control_character_a_value_holds():
+    stream = io.StringIO()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        configure_logging("INFO", "console", stream=stream)
+        get_logger().info(f"received {HOSTILE}", package_id=HOSTILE)
+        logging.getLogger("kombu").warning("library says %s", HOSTILE)
+    finally:
+        structlog.reset_defaults()
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+    output = stream.getvalue()
+    without_our_colours = re.sub(r"\x1b\[[0-9;]*m", "", output)
+    assert "\x1b" not in without_our_colours and "\x07" not in output and "\r" not in output
+    assert "\u202e" not in output and "\x9b" not in output
+    assert len(output.splitlines()) == 2, "a value must not start a line of its own"
+    assert "PKG-1\\x1b[2J\\x1b]0;owned\\x07\\r\\nFAKE" in without_our_colours
+
+
+def test_a_json_line_escapes_control_characters_by_itself(log_stream):
+    get_logger().info("received", package_id=HOSTILE)
+
+    assert len(log_stream.getvalue().splitlines()) == 1
+    assert "\x1b" not in log_stream.getvalue() and "\x9b" not in log_stream.getvalue()
+    assert _lines(log_stream)[0]["package_id"] == HOSTILE
