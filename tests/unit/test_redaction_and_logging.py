@@ -10,10 +10,17 @@ import pytest
 import structlog
 
 from shared.logging import configure_logging, get_logger, register_secrets
+from shared import redaction
 from shared.redaction import REDACTED, redact_text, secrets_in_url
 
 TOKEN = "omnitron-t0ken-unit-test"
 CARRIER_PASSWORD = "carrier-pa55-unit-test"
+
+
+@pytest.fixture(autouse=True)
+def no_secrets_registered_by_other_tests(monkeypatch):
+    """The registry is the process's: other tests' passwords ("secret") must not redact these texts."""
+    monkeypatch.setattr(redaction, "_registered", frozenset())
 
 
 @pytest.fixture
