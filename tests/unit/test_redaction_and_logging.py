@@ -196,3 +196,24 @@ def test_a_json_line_escapes_control_characters_by_itself(log_stream):
     assert len(log_stream.getvalue().splitlines()) == 1
     assert "\x1b" not in log_stream.getvalue() and "\x9b" not in log_stream.getvalue()
     assert _lines(log_stream)[0]["package_id"] == HOSTILE
+
+
+def test_a_dead_letter_reason_is_redacted_like_a_log_line():
+    from test_batch_worker import Run, subscription
+
+    from shared import naming
+    from shared.batch import Outcome
+    from shared.errors import PermanentError
+
+    register_secrets("dlq-registered-pa55")
+    run = Run(subscription())
+    run.publish(b"poison")
+    reason = ("carrier refused dlq-registered-pa55 with Authorization: Basic dXNlcjpwYXNz "
+              "for amqp://oms:pw-in-url@rabbit// and https://h.example/x?token=t0k3n")
+    dead: list = []
+    run.work(lambda handle, deliveries: [Outcome(PermanentError(reason), 0.0) for _ in deliveries],
+             until=lambda: dead.extend(run.take(run.queue + ".dlq")) or dead)
+
+    assert dead[0].headers[naming.HEADER_ERROR_MESSAGE] == (
+        "carrier refused *** with Authorization: Basic *** for amqp://oms:***@rabbit// and "
+        "https://h.example/x?token=***")
