@@ -5,6 +5,7 @@ import io
 import json
 import logging
 import re
+import time
 
 import pytest
 import structlog
@@ -217,3 +218,16 @@ def test_a_dead_letter_reason_is_redacted_like_a_log_line():
     assert dead[0].headers[naming.HEADER_ERROR_MESSAGE] == (
         "carrier refused *** with Authorization: Basic *** for amqp://oms:***@rabbit// and "
         "https://h.example/x?token=***")
+
+
+@pytest.mark.parametrize("text", [
+    "a" * 200_000 + "://",                  # a scheme-like run before the only "://"
+    "a.a-" * 50_000 + "=",                  # word boundaries everywhere before one "="
+    "token" * 40_000 + "=",
+    "x://y:" * 40_000,                      # URL starts that never reach an "@"
+    '"password"' * 20_000 + ":",
+])
+def test_a_long_hostile_text_is_redacted_in_time_proportional_to_its_length(text):
+    started = time.monotonic()
+    redact_text(text)
+    assert time.monotonic() - started < 5, "redaction must not backtrack over the whole text"
