@@ -39,8 +39,8 @@ _SECRET_NAME = rf"[\w.-]{{0,40}}{_SECRET_WORD}[\w.-]{{0,40}}"
 # name=value, as in query strings (?access_token=…&sig=…) and libpq DSNs (password=…).
 _SECRET_PAIR = re.compile(rf"(?i)(?P<name>{_SECRET_WORD}[\w.-]{{0,40}}=)(?P<value>[^\s&#'\",;]+)")
 _SECRET_STEMS = ("pass", "pwd", "secret", "token", "key", "signature", "credential")
-_QUERY_SIGNATURE_NAMES = ("sig=", "key=", "auth=", "code=")
-_QUERY_SIGNATURE = re.compile(r"(?i)(?P<name>[?&;](?:sig|key|auth|code)=)(?P<value>[^\s&#'\",;]+)")
+_QUERY_SIGNATURE_NAMES = ("sig=", "key=", "auth=")
+_QUERY_SIGNATURE = re.compile(r"(?i)(?P<name>[?&;](?:sig|key|auth)=)(?P<value>[^\s&#'\",;]+)")
 # "password": "…" in a dumped JSON object or Python mapping.
 _SECRET_ITEM = re.compile(
     rf"(?i)(?P<name>{_SECRET_WORD}[\w.-]{{0,40}}['\"]\s{{0,8}}:\s{{0,8}}['\"])(?P<value>[^'\"]*)")
