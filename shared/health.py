@@ -26,6 +26,7 @@ Check = Callable[[], None]  # raises when not ready
 #: out of ports other software expects, and says so instead of wandering off.
 PORT_SEARCH = 100
 UNREACHABLE = "unreachable"
+REQUEST_TIMEOUT_S = 5  # a scrape or a probe sends its request at once
 HIGHEST_PORT = 65535
 
 
@@ -86,6 +87,9 @@ class HealthServer:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
+            # A client that does not send its request in time is dropped: each one holds a thread.
+            timeout = REQUEST_TIMEOUT_S
+
             def do_GET(self) -> None:
                 if self.path == "/metrics":
                     self._reply(200, generate_latest(), CONTENT_TYPE_LATEST)

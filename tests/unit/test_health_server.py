@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler
 import httpx
 import pytest
 
-from shared.health import CannotListen, HealthServer, bind_first_free
+from shared.health import REQUEST_TIMEOUT_S, CannotListen, HealthServer, bind_first_free
 
 HOST = "127.0.0.1"
 
@@ -74,3 +74,14 @@ def test_readyz_names_the_failing_dependency_with_a_fixed_word_and_never_the_err
 
     assert (ready.status_code, ready.text) == (503, "database: unreachable\n")
     assert alive.status_code == 200
+
+
+def test_a_client_that_never_sends_its_request_is_dropped_and_others_are_still_served():
+    with serving(0) as server:
+        silent = socket.create_connection((HOST, server.port))
+        try:
+            assert httpx.get(f"http://{HOST}:{server.port}/healthz", timeout=10).status_code == 200
+            silent.settimeout(REQUEST_TIMEOUT_S + 20)
+            assert silent.recv(1) == b"", "the server must close a connection that sends nothing"
+        finally:
+            silent.close()
