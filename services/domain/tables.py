@@ -55,7 +55,7 @@ package_items = Table(
     Column("sku", String(255), nullable=False),
     Column("barcode", String(255)),
     Column("name", Text),
-    Column("quantity", Integer, nullable=False),
+    Column("quantity", BigInteger, nullable=False),
     Column("deci", Float),
     PrimaryKeyConstraint("package_id", "order_item_id"),
     # Which packages hold an order item: it follows, in Omnitron, the package packed last.
