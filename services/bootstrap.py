@@ -103,6 +103,7 @@ def bootstrap(
         stop=stop,
         batch=settings.relay_batch,
         idle_s=settings.relay_idle_s,
+        hold_s=settings.relay_hold_s,
         after_publish=OUTBOX_PUBLISHED.inc,
     )
     return Runtime(settings, engine, carriers, stop, relay, omnitron_factory or (lambda: _default_omnitron(settings)))
