@@ -14,6 +14,7 @@ import re
 import signal
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import pika
 import psycopg
@@ -196,69 +197,86 @@ def assert_no_status_went_back(pipeline, flow: Flow) -> None:
 # ---- the relay's lock holder --------------------------------------------------------------
 
 
+@dataclass
+class LoneRelay:
+    """A packer started alone, so that its relay is the only one and is caught holding the lock,
+    with half of a flow published to it; the other half waits for the rest of the pipeline."""
+
+    pipeline: object
+    flow: Flow
+    after: Flow
+    tap: StatusTap
+    watch: Watch
+    sessions: Sessions
+    packer: harness.ServiceProcess
+
+    @classmethod
+    def start(cls, pipeline_factory) -> "LoneRelay":
+        pipeline = pipeline_factory(poll_interval_s=0.1, extra_env=ONE_IN_HAND)
+        flow, before, after = halves(24)
+        flow.use_fates(pipeline)
+        tap = StatusTap(pipeline)
+        [packer] = pipeline.start("packer")
+        before.publish(pipeline)
+        return cls(pipeline, flow, after, tap, Watch(pipeline.amqp_url), Sessions(pipeline.database_url), packer)
+
+    def catch_holding(self, frozen: Frozen) -> tuple[int, int]:
+        return freeze_the_relay_lock_holder(self.sessions, frozen, {self.packer.process.pid: self.packer})
+
+    def start_the_rest(self, *services: str) -> None:
+        for service in services:
+            self.pipeline.start(service)
+        self.after.publish(self.pipeline)  # work for the others, whatever the frozen one holds
+
+    def finish_and_audit(self) -> None:
+        finish_and_audit(self.pipeline, self.flow, self.tap, timeout=120)
+        assert_omnitron_got_each_call_once(self.pipeline, self.flow)
+        assert_carrier_registered_each_shipment_once(self.pipeline)
+
+    def close(self) -> None:
+        self.watch.close()
+        self.sessions.close()
+
+
 def test_a_relay_frozen_while_holding_its_lock_stops_relaying_for_less_than_30_seconds_and_loses_nothing(
         pipeline_factory):
-    pipeline = pipeline_factory(poll_interval_s=0.1, extra_env=ONE_IN_HAND)
-    flow, before, after = halves(24)
-    flow.use_fates(pipeline)
-    tap = StatusTap(pipeline)
-    watch = Watch(pipeline.amqp_url)
-    sessions = Sessions(pipeline.database_url)
-    # The packer starts alone: its relay is the only one, so it is the one caught holding the lock.
-    [packer] = pipeline.start("packer")
-    before.publish(pipeline)
+    lone = LoneRelay.start(pipeline_factory)
     try:
         with freezing() as frozen:
-            pid, backend = freeze_the_relay_lock_holder(sessions, frozen, {packer.process.pid: packer})
+            pid, backend = lone.catch_holding(frozen)
             frozen_at = time.monotonic()
-            for service in ("packer", "shipper", "tracker", "omnitron-publisher"):
-                pipeline.start(service)
-            after.publish(pipeline)  # work for the others, whatever the frozen one holds
+            lone.start_the_rest("packer", "shipper", "tracker", "omnitron-publisher")
 
-            resumed_after = time_until_relaying_resumes(watch, frozen_at, timeout=RESUME_WITHIN_S + 30)
+            resumed_after = time_until_relaying_resumes(lone.watch, frozen_at, timeout=RESUME_WITHIN_S + 30)
             print(f"relaying resumed {resumed_after:.1f}s after its lock holder froze")
             assert resumed_after < RESUME_WITHIN_S
-            assert not sessions.alive(backend), "the frozen holder's session still stands"
-            assert packer.alive()
+            assert not lone.sessions.alive(backend), "the frozen holder's session still stands"
+            assert lone.packer.alive()
         # Continued, the frozen process finds its session gone, connects again and carries on.
-        finish_and_audit(pipeline, flow, tap, timeout=120)
-        assert_omnitron_got_each_call_once(pipeline, flow)
-        assert_carrier_registered_each_shipment_once(pipeline)
+        lone.finish_and_audit()
     finally:
-        watch.close()
-        sessions.close()
+        lone.close()
 
 
 def test_a_relay_whose_session_the_server_terminates_while_it_holds_the_lock_carries_on_and_loses_nothing(
         pipeline_factory):
-    pipeline = pipeline_factory(poll_interval_s=0.1, extra_env=ONE_IN_HAND)
-    flow, before, after = halves(24)
-    flow.use_fates(pipeline)
-    tap = StatusTap(pipeline)
-    watch = Watch(pipeline.amqp_url)
-    sessions = Sessions(pipeline.database_url)
-    [packer] = pipeline.start("packer")
-    before.publish(pipeline)
+    lone = LoneRelay.start(pipeline_factory)
     try:
         with freezing() as frozen:
-            pid, backend = freeze_the_relay_lock_holder(sessions, frozen, {packer.process.pid: packer})
-            sessions.terminate(backend)
-            wait_until(lambda: not sessions.alive(backend), 10, message="the holder's session to end")
+            pid, backend = lone.catch_holding(frozen)
+            lone.sessions.terminate(backend)
+            wait_until(lambda: not lone.sessions.alive(backend), 10, message="the holder's session to end")
             terminated_at = time.monotonic()
             frozen.cont(pid)
-            for service in ("shipper", "tracker", "omnitron-publisher"):
-                pipeline.start(service)
-            after.publish(pipeline)
-            resumed_after = time_until_relaying_resumes(watch, terminated_at, timeout=RESUME_WITHIN_S + 30)
+            lone.start_the_rest("shipper", "tracker", "omnitron-publisher")
+
+            resumed_after = time_until_relaying_resumes(lone.watch, terminated_at, timeout=RESUME_WITHIN_S + 30)
             print(f"relaying resumed {resumed_after:.1f}s after the lock holder's session was terminated")
             assert resumed_after < RESUME_WITHIN_S
-        finish_and_audit(pipeline, flow, tap, timeout=120)
-        assert packer.process.returncode == 0, "the packer did not carry on to a clean stop"
-        assert_omnitron_got_each_call_once(pipeline, flow)
-        assert_carrier_registered_each_shipment_once(pipeline)
+        lone.finish_and_audit()
+        assert lone.packer.process.returncode == 0, "the packer did not carry on to a clean stop"
     finally:
-        watch.close()
-        sessions.close()
+        lone.close()
 
 
 # ---- an Omnitron publisher holding a shipment's cursor lock --------------------------------
