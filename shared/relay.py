@@ -16,7 +16,8 @@ Every publish is ``mandatory``.  An event the broker nacked or returned (no queu
 for its routing key) is put back in the same transaction, under its own id, so it keeps
 its place and goes again next round; so are the later events of its subject (the
 CloudEvents ``subject``: one package, one shipment) in the batch, which therefore goes
-out in waves, one event per subject each (shared order matters only within a subject).
+out in waves, one event per subject each (order between subjects is not kept, and
+need not be).
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ from sqlalchemy import Engine, delete, func, insert, select, text
 from shared.broker import connect, keep_connected
 from shared.confirms import Outgoing, batch_publisher
 from shared.db import is_postgres, milliseconds, utcnow
+from shared.failure import describe
 from shared.faults import crash_point
 from shared.logging import get_logger
 from shared.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, OUTBOX_RETURNED
@@ -162,7 +164,7 @@ class OutboxRelay:
                 self._keep_alive(connection)
 
     def _lost(self, error: BaseException, retry_in_s: float) -> None:  # broker or database away
-        self._log.warning("outbox relay interrupted", error=str(error), error_class=type(error).__name__,
+        self._log.warning("outbox relay interrupted", error=describe(error), error_class=type(error).__name__,
                           retry_in_s=retry_in_s)
 
     @staticmethod
