@@ -70,7 +70,7 @@ class StreamingPublisher:
         self._next_tag = 1  # the broker numbers publishes on a confirm channel from 1
         self._waiting: dict[int, int] = {}  # delivery tag -> index in the batch
         self._confirmed: list[bool] = []
-        self._indices: dict[str, list[int]] = {}  # message id -> indices in the batch (a return names no tag)
+        self._batch: list[Outgoing] = []
         self._returned: dict[int, str] = {}
 
     def _settle(self, tag: int, multiple: bool, confirmed: bool) -> None:
@@ -94,17 +94,18 @@ class StreamingPublisher:
         self._settle(tag, multiple, False)
 
     def _on_return(self, error, _exchange: str, routing_key: str, message) -> None:
+        # A return names no delivery tag: the message is found by its id (returns are rare).
         reason = f"{getattr(error, 'reply_text', None) or error} (routing key {routing_key})"
-        for index in self._indices.get(message.properties.get("message_id"), ()):
-            self._returned[index] = reason
+        message_id = message.properties.get("message_id")
+        for index, outgoing in enumerate(self._batch):
+            if outgoing.message_id == message_id:
+                self._returned[index] = reason
 
     def publish_batch(self, messages: list[Outgoing]) -> Confirms:
         """Whether the broker took each message (False: nacked or returned)."""
         self._confirmed = [False] * len(messages)
         self._returned = {}
-        self._indices = {}
-        for index, outgoing in enumerate(messages):
-            self._indices.setdefault(outgoing.message_id, []).append(index)
+        self._batch = messages
         self._write_all(messages)
         deadline = time.monotonic() + self._timeout_s
         while self._waiting:
@@ -115,7 +116,9 @@ class StreamingPublisher:
                 self._amqp.drain_events(timeout=min(remaining, 1.0))
             except socket.timeout:
                 pass
-        returned = self._returned
+        returned, self._batch = self._returned, []
+        if not returned:
+            return Confirms(self._confirmed)
         return Confirms([ok and index not in returned for index, ok in enumerate(self._confirmed)], returned)
 
     def _write_all(self, messages: list[Outgoing]) -> None:

@@ -75,8 +75,8 @@ def ordering_key(body: bytes) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def in_waves(rows: list, keys: list[str | None]) -> list[list[int]]:
-    """Row indices in publishing waves: wave n holds each subject's n-th event of the batch.
+def in_waves(keys: list[str | None]) -> list[list[int]]:
+    """Indices of a batch's events (by their ordering keys) in publishing waves: wave n holds each subject's n-th event of the batch.
 
     A wave is confirmed before the next is written, so an event the broker returned is
     known before its subject's next event would go out. Most batches are one wave.
@@ -236,18 +236,20 @@ class OutboxRelay:
     @staticmethod
     def _publish(publisher, rows: list) -> "_Round":
         """Publishes the rows wave by wave; a subject whose event was not taken has its later ones held."""
-        keys = [ordering_key(bytes(row.body)) for row in rows]
+        bodies = [bytes(row.body) for row in rows]
+        keys = [ordering_key(body) for body in bodies]
         outcome = _Round()
         blocked: set[str] = set()
-        for wave in in_waves(rows, keys):
-            ready = [i for i in wave if keys[i] not in blocked]
-            outcome.held.extend(rows[i] for i in wave if keys[i] in blocked)
-            outcome.behind += len(wave) - len(ready)
+        for wave in in_waves(keys):
+            ready = wave
+            if blocked:
+                ready = [i for i in wave if keys[i] not in blocked]
+                outcome.held.extend(rows[i] for i in wave if keys[i] in blocked)
+                outcome.behind += len(wave) - len(ready)
             if not ready:
                 continue
             taken = publisher.publish_batch([
-                Outgoing(bytes(rows[i].body), rows[i].routing_key, rows[i].event_id, rows[i].event_type)
-                for i in ready])
+                Outgoing(bodies[i], rows[i].routing_key, rows[i].event_id, rows[i].event_type) for i in ready])
             for position, (index, ok) in enumerate(zip(ready, taken)):
                 if ok:
                     outcome.sent.append(rows[index])
