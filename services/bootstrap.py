@@ -23,7 +23,7 @@ from shared.health import CannotListen, HealthServer
 from shared.metrics import OUTBOX_PUBLISHED, count_settled
 from shared.batch import run_batch
 from shared.consumer import Batching, QueueWorker
-from shared.db import make_engine
+from shared.db import SessionBounds, make_engine
 from shared.failure import RetryPolicy
 from shared.logging import get_logger, register_secrets
 from shared.relay import OutboxRelay
@@ -99,13 +99,14 @@ def bootstrap(
         carriers = CarrierDirectory(load_carriers(settings.carriers_file))
     register_secrets(*(config.password for config in carriers.configs.values()))
     stop = stop or threading.Event()
-    engine = make_engine(settings.database_url.get_secret_value())
+    engine = make_engine(settings.database_url.get_secret_value(), bounds=SessionBounds.from_settings(settings))
     relay = OutboxRelay(
         engine=engine,
         amqp_url=settings.amqp_url.get_secret_value(),
         stop=stop,
         batch=settings.relay_batch,
         idle_s=settings.relay_idle_s,
+        hold_s=settings.relay_hold_s,
         after_publish=OUTBOX_PUBLISHED.inc,
     )
     return Runtime(settings, engine, carriers, stop, relay, omnitron_factory or (lambda: _default_omnitron(settings)))

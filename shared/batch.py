@@ -32,6 +32,7 @@ from typing import Callable, Iterable, Protocol, Sequence
 from sqlalchemy import Connection, Engine
 
 from shared.errors import TransientError
+from shared.failure import describe
 from shared.faults import crash_point
 from shared.logging import get_logger
 
@@ -133,7 +134,7 @@ def _staged(engine: Engine, handle, deliveries, staging: Staging) -> list[Outcom
             log.info("batch applied unit by unit", size=len(deliveries), reason=str(surprise))
             return None
         except Exception as exc:  # a staged row refused, or the database away: let each unit find out
-            log.info("batch applied unit by unit", size=len(deliveries), reason=f"{type(exc).__name__}: {exc}")
+            log.info("batch applied unit by unit", size=len(deliveries), reason=describe(exc))
             return None
     batch._on_commit()
     return outcomes

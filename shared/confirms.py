@@ -6,6 +6,11 @@ delivery tag (it acks several at once with ``multiple``).  That is one round tri
 batch instead of one per message.  The embedded broker has no confirms: there each
 message is simply published.
 
+Every message is published ``mandatory`` (CONTRACT.md §1): one that no queue is bound
+for comes back as a ``basic.return``, which the broker sends before the ack of that
+publish, so once a batch is confirmed its returns are known too. A returned message
+counts as not taken.
+
 The batch's frames are written with py-amqp's frame writer, but collected and sent a few
 dozen messages per socket write: its ``basic_publish`` would also try a non-blocking read
 before each message and write each one on its own, several system calls per message.
@@ -34,6 +39,18 @@ class Outgoing(NamedTuple):
     event_type: str
 
 
+class Confirms(list):
+    """Per message of a batch, whether the broker took it: confirmed, and routed to a queue.
+
+    ``returned`` maps the index of each message the broker handed back unroutable to its
+    reason (``NO_ROUTE``); those are False too.
+    """
+
+    def __init__(self, taken, returned: dict[int, str] | None = None):
+        super().__init__(taken)
+        self.returned = returned or {}
+
+
 class ConfirmTimeout(ConnectionError):
     """The broker did not confirm in time: the connection is not to be trusted."""
 
@@ -49,9 +66,12 @@ class StreamingPublisher:
         self._channel.confirm_select()
         self._channel.events["basic_ack"].add(self._on_ack)
         self._channel.events["basic_nack"].add(self._on_nack)
+        self._channel.events["basic_return"].add(self._on_return)
         self._next_tag = 1  # the broker numbers publishes on a confirm channel from 1
         self._waiting: dict[int, int] = {}  # delivery tag -> index in the batch
         self._confirmed: list[bool] = []
+        self._batch: list[Outgoing] = []
+        self._returned: dict[int, str] = {}
 
     def _settle(self, tag: int, multiple: bool, confirmed: bool) -> None:
         tags = [tag]
@@ -73,9 +93,19 @@ class StreamingPublisher:
     def _on_nack(self, tag: int, multiple: bool) -> None:
         self._settle(tag, multiple, False)
 
-    def publish_batch(self, messages: list[Outgoing]) -> list[bool]:
-        """Whether the broker confirmed each message (False: nacked)."""
+    def _on_return(self, error, _exchange: str, routing_key: str, message) -> None:
+        # A return names no delivery tag: the message is found by its id (returns are rare).
+        reason = f"{getattr(error, 'reply_text', None) or error} (routing key {routing_key})"
+        message_id = message.properties.get("message_id")
+        for index, outgoing in enumerate(self._batch):
+            if outgoing.message_id == message_id:
+                self._returned[index] = reason
+
+    def publish_batch(self, messages: list[Outgoing]) -> Confirms:
+        """Whether the broker took each message (False: nacked or returned)."""
         self._confirmed = [False] * len(messages)
+        self._returned = {}
+        self._batch = messages
         self._write_all(messages)
         deadline = time.monotonic() + self._timeout_s
         while self._waiting:
@@ -86,7 +116,10 @@ class StreamingPublisher:
                 self._amqp.drain_events(timeout=min(remaining, 1.0))
             except socket.timeout:
                 pass
-        return self._confirmed
+        returned, self._batch = self._returned, []
+        if not returned:
+            return Confirms(self._confirmed)
+        return Confirms([ok and index not in returned for index, ok in enumerate(self._confirmed)], returned)
 
     def _write_all(self, messages: list[Outgoing]) -> None:
         transport = self._amqp.transport
@@ -101,7 +134,7 @@ class StreamingPublisher:
                 args = publish_args.get(outgoing.routing_key)
                 if args is None:
                     args = publish_args[outgoing.routing_key] = dumps(
-                        "Bssbb", (0, self._exchange, outgoing.routing_key, False, False))
+                        "Bssbb", (0, self._exchange, outgoing.routing_key, True, False))  # mandatory
                 message = Message(outgoing.body, delivery_mode=2, content_type=CONTENT_TYPE,
                                   content_encoding="binary", message_id=outgoing.message_id,
                                   type=outgoing.event_type, application_headers={})
@@ -123,12 +156,12 @@ class PlainPublisher:
         self._publisher = Publisher(connection)
         self._connection = connection
 
-    def publish_batch(self, messages: list[Outgoing]) -> list[bool]:
+    def publish_batch(self, messages: list[Outgoing]) -> Confirms:
         for outgoing in messages:
             self._publisher.publish(outgoing.body, routing_key=outgoing.routing_key,
                                     message_id=outgoing.message_id, event_type=outgoing.event_type)
-        return [True] * len(messages)
+        return Confirms([True] * len(messages))
 
 
-def batch_publisher(url: str, connection: Connection) -> StreamingPublisher | PlainPublisher:
-    return PlainPublisher(connection) if is_embedded(url) else StreamingPublisher(connection)
+def batch_publisher(url: str, connection: Connection, timeout_s: float = 30) -> StreamingPublisher | PlainPublisher:
+    return PlainPublisher(connection) if is_embedded(url) else StreamingPublisher(connection, timeout_s=timeout_s)

@@ -1,8 +1,11 @@
 """The database engine: one metadata for the whole schema, PostgreSQL or embedded SQLite."""
 from __future__ import annotations
 
+import math
+import os
 import threading
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from collections.abc import Mapping, Sequence
@@ -12,6 +15,8 @@ from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.engine import make_url
 from sqlalchemy.sql.selectable import TextualSelect
 from sqlalchemy.types import TypeDecorator
+
+from shared.settings import Settings
 
 metadata = MetaData(
     naming_convention={
@@ -83,15 +88,89 @@ def is_postgres(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql"
 
 
-def make_engine(url: str, pool_size: int = 5) -> Engine:
+@dataclass(frozen=True)
+class SessionBounds:
+    """How long a PostgreSQL connection may take to open, stay silent, run, wait or idle.
+
+    The values are the ``OMS_DB_*`` settings (their defaults and reasons are there):
+    none of them is reached on the hot path (batches of a few hundred rows take
+    milliseconds); each ends a stall instead: a server that vanished (keepalives), a
+    statement or a lock wait that would never end, a frozen process holding its locks.
+    """
+
+    connect_timeout_s: float
+    keepalives_idle_s: float
+    keepalives_interval_s: float
+    keepalives_count: int
+    statement_timeout_s: float
+    lock_timeout_s: float
+    idle_in_transaction_timeout_s: float
+
+    @classmethod
+    def from_settings(cls, settings) -> "SessionBounds":
+        return cls(
+            connect_timeout_s=settings.db_connect_timeout_s,
+            keepalives_idle_s=settings.db_keepalives_idle_s,
+            keepalives_interval_s=settings.db_keepalives_interval_s,
+            keepalives_count=settings.db_keepalives_count,
+            statement_timeout_s=settings.db_statement_timeout_s,
+            lock_timeout_s=settings.db_lock_timeout_s,
+            idle_in_transaction_timeout_s=settings.db_idle_in_transaction_timeout_s,
+        )
+
+    def connect_args(self, application_name: str) -> dict:
+        """libpq connection parameters; the three timeouts are sent as the session's start-up options."""
+        timeouts = {"statement_timeout": self.statement_timeout_s, "lock_timeout": self.lock_timeout_s,
+                    "idle_in_transaction_session_timeout": self.idle_in_transaction_timeout_s}
+        return {
+            "connect_timeout": max(2, math.ceil(self.connect_timeout_s)),  # libpq: whole seconds, 1 means 2
+            "keepalives": 1,
+            "keepalives_idle": max(1, math.ceil(self.keepalives_idle_s)),
+            "keepalives_interval": max(1, math.ceil(self.keepalives_interval_s)),
+            "keepalives_count": self.keepalives_count,
+            "application_name": application_name,
+            "options": " ".join(f"-c {name}={milliseconds(seconds)}" for name, seconds in timeouts.items()),
+        }
+
+
+def milliseconds(seconds: float) -> int:
+    """A PostgreSQL duration setting's value (0 would switch the bound off)."""
+    return max(1, round(seconds * 1000))
+
+
+def default_application_name() -> str:
+    """What ``pg_stat_activity`` shows for this process's sessions: which process holds what."""
+    return f"oms-shipments[{os.getpid()}]"
+
+
+def make_engine(url: str, pool_size: int = 5, *, bounds: SessionBounds | None = None,
+                application_name: str | None = None) -> Engine:
     url = normalize_url(url)
     if url.startswith("sqlite"):
-        engine = create_engine(url, pool_size=8, max_overflow=8, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(url, pool_size=8, max_overflow=8, hide_parameters=True,
+                               connect_args={"timeout": 30, "check_same_thread": False})
         _serialize_sqlite_writers(engine)
         return engine
-    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size)
+    if bounds is None:
+        bounds = SessionBounds.from_settings(Settings())
+    connect_args = _with_url_overrides(url, bounds.connect_args(
+        application_name or default_application_name()))
+    # hide_parameters: SQLAlchemy writes a failed statement's parameters (addresses, phone
+    # numbers) into the error's text, which ends up in logs and dead-letter headers.
+    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, hide_parameters=True,
+                           connect_args=connect_args)
     _ping_idle_connections(engine)
     return engine
+
+
+def _with_url_overrides(url: str, connect_args: dict) -> dict:
+    """A parameter the URL sets itself wins; its ``options`` come after ours, so theirs win too."""
+    query = make_url(url).query
+    merged = {name: value for name, value in connect_args.items() if name not in query}
+    if "options" in query:
+        given = query["options"]
+        merged["options"] = f"{connect_args['options']} {given if isinstance(given, str) else ' '.join(given)}"
+    return merged
 
 
 # A ping on every checkout (pool_pre_ping) is one more round trip per transaction. A

@@ -10,7 +10,10 @@ import random
 from dataclasses import dataclass
 from enum import Enum
 
-from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
+from psycopg import DataError as DriverDataError
+from psycopg import OperationalError as DriverOperationalError
+from sqlalchemy.exc import DataError, DBAPIError, DisconnectionError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from shared.errors import PermanentError, TransientError
 
@@ -54,10 +57,66 @@ class RetryPolicy:
         return max(at_least_s, tier * (1 - random.uniform(0, self.jitter)))
 
 
+# What a database error's SQLSTATE says about retrying it (PostgreSQL, appendix A).
+# The database away or failing over (a standby that is read-only until promoted, a
+# server shutting down or not yet accepting connections, out of resources or failing
+# at its I/O: classes 08, 53, 57P, 58), and contention between
+# sessions (serialization failures, deadlocks, a lock wait that timed out), are never
+# the message's fault: they are retried without limit.
+_WAIT_FOR_DATABASE = ("08", "53", "57P", "58", "25006", "40001", "40P01", "55P03")
+# A statement cancelled (``statement_timeout``) may be the message's own doing (a
+# statement too heavy for it): retried, but it exhausts like any unexpected error.
+_RETRY_A_WHILE = ("57014",)
+# The data cannot be stored however often it is tried: a value too long for its column,
+# out of range, not valid in the encoding, NUL bytes (class 22), or past a limit of the
+# server's, such as an index row too large (class 54). Dead-lettered at once.
+_NEVER_STORABLE = ("22", "54")
+
+
+def sqlstate(error: BaseException) -> str | None:
+    """The SQLSTATE of a database error, raw (psycopg) or wrapped by SQLAlchemy."""
+    origin = error.orig if isinstance(error, DBAPIError) else error
+    code = getattr(origin, "sqlstate", None)
+    return code if isinstance(code, str) else None
+
+
+def _matches(code: str | None, prefixes: tuple[str, ...]) -> bool:
+    return code is not None and code.startswith(prefixes)
+
+
 def _is_database_unavailable(error: BaseException) -> bool:
-    if isinstance(error, (OperationalError, DisconnectionError)):
+    if isinstance(error, (DisconnectionError, PoolTimeout)):  # a pool with no connection free is contention
         return True
-    return isinstance(error, DBAPIError) and error.connection_invalidated
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return True
+    code = sqlstate(error)
+    if code is not None:
+        return _matches(code, _WAIT_FOR_DATABASE)
+    # No SQLSTATE: the driver could not reach the server, or lost it.
+    return isinstance(error, (OperationalError, DriverOperationalError))
+
+
+def _is_unstorable(error: BaseException) -> bool:
+    # A driver-side DataError (psycopg refuses NUL bytes in text before sending) has no SQLSTATE.
+    return _matches(sqlstate(error), _NEVER_STORABLE) or isinstance(error, (DataError, DriverDataError))
+
+
+def describe(error: BaseException) -> str:
+    """The reason a failure is logged and dead-lettered with.
+
+    A database error is named by its class, SQLSTATE and primary message only: the
+    server's DETAIL ("Failing row contains (…)") and SQLAlchemy's text (the statement,
+    and its parameters unless hidden) would carry addresses and phone numbers.
+    """
+    code = sqlstate(error)
+    if code is not None:
+        origin = error.orig if isinstance(error, DBAPIError) else error
+        primary = getattr(getattr(origin, "diag", None), "message_primary", None)
+        return f"database error {type(origin).__name__} (SQLSTATE {code}): {primary or 'no message'}"
+    if isinstance(error, DBAPIError):
+        origin = error.orig
+        return f"database error {type(origin).__name__}: {str(origin).splitlines()[0] if str(origin) else 'no message'}"
+    return str(error) or type(error).__name__
 
 
 def decide(error: BaseException | None, failed_attempts: int, policy: RetryPolicy) -> Decision:
@@ -65,8 +124,8 @@ def decide(error: BaseException | None, failed_attempts: int, policy: RetryPolic
     if error is None:
         return Decision(Verdict.ACK)
     error_class = type(error).__name__
-    reason = str(error) or error_class
-    if isinstance(error, PermanentError):
+    reason = describe(error)
+    if isinstance(error, PermanentError) or _is_unstorable(error):
         return Decision(Verdict.DEAD_LETTER, reason=reason, error_class=error_class)
     attempt = failed_attempts + 1
     if isinstance(error, TransientError):

@@ -20,6 +20,10 @@ HANDLER_SECONDS = Histogram(
 OUTBOX_PUBLISHED = Counter("oms_outbox_published_total", "Events the outbox relay published with confirms.")
 OUTBOX_BACKLOG = Gauge("oms_outbox_backlog", "Events stored in the outbox, not yet published.")
 OUTBOX_OLDEST_AGE = Gauge("oms_outbox_oldest_age_seconds", "Age of the oldest unpublished outbox event.")
+OUTBOX_RETURNED = Counter(
+    "oms_outbox_returned_total", "Events the broker returned to the outbox relay (no queue bound for their "
+    "routing key); they stay stored and go again each round.", ["routing_key"],
+)
 HTTP_SECONDS = Histogram(
     "oms_http_client_seconds", "Outgoing HTTP requests to carriers and Omnitron.", ["target", "method", "status"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),

@@ -8,36 +8,107 @@ event again with the same id, which the consumers' inboxes absorb.
 
 A round takes a batch with one ``DELETE … RETURNING`` inside its transaction, publishes
 the whole batch with streaming confirms (shared/confirms.py) and commits only once the
-broker confirmed all of it; until then the rows are deleted for nobody else.
+broker confirmed all of it; until then the rows are deleted for nobody else.  A frozen
+relay cannot keep the lock: its transaction's idle-in-transaction timeout (``hold_s``
+plus a margin) makes the server end its session, and the next process's relay goes on.
+
+Every publish is ``mandatory``.  An event the broker nacked or returned (no queue bound
+for its routing key) is put back in the same transaction, under its own id, so it keeps
+its place and goes again next round; so are the later events of its subject (the
+CloudEvents ``subject``: one package, one shipment) in the batch, which therefore goes
+out in waves, one event per subject each (order between subjects is not kept, and
+need not be).
 """
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
+from dataclasses import dataclass, field
 from typing import Callable
 
-from sqlalchemy import Engine, delete, func, select
+from sqlalchemy import Engine, delete, func, insert, select, text
 
 from shared.broker import connect, keep_connected
 from shared.confirms import Outgoing, batch_publisher
-from shared.db import is_postgres, utcnow
+from shared.db import is_postgres, milliseconds, utcnow
+from shared.failure import describe
 from shared.faults import crash_point
 from shared.logging import get_logger
-from shared.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE
+from shared.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, OUTBOX_RETURNED
 from shared.outbox import outbox_table
 
 _RELAY_LOCK_KEY = 0x6F6D735F6F7574  # "oms_out": one relay publishes at a time
 _LOCKED_OUT_RETRY_S = 0.01
+# The lock, and this round's idle-in-transaction timeout, in one round trip.
+_LOCK_FOR_A_ROUND = text("SELECT set_config('idle_in_transaction_session_timeout', :idle, true), "
+                         "pg_try_advisory_xact_lock(:key)")
+#: The server ends a round's session this long after the confirm wait (``hold_s``) would have given up.
+_IDLE_MARGIN_S = 5.0
+_COLUMNS = (outbox_table.c.id, outbox_table.c.event_id, outbox_table.c.event_type, outbox_table.c.routing_key,
+            outbox_table.c.body, outbox_table.c.created_at)
 
 
-class _Refused(Exception):
-    """The broker nacked part of a batch: the round rolls back, the confirmed part is deleted after."""
+_SUBJECT = b'"subject":'
+_decode_json = json.JSONDecoder().raw_decode
+#: At most this many batches' worth of events held back (returned, or behind a returned
+#: one) are taken again with each round, besides a full batch of others.
+_HELD_BATCHES = 10
+_RETURN_LOG_EVERY_S = 30.0
 
-    def __init__(self, confirmed_ids: list[int], refused: int):
-        super().__init__(f"the broker refused {refused} publishes")
-        self.confirmed_ids = confirmed_ids
-        self.refused = refused
+
+def ordering_key(body: bytes) -> str | None:
+    """The CloudEvents ``subject`` of a stored event: the events of one subject leave in order.
+
+    The body is our own (stored by the unit of work, ``subject`` before ``data``): the
+    first ``"subject":`` key is the envelope's, read as one JSON string without parsing
+    the whole event (a full parse would cost the relay several times its publishing).
+    """
+    at = body.find(_SUBJECT)
+    if at < 0:
+        return None
+    try:
+        value, _ = _decode_json(body[at + len(_SUBJECT):].decode("utf-8", "replace"))
+    except ValueError:
+        return None
+    return value if isinstance(value, str) else None
+
+
+def in_waves(keys: list[str | None]) -> list[list[int]]:
+    """Indices of a batch's events (by their ordering keys) in publishing waves: wave n holds each subject's n-th event of the batch.
+
+    A wave is confirmed before the next is written, so an event the broker returned is
+    known before its subject's next event would go out. Most batches are one wave.
+    """
+    waves: list[list[int]] = []
+    seen: dict[str, int] = {}
+    for index, key in enumerate(keys):
+        nth = 0
+        if key is not None:
+            nth = seen.get(key, 0)
+            seen[key] = nth + 1
+        if nth == len(waves):
+            waves.append([])
+        waves[nth].append(index)
+    return waves
+
+
+class _ReturnLog:
+    """A returned event goes again every round: logged when first returned, then every half minute."""
+
+    def __init__(self, every_s: float = _RETURN_LOG_EVERY_S):
+        self._every_s = every_s
+        self._logged: dict[str, float] = {}
+
+    def due(self, event_id: str) -> bool:
+        now = time.monotonic()
+        if len(self._logged) > 10_000:
+            self._logged = {e: at for e, at in self._logged.items() if now - at < self._every_s}
+        if now - self._logged.get(event_id, -self._every_s) < self._every_s:
+            return False
+        self._logged[event_id] = now
+        return True
 
 
 class OutboxRelay:
@@ -49,6 +120,7 @@ class OutboxRelay:
         stop: threading.Event,
         batch: int = 500,
         idle_s: float = 0.1,
+        hold_s: float = 15.0,
         after_publish: Callable[[int], None] | None = None,
     ):
         self._engine = engine
@@ -56,6 +128,9 @@ class OutboxRelay:
         self._stop = stop
         self._batch = batch
         self._idle_s = idle_s
+        self._hold_s = hold_s
+        self._held_before = 0  # events put back last round: taken again besides a full batch
+        self._return_log = _ReturnLog()
         self._wake = threading.Event()
         self._after_publish = after_publish
         self._log = get_logger(component="outbox-relay")
@@ -73,7 +148,7 @@ class OutboxRelay:
         self._drain_on_stop()
 
     def _session(self, connection, connected: Callable[[], None]) -> None:
-        publisher = batch_publisher(self._url, connection)
+        publisher = batch_publisher(self._url, connection, timeout_s=self._hold_s)
         connected()
         while not self._stop.is_set():
             woken = self._wake.is_set()
@@ -89,7 +164,7 @@ class OutboxRelay:
                 self._keep_alive(connection)
 
     def _lost(self, error: BaseException, retry_in_s: float) -> None:  # broker or database away
-        self._log.warning("outbox relay interrupted", error=str(error), error_class=type(error).__name__,
+        self._log.warning("outbox relay interrupted", error=describe(error), error_class=type(error).__name__,
                           retry_in_s=retry_in_s)
 
     @staticmethod
@@ -105,7 +180,7 @@ class OutboxRelay:
     def _drain_on_stop(self) -> None:
         connection = connect(self._url)
         try:
-            publisher = batch_publisher(self._url, connection)
+            publisher = batch_publisher(self._url, connection, timeout_s=self._hold_s)
             for _ in range(20):
                 if self.relay_once(publisher) < self._batch:
                     break
@@ -125,44 +200,85 @@ class OutboxRelay:
         OUTBOX_OLDEST_AGE.set((utcnow() - oldest).total_seconds() if oldest else 0)
 
     def _locked(self, conn) -> bool:
+        """This round's turn to publish; on PostgreSQL also bounds how long the round may leave
+        its transaction idle (waiting on the broker) before the server ends it, freeing the lock."""
         if not is_postgres(self._engine):
             return True  # SQLite: one writer at a time anyway
-        self._locked_out = not conn.execute(select(func.pg_try_advisory_xact_lock(_RELAY_LOCK_KEY))).scalar()
+        self._locked_out = not conn.execute(_LOCK_FOR_A_ROUND, {
+            "key": _RELAY_LOCK_KEY, "idle": f"{milliseconds(self._hold_s + _IDLE_MARGIN_S)}ms"}).one()[1]
         return not self._locked_out
 
     def relay_once(self, publisher) -> int:
-        try:
-            with self._engine.begin() as conn:
-                if not self._locked(conn):
-                    return 0
-                self._observe_backlog(conn)
-                oldest = select(outbox_table.c.id).order_by(outbox_table.c.id).limit(self._batch)
-                rows = conn.execute(
-                    delete(outbox_table).where(outbox_table.c.id.in_(oldest)).returning(
-                        outbox_table.c.id, outbox_table.c.event_id, outbox_table.c.event_type,
-                        outbox_table.c.routing_key, outbox_table.c.body)
-                ).all()
-                if not rows:
-                    return 0
-                rows.sort(key=lambda row: row.id)
-                confirmed = publisher.publish_batch([
-                    Outgoing(bytes(row.body), row.routing_key, row.event_id, row.event_type) for row in rows])
-                crash_point("after_publish:relay", units=len(rows))
-                if not all(confirmed):
-                    raise _Refused([row.id for row, ok in zip(rows, confirmed) if ok], confirmed.count(False))
-        except _Refused as refused:
-            self._forget(refused.confirmed_ids)
-            self._log.warning("the broker refused events; they stay stored and go again", refused=refused.refused)
-            self._stop.wait(1.0)
-            return len(refused.confirmed_ids)
-        if self._after_publish:
-            self._after_publish(len(rows))
-        return len(rows)
-
-    def _forget(self, ids: list[int]) -> None:
-        """Deletes the rows the broker did confirm, so only the refused ones go again."""
-        if not ids:
-            return
+        """One round: the oldest events (and those held back before) published; how many were taken."""
         with self._engine.begin() as conn:
-            if self._locked(conn):  # else another relay has them: a repeat the inboxes absorb
-                conn.execute(delete(outbox_table).where(outbox_table.c.id.in_(ids)))
+            if not self._locked(conn):
+                return 0
+            self._observe_backlog(conn)
+            oldest = select(outbox_table.c.id).order_by(outbox_table.c.id).limit(self._batch + self._held_before)
+            rows = conn.execute(delete(outbox_table).where(outbox_table.c.id.in_(oldest)).returning(*_COLUMNS)).all()
+            if not rows:
+                self._held_before = 0
+                return 0
+            rows.sort(key=lambda row: row.id)
+            outcome = self._publish(publisher, rows)
+            crash_point("after_publish:relay", units=len(rows))
+            if outcome.held:
+                # Put back as they were, same ids: they keep their place before later events.
+                conn.execute(insert(outbox_table), [row._asdict() for row in outcome.held])
+        self._held_before = min(len(outcome.held), _HELD_BATCHES * self._batch)
+        self._report(outcome)
+        if outcome.sent and self._after_publish:
+            self._after_publish(len(outcome.sent))
+        if outcome.refused:
+            self._stop.wait(1.0)  # the broker is in trouble: not at once again
+        return len(outcome.sent)
+
+    @staticmethod
+    def _publish(publisher, rows: list) -> "_Round":
+        """Publishes the rows wave by wave; a subject whose event was not taken has its later ones held."""
+        bodies = [bytes(row.body) for row in rows]
+        keys = [ordering_key(body) for body in bodies]
+        outcome = _Round()
+        blocked: set[str] = set()
+        for wave in in_waves(keys):
+            ready = wave
+            if blocked:
+                ready = [i for i in wave if keys[i] not in blocked]
+                outcome.held.extend(rows[i] for i in wave if keys[i] in blocked)
+                outcome.behind += len(wave) - len(ready)
+            if not ready:
+                continue
+            taken = publisher.publish_batch([
+                Outgoing(bodies[i], rows[i].routing_key, rows[i].event_id, rows[i].event_type) for i in ready])
+            for position, (index, ok) in enumerate(zip(ready, taken)):
+                if ok:
+                    outcome.sent.append(rows[index])
+                    continue
+                outcome.held.append(rows[index])
+                if keys[index] is not None:
+                    blocked.add(keys[index])
+                if position in taken.returned:
+                    outcome.returned.append((rows[index], taken.returned[position]))
+                else:
+                    outcome.refused += 1
+        return outcome
+
+    def _report(self, outcome: "_Round") -> None:
+        for row, reason in outcome.returned:
+            OUTBOX_RETURNED.labels(row.routing_key).inc()
+            if self._return_log.due(row.event_id):
+                self._log.warning("the broker returned an event: no queue is bound for it; it stays stored, goes "
+                                  "again each round, and its subject's later events wait behind it",
+                                  event_id=row.event_id, event_type=row.event_type, routing_key=row.routing_key,
+                                  reason=reason, waiting_behind=outcome.behind)
+        if outcome.refused:
+            self._log.warning("the broker refused events; they stay stored and go again", refused=outcome.refused)
+
+
+@dataclass
+class _Round:
+    sent: list = field(default_factory=list)  # rows the broker took: deleted
+    held: list = field(default_factory=list)  # rows put back: refused, returned, or behind one of those
+    returned: list = field(default_factory=list)  # (row, the broker's reason)
+    refused: int = 0  # nacked
+    behind: int = 0  # held only because an earlier event of their subject was not taken

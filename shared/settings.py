@@ -52,6 +52,37 @@ class Settings(BaseSettings):
         [1, 5, 30, 120, 600],
         description="Delay tiers for retries, in seconds: attempt n waits tier n (the last repeats).",
     )
+    db_connect_timeout_s: float = Field(
+        10, gt=0, description="PostgreSQL: how long opening a database connection may take (libpq "
+        "`connect_timeout`, whole seconds, at least 2)."
+    )
+    db_keepalives_idle_s: float = Field(
+        30, gt=0, description="PostgreSQL: after this long without traffic the connection sends TCP "
+        "keepalives, so a database host that vanished is noticed instead of waited on for ever."
+    )
+    db_keepalives_interval_s: float = Field(10, gt=0, description="PostgreSQL: seconds between TCP keepalives.")
+    db_keepalives_count: int = Field(
+        3, ge=1, description="PostgreSQL: unanswered TCP keepalives after which the connection is dead."
+    )
+    db_statement_timeout_s: float = Field(
+        30, gt=0, description="PostgreSQL `statement_timeout`: the longest one statement may run (the "
+        "hot path's batches take milliseconds); a longer one is cancelled and its work retried."
+    )
+    db_lock_timeout_s: float = Field(
+        10, gt=0, description="PostgreSQL `lock_timeout`: the longest a statement waits for a row or "
+        "advisory lock another session holds; then that message is retried later, and the worker goes on."
+    )
+    db_idle_in_transaction_timeout_s: float = Field(
+        60, gt=0, description="PostgreSQL `idle_in_transaction_session_timeout`: a session that holds a "
+        "transaction open this long without a statement (a frozen process) is ended by the server, and "
+        "its locks with it. Longer than an Omnitron call with its retries, made under a shipment's lock."
+    )
+    relay_hold_s: float = Field(
+        15, gt=0, le=25, description="The longest an outbox relay holds its lock and its batch waiting "
+        "on the broker: its wait for the broker's confirms and, on PostgreSQL, the idle-in-transaction "
+        "timeout of its transaction (plus 5 s), after which a frozen relay's lock is freed and another "
+        "process's relay takes over."
+    )
     relay_batch: int = Field(500, ge=1, description="Outbox rows published per relay round.")
     relay_idle_s: float = Field(0.1, gt=0, description="How often an idle outbox relay looks again.")
     tracker_batch: int = Field(

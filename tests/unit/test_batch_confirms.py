@@ -6,7 +6,7 @@ from collections import defaultdict
 
 import pytest
 
-from shared.confirms import ConfirmTimeout, Outgoing, StreamingPublisher
+from shared.confirms import Confirms, ConfirmTimeout, Outgoing, StreamingPublisher
 from shared.outbox import Outbox, outbox_table
 from shared.relay import OutboxRelay
 
@@ -109,9 +109,9 @@ class ScriptedPublisher:
         self.answers = answers
         self.batches: list[list[str]] = []
 
-    def publish_batch(self, messages: list[Outgoing]) -> list[bool]:
+    def publish_batch(self, messages: list[Outgoing]) -> Confirms:
         self.batches.append([m.message_id for m in messages])
-        return self.answers[:len(messages)]
+        return Confirms(self.answers[:len(messages)])
 
 
 def store(db, count: int) -> None:
