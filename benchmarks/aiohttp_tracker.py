@@ -20,7 +20,7 @@ from services.carriers import async_client
 
 
 class AiohttpPool:
-    def __init__(self, base_url: str):
+    def __init__(self, base_url: str, max_idle: int = 256):
         self._base = base_url.rstrip("/")
         self._session: aiohttp.ClientSession | None = None
 

@@ -76,6 +76,7 @@ class CarrierCalls:
 class LaneHost(Protocol):
     stopping: asyncio.Event
     slot_tolerance_s: float
+    max_pause_s: float  # no pause of a carrier is longer (OMS_MAX_RETRY_AFTER_S)
 
     async def reserve(self, config: CarrierConfig, wanted: int) -> tuple[Reservation, float]: ...
     async def pause(self, carrier: str, seconds: float, failures: int) -> None: ...
@@ -259,7 +260,7 @@ class CarrierLane:
     def _failed(self, error: TransientHTTPError) -> None:
         now = self._loop.time()
         if error.retry_after:
-            pause, reason = error.retry_after, "retry_after"
+            pause, reason = min(error.retry_after, self.host.max_pause_s), "retry_after"
         else:
             self.failures += 1
             if self.failures < FAILURES_BEFORE_BACKOFF or now < self.paused_until:
