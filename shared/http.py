@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextvars
 import math
+import re
 import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -67,6 +68,13 @@ class PermanentHTTPError(PermanentError):
 
 #: The largest answer body read from a peer (CONTRACT.md §4); a longer one is an error.
 MAX_BODY_BYTES = 1 << 20
+#: An answer's head (status line and headers) is at most this many header lines and bytes.
+MAX_HEADERS = 100
+MAX_HEAD_BYTES = 64 * 1024
+#: The grammar an answer's head is held to (RFC 9112 §4 and §5, without obsolete line folding).
+STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?: [\t\x20-\x7e\x80-\xff]*)?\r\n")
+HEADER_LINE = re.compile(rb"([-!#$%&'*+.^_`|~0-9A-Za-z]+):[ \t]*((?:[\x21-\x7e\x80-\xff]+[ \t]+)*[\x21-\x7e\x80-\xff]*)"
+                         rb"[ \t]*\r\n")
 
 
 def redact_url(url: str | httpx.URL) -> str:
@@ -208,12 +216,33 @@ def call_with_retries(
 # answer a byte at a time, just inside the read timeout, holds the calling thread for as
 # long as it likes. The network backend below clamps every connect, read and write to the
 # deadline of the request under way (a context variable, so one client serves many
-# threads), and reads the status line of every answer itself: h11 skips interim ``1xx``
-# answers silently, the contract makes them an error.
+# threads), and checks the head of every answer itself (:func:`head_problem`): h11 skips
+# interim ``1xx`` answers silently, which the contract makes an error, and bounds neither
+# the number of header lines nor a head that arrives in one piece.
 
 
 class InterimAnswerError(httpcore.RemoteProtocolError):
     """The peer sent an interim (``1xx``) answer, which our requests never ask for."""
+
+
+class BadHeadError(httpcore.RemoteProtocolError):
+    """An answer's head breaks the grammar or the bounds of :func:`head_problem`."""
+
+
+def head_problem(head: bytes) -> str | None:
+    """What is wrong with a complete answer head (ending in the empty line), or None."""
+    if len(head) > MAX_HEAD_BYTES:
+        return f"answer head over {MAX_HEAD_BYTES} bytes"
+    lines = head.split(b"\r\n")[:-2]
+    status = STATUS_LINE.fullmatch(lines[0] + b"\r\n")
+    if status is None:
+        return f"not an HTTP/1.1 status line: {lines[0][:80]!r}"
+    if status[2].startswith(b"1"):
+        return f"interim answer {int(status[2])}: our requests ask for none"
+    if len(lines) - 1 > MAX_HEADERS:
+        return f"more than {MAX_HEADERS} header lines"
+    bad = next((line for line in lines[1:] if HEADER_LINE.fullmatch(line + b"\r\n") is None), None)
+    return None if bad is None else f"malformed header line: {bad[:80]!r}"
 
 
 _request_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("request_deadline", default=None)
@@ -232,22 +261,29 @@ def _within_deadline(timeout: float | None, passed: type[Exception] = httpcore.R
 class _DeadlineStream(httpcore.NetworkStream):
     def __init__(self, inner: httpcore.NetworkStream):
         self._inner = inner
-        self._status_line = b""
-        self._awaiting_status = False
+        self._head: bytearray | None = None  # the answer's head while it comes in
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         data = self._inner.read(max_bytes, _within_deadline(timeout))
-        if self._awaiting_status:
-            self._status_line += data
-            # "HTTP/1.1 1xx": the status code's first digit is the tenth byte.
-            if len(self._status_line) >= 10 or not data:
-                self._awaiting_status = False
-                if self._status_line[9:10] == b"1":
-                    raise InterimAnswerError(f"interim answer {self._status_line[:12]!r}")
+        if self._head is not None:
+            self._check_head(data)
         return data
 
+    def _check_head(self, data: bytes) -> None:
+        self._head += data
+        end = self._head.find(b"\r\n\r\n")
+        if end < 0 and len(self._head) > MAX_HEAD_BYTES:
+            raise BadHeadError(f"answer head over {MAX_HEAD_BYTES} bytes")
+        if end < 0 and data:
+            return
+        head, self._head = bytes(self._head[:end + 4]), None
+        if end < 0:  # closed before the head ended: h11 reports that
+            return
+        if (problem := head_problem(head)) is not None:
+            raise (InterimAnswerError if "interim" in problem else BadHeadError)(problem)
+
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self._status_line, self._awaiting_status = b"", True  # the answer to this request comes next
+        self._head = bytearray()  # the answer to this request comes next
         self._inner.write(buffer, _within_deadline(timeout))
 
     def close(self) -> None:

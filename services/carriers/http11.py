@@ -31,17 +31,11 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from shared.http import MAX_BODY_BYTES
-
-MAX_HEADERS = 100
-MAX_HEAD_BYTES = 64 * 1024
+from shared.http import HEADER_LINE, MAX_BODY_BYTES, MAX_HEAD_BYTES, MAX_HEADERS, STATUS_LINE
 #: A kept-alive connection unused for longer is closed rather than reused: servers close
 #: idle ones after a few seconds, and reusing one the server is just closing costs a retry.
 IDLE_EXPIRY_S = 5.0
 
-_STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?: [\t\x20-\x7e\x80-\xff]*)?\r\n")
-_HEADER_LINE = re.compile(rb"([-!#$%&'*+.^_`|~0-9A-Za-z]+):[ \t]*((?:[\x21-\x7e\x80-\xff]+[ \t]+)*[\x21-\x7e\x80-\xff]*)"
-                          rb"[ \t]*\r\n")
 _CHUNK_LINE = re.compile(rb"([0-9A-Fa-f]{1,16})(?:;[\t\x20-\x7e\x80-\xff]*)?\r\n")
 
 
@@ -157,7 +151,7 @@ async def _read_response(reader: asyncio.StreamReader, max_body: int) -> tuple[i
         raise
     except ConnectionResetError:
         raise _ClosedBeforeAnswer() from None
-    match = _STATUS_LINE.fullmatch(first)
+    match = STATUS_LINE.fullmatch(first)
     if match is None:
         raise ProtocolViolation(f"not an HTTP/1.1 status line: {first[:80]!r}")
     minor, status = match[1], int(match[2])
@@ -194,7 +188,7 @@ async def _read_fields(reader: asyncio.StreamReader, head_bytes: int) -> dict[st
             raise ProtocolViolation(f"answer head over {MAX_HEAD_BYTES} bytes")
         if line == b"\r\n":
             return fields
-        match = _HEADER_LINE.fullmatch(line)
+        match = HEADER_LINE.fullmatch(line)
         if match is None:
             raise ProtocolViolation(f"malformed header line: {line[:80]!r}")
         name, value = match[1].decode("ascii").lower(), match[2].decode("latin-1")
