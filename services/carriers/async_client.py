@@ -19,6 +19,7 @@ import httpx
 from services.carriers.shipment_flows import (
     CarrierConfig,
     CarrierEvent,
+    CarrierProtocolError,
     CarrierSnapshot,
     decode_json,
     parse_history,
@@ -66,7 +67,7 @@ class AsyncShipmentFlowsClient:
         except httpx.TimeoutException as exc:
             raise TransientHTTPError(f"timed out ({type(exc).__name__})") from exc
         except httpx.RemoteProtocolError as exc:
-            raise TransientHTTPError(f"broken answer: {exc}") from exc
+            raise CarrierProtocolError(f"broken HTTP: {exc}") from exc
         except httpx.TransportError as exc:
             raise TransientHTTPError(f"connection failed ({type(exc).__name__}: {exc})") from exc
         if not 200 <= status < 300:

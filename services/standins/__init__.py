@@ -10,6 +10,7 @@ builds one for each way a peer's answer can be wrong), written to the socket as 
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from collections import Counter
@@ -53,6 +54,13 @@ class RequestRecord:
     shipment_id: str | None
     status: int
     headers: dict[str, str] = field(default_factory=dict)  # lower-cased, without Authorization
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:
+        # A client that hung up on an answer (a hostile one, or after its own timeout) is no error here.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class StandInServer:
@@ -105,7 +113,7 @@ class StandInServer:
             def log_message(self, *args) -> None:  # the request log is ``requests``
                 pass
 
-        self._server = ThreadingHTTPServer((self.host, self.port), Handler)
+        self._server = _QuietServer((self.host, self.port), Handler)
         self._server.daemon_threads = True
         # A short poll keeps stop() quick: shutdown() waits for the loop to look up.
         self._thread = threading.Thread(

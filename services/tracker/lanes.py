@@ -18,7 +18,7 @@ from typing import Protocol
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from services.carriers.shipment_flows import CarrierConfig
+from services.carriers.shipment_flows import CarrierConfig, CarrierProtocolError
 from services.tracker import metrics
 from services.tracker.pacing import Reservation
 from services.tracker.recording import Job
@@ -258,6 +258,10 @@ class CarrierLane:
         self.host.deliver(job)
 
     def _failed(self, error: TransientHTTPError) -> None:
+        if isinstance(error, CarrierProtocolError):
+            # One shipment's unusable answer says nothing about the carrier's load: pausing
+            # the carrier for it would stall every other shipment's answers.
+            return
         now = self._loop.time()
         if error.retry_after:
             pause, reason = min(error.retry_after, self.host.max_pause_s), "retry_after"
