@@ -179,6 +179,8 @@ MAX_TRACKING_NUMBER_CHARS = 255
 MAX_TEXT_CHARS = 2000
 #: More events than any parcel collects; a longer history is not believed.
 MAX_HISTORY_EVENTS = 1000
+#: Carrier dates outside these years are not believed.
+MIN_YEAR, MAX_YEAR = 1970, 9000
 
 
 def decode_json(body: bytes, what: str) -> Any:
@@ -234,6 +236,8 @@ def _date(body: dict, key: str) -> datetime | None:
         parsed = datetime.fromisoformat(value)
     except ValueError:
         raise CarrierProtocolError(f"{key!r} is not an ISO-8601 date: {value!r:.80}") from None
+    if not MIN_YEAR <= parsed.year <= MAX_YEAR:  # year 1 or 9999 with an offset leaves the range in UTC
+        raise CarrierProtocolError(f"{key!r} is out of range: {value!r:.80}")
     # A carrier that leaves out the offset means UTC more often than its local time.
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 

@@ -44,7 +44,7 @@ from services.tracker import metrics
 from services.tracker.lanes import CarrierCalls, CarrierLane
 from services.tracker.pacing import CarrierPacing, Reservation
 from services.tracker.queue import TrackerQueue
-from services.tracker.recording import Job, record
+from services.tracker.recording import Job, database_away, record, record_each
 from services.tracker.schedule import database_retry_s
 from shared.http import DEFAULT_MAX_RETRY_AFTER_S
 from shared.logging import get_logger
@@ -275,7 +275,14 @@ class Tracker:
             await asyncio.to_thread(record, self._uow, self._carriers.configs, jobs, histories)
             self._write_failures, done = 0, jobs
         except Exception as exc:
-            done = self._keep_for_retry(jobs, exc)
+            if database_away(exc):
+                done = self._keep_for_retry(jobs, exc)
+            else:  # refused for what one of them held: the others must not wait for it
+                unwritten = await asyncio.to_thread(record_each, self._uow, self._carriers.configs, jobs, histories)
+                kept_out = {id(job) for job in unwritten}
+                done = [job for job in jobs if id(job) not in kept_out]
+                if unwritten:
+                    done += self._keep_for_retry(unwritten, exc)
         for job in done:
             self._lanes[job.claim.carrier].in_hand -= 1
         if self._results:

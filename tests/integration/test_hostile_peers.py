@@ -11,13 +11,21 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+from types import SimpleNamespace
 
 import pytest
+from structlog.testing import capture_logs
 
 import harness
 from events import package_packed, package_shipped, to_bytes
 from harness import wait_until
+from services.carriers.shipment_flows import CarrierConfig, CarrierEvent, CarrierSnapshot
+from services.domain.uow import UnitOfWork
 from services.standins import hostile
+from services.tracker.poller import Tracker
+from shared import naming
+from shared.db import make_engine
 from test_tracker_scale import CARRIER_PASSWORD, query, seed
 
 NORMAL_COUNT = 120
@@ -155,3 +163,46 @@ def test_a_hostile_registration_answer_and_a_hostile_omnitron_answer_hold_up_onl
     assert "the request's total deadline passed" in logs or "ReadTimeout" in logs
     assert all(process.alive() for process in pipeline.processes)
     assert "Traceback" not in logs
+
+
+class _AnswersAParserWouldStop:
+    """A carrier client whose answers skip the parser: one history text holds U+0000, as if a
+    check in ``shipment_flows`` had a gap. The writer must not let it hold back the batch."""
+
+    def __init__(self, bad_id: str):
+        self.bad_id = bad_id
+
+    def query(self, shipment_id: str) -> CarrierSnapshot:
+        return CarrierSnapshot("SBX1", "DELIVERED", None, None)
+
+    def history(self, shipment_id: str) -> list[CarrierEvent]:
+        text = "Delivered\x00" if shipment_id == self.bad_id else "Delivered"
+        return [CarrierEvent("DELIVERED", None, text, "Istanbul")]
+
+
+class _Directory:
+    def __init__(self, client):
+        self.configs = {"sandbox": CarrierConfig(code="sandbox", url="http://127.0.0.1:9", username="u", password="p")}
+        self._client = client
+
+    def client(self, code: str):
+        return self._client
+
+
+def test_an_answer_the_database_refuses_is_recorded_as_a_failed_poll_and_the_rest_of_its_batch_is_written(
+        database_url):
+    ids = seed(database_url, SimpleNamespace(_shipments={}), 40)
+    engine = make_engine(database_url)
+    try:
+        tracker = Tracker(uow=lambda: UnitOfWork(engine, "tracker", naming.event_source("tracker")),
+                          carriers=_Directory(_AnswersAParserWouldStop(ids[7])), stop=threading.Event(),
+                          engine=engine, batch=100, lease_s=60, idle_s=0.01, concurrency=4)
+        with capture_logs() as logs:
+            assert tracker.poll_once() == len(ids)
+    finally:
+        engine.dispose()
+    current = statuses(database_url)
+    assert {i: s for i, s in current.items() if i != ids[7]} == {i: "delivered" for i in ids if i != ids[7]}
+    assert current[ids[7]] == "shipped"
+    assert query(database_url, f"SELECT lease_owner FROM shipments WHERE id = '{ids[7]}'") == [(None,)]
+    assert [e["shipment_id"] for e in logs if e["event"].startswith("carrier answer refused by the database")] == [ids[7]]
