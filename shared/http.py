@@ -127,12 +127,12 @@ def _retry_after_seconds(value: str) -> float | None:
 def _reason(response: httpx.Response) -> str:
     try:
         body = response.json()
-    except ValueError:  # not JSON, or not decodable
+    except (ValueError, RecursionError):  # not JSON, not decodable, or nested deeper than the parser goes
         body = None
     if isinstance(body, dict) and isinstance(body.get("errors"), list):
-        parts = [f"{e.get('code', '?')}: {e.get('message', '')}" for e in body["errors"] if isinstance(e, dict)]
+        parts = [f"{e.get('code', '?')}: {e.get('message', '')}" for e in body["errors"][:20] if isinstance(e, dict)]
         if parts:
-            return "; ".join(parts)
+            return "; ".join(parts)[:_BODY_EXCERPT]
     text = response.text.strip()
     return text[:_BODY_EXCERPT] if text else (response.reason_phrase or "no body")
 

@@ -71,8 +71,13 @@ class Http11Pool:
 
     async def get(self, path: str, headers: dict[str, str], timeout_s: float) -> Answer:
         """(status, lower-cased headers, body); raises httpx.TimeoutException / httpx.TransportError."""
-        request = (f"GET {self._prefix}{path} HTTP/1.1\r\nHost: {self._host_header}\r\n"
-                   + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n").encode("latin-1")
+        fields = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        # A line break in a value (a carriers file's api_version, say) would forge a header: never sent.
+        breaks = len(headers)
+        if fields.count("\n") != breaks or fields.count("\r") != breaks or "\x00" in fields or any(
+                c in path for c in " \r\n\x00"):
+            raise ValueError(f"a header value or the path holds a line break or NUL: {sorted(headers)}")
+        request = f"GET {self._prefix}{path} HTTP/1.1\r\nHost: {self._host_header}\r\n{fields}\r\n".encode("latin-1")
         try:
             async with asyncio.timeout(timeout_s):
                 return await self._exchange(request)

@@ -163,3 +163,17 @@ def test_omnitrons_unreadable_retry_after_waits_the_clients_bound(omnitron):
         with pytest.raises(TransientHTTPError) as raised:
             client.send(item_call(555))
     assert raised.value.retry_after == 90
+
+
+def test_an_error_answer_nested_too_deep_or_too_long_still_gives_a_short_reason(carrier):
+    nested = hostile.http_answer(b"[" * 200_000, status=500)
+    endless = hostile.http_answer(('{"errors": [' + ",".join(['{"code": "x", "message": "' + "m" * 500 + '"}'] * 100)
+                                   + "]}").encode(), status=503)
+    for answer in (nested, endless):
+        carrier.misbehave(HOSTILE, answer)
+        outcome, normal, _ = asyncio.run(query_both(carrier))
+        assert isinstance(outcome, TransientHTTPError) and len(outcome.message) <= 500
+        with ShipmentFlowsClient(config(carrier), sleep=lambda s: None) as client:
+            with pytest.raises(TransientHTTPError) as raised:
+                client.query(HOSTILE)
+        assert len(raised.value.message) <= 500

@@ -214,3 +214,22 @@ def test_the_idle_pool_keeps_no_more_connections_than_its_bound():
 
     assert asyncio.run(many_at_once()) == 3
     listener.close()
+
+
+def test_a_header_value_with_a_line_break_is_never_sent():
+    server = RawServer(OK + b"Content-Length: 2\r\n\r\nhi")
+
+    async def send(headers):
+        pool = Http11Pool(server.url)
+        try:
+            return await pool.get("/", headers, timeout_s=5)
+        finally:
+            await pool.aclose()
+
+    try:
+        assert asyncio.run(send({"x-akinon-api-version": "1"}))[2] == b"hi"
+        for forged in ("1\r\nx-forged: yes", "1\nx-forged: yes", "1\rx", "1\x00"):
+            with pytest.raises(ValueError):
+                asyncio.run(send({"x-akinon-api-version": forged}))
+    finally:
+        server.close()
