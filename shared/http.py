@@ -242,7 +242,12 @@ def head_problem(head: bytes) -> str | None:
     if len(lines) - 1 > MAX_HEADERS:
         return f"more than {MAX_HEADERS} header lines"
     bad = next((line for line in lines[1:] if HEADER_LINE.fullmatch(line + b"\r\n") is None), None)
-    return None if bad is None else f"malformed header line: {bad[:80]!r}"
+    if bad is not None:
+        return f"malformed header line: {bad[:80]!r}"
+    names = {line.split(b":", 1)[0].lower() for line in lines[1:]}
+    if b"transfer-encoding" in names and b"content-length" in names:
+        return "both Transfer-Encoding and Content-Length"  # RFC 9112 §6.3: a sign of request smuggling
+    return None
 
 
 _request_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("request_deadline", default=None)

@@ -1,4 +1,5 @@
-"""The tracker's HTTP/1.1 client reads answers as h11 (the reference parser) does, or stricter.
+"""The tracker's HTTP/1.1 client reads answers as h11 (the reference parser) does, or stricter;
+the shipper's and the publisher's bounded httpx client reads them as the tracker's does.
 
 Each raw answer is served by a real socket server on loopback and read by
 ``Http11Pool``; the same bytes are fed to ``h11``. Where both accept, the status and
@@ -17,6 +18,7 @@ import httpx
 import pytest
 
 from services.carriers.http11 import MAX_HEADERS, Http11Pool
+from shared.http import bounded_client, request_bounded
 
 OK = b"HTTP/1.1 200 OK\r\n"
 
@@ -233,3 +235,21 @@ def test_a_header_value_with_a_line_break_is_never_sent():
                 asyncio.run(send({"x-akinon-api-version": forged}))
     finally:
         server.close()
+
+
+def bounded_reads(raw: bytes) -> tuple[int, bytes] | None:
+    """(status, body) as the shipper's and the publisher's client reads the answer; None if refused."""
+    server = RawServer(raw)
+    try:
+        with bounded_client(5.0) as client:
+            response = request_bounded(client, "GET", server.url + "/", total_s=5.0, max_body_bytes=MAX_BODY)
+        return response.status_code, response.content
+    except httpx.TransportError:
+        return None
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("name", sorted(ANSWERS))
+def test_the_sync_clients_read_every_answer_as_the_trackers_client_does(name):
+    assert bounded_reads(ANSWERS[name]) == ours_reads(ANSWERS[name])
