@@ -58,10 +58,11 @@ def statuses(database_url: str) -> dict[str, str]:
     return dict(query(database_url, "SELECT id, status FROM shipments"))
 
 
+@pytest.mark.parametrize("normal_count", [NORMAL_COUNT, pytest.param(3000, marks=pytest.mark.soak)])
 def test_hostile_carrier_answers_are_errors_for_their_shipments_and_the_others_are_delivered_on_time(
-        tmp_path, database_url, carrier):
+        tmp_path, database_url, carrier, normal_count):
     names = [*QUERY_ANSWERS, *HISTORY_ANSWERS]
-    ids = seed(database_url, carrier, NORMAL_COUNT + len(names))
+    ids = seed(database_url, carrier, normal_count + len(names))
     hostile_ids = dict(zip(names, ids[::(len(ids) // len(names))]))  # spread among the normal ones
     for name, shipment_id in hostile_ids.items():
         if name in HISTORY_ANSWERS:
@@ -75,8 +76,9 @@ def test_hostile_carrier_answers_are_errors_for_their_shipments_and_the_others_a
     try:
         # Three polls each (SHIPPING, SHIPPING, DELIVERED) a second apart, 120 shipments within
         # the carrier's limit: a few seconds; the rest is room for a loaded machine.
-        wait_until(lambda: all(statuses(database_url)[i] == "delivered" for i in normal), 60,
-                   interval=0.5, message="every normal shipment delivered")
+        # At 200 requests/s, three polls and a history each: 60 s is ample for 120, and scales.
+        wait_until(lambda: all(statuses(database_url)[i] == "delivered" for i in normal),
+                   60 + len(normal) * 4 / 200, interval=0.5, message="every normal shipment delivered")
         # Each hostile one has been asked more than once meanwhile, and is asked still.
         wait_until(lambda: all(sum(r.shipment_id == i for r in carrier.requests) >= 2 for i in by_query), 30,
                    message="every hostile shipment asked again")
