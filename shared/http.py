@@ -108,12 +108,14 @@ def parse_retry_after(value: str | None, bound_s: float = DEFAULT_MAX_RETRY_AFTE
     return bound_s
 
 
+# RFC 9110's delta-seconds, and decimals, which some peers send; not Python's float syntax
+# ("1_000", "1e3", "nan" and "infinity" are no delays).
+_DELTA_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+
+
 def _retry_after_seconds(value: str) -> float | None:
     """The header's seconds from now, negative for the past; None when unreadable or not finite."""
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = None
+    seconds = float(value) if _DELTA_SECONDS.fullmatch(value) else None
     if seconds is None:
         try:
             when = parsedate_to_datetime(value)

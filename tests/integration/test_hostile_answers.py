@@ -106,7 +106,7 @@ def test_a_dripping_answer_ends_at_the_requests_deadline_for_both_carrier_client
     assert time.monotonic() - started < 3, "the shipper waited on the drip past its deadline"
 
 
-@pytest.mark.parametrize("value", ["-5", "nan", "inf", "1e999", "soon", "99999999",
+@pytest.mark.parametrize("value", ["-5", "nan", "inf", "1e999", "1_000", "soon", "99999999",
                                    "Wed, 21 Oct 2015 07:28:00 GMT", "Fri, 31 Dec 9999 23:59:59 GMT"])
 def test_a_retry_after_that_is_too_long_negative_or_unreadable_waits_the_bound_and_is_logged(carrier, value):
     carrier.misbehave(HOSTILE, hostile.retry_after(value))
