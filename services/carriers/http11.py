@@ -47,6 +47,11 @@ class _ClosedBeforeAnswer(Exception):
     """The connection ended before a single byte of the answer."""
 
 
+class _NoStatusLine(ProtocolViolation):
+    """What came first was no status line: on a kept-alive connection, perhaps the rest of
+    an earlier answer that said it was shorter than it was."""
+
+
 Answer = tuple[int, dict[str, str], bytes]
 
 
@@ -95,10 +100,14 @@ class Http11Pool:
             try:
                 writer.write(request)
                 status, answer_headers, body, keep = await _read_response(reader, self._max_body)
-            except _ClosedBeforeAnswer:
+            except (_ClosedBeforeAnswer, _NoStatusLine) as exc:
                 writer.close()
                 if idle is not None:
-                    continue  # the server closed an idle connection: a fresh one
+                    # The server closed an idle connection, or left bytes on it after an earlier
+                    # answer: a fresh one, so one hostile answer never fails another shipment's.
+                    continue
+                if isinstance(exc, _NoStatusLine):
+                    raise
                 raise httpx.RemoteProtocolError("connection closed before an answer") from None
             except (asyncio.IncompleteReadError, ConnectionError) as exc:
                 writer.close()
@@ -158,7 +167,7 @@ async def _read_response(reader: asyncio.StreamReader, max_body: int) -> tuple[i
         raise _ClosedBeforeAnswer() from None
     match = STATUS_LINE.fullmatch(first)
     if match is None:
-        raise ProtocolViolation(f"not an HTTP/1.1 status line: {first[:80]!r}")
+        raise _NoStatusLine(f"not an HTTP/1.1 status line: {first[:80]!r}")
     minor, status = match[1], int(match[2])
     if 100 <= status < 200:
         raise ProtocolViolation(f"interim answer {status}: our requests ask for none")

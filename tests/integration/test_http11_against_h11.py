@@ -253,3 +253,38 @@ def bounded_reads(raw: bytes) -> tuple[int, bytes] | None:
 @pytest.mark.parametrize("name", sorted(ANSWERS))
 def test_the_sync_clients_read_every_answer_as_the_trackers_client_does(name):
     assert bounded_reads(ANSWERS[name]) == ours_reads(ANSWERS[name])
+
+
+def test_bytes_an_answer_left_on_a_kept_alive_connection_never_fail_the_next_request():
+    """The first answer says two bytes and sends five: the next request, on the same pool,
+    must not read the three left over as its own (broken) answer."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    answers = iter([OK + b"Content-Length: 2\r\n\r\nhello"] + [OK + b"Content-Length: 2\r\n\r\nhi"] * 5)
+
+    def keep_alive(connection: socket.socket) -> None:
+        with connection:
+            while connection.recv(65536):
+                connection.sendall(next(answers))
+
+    def serve() -> None:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=keep_alive, args=(connection,), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+
+    async def twice():
+        pool = Http11Pool(f"http://127.0.0.1:{listener.getsockname()[1]}")
+        try:
+            first = await pool.get("/", {}, timeout_s=5)
+            await asyncio.sleep(0.05)  # the left-over bytes are there before the next request
+            return first, await pool.get("/", {}, timeout_s=5)
+        finally:
+            await pool.aclose()
+
+    first, second = asyncio.run(twice())
+    assert first[2] == b"he" and second[2] == b"hi"
+    listener.close()
