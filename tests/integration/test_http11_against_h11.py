@@ -186,14 +186,15 @@ def test_an_answer_that_drips_in_slower_than_the_deadline_ends_at_the_deadline()
     listener.close()
 
 
-def test_the_idle_pool_keeps_no_more_connections_than_its_bound():
+def keep_alive_server(next_answer) -> socket.socket:
+    """A listener that keeps each connection open, answering every request with ``next_answer()``."""
     listener = socket.create_server(("127.0.0.1", 0))
     listener.listen(64)
 
     def keep_alive(connection: socket.socket) -> None:
         with connection:
             while connection.recv(65536):
-                connection.sendall(OK + b"Content-Length: 2\r\n\r\nhi")
+                connection.sendall(next_answer())
 
     def serve() -> None:
         while True:
@@ -204,6 +205,11 @@ def test_the_idle_pool_keeps_no_more_connections_than_its_bound():
             threading.Thread(target=keep_alive, args=(connection,), daemon=True).start()
 
     threading.Thread(target=serve, daemon=True).start()
+    return listener
+
+
+def test_the_idle_pool_keeps_no_more_connections_than_its_bound():
+    listener = keep_alive_server(lambda: OK + b"Content-Length: 2\r\n\r\nhi")
 
     async def many_at_once() -> int:
         pool = Http11Pool(f"http://127.0.0.1:{listener.getsockname()[1]}", max_idle=3)
@@ -258,23 +264,8 @@ def test_the_sync_clients_read_every_answer_as_the_trackers_client_does(name):
 def test_bytes_an_answer_left_on_a_kept_alive_connection_never_fail_the_next_request():
     """The first answer says two bytes and sends five: the next request, on the same pool,
     must not read the three left over as its own (broken) answer."""
-    listener = socket.create_server(("127.0.0.1", 0))
     answers = iter([OK + b"Content-Length: 2\r\n\r\nhello"] + [OK + b"Content-Length: 2\r\n\r\nhi"] * 5)
-
-    def keep_alive(connection: socket.socket) -> None:
-        with connection:
-            while connection.recv(65536):
-                connection.sendall(next(answers))
-
-    def serve() -> None:
-        while True:
-            try:
-                connection, _ = listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=keep_alive, args=(connection,), daemon=True).start()
-
-    threading.Thread(target=serve, daemon=True).start()
+    listener = keep_alive_server(lambda: next(answers))
 
     async def twice():
         pool = Http11Pool(f"http://127.0.0.1:{listener.getsockname()[1]}")
