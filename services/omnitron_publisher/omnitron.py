@@ -16,15 +16,8 @@ import structlog
 
 from contracts import OMNITRON_ITEM_STATUS, ShipmentStatusChanged
 from shared.metrics import observe_http
-from shared.http import (
-    DEFAULT_MAX_RETRY_AFTER_S,
-    TransientHTTPError,
-    bounded_client,
-    call_with_retries,
-    raise_for_response,
-    redact_url,
-    request_bounded,
-)
+from shared.http import (DEFAULT_MAX_RETRY_AFTER_S, TransientHTTPError, bounded_client, call_with_retries,
+                         raise_for_response, redact_url, request_bounded)
 from shared.logging import register_secrets
 
 log = structlog.get_logger(__name__)
