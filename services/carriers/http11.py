@@ -2,8 +2,8 @@
 
 httpx's asyncio stack costs about a millisecond of CPU per request here (much of it
 detecting the async library on every request), which caps one tracker at a few hundred
-queries per second; aiohttp, measured in ``benchmarks/tracker.py``, does about 60% of this
-client's rate (docs/benchmarks-tracker.md). The tracker only ever sends GETs with a JSON
+queries per second; aiohttp, measured in ``benchmarks/tracker.py``, does about 40% of this
+client's rate at 0 ms carrier latency, below the tracker's target (docs/benchmarks-tracker.md). The tracker only ever sends GETs with a JSON
 answer, so this client does exactly that: plain or TLS connections kept alive and reused,
 ``Content-Length``, chunked and read-until-close bodies, one retry on a fresh connection
 when a kept-alive one turns out closed before it answered (a GET is safe to repeat).
