@@ -29,12 +29,13 @@ import queue
 import socket
 import threading
 import time
+import uuid
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from kombu import Consumer
+import amqp
 from kombu.exceptions import OperationalError as BrokerUnreachable
 
 from shared import naming
@@ -110,6 +111,35 @@ def _broker_lost(connection) -> tuple[type[BaseException], ...]:
     # declares the topology again and gets the unacknowledged messages back.
     return connection.connection_errors + connection.channel_errors + (
         OSError, ConnectionError, BrokerUnreachable, Unroutable)
+
+
+class _Received:
+    """A broker message as py-amqp hands it over, for the worker and the settler.
+
+    Not kombu's Message: building one decompresses a body marked with a ``compression``
+    header, before anyone has looked at its size, and a body it cannot decompress makes
+    its consumer raise out of the connection thread.
+    """
+
+    def __init__(self, raw: amqp.Message):
+        properties = raw.properties or {}
+        self._channel = raw.channel
+        self.body = raw.body
+        self.delivery_info = raw.delivery_info or {}
+        self.delivery_tag = self.delivery_info.get("delivery_tag")
+        self.properties = properties
+        self.headers = properties.get("application_headers") or {}
+        self.content_type = properties.get("content_type")
+        self.content_encoding = properties.get("content_encoding")
+
+    def ack(self, multiple: bool = False) -> None:
+        self._channel.basic_ack(self.delivery_tag, multiple=multiple)
+
+
+def _received(message):
+    # The embedded broker's channel hands over kombu's messages; nothing outside the
+    # process publishes there.
+    return _Received(message) if isinstance(message, amqp.Message) else message
 
 
 def _text(value) -> str | None:
@@ -269,8 +299,9 @@ class QueueWorker:
             executor = KeyedExecutor(self._concurrency, self._ordering_key, f"{self.service}-handler")
         else:
             executor = ThreadPoolExecutor(max_workers=self._concurrency, thread_name_prefix=f"{self.service}-handler")
-        consumer = Consumer(channel, queues=[self._topology.work_queue(self._subscription)], on_message=on_message, no_ack=False)
-        consumer.consume()
+        consumer_tag = f"{self.service}-{uuid.uuid4().hex}"
+        channel.basic_consume(queue=self.queue_name, no_ack=False, consumer_tag=consumer_tag,
+                              callback=lambda message: on_message(_received(message)))
         self.ready.set()
         self._log.info("consuming", prefetch=self._prefetch, concurrency=self._concurrency,
                        batch=self._batching.size if self._batching else 1)
@@ -291,7 +322,7 @@ class QueueWorker:
                 settler.release_due_retries()
             # Stop: take no more; what has not started goes back to the broker unacked
             # when the channel closes, what is running is finished and settled.
-            consumer.cancel()
+            channel.basic_cancel(consumer_tag)
             pending.clear()
             for future in list(futures):
                 future.cancel()
