@@ -67,14 +67,6 @@ def read_instant(value) -> datetime | None:
     return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
 
 
-def seconds_until(moment: datetime, now: datetime) -> float:
-    """How far ahead ``moment`` is (negative: past); a moment beyond the calendar's end is infinitely far."""
-    try:
-        return (moment - now).total_seconds()
-    except OverflowError:
-        return math.inf if moment.year > now.year else -math.inf
-
-
 def encoding_refusal(content_encoding, headers) -> str | None:
     """Why a body must not be decoded (contract §1), or None when it is plain UTF-8."""
     if content_encoding not in (None, "") and str(content_encoding).strip().lower() not in READABLE_ENCODINGS:

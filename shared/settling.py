@@ -23,7 +23,7 @@ from typing import Callable
 from shared import naming
 from shared.batch import ack_plan
 from shared.broker import Publisher, Unroutable
-from shared.headers import read_instant, seconds_until
+from shared.headers import read_instant
 from shared.db import utcnow
 from shared.failure import Decision, RetryPolicy, Verdict
 from shared.logging import get_logger
@@ -136,7 +136,7 @@ class Settler:
         if not_before is None:
             return False
         now = utcnow()
-        left_s = seconds_until(not_before, now)
+        left_s = (not_before - now).total_seconds()  # aware datetimes: never overflows
         if left_s <= 0:
             return False
         headers = {name: value for name, value in delivery.headers.items() if name != "x-death"}  # the broker's

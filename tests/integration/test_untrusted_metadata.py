@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import subprocess
 import uuid
 from datetime import datetime
 from decimal import Decimal
@@ -19,11 +21,13 @@ from decimal import Decimal
 import pika
 import psycopg
 import pytest
+from kombu import Queue
 
 import harness
 from events import package_packed, package_shipped, to_bytes
 from harness import wait_until
 from shared import naming
+from shared.broker import Publisher, Unroutable, connect, events_exchange
 
 PACKER_QUEUE, PACKER_DLQ = naming.work_queue("packer"), naming.dead_letter_queue("packer")
 PUBLISHER_DLQ = naming.dead_letter_queue("omnitron-publisher")
@@ -295,3 +299,50 @@ def test_a_retry_copy_whose_delay_queue_was_deleted_is_not_lost_the_queue_is_dec
     assert set(retry_queues) <= set(_unacknowledged(pipeline)), "the deleted delay queues are back"
     wait_until(lambda: _settled(pipeline), 30, message="nothing unacknowledged")
     assert packer.alive() and shipper.alive()
+
+
+def test_a_publish_no_queue_takes_raises_unroutable_and_the_next_publish_is_confirmed_on_its_own(amqp_url):
+    with connect(amqp_url) as connection:
+        channel = connection.default_channel
+        events_exchange()(channel).declare()
+        Queue("taken", exchange=events_exchange(), routing_key="taken", durable=True)(channel).declare()
+        publisher = Publisher(connection)
+
+        with pytest.raises(Unroutable) as returned:
+            publisher.publish(b"nobody", routing_key="nobody.listens")
+        assert (returned.value.routing_key, returned.value.reply_code) == ("nobody.listens", 312)
+        publisher.publish(b"plain", routing_key="taken")  # the return's ack was not taken for this one's
+        with pytest.raises(Unroutable):
+            publisher.publish(b"to a deleted queue", exchange="", routing_key="no-such-queue")
+        publisher.publish(b"bare", routing_key="taken", content_type=None, content_encoding=None)
+
+    raw = RawChannel(amqp_url)
+    try:
+        taken = [(raw.channel.basic_get("taken", auto_ack=True)) for _ in range(3)]
+    finally:
+        raw.close()
+    assert [body for _, _, body in taken[:2]] == [b"plain", b"bare"] and taken[2][0] is None
+    bare = taken[1][1]
+    assert (bare.content_type, bare.content_encoding, bare.delivery_mode) == (None, None, 2)
+
+
+def test_the_publish_command_exits_non_zero_naming_the_events_no_queue_takes(amqp_url, tmp_path):
+    events = [package_packed(f"PKG-RETURNED-{n}", f"ORD-RETURNED-{n}", [5100 + n]) for n in range(2)]
+    lines = tmp_path / "events.jsonl"
+    lines.write_text("\n".join(json.dumps(event) for event in events) + "\n")
+    env = {**os.environ, "OMS_AMQP_URL": amqp_url, "COLUMNS": "300"}
+
+    def publish() -> subprocess.CompletedProcess:
+        return subprocess.run([str(harness.BIN), "publish", str(lines)], env=env, capture_output=True, text=True,
+                              timeout=60)
+
+    returned = publish()
+    assert returned.returncode == 1, returned.stdout + returned.stderr
+    message = " ".join(returned.stderr.split())
+    assert "2 of 2 events were returned by the broker, no queue is bound for them" in message
+    assert f"line 1: PackagePacked {events[0]['id']} under 'package.packed'" in message
+    assert "topology declare" in message and "Traceback" not in returned.stderr
+
+    subprocess.run([str(harness.BIN), "topology", "declare"], env=env, capture_output=True, check=True, timeout=60)
+    accepted = publish()
+    assert accepted.returncode == 0, accepted.stderr
