@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import threading
-import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -13,6 +12,7 @@ from decimal import Decimal
 import pytest
 from kombu import Connection, Producer
 
+from fakes import take_embedded, work_until
 from shared import naming
 from shared.broker import Subscription, Topology, Unroutable
 from shared.consumer import Delivery, QueueWorker, _delivery
@@ -226,32 +226,8 @@ def _publish(queue: str, *bodies: bytes, headers: dict | None = None) -> None:
                              content_encoding="binary", message_id=uuid.uuid4().hex, headers=headers or {})
 
 
-def _take(queue: str) -> list:
-    with Connection("memory://") as connection:
-        channel = connection.channel()
-        taken = []
-        while (message := channel.basic_get(queue, no_ack=True)) is not None:
-            taken.append(message)
-        return taken
-
-
-def _work(worker: QueueWorker, until, timeout_s: float = 10) -> None:
-    thread = threading.Thread(target=worker.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + timeout_s
-    try:
-        while not until():
-            assert time.monotonic() < deadline, "timed out"
-            assert thread.is_alive(), "the worker died"
-            time.sleep(0.02)
-        assert thread.is_alive(), "the worker died"
-    finally:
-        worker._stop.set()
-        thread.join(10)
-
-
 def test_an_ordering_key_that_raises_dead_letters_its_message_and_the_threaded_worker_goes_on():
-    service = f"boundary-{uuid.uuid4().hex[:8]}"
+    service, stop = f"boundary-{uuid.uuid4().hex[:8]}", threading.Event()
     topology, queue = _embedded(service)
     handled: list[bytes] = []
 
@@ -262,10 +238,10 @@ def test_an_ordering_key_that_raises_dead_letters_its_message_and_the_threaded_w
 
     worker = QueueWorker(amqp_url="memory://", topology=topology, subscription=topology.subscriptions[0],
                          handle=lambda delivery: handled.append(delivery.body), policy=RetryPolicy(3, (0.05,)),
-                         stop=threading.Event(), concurrency=4, ordering_key=key)
+                         stop=stop, concurrency=4, ordering_key=key)
     _publish(queue, b"one", b"deep", b"two")
     dead: list = []
-    _work(worker, until=lambda: len(handled) == 2 and (dead.extend(_take(queue + ".dlq")) or dead))
+    work_until(worker, stop, until=lambda: len(handled) == 2 and (dead.extend(take_embedded(queue + ".dlq")) or dead))
 
     assert sorted(handled) == [b"one", b"two"]
     assert [m.body for m in dead] == [b"deep"]
@@ -274,7 +250,7 @@ def test_an_ordering_key_that_raises_dead_letters_its_message_and_the_threaded_w
 
 
 def test_the_embedded_brokers_in_process_retries_count_their_attempts_and_outside_counts_do_not():
-    service = f"boundary-{uuid.uuid4().hex[:8]}"
+    service, stop = f"boundary-{uuid.uuid4().hex[:8]}", threading.Event()
     topology, queue = _embedded(service)
     attempts: list[int] = []
 
@@ -283,26 +259,26 @@ def test_the_embedded_brokers_in_process_retries_count_their_attempts_and_outsid
         raise TransientError("carrier away")
 
     worker = QueueWorker(amqp_url="memory://", topology=topology, subscription=topology.subscriptions[0],
-                         handle=handle, policy=RetryPolicy(3, (0.05,)), stop=threading.Event())
+                         handle=handle, policy=RetryPolicy(3, (0.05,)), stop=stop)
     _publish(queue, b"package", headers={naming.HEADER_ATTEMPTS: 999})
     dead: list = []
-    _work(worker, until=lambda: dead.extend(_take(queue + ".dlq")) or dead)
+    work_until(worker, stop, until=lambda: dead.extend(take_embedded(queue + ".dlq")) or dead)
 
     assert attempts == [0, 1, 2], "the outside 999 was read, or the in-process retries lost their count"
     assert dead[0].headers[naming.HEADER_ATTEMPTS] == 3
 
 
 def test_a_compressed_body_never_reaches_the_handler():
-    service = f"boundary-{uuid.uuid4().hex[:8]}"
+    service, stop = f"boundary-{uuid.uuid4().hex[:8]}", threading.Event()
     topology, queue = _embedded(service)
     handled: list = []
     worker = QueueWorker(amqp_url="memory://", topology=topology, subscription=topology.subscriptions[0],
-                         handle=handled.append, policy=RetryPolicy(3, (0.05,)), stop=threading.Event())
+                         handle=handled.append, policy=RetryPolicy(3, (0.05,)), stop=stop)
     with Connection("memory://") as connection:
         Producer(connection.channel()).publish(b"plain", exchange="", routing_key=queue, content_type="application/json",
                                                content_encoding="gzip", message_id="gz")
     dead: list = []
-    _work(worker, until=lambda: dead.extend(_take(queue + ".dlq")) or dead)
+    work_until(worker, stop, until=lambda: dead.extend(take_embedded(queue + ".dlq")) or dead)
 
     assert handled == []
     assert "content encoding 'gzip' is not read" in dead[0].headers[naming.HEADER_ERROR_MESSAGE]
