@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 import pika
 
 from shared import naming
-from shared.headers import read_count, read_instant
+from shared.headers import read_count, read_instant, without_own
 
 from shared.naming import (  # noqa: E402  (re-exported for the CLI and tests)
     HEADER_PREVIOUS_ATTEMPTS,
@@ -174,9 +174,24 @@ class Selector:
         return True
 
 
+def _own_headers_are_ours(letter: DeadLetter) -> bool:
+    """False for a message the broker dead-lettered itself (a quorum queue's delivery limit)
+    as it came from upstream: its ``x-oms-`` headers, if any, are someone else's. The newest
+    ``x-death`` entry names the exchange it was published to; the services' own dead-letter
+    copies carry no ``x-death``."""
+    deaths = letter.headers.get("x-death")
+    if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
+        return _text(deaths[0].get("exchange")) == naming.RETRY_EXCHANGE
+    return True
+
+
 def replay_headers(letter: DeadLetter, now: datetime) -> dict:
-    """The dead letter's headers for a fresh start: no retry count, the last failure kept for audit."""
-    headers = {key: value for key, value in letter.headers.items() if key not in _RESET_HEADERS}
+    """The dead letter's headers for a fresh start: no retry count, the last failure kept for audit.
+
+    A replay goes through ``oms.retry``, where the services trust ``x-oms-`` headers: a
+    message the broker dead-lettered straight from upstream loses any it came with."""
+    kept = letter.headers if _own_headers_are_ours(letter) else without_own(letter.headers)
+    headers = {key: value for key, value in kept.items() if key not in _RESET_HEADERS}
     headers.update({
         naming.HEADER_REPLAYED_FROM: letter.queue,
         HEADER_PREVIOUS_ERROR_CLASS: letter.error_class or "",

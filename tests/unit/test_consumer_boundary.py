@@ -282,3 +282,30 @@ def test_a_compressed_body_never_reaches_the_handler():
 
     assert handled == []
     assert "content encoding 'gzip' is not read" in dead[0].headers[naming.HEADER_ERROR_MESSAGE]
+
+
+def _letter(headers: dict):
+    import pika
+
+    from services.dlq_model import DeadLetter
+
+    return DeadLetter.from_delivery(naming.dead_letter_queue("packer"), 0, pika.BasicProperties(headers=headers), b"{}")
+
+
+def test_a_replay_of_a_message_the_broker_dead_lettered_from_upstream_drops_the_x_oms_headers_it_came_with():
+    from services.dlq_model import replay_headers
+
+    forged = {"x-oms-original-routing-key": "package.forged", "x-oms-not-before": "2099-01-01T00:00:00Z",
+              "x-upstream": "kept",
+              "x-death": [{"reason": "delivery_limit", "exchange": naming.EVENTS_EXCHANGE, "count": 1}]}
+    ours = {naming.HEADER_ROUTING_KEY: "package.packed", naming.HEADER_NOT_BEFORE: "2099-01-01T00:00:00Z",
+            naming.HEADER_ATTEMPTS: 4, "x-upstream": "kept"}
+
+    from_upstream = replay_headers(_letter(forged), NOW)
+    from_us = replay_headers(_letter(ours), NOW)
+
+    assert not [name for name in from_upstream if name.startswith("x-oms-") and "replay" not in name
+                and "previous" not in name]
+    assert from_upstream["x-upstream"] == "kept" and "x-death" not in from_upstream
+    assert from_us[naming.HEADER_ROUTING_KEY] == "package.packed", "our own copy's headers go along"
+    assert naming.HEADER_NOT_BEFORE not in from_us and naming.HEADER_ATTEMPTS not in from_us, "a fresh start"
