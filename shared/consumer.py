@@ -69,6 +69,13 @@ class Delivery:
     def failed_attempts(self) -> int:
         return read_count(self.headers.get(naming.HEADER_ATTEMPTS))
 
+    @property
+    def published_routing_key(self) -> str:
+        """The routing key it was published under: a copy back through oms.retry arrives
+        under its work queue's name, and its first failure recorded the original."""
+        original = self.headers.get(naming.HEADER_ROUTING_KEY)
+        return original if isinstance(original, str) and original else self.routing_key
+
 
 Handler = Callable[[Delivery], None]
 Hook = Callable[[Delivery, Decision, float], None]
@@ -142,11 +149,18 @@ def _received(message):
     return _Received(message) if isinstance(message, amqp.Message) else message
 
 
+SHORT_STRING_BYTES = 255
+
+
 def _text(value) -> str | None:
-    """An AMQP short string property as text (py-amqp keeps undecodable ones as bytes)."""
-    if value is None or isinstance(value, str):
-        return value
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    """An AMQP short string property as text that fits one again (a copy republishes it):
+    undecodable bytes are replaced, which may lengthen them, so the text is cut to fit."""
+    if value is None:
+        return None
+    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    while len(text.encode("utf-8", "surrogatepass")) > SHORT_STRING_BYTES:
+        text = text[:-1]
+    return text
 
 
 def _body(message) -> bytes:
@@ -175,11 +189,7 @@ def _delivery(message) -> Delivery:
 
 def _bare_delivery(message) -> Delivery:
     """What can still be read of a message whose Delivery could not be built: its bytes."""
-    try:
-        body = _body(message)
-    except Exception:
-        body = b""
-    return Delivery(body=body, content_type=None, routing_key="", message_id=None)
+    return Delivery(body=_body(message), content_type=None, routing_key="", message_id=None)
 
 
 def _describe(error: BaseException) -> str:
@@ -409,4 +419,8 @@ class QueueWorker:
                                 message_ids=[delivery.message_id for _, delivery in work])
             for delivery, decision, elapsed in settled:
                 for hook in self._after_settle:
-                    hook(delivery, decision, elapsed)
+                    try:
+                        hook(delivery, decision, elapsed)
+                    except Exception as error:  # the message is settled; a metric must not stop the worker
+                        self._log.error("an after-settle hook failed", message_id=delivery.message_id,
+                                        error=_describe(error))

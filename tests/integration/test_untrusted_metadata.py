@@ -346,3 +346,25 @@ def test_the_publish_command_exits_non_zero_naming_the_events_no_queue_takes(amq
     subprocess.run([str(harness.BIN), "topology", "declare"], env=env, capture_output=True, check=True, timeout=60)
     accepted = publish()
     assert accepted.returncode == 0, accepted.stderr
+
+
+def test_properties_and_header_names_that_are_not_utf_8_cost_only_their_own_message(pipeline, raw):
+    packer, = pipeline.start("packer")
+    _, body = _packed("PKG-UNDECODABLE")
+    raw.channel.basic_publish(naming.EVENTS_EXCHANGE, "package.packed", body, pika.BasicProperties(
+        delivery_mode=2, message_id=b"\xff\xfe" * 127, type=b"\xc3", content_type=b"\xffcloudevents",
+        headers={b"\xff-name": "value", "x-big": 2**62}), mandatory=True)
+    _, readable = _packed("PKG-UNDECODABLE-ID")
+    raw.channel.basic_publish(naming.EVENTS_EXCHANGE, "package.packed", readable, pika.BasicProperties(
+        delivery_mode=2, message_id=b"\xff", type=b"\xc3", headers={b"\xfe": 1}), mandatory=True)
+    normal = _publish_packages(raw, "NORMAL-E", [{}] * 2)
+
+    wait_until(lambda: _all_pending(pipeline, normal + ["PKG-UNDECODABLE-ID"]), 30,
+               message="the normal packages and the one with an undecodable message id applied")
+    wait_until(lambda: raw.channel.queue_declare(PACKER_DLQ, passive=True).method.message_count == 1, 30,
+               message="the undecodable content type dead-lettered")
+    (properties, dead_body), = raw.take_all(PACKER_DLQ).values()
+    assert dead_body == body
+    assert "unsupported content type" in properties.headers[naming.HEADER_ERROR_MESSAGE]
+    wait_until(lambda: _settled(pipeline), 30, message="nothing unacknowledged")
+    assert packer.alive(), packer.log_text()[-3000:]

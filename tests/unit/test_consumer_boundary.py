@@ -3,6 +3,7 @@ our own headers kept only through oms.retry, encodings refused, returned copies 
 acked away, and a failing ordering key costing one message, not the worker."""
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 import uuid
@@ -309,3 +310,12 @@ def test_a_replay_of_a_message_the_broker_dead_lettered_from_upstream_drops_the_
     assert from_upstream["x-upstream"] == "kept" and "x-death" not in from_upstream
     assert from_us[naming.HEADER_ROUTING_KEY] == "package.packed", "our own copy's headers go along"
     assert naming.HEADER_NOT_BEFORE not in from_us and naming.HEADER_ATTEMPTS not in from_us, "a fresh start"
+
+
+def test_a_copy_back_through_oms_retry_knows_the_routing_key_it_was_first_published_under():
+    retried = _delivery(FakeAmqpMessage(naming.RETRY_EXCHANGE, {naming.HEADER_ROUTING_KEY: "package.packed"}))
+    forged = _delivery(FakeAmqpMessage(naming.EVENTS_EXCHANGE, {naming.HEADER_ROUTING_KEY: "package.shipped"}))
+    odd = _delivery(FakeAmqpMessage(naming.RETRY_EXCHANGE, {naming.HEADER_ROUTING_KEY: {"a": 1}}))
+    retried = dataclasses.replace(retried, routing_key=naming.work_queue("packer"))
+    assert retried.published_routing_key == "package.packed"
+    assert forged.published_routing_key == odd.published_routing_key == "package.packed"
