@@ -96,8 +96,8 @@ class Settler:
             return
         headers = self._failure_headers(delivery, decision)
         if decision.verdict is Verdict.RETRY:
-            if decision.wait_s:
-                wait_s = min(decision.wait_s, self._max_wait_s)
+            wait_s = min(decision.wait_s, self._max_wait_s)
+            if wait_s:
                 headers[naming.HEADER_NOT_BEFORE] = (utcnow() + timedelta(seconds=wait_s)).isoformat()
             self._delay(delivery, headers, decision.delay_s,
                         self._policy.jittered(decision.delay_s, decision.min_delay_s))
@@ -106,7 +106,7 @@ class Settler:
                 message_id=delivery.message_id,
                 event_type=delivery.event_type,
                 attempt=headers[naming.HEADER_ATTEMPTS],
-                retry_in_s=decision.wait_s or decision.delay_s,
+                retry_in_s=wait_s or decision.delay_s,
                 error_class=decision.error_class,
                 error=headers[naming.HEADER_ERROR_MESSAGE],
             )
