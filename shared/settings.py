@@ -30,7 +30,7 @@ class Settings(BaseSettings):
     max_retry_after_s: float = Field(
         3600.0, gt=0, description="The longest a carrier's or Omnitron's `Retry-After` is honoured, in seconds "
         "(also the longest a tracker pauses a carrier); a larger, negative or unreadable value waits this "
-        "long and is logged."
+        "long and is logged; also the most a retry copy's not-before can hold a message back."
     )
     carriers_file: Path = Field(Path("carriers.toml"), description="The carriers file (TOML).")
 
