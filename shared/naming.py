@@ -2,7 +2,7 @@
 
 Queues are named ``oms-shipments.<service>``; the service's dead letters go to
 ``oms-shipments.<service>.dlq`` and its delayed retries wait in
-``oms-shipments.<service>.retry.<seconds>s`` before they flow back to the work queue
+``oms-shipments.<service>.delay.<seconds>s`` before they flow back to the work queue
 through ``oms.retry``, the one exchange whose deliveries may carry our own headers.
 """
 from __future__ import annotations
@@ -46,7 +46,10 @@ def dead_letter_queue(service: str) -> str:
 
 
 def retry_queue(service: str, delay_s: float) -> str:
-    return f"{work_queue(service)}.retry.{delay_s:g}s"
+    # ".delay.", not the ".retry." of versions before oms.retry: those queues dead-letter to
+    # the default exchange, and RabbitMQ refuses to declare a queue again with other
+    # arguments, so a new name lets old and new run side by side while the old ones drain.
+    return f"{work_queue(service)}.delay.{delay_s:g}s"
 
 
 def event_source(service: str) -> str:

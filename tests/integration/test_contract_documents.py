@@ -74,5 +74,5 @@ def test_the_asyncapi_document_names_exactly_the_queues_and_bindings_topology_de
     assert documented_bindings == _declared_bindings(vhost)
     declared = _declared_queues(vhost)
     # Retry queues are plumbing behind the work queues; every other queue is documented.
-    assert documented_queues == {q for q in declared if ".retry." not in q}
+    assert documented_queues == {q for q in declared if ".delay." not in q}
     assert all(q.endswith(".dlq") for q in documented_queues if "dlq" in q)

@@ -20,7 +20,7 @@ def test_quorum_mode_declares_quorum_work_queues_and_the_pipeline_completes(pipe
         # Dead letters are read again and again by operators: classic keeps their order.
         assert types[f"oms-shipments.{service}.dlq"] == "classic"
     # Delay queues need message TTL, which quorum queues honour only from RabbitMQ 3.12.
-    assert {t for name, t in types.items() if ".retry." in name} == {"classic"}
+    assert {t for name, t in types.items() if ".delay." in name} == {"classic"}
 
     pipeline.carrier.fate = lambda order_number: ["SHIPPING", "DELIVERED"]
     # Four 500s outlast the client's three tries: the message takes a delay queue and comes back.
