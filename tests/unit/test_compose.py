@@ -72,3 +72,12 @@ def test_the_broker_refuses_messages_far_over_the_body_limit_so_a_consumer_holds
              if line.strip() and not line.lstrip().startswith("#")]
     settings = {key.strip(): value.strip() for key, value in lines}
     assert MAX_BODY_BYTES < int(settings["max_message_size"]) <= 4 * MAX_BODY_BYTES
+
+
+def test_every_service_gets_longer_to_stop_than_its_drain_and_prometheus_loads_the_alert_rules():
+    runners = [spec for spec in OURS.values() if spec["command"][0] == "run"]
+    assert runners and all(int(spec["stop_grace_period"].rstrip("s")) > 60 for spec in runners)
+    prometheus = COMPOSE["services"]["prometheus"]
+    assert "./deploy/prometheus-alerts.yml:/etc/prometheus/alerts.yml:ro" in prometheus["volumes"]
+    config = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
+    assert config["rule_files"] == ["/etc/prometheus/alerts.yml"]
