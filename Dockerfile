@@ -1,14 +1,14 @@
 # Two stages: the build stage makes wheels of the project and its dependencies (a layer that
-# changes only when pyproject.toml does, then one for our code); the runtime stage installs
+# changes only when requirements.lock does, then one for our code); the runtime stage installs
 # them into a slim image and runs as an unprivileged user.
 FROM python:3.11-slim AS build
 WORKDIR /src
 RUN pip install --no-cache-dir --upgrade pip wheel
+COPY requirements.lock ./
+# Dependencies first, at the versions of the lock file, in their own layer: a code change
+# does not rebuild them.
+RUN pip wheel --no-cache-dir --wheel-dir /wheels -r requirements.lock
 COPY pyproject.toml README.md ./
-# Dependencies first, in their own layer: a code change does not rebuild them.
-RUN mkdir -p contracts shared services && touch contracts/__init__.py shared/__init__.py services/__init__.py \
-    && pip wheel --no-cache-dir --wheel-dir /wheels . \
-    && rm /wheels/oms_shipments-*.whl
 COPY contracts ./contracts
 COPY shared ./shared
 COPY services ./services
