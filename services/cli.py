@@ -1,7 +1,9 @@
 """The ``oms-shipments`` command line (CONTRACT.md §6)."""
 from __future__ import annotations
 
+import errno
 import sys
+from contextlib import contextmanager
 from importlib.metadata import version as installed_version
 from pathlib import Path
 
@@ -11,7 +13,7 @@ from rich.text import Text
 
 from services.cli_text import shown
 from services.dlq_cli import dlq_app
-from services.startup import explain
+from services.startup import StartupProblem, explain
 from shared.logging import configure_logging, get_logger, logging_configured
 from shared.settings import Settings
 
@@ -31,7 +33,7 @@ class OperatorCli(typer.Typer):
         try:
             return super().__call__(*args, **kwargs)
         except Exception as exc:
-            line = explain(exc, _current_settings)
+            line = explain(exc, _current_settings or _settings_if_valid())
             if line is None:
                 raise
             if not logging_configured():
@@ -67,6 +69,13 @@ def _settings() -> Settings:
     register_secrets(*settings.secrets())
     _current_settings = settings
     return settings
+
+
+def _settings_if_valid() -> Settings | None:
+    try:
+        return Settings()
+    except Exception:  # the problem being explained may be these very settings
+        return None
 
 
 def _print_version(asked: bool) -> None:
@@ -183,6 +192,17 @@ def status(package_id: str) -> None:
         raise typer.Exit(1)
 
 
+@contextmanager
+def _listening_on(host: str, port: int):
+    """A stand-in that cannot take its address (another process holds it) is a start-up problem."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
+            raise
+        raise StartupProblem(f"cannot listen on {host}:{port}: {exc.strerror}; choose another with --port") from None
+
+
 @standin_app.command("carrier")
 def standin_carrier(
     host: str = "127.0.0.1", port: int = 8081, username: str = "user",
@@ -192,7 +212,8 @@ def standin_carrier(
     from services.standins.sandbox_carrier import serve_forever
 
     _settings()
-    serve_forever(host, port, username, password)
+    with _listening_on(host, port):
+        serve_forever(host, port, username, password)
 
 
 @standin_app.command("omnitron")
@@ -203,7 +224,8 @@ def standin_omnitron(
     from services.standins.omnitron import serve_forever
 
     _settings()
-    serve_forever(host, port, token)
+    with _listening_on(host, port):
+        serve_forever(host, port, token)
 
 
 @app.command("demo")

@@ -14,6 +14,7 @@ import socket
 
 import amqp.exceptions
 import kombu.exceptions
+import pika.exceptions
 import psycopg
 import pydantic
 import sqlalchemy.exc
@@ -100,16 +101,20 @@ def _database_sentence(message: str, where: str) -> str:
 
 
 def _is_broker_failure(exc: BaseException) -> bool:
+    # kombu wraps what the socket says (refused, unknown host, timed out); amqp raises the
+    # broker's own refusals of the login and of the vhost as they are. The dead-letter tools
+    # speak pika, which raises an unknown host name as the resolver's error.
     return isinstance(exc, (kombu.exceptions.OperationalError, amqp.exceptions.AccessRefused,
-                            amqp.exceptions.NotAllowed, ConnectionError, socket.gaierror, socket.timeout))
+                            amqp.exceptions.NotAllowed, pika.exceptions.AMQPConnectionError, socket.gaierror))
 
 
 def _broker_sentence(exc: BaseException, where: str) -> str:
     if isinstance(exc, kombu.exceptions.OperationalError) and exc.__cause__ is not None:
         exc = exc.__cause__  # kombu's wrapper around the refusal itself
-    if isinstance(exc, amqp.exceptions.AccessRefused):
+    if isinstance(exc, (amqp.exceptions.AccessRefused, pika.exceptions.ProbableAuthenticationError)):
         return f"the broker at {where} refused the login: check the user and password in OMS_AMQP_URL"
     if isinstance(exc, amqp.exceptions.NotAllowed):
         return (f"the broker at {where} refused the vhost ({exc.reply_text}): create it with "
                 f"`rabbitmqctl add_vhost` and `rabbitmqctl set_permissions`, or fix OMS_AMQP_URL")
-    return f"cannot reach the broker at {where}: {exc}; start RabbitMQ or fix OMS_AMQP_URL"
+    detail = str(exc) or type(exc).__name__
+    return f"cannot reach the broker at {where}: {detail}; start RabbitMQ or fix OMS_AMQP_URL"

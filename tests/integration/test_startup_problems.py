@@ -147,3 +147,17 @@ def test_the_shell_completes_the_service_names_of_run(environment, typed, offere
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == offered
+
+
+@pytest.mark.parametrize("standin", ["carrier", "omnitron"])
+def test_a_stand_in_whose_port_another_process_holds_says_so_in_one_line(environment, standin):
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+
+        result = _cli(environment, "standin", standin, "--port", str(port))
+
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr and "--port" in result.stderr
