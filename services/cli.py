@@ -1,7 +1,10 @@
 """The ``oms-shipments`` command line (CONTRACT.md §6)."""
 from __future__ import annotations
 
+import errno
 import sys
+from contextlib import contextmanager
+from importlib.metadata import version as installed_version
 from pathlib import Path
 
 import typer
@@ -10,10 +13,36 @@ from rich.text import Text
 
 from services.cli_text import shown
 from services.dlq_cli import dlq_app
-from shared.logging import configure_logging
+from services.startup import StartupProblem, explain
+from shared.logging import configure_logging, get_logger, logging_configured
 from shared.settings import Settings
 
-app = typer.Typer(help="Event-driven shipments for an OMS: packer, shipper, tracker, Omnitron publisher.",
+STARTUP_PROBLEM_EXIT = 2
+
+
+class OperatorCli(typer.Typer):
+    """The command line, with start-up and configuration problems said in one line.
+
+    A broker or database that cannot be reached, settings or a carriers file that do not
+    parse: one line on stderr (through the logger, so a JSON log stream stays JSON, with the
+    same redaction) that says what is wrong and what to do, and exit code 2. Anything else
+    is a fault of ours and keeps its traceback.
+    """
+
+    def __call__(self, *args, **kwargs):
+        try:
+            return super().__call__(*args, **kwargs)
+        except Exception as exc:
+            line = explain(exc, _current_settings or _settings_if_valid())
+            if line is None:
+                raise
+            if not logging_configured():
+                configure_logging()
+            get_logger().error(line)
+            sys.exit(STARTUP_PROBLEM_EXIT)
+
+
+app = OperatorCli(help="Event-driven shipments for an OMS: packer, shipper, tracker, Omnitron publisher.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
 topology_app = typer.Typer(help="The broker topology.", no_args_is_help=True)
@@ -28,24 +57,61 @@ app.add_typer(contracts_app, name="contracts")
 app.add_typer(docs_app, name="docs")
 
 console = Console(stderr=True)
+_current_settings: Settings | None = None  # for naming the broker or database in a start-up problem
 
 
 def _settings() -> Settings:
+    global _current_settings
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
     from shared.logging import register_secrets
 
     register_secrets(*settings.secrets())
+    _current_settings = settings
     return settings
 
 
+def _settings_if_valid() -> Settings | None:
+    try:
+        return Settings()
+    except Exception:  # the problem being explained may be these very settings
+        return None
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        print(f"oms-shipments {installed_version('oms-shipments')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    pass
+
+
+def complete_service(incomplete: str) -> list[str]:
+    """The service names for the shell's completion of ``run``."""
+    from services.bootstrap import SERVICE_NAMES
+
+    return [name for name in (*SERVICE_NAMES, "all") if name.startswith(incomplete)]
+
+
 @db_app.command("upgrade")
-def db_upgrade(revision: str = typer.Argument("head", help="Target revision.")) -> None:
+def db_upgrade(
+    revision: str = typer.Argument("head", help="Target revision."),
+    create: bool = typer.Option(False, "--create", help="Create the database first when it does not exist."),
+) -> None:
     """Create or migrate the database schema."""
-    from services.migrations import upgrade
+    from services.migrations import create_database, upgrade
 
     settings = _settings()
-    upgrade(settings.database_url.get_secret_value(), revision)
+    database_url = settings.database_url.get_secret_value()
+    if create and create_database(database_url):
+        console.print(Text.assemble(("created the database", "green")))
+    upgrade(database_url, revision)
     console.print(Text.assemble(("database at revision ", "green"), (shown(revision), "green")))
 
 
@@ -83,7 +149,8 @@ def docs_configuration(output: Path = typer.Option(Path("docs/configuration.md")
 
 @app.command("run")
 def run(
-    service: str = typer.Argument(..., help="packer, shipper, tracker, omnitron-publisher, or all"),
+    service: str = typer.Argument(..., help="packer, shipper, tracker, omnitron-publisher, or all",
+                                  autocompletion=complete_service),
     concurrency: int = typer.Option(None, "--concurrency", "-c", min=1, help="Handler threads per consumer."),
 ) -> None:
     """Run one service (or all of them in one process) until SIGTERM/SIGINT."""
@@ -129,6 +196,17 @@ def status(package_id: str) -> None:
         raise typer.Exit(1)
 
 
+@contextmanager
+def _listening_on(host: str, port: int):
+    """A stand-in that cannot take its address (another process holds it) is a start-up problem."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
+            raise
+        raise StartupProblem(f"cannot listen on {host}:{port}: {exc.strerror}; choose another with --port") from None
+
+
 @standin_app.command("carrier")
 def standin_carrier(
     host: str = "127.0.0.1", port: int = 8081, username: str = "user",
@@ -138,7 +216,8 @@ def standin_carrier(
     from services.standins.sandbox_carrier import serve_forever
 
     _settings()
-    serve_forever(host, port, username, password)
+    with _listening_on(host, port):
+        serve_forever(host, port, username, password)
 
 
 @standin_app.command("omnitron")
@@ -149,7 +228,8 @@ def standin_omnitron(
     from services.standins.omnitron import serve_forever
 
     _settings()
-    serve_forever(host, port, token)
+    with _listening_on(host, port):
+        serve_forever(host, port, token)
 
 
 @app.command("demo")

@@ -48,41 +48,44 @@ def make_visible(_logger, _name, event_dict: dict) -> dict:
     return {key: _made_visible(value, "\n" if key in TRACEBACK_KEYS else "") for key, value in event_dict.items()}
 
 
+_configured = False
+
+
+def logging_configured() -> bool:
+    return _configured
+
+
 def configure_logging(level: str = "INFO", fmt: str = "auto", stream=None) -> None:
+    global _configured
     stream = stream or sys.stderr
     as_console = fmt == "console" or (fmt == "auto" and stream.isatty())
     renderer = structlog.dev.ConsoleRenderer() if as_console else structlog.processors.JSONRenderer()
+    # What every line goes through before it is rendered, ours and the libraries' alike.
+    before_rendering = [
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+        redact_secrets,
+        *([make_visible] if as_console else []),
+    ]
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            redact_secrets,
-            *([make_visible] if as_console else []),
-            renderer,
-        ],
+        processors=[structlog.contextvars.merge_contextvars, *before_rendering, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         logger_factory=structlog.PrintLoggerFactory(stream),
         cache_logger_on_first_use=False,
     )
-    # Libraries (kombu, amqp, alembic, httpx) log through stdlib logging: same redaction.
+    # Libraries (kombu, amqp, alembic, httpx) log through stdlib logging: their records are
+    # rendered by the same processors, so the stream is one format (one JSON object per line)
+    # with one redaction; the logger's name says whose line it is.
     handler = logging.StreamHandler(stream)
-    handler.setFormatter(_RedactingFormatter("%(levelname)s %(name)s %(message)s"))
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[structlog.stdlib.add_logger_name, *before_rendering],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+    ))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
-
-
-class _RedactingFormatter(logging.Formatter):
-    """A library's line, redacted, its control characters written out; a traceback after it
-    keeps its line breaks, the message itself gets none."""
-
-    def formatMessage(self, record: logging.LogRecord) -> str:
-        return visible(super().formatMessage(record))
-
-    def format(self, record: logging.LogRecord) -> str:
-        return visible(redact_text(super().format(record)), keep="\n")
+    _configured = True
 
 
 def get_logger(**context):

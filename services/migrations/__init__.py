@@ -34,3 +34,25 @@ def current_revision(database_url: str) -> str | None:
             return MigrationContext.configure(connection).get_current_revision()
     finally:
         engine.dispose()
+
+
+def create_database(database_url: str) -> bool:
+    """Creates the PostgreSQL database the URL names when it does not exist (``db upgrade --create``);
+    True when it did. A SQLite file is created by its first connection."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    url = make_url(normalize_url(database_url))
+    if url.get_backend_name() != "postgresql":
+        return False
+    # Connected to the maintenance database: the one named does not exist yet.
+    engine = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            if connection.execute(text("SELECT 1 FROM pg_database WHERE datname = :name"),
+                                  {"name": url.database}).first():
+                return False
+            connection.execute(text(f"CREATE DATABASE {engine.dialect.identifier_preparer.quote(url.database)}"))
+            return True
+    finally:
+        engine.dispose()

@@ -88,9 +88,30 @@ def test_a_library_logging_through_stdlib_logging_is_redacted_too(log_stream):
     logging.getLogger("httpx").error("request with token %s failed", TOKEN)
 
     output = log_stream.getvalue()
-    assert "WARNING kombu.connection cannot connect to amqp://guest:***@rabbit:5672//" in output
-    assert "ERROR httpx request with token *** failed" in output
+    kombu_line, httpx_line = _lines(log_stream)
+    assert kombu_line["event"] == "cannot connect to amqp://guest:***@rabbit:5672//"
+    assert (kombu_line["level"], kombu_line["logger"]) == ("warning", "kombu.connection")
+    assert (httpx_line["event"], httpx_line["level"], httpx_line["logger"]) == (
+        "request with token *** failed", "error", "httpx")
     assert "stdlib-pass" not in output and TOKEN not in output
+
+
+@pytest.mark.parametrize("library", ["alembic.runtime.migration", "kombu.connection", "amqp"])
+def test_a_library_record_is_one_json_line_of_the_same_stream_with_the_same_redaction(log_stream, library):
+    get_logger().warning("ours", url="amqp://guest:ours-pass@rabbit//")
+    try:
+        raise ConnectionError(f"refused with token {TOKEN}\nsecond line")
+    except ConnectionError:
+        logging.getLogger(library).exception("cannot connect to postgresql://oms:db-pass@db/oms, %s", "giving up")
+
+    lines = log_stream.getvalue().splitlines()
+    assert len(lines) == 2, "a library's record and its traceback are one line, as ours are"
+    ours, theirs = _lines(log_stream)
+    assert set(ours) - {"url"} <= set(theirs), "the same fields as our own lines"
+    assert theirs["event"] == "cannot connect to postgresql://oms:***@db/oms, giving up"
+    assert (theirs["logger"], theirs["level"]) == (library, "error")
+    assert "ConnectionError: refused with token ***" in theirs["exception"]
+    assert TOKEN not in log_stream.getvalue() and "db-pass" not in log_stream.getvalue()
 
 
 def test_log_lines_below_the_configured_level_are_dropped(log_stream):
