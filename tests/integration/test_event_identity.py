@@ -47,9 +47,7 @@ def dead_letters(pipeline, queue: str, count: int) -> list[tuple]:
 
 
 def conflicts_counted(process) -> float:
-    port = wait_until(lambda: next((json.loads(line)["port"] for line in process.log_text().splitlines()
-                                    if line.startswith("{") and "serving /metrics" in line), 0), 30,
-                      message="the metrics port")
+    port = wait_until(process.metrics_port, 30, message="the metrics port named by the first log line")
     text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     return sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
                if sample.name == "oms_conflicting_events_total" and sample.labels == {"event_type": "PackagePacked"})
