@@ -131,6 +131,12 @@ class Settings(BaseSettings):
         "auto", description="`json`, `console`, or `auto`: console on a terminal, JSON otherwise."
     )
 
+    @field_validator("metrics_port", mode="before")
+    @classmethod
+    def _empty_disables(cls, value):
+        # `OMS_METRICS_PORT=` (set, empty) is how a deployment turns the endpoints off.
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("retry_delays_s")
     @classmethod
     def _at_least_one_delay(cls, value: list[float]) -> list[float]:

@@ -93,3 +93,12 @@ def test_an_invalid_setting_is_refused_naming_it(monkeypatch, name, value):
 
     with pytest.raises(ValidationError, match=name.removeprefix("OMS_").lower()):
         Settings(_env_file=None)
+
+
+def test_an_empty_metrics_port_disables_the_endpoints(monkeypatch):
+    from shared.settings import Settings
+
+    monkeypatch.setenv("OMS_METRICS_PORT", "")
+    assert Settings().metrics_port is None
+    monkeypatch.setenv("OMS_METRICS_PORT", "9300")
+    assert Settings().metrics_port == 9300
