@@ -8,6 +8,7 @@ is read back from the dead-letter queues (matched by tracer) or from the databas
 """
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -93,11 +94,14 @@ class World:
 
     # ---- publishing ----------------------------------------------------------------------
 
-    def _channel_ok(self) -> pika.adapters.blocking_connection.BlockingChannel:
+    def _live_connection(self) -> pika.BlockingConnection:
         if self._connection.is_closed:
             self._connection = pika.BlockingConnection(pika.URLParameters(self.pipeline.amqp_url))
-        if self._channel.is_closed:
-            self._channel = self._connection.channel()
+        return self._connection
+
+    def _channel_ok(self) -> pika.adapters.blocking_connection.BlockingChannel:
+        if self._channel.is_closed or self._connection.is_closed:
+            self._channel = self._live_connection().channel()
             self._channel.confirm_delivery()
         return self._channel
 
@@ -202,13 +206,11 @@ class World:
                 f"by {[s for s in sent.receivers if s not in letters]}: {where}")
 
     def pipeline_retry_delays(self) -> list[float]:
-        import json
-
         return json.loads(self.pipeline.env["OMS_RETRY_DELAYS_S"])
 
     def peek(self, queue: str) -> list[tuple[pika.BasicProperties, bytes]]:
         """The ready messages of a queue, handed back in their order (nack with requeue)."""
-        channel = self._connection.channel()
+        channel = self._live_connection().channel()
         try:
             found = []
             while True:
@@ -222,6 +224,18 @@ class World:
         finally:
             if channel.is_open:
                 channel.close()  # everything taken goes back, in order
+
+    def try_messages(self, messages: list[OddMessage]) -> None:
+        """One example: the odd messages, then a normal package behind them; each judged, none fatal."""
+        self.revive()
+        sent = [self.publish(message) for message in messages]
+        normal = self.send_normal_package()
+        outcome = self.settle(sent)
+        for item in sent:
+            self.check(item, outcome[item.tracer])
+        harness.wait_until(lambda: self.applied(("packed", normal.package_id)), 20, 0.05,
+                           message=f"the normal package {normal.package_id} behind the odd messages packed")
+        self.assert_none_exited()
 
     # ---- verdicts ------------------------------------------------------------------------
 
@@ -290,7 +304,7 @@ class World:
             self.pipeline.start(process.service, 1, *process.extra_args)
 
     def _drop_traced(self, queue: str) -> None:
-        channel = self._connection.channel()
+        channel = self._live_connection().channel()
         try:
             while True:
                 method, properties, _ = channel.basic_get(queue, auto_ack=False)
@@ -299,7 +313,8 @@ class World:
                 if TRACER in (properties.headers or {}):
                     channel.basic_ack(method.delivery_tag)
         finally:
-            channel.close()  # the normal messages taken go back to the queue
+            if channel.is_open:
+                channel.close()  # the normal messages taken go back to the queue
 
     # ---- the end of a run ----------------------------------------------------------------
 
@@ -347,9 +362,15 @@ class World:
 
 
 def _last_error(log: str) -> str:
-    """The traceback or error a dying process logged last, else the log's tail."""
-    start = max(log.rfind("Traceback"), log.rfind('"level": "error"'), log.rfind('"level":"error"'))
-    return log[start:start + 2500] if start >= 0 else log[-1500:]
+    """The end of the traceback a dying process logged last (its JSON line's exception), else the log's tail."""
+    for line in reversed(log.splitlines()):
+        if "Traceback" in line:
+            try:
+                line = json.loads(line).get("exception", line)
+            except ValueError:
+                pass
+            return "..." + line[-900:]
+    return log[-900:]
 
 
 def _recent(iso: str) -> bool:

@@ -17,7 +17,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import harness
 from hostile_messages import (
     binary_mode_event,
     broken_body,
@@ -37,15 +36,7 @@ def run_examples(world, odd_messages, examples: int) -> None:
     @settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck), print_blob=True)
     @given(st.lists(odd_messages, min_size=1, max_size=3))
     def odd_messages_beside_a_normal_package(messages):
-        world.revive()
-        sent = [world.publish(message) for message in messages]
-        normal = world.send_normal_package()
-        outcome = world.settle(sent)
-        for item in sent:
-            world.check(item, outcome[item.tracer])
-        harness.wait_until(lambda: world.applied(("packed", normal.package_id)), 20, 0.05,
-                           message=f"the normal package {normal.package_id} behind the odd messages packed")
-        world.assert_none_exited()
+        world.try_messages(messages)
 
     odd_messages_beside_a_normal_package()
     world.finish()
