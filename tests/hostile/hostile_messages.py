@@ -17,6 +17,7 @@ import json
 import struct
 import sys
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -110,14 +111,24 @@ def _decode_value(encoded: bytes, offset: int):
 
 
 _pika_encode_value, _pika_decode_value = pika.data.encode_value, pika.data.decode_value
-# Headers nested thousands of levels deep are encoded and read back by recursion.
+# Headers nested thousands of levels deep are encoded and read back by pika's recursion.
 DEEP_HEADER_RECURSION = 50_000
 
 
 def install_raw_fields() -> None:
     """Teaches this process's pika the field types other clients write and read (tests only)."""
     pika.data.encode_value, pika.data.decode_value = _encode_value, _decode_value
-    sys.setrecursionlimit(max(sys.getrecursionlimit(), DEEP_HEADER_RECURSION))
+
+
+@contextmanager
+def deep_recursion():
+    """Room for pika to write and read deep header tables (hypothesis lowers the limit while a test runs)."""
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, DEEP_HEADER_RECURSION))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(limit)
 
 
 def timestamp(seconds: int) -> RawField:
@@ -237,6 +248,7 @@ def dumps(value) -> bytes:
 
 # (what, path, value or REMOVE, verdict): the contract's words on PackagePacked values.
 REMOVE = object()
+SAME_AS_0 = "<same as item 0>"
 LONG = "x" * 100_000
 PACKED_SPOILINGS = [
     ("order item id true", "data.items.0.order_item_id", True, DEAD),
@@ -268,7 +280,7 @@ PACKED_SPOILINGS = [
     ("payment amount true", "data.payment.amount", True, DEAD),
     ("payment amount 'lots'", "data.payment.amount", "lots", DEAD),
     ("payment amount 1e400 as text", "data.payment.amount", "1e400", EITHER),
-    ("duplicate order item ids", "data.items.1.order_item_id", "<same as item 0>", DEAD),
+    ("duplicate order item ids", "data.items.1.order_item_id", SAME_AS_0, DEAD),
     ("sku of 255 characters", "data.items.0.sku", "s" * 255, APPLIED),
     ("sku of 256 characters", "data.items.0.sku", "s" * 256, DEAD),
     ("item name of 256 characters", "data.items.0.name", "n" * 256, DEAD),
@@ -367,7 +379,7 @@ def _spoil(event: dict, what: str, path: str, value) -> bool:
             if isinstance(node, dict):
                 node.pop(last, None)
             return True
-        if value == "<same as item 0>":
+        if isinstance(value, str) and value == SAME_AS_0:
             value = event["data"]["items"][0]["order_item_id"]
         elif isinstance(value, str) and value.startswith("<nested "):
             value = _nested(int(value[len("<nested "):-1]))
@@ -397,19 +409,23 @@ def spoiled_event(draw, kind: str) -> OddMessage:
 def _spoiled(kind: str, spoilings: list) -> OddMessage:
     package_id = fresh_package_id(kind[:4].upper())
     event = packed_event(package_id) if kind == "packed" else shipped_event(package_id)
-    verdict, applied = APPLIED, []
-    for what, path, value, expect in spoilings:
+    applied: list[tuple[str, str, Verdict]] = []  # (what, path, verdict) of the spoilings that took
+    # The copy of item 0's id goes last, so no later spoiling of that id undoes the duplicate.
+    for what, path, value, expect in sorted(spoilings, key=lambda s: isinstance(s[2], str) and s[2] == SAME_AS_0):
         if _spoil(event, what, path, value):
-            verdict &= expect
-            applied.append(what)
-    if not applied:
-        applied = ["nothing (the spoilings did not fit)"]
+            # What this one overwrote (its path or below) no longer counts.
+            applied = [a for a in applied if a[1] != path and not a[1].startswith(path + ".")]
+            applied.append((what, path, expect))
+    verdict = APPLIED
+    for _, _, expect in applied:
+        verdict &= expect
+    applied_whats = [what for what, _, _ in applied] or ["nothing (the spoilings did not fit)"]
     probe_id = event["data"].get("package_id") if isinstance(event.get("data"), dict) else None
     probe = (kind, probe_id) if isinstance(probe_id, str) and probe_id == package_id else None
     if probe is None and verdict is not DEAD:
         verdict = EITHER
     return OddMessage(routing_key=f"package.{kind}", body=dumps(event), expect=verdict,
-                      why=f"{'PackagePacked' if kind == 'packed' else 'PackageShipped'} with " + ", ".join(applied),
+                      why=f"{'PackagePacked' if kind == 'packed' else 'PackageShipped'} with " + ", ".join(applied_whats),
                       properties=_cloudevents(), probe=probe)
 
 

@@ -19,7 +19,7 @@ import psycopg
 
 import harness
 from events import package_packed, package_shipped, to_bytes
-from hostile_messages import ODD_HEADER_NAMES, TRACER, OddMessage, Verdict, install_raw_fields
+from hostile_messages import TRACER, OddMessage, Verdict, deep_recursion, install_raw_fields
 from services.omnitron_publisher.service import SUBSCRIPTION as PUBLISHER
 from services.packer.service import SUBSCRIPTION as PACKER
 from services.shipper.service import SUBSCRIPTION as SHIPPER
@@ -109,8 +109,9 @@ class World:
         tracer = uuid.uuid4().hex
         headers = {**message.headers, TRACER: tracer} if message.headers is not None else {TRACER: tracer}
         properties = pika.BasicProperties(headers=headers, **message.properties)
-        self._channel_ok().basic_publish(naming.EVENTS_EXCHANGE, message.routing_key, message.body, properties,
-                                         mandatory=True)
+        with deep_recursion():
+            self._channel_ok().basic_publish(naming.EVENTS_EXCHANGE, message.routing_key, message.body, properties,
+                                             mandatory=True)
         return Sent(tracer, message, receivers(message.routing_key))
 
     def send_normal_package(self) -> NormalPackage:
@@ -133,7 +134,8 @@ class World:
         channel = self._channel_ok()
         for service in CONSUMERS:
             while True:
-                method, properties, body = channel.basic_get(naming.dead_letter_queue(service), auto_ack=True)
+                with deep_recursion():
+                    method, properties, body = channel.basic_get(naming.dead_letter_queue(service), auto_ack=True)
                 if method is None:
                     break
                 letter = DeadLetter(service, properties, body)
@@ -214,7 +216,8 @@ class World:
         try:
             found = []
             while True:
-                method, properties, body = channel.basic_get(queue, auto_ack=False)
+                with deep_recursion():
+                    method, properties, body = channel.basic_get(queue, auto_ack=False)
                 if method is None:
                     break
                 found.append((properties, body))
@@ -307,7 +310,8 @@ class World:
         channel = self._live_connection().channel()
         try:
             while True:
-                method, properties, _ = channel.basic_get(queue, auto_ack=False)
+                with deep_recursion():
+                    method, properties, _ = channel.basic_get(queue, auto_ack=False)
                 if method is None:
                     break
                 if TRACER in (properties.headers or {}):
@@ -382,5 +386,3 @@ def _recent(iso: str) -> bool:
         return False
     return abs(datetime.now(timezone.utc) - moment) < timedelta(minutes=30)
 
-
-__all__ = ["World", "Sent", "Unsettled", "ODD_HEADER_NAMES", "receivers"]
