@@ -138,6 +138,7 @@ def components(runtime: Runtime, services: list[str]) -> list:
                     after_settle=[count_settled(naming.work_queue(name))],
                     batching=batching,
                     ordering_key=getattr(module, "ORDERING_KEY", None),
+                    max_wait_s=settings.max_retry_after_s,
                 )
             )
         if hasattr(module, "components"):

@@ -100,11 +100,15 @@ def run(
 @app.command("publish")
 def publish(source: str = typer.Argument(..., help="A file of events, one JSON per line, or - for stdin.")) -> None:
     """Validate events, then publish them to oms.events with publisher confirms."""
-    from services.publishing import publish_lines
+    from services.publishing import EventsReturned, publish_lines
 
     settings = _settings()
     lines = sys.stdin.read().splitlines() if source == "-" else Path(source).read_text().splitlines()
-    published, errors = publish_lines(settings.amqp_url.get_secret_value(), lines)
+    try:
+        published, errors = publish_lines(settings.amqp_url.get_secret_value(), lines)
+    except EventsReturned as returned:
+        console.print(str(returned), style="red", markup=False, highlight=False)
+        raise typer.Exit(1)
     for number, reason in errors:
         console.print(f"[red]line {number}: {reason}[/red]")
     if errors:

@@ -12,9 +12,12 @@ their original positions (checked on RabbitMQ 3.10, acks in between included); a
 Quorum queues would return them in another order and count a delivery for each read,
 which is why dead-letter queues are classic even with ``OMS_QUEUE_TYPE=quorum``.
 
-Replay publishes the original body to the service's work queue through the default
-exchange, waits for the broker's confirm, and only then acks the dead letter: a crash
-in between leaves a duplicate, which the services' inbox absorbs — never a loss.
+Replay publishes the original body to the service's work queue through ``oms.retry``
+(the services trust their own ``x-oms-`` headers only on what comes through it, so the
+replay's audit headers reach the service), waits for the broker's confirm, and only then
+acks the dead letter: a crash in between leaves a duplicate, which the services' inbox
+absorbs — never a loss.  Content type and encoding go back exactly as they came, absent
+ones absent, so a replayed message is judged as its original was.
 Every pass reads at most the messages that were in the queue when it started, so
 messages that fail again during a replay are not replayed a second time.
 """
@@ -204,10 +207,15 @@ def _republish(channel, target: str, letter: DeadLetter) -> None:
         message_id=original.message_id, timestamp=original.timestamp, type=original.type, app_id=original.app_id,
     )
     try:
-        channel.basic_publish("", target, letter.body, properties, mandatory=True)
+        channel.basic_publish(naming.RETRY_EXCHANGE, target, letter.body, properties, mandatory=True)
     except (pika.exceptions.UnroutableError, pika.exceptions.NackError) as exc:
         raise DlqError(f"the broker did not take message {letter.message_id} for {target} "
-                       f"({type(exc).__name__}); it stays in {letter.queue}") from None
+                       f"({type(exc).__name__}); it stays in {letter.queue}; "
+                       f"run `oms-shipments topology declare`") from None
+    except pika.exceptions.ChannelClosedByBroker as exc:
+        raise DlqError(f"the broker refused message {letter.message_id} for {target} through "
+                       f"{naming.RETRY_EXCHANGE} ({exc.reply_code} {exc.reply_text}); it stays in {letter.queue}; "
+                       f"run `oms-shipments topology declare`") from None
 
 
 class _Pacer:

@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 import pika
 
 from shared import naming
+from shared.headers import read_count, read_instant, without_own
 
 from shared.naming import (  # noqa: E402  (re-exported for the CLI and tests)
     HEADER_PREVIOUS_ATTEMPTS,
@@ -25,9 +26,11 @@ from shared.naming import (  # noqa: E402  (re-exported for the CLI and tests)
     HEADER_REPLAYED_AT,
 )
 
-# The failed attempt's bookkeeping: a replay starts a fresh retry cycle without it.
+# The failed attempt's bookkeeping: a replay starts a fresh retry cycle without it (and
+# is handled at once: a wait its last failure asked for is over).
 _RESET_HEADERS = (naming.HEADER_ATTEMPTS, naming.HEADER_ERROR_CLASS, naming.HEADER_ERROR_MESSAGE,
-                  naming.HEADER_FIRST_FAILURE, naming.HEADER_LAST_FAILURE, "x-death", "x-delivery-count")
+                  naming.HEADER_FIRST_FAILURE, naming.HEADER_LAST_FAILURE, naming.HEADER_NOT_BEFORE,
+                  "x-death", "x-delivery-count")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)?\s*$", re.IGNORECASE)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -44,23 +47,6 @@ def _text(value) -> str | None:
     if value is None:
         return None
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-
-
-def _when(value) -> datetime | None:
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-    try:
-        parsed = datetime.fromisoformat(_text(value) or "")
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
-
-
-def _int(value, default: int = 0) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return default
 
 
 def _broker_reason(headers: dict) -> str | None:
@@ -110,15 +96,15 @@ class DeadLetter:
 
     @property
     def attempts(self) -> int:
-        return _int(self.headers.get(naming.HEADER_ATTEMPTS))
+        return read_count(self.headers.get(naming.HEADER_ATTEMPTS))
 
     @property
     def first_failure_at(self) -> datetime | None:
-        return _when(self.headers.get(naming.HEADER_FIRST_FAILURE))
+        return read_instant(self.headers.get(naming.HEADER_FIRST_FAILURE))
 
     @property
     def last_failure_at(self) -> datetime | None:
-        return _when(self.headers.get(naming.HEADER_LAST_FAILURE))
+        return read_instant(self.headers.get(naming.HEADER_LAST_FAILURE))
 
     @property
     def dead_lettered_at(self) -> datetime | None:
@@ -127,7 +113,7 @@ class DeadLetter:
 
     @property
     def replay_count(self) -> int:
-        return _int(self.headers.get(HEADER_REPLAY_COUNT))
+        return read_count(self.headers.get(HEADER_REPLAY_COUNT))
 
     def as_dict(self) -> dict:
         """JSON-able, for ``show --json``."""
@@ -188,9 +174,24 @@ class Selector:
         return True
 
 
+def _own_headers_are_ours(letter: DeadLetter) -> bool:
+    """False for a message the broker dead-lettered itself (a quorum queue's delivery limit)
+    as it came from upstream: its ``x-oms-`` headers, if any, are someone else's. The newest
+    ``x-death`` entry names the exchange it was published to; the services' own dead-letter
+    copies carry no ``x-death``."""
+    deaths = letter.headers.get("x-death")
+    if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
+        return _text(deaths[0].get("exchange")) == naming.RETRY_EXCHANGE
+    return True
+
+
 def replay_headers(letter: DeadLetter, now: datetime) -> dict:
-    """The dead letter's headers for a fresh start: no retry count, the last failure kept for audit."""
-    headers = {key: value for key, value in letter.headers.items() if key not in _RESET_HEADERS}
+    """The dead letter's headers for a fresh start: no retry count, the last failure kept for audit.
+
+    A replay goes through ``oms.retry``, where the services trust ``x-oms-`` headers: a
+    message the broker dead-lettered straight from upstream loses any it came with."""
+    kept = letter.headers if _own_headers_are_ours(letter) else without_own(letter.headers)
+    headers = {key: value for key, value in kept.items() if key not in _RESET_HEADERS}
     headers.update({
         naming.HEADER_REPLAYED_FROM: letter.queue,
         HEADER_PREVIOUS_ERROR_CLASS: letter.error_class or "",

@@ -5,12 +5,32 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
-from kombu import Connection, Exchange, Producer, Queue
+import amqp.serialization
+from kombu import Connection, Exchange, Queue
 
 from shared import naming
 from shared.amqp_io import ReadAheadTransport
 
 CONTENT_TYPE = "application/cloudevents+json"
+
+
+def _short_string(raw):
+    """An AMQP short string (a property such as ``message_id``, a header's name) as text,
+    or as the bytes it is when it is not UTF-8.
+
+    py-amqp decodes them strictly in its frame reader: one message with an undecodable
+    message id raised out of every consumer's connection, and came back to the next.
+    Undecodable long strings py-amqp already keeps as bytes; short ones now the same.
+    """
+    if not isinstance(raw, bytes):
+        return raw  # as py-amqp's own: anything else is already text
+    try:
+        return raw.decode("utf-8", "surrogatepass")
+    except UnicodeDecodeError:
+        return raw
+
+
+amqp.serialization.pstr_t = _short_string  # read by its property and field-table decoders
 
 
 def connect(url: str, heartbeat: float = 30) -> Connection:
@@ -71,6 +91,11 @@ def events_exchange() -> Exchange:
     return Exchange(naming.EVENTS_EXCHANGE, type="topic", durable=True)
 
 
+def retry_exchange() -> Exchange:
+    """Where retries come back from: each work queue is bound to it under its own name."""
+    return Exchange(naming.RETRY_EXCHANGE, type="direct", durable=True)
+
+
 def is_embedded(url: str) -> bool:
     return url.startswith("memory://")
 
@@ -124,14 +149,15 @@ class Topology:
 
     def retry_queues(self, service: str) -> list[Queue]:
         # Classic even in quorum mode: quorum queues honour message TTL only from
-        # RabbitMQ 3.12 on, and a message waits here only for its delay.
+        # RabbitMQ 3.12 on, and a message waits here only for its delay.  An expired copy
+        # goes back through oms.retry: that exchange is what makes its x-oms- headers ours.
         return [
             Queue(
                 naming.retry_queue(service, delay),
                 durable=True,
                 queue_arguments={
                     "x-message-ttl": int(delay * 1000),
-                    "x-dead-letter-exchange": "",
+                    "x-dead-letter-exchange": naming.RETRY_EXCHANGE,
                     "x-dead-letter-routing-key": naming.work_queue(service),
                 },
             )
@@ -139,10 +165,12 @@ class Topology:
         ]
 
     def declare(self, connection: Connection, services: list[str] | None = None) -> list[str]:
-        """Declares the exchange and the queues of ``services`` (all when None); returns their names."""
+        """Declares the exchanges and the queues of ``services`` (all when None); returns their names."""
         channel = connection.default_channel
         self.exchange(channel).declare()
-        declared = [naming.EVENTS_EXCHANGE]
+        retries = retry_exchange()
+        retries(channel).declare()
+        declared = [naming.EVENTS_EXCHANGE, naming.RETRY_EXCHANGE]
         for subscription in self.subscriptions:
             if services is not None and subscription.service not in services:
                 continue
@@ -150,6 +178,7 @@ class Topology:
             queue.declare()
             for key in subscription.routing_keys:
                 queue.bind_to(exchange=self.exchange, routing_key=key)
+            queue.bind_to(exchange=retries, routing_key=queue.name)
             others = [self.dead_letter_queue(subscription.service), *self.retry_queues(subscription.service)]
             for other in others:
                 other(channel).declare()
@@ -157,17 +186,46 @@ class Topology:
         return declared
 
 
+class Unroutable(Exception):
+    """The broker returned a mandatory publish: no queue is bound for its routing key.
+
+    Raised once the publish's confirm has come, so the channel is ready for the next one.
+    """
+
+    def __init__(self, exchange: str, routing_key: str, reply_code: int | None, reply_text: str):
+        self.exchange, self.routing_key, self.reply_code, self.reply_text = exchange, routing_key, reply_code, reply_text
+        super().__init__(f"the broker returned a message published to {exchange or '(the default exchange)'} "
+                         f"with routing key {routing_key!r}: {reply_code} {reply_text} (no queue takes it)")
+
+
 class Publisher:
-    """Publishes persistent messages and waits for the broker's confirm of each."""
+    """Publishes persistent, ``mandatory`` messages and waits for the broker's confirm of each.
+
+    A returned publish raises :class:`Unroutable`.  The broker sends basic.return before
+    the basic.ack of the same publish; the return is noted by a channel handler while the
+    confirm is awaited (raising from inside that wait would leave the ack unread, to be
+    taken for the next publish's).  The message is built for the channel directly, not by
+    kombu's Producer, so an absent content type stays absent instead of being serialized
+    as JSON.  The embedded broker neither confirms nor returns: published is routed there.
+    """
 
     def __init__(self, connection: Connection):
         self._connection = connection
-        self._producer: Producer | None = None
+        self._channel = None
+        self._returned: Unroutable | None = None
 
-    def _ensure(self) -> Producer:
-        if self._producer is None:
-            self._producer = Producer(self._connection.channel())
-        return self._producer
+    def _ensure(self):
+        if self._channel is None:
+            channel = self._connection.channel()
+            events = getattr(channel, "events", None)
+            if events is not None:
+                events["basic_return"].add(self._on_return)
+            self._channel = channel
+        return self._channel
+
+    def _on_return(self, error, exchange: str, routing_key: str, message) -> None:
+        self._returned = Unroutable(exchange, routing_key, getattr(error, "reply_code", None),
+                                    getattr(error, "reply_text", None) or str(error))
 
     def publish(
         self,
@@ -178,36 +236,36 @@ class Publisher:
         message_id: str | None = None,
         event_type: str | None = None,
         headers: dict | None = None,
-        content_type: str = CONTENT_TYPE,
+        content_type: str | None = CONTENT_TYPE,
+        content_encoding: str | None = "binary",
         expiration: float | None = None,
     ) -> None:
-        properties = {}
+        """``content_type`` or ``content_encoding`` None: the property is left out."""
+        properties: dict = {"delivery_mode": 2}
         if message_id:
             properties["message_id"] = message_id
         if event_type:
             properties["type"] = event_type
+        if expiration is not None:
+            properties["expiration"] = str(int(expiration * 1000))
         try:
-            self._ensure().publish(
-                body,
-                routing_key=routing_key,
-                exchange=exchange,
-                delivery_mode=2,
-                content_type=content_type,
-                content_encoding="binary",
-                headers=headers or {},
-                expiration=expiration,
-                retry=False,
-                **properties,
-            )
+            channel = self._ensure()
+            message = channel.prepare_message(body, None, content_type, content_encoding, dict(headers or {}),
+                                              properties)
+            self._returned = None
+            channel.basic_publish(message, exchange=exchange, routing_key=routing_key, mandatory=True)
         except Exception:
             self.reset()
             raise
+        returned, self._returned = self._returned, None
+        if returned is not None:
+            raise returned
 
     def reset(self) -> None:
         """Forget the channel (after a connection error) so the next publish opens a new one."""
-        producer, self._producer = self._producer, None
-        if producer is not None:
+        channel, self._channel = self._channel, None
+        if channel is not None:
             try:
-                producer.channel.close()
+                channel.close()
             except Exception:  # the channel is already gone with its connection
                 pass

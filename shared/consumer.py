@@ -15,25 +15,34 @@ With an ``ordering_key`` (a function of a delivery, e.g. its shipment id) and se
 handler threads, deliveries with the same key always go to the same thread, so they are
 handled one after the other in the order they arrived, while different keys run side by
 side.
+
+Nothing a message carries is trusted (contract §1).  Our own ``x-oms-`` headers are kept
+only on a delivery through ``oms.retry``; a body in another encoding than UTF-8 is
+dead-lettered undecoded; and whatever fails in the worker's own path (reading the
+message, its ordering key, the not-before check, settling it) dead-letters that one
+message with the error as its reason: the connection thread never dies of a message.
 """
 from __future__ import annotations
 
+import dataclasses
 import queue
 import socket
 import threading
 import time
+import uuid
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from kombu import Consumer
+import amqp
 from kombu.exceptions import OperationalError as BrokerUnreachable
 
 from shared import naming
 from shared.batch import Outcome
-from shared.broker import Publisher, Topology, Subscription, is_embedded, keep_connected
+from shared.broker import Publisher, Topology, Subscription, Unroutable, is_embedded, keep_connected
 from shared.failure import Decision, RetryPolicy, Verdict, decide
+from shared.headers import encoding_refusal, read_count, without_own
 from shared.logging import get_logger
 from shared.settling import DelayedRetries, Settler
 
@@ -51,16 +60,21 @@ class Delivery:
     content_type: str | None
     routing_key: str
     message_id: str | None
-    headers: dict = field(default_factory=dict)
+    headers: dict = field(default_factory=dict)  # our own x-oms- ones only when they came through oms.retry
     redelivered: bool = False
     event_type: str | None = None
+    content_encoding: str | None = None
 
     @property
     def failed_attempts(self) -> int:
-        try:
-            return int(self.headers.get(naming.HEADER_ATTEMPTS, 0))
-        except (TypeError, ValueError):
-            return 0
+        return read_count(self.headers.get(naming.HEADER_ATTEMPTS))
+
+    @property
+    def published_routing_key(self) -> str:
+        """The routing key it was published under: a copy back through oms.retry arrives
+        under its work queue's name, and its first failure recorded the original."""
+        original = self.headers.get(naming.HEADER_ROUTING_KEY)
+        return original if isinstance(original, str) and original else self.routing_key
 
 
 Handler = Callable[[Delivery], None]
@@ -99,20 +113,102 @@ class Batching:
 
 def _broker_lost(connection) -> tuple[type[BaseException], ...]:
     # A reconnect while the broker is still down fails in ensure_connection, which kombu
-    # re-raises as its OperationalError (no OSError): the same lost broker.
-    return connection.connection_errors + (OSError, ConnectionError, BrokerUnreachable)
+    # re-raises as its OperationalError (no OSError): the same lost broker.  A channel the
+    # broker closed, or a copy it returned twice, is mended the same way: a new connection
+    # declares the topology again and gets the unacknowledged messages back.
+    return connection.connection_errors + connection.channel_errors + (
+        OSError, ConnectionError, BrokerUnreachable, Unroutable)
+
+
+class _Received:
+    """A broker message as py-amqp hands it over, for the worker and the settler.
+
+    Not kombu's Message: building one decompresses a body marked with a ``compression``
+    header, before anyone has looked at its size, and a body it cannot decompress makes
+    its consumer raise out of the connection thread.
+    """
+
+    def __init__(self, raw: amqp.Message):
+        properties = raw.properties or {}
+        self._channel = raw.channel
+        self.body = raw.body
+        self.delivery_info = raw.delivery_info or {}
+        self.delivery_tag = self.delivery_info.get("delivery_tag")
+        self.properties = properties
+        self.headers = properties.get("application_headers") or {}
+        self.content_type = properties.get("content_type")
+        self.content_encoding = properties.get("content_encoding")
+
+    def ack(self, multiple: bool = False) -> None:
+        self._channel.basic_ack(self.delivery_tag, multiple=multiple)
+
+
+def _received(message):
+    # The embedded broker's channel hands over kombu's messages; nothing outside the
+    # process publishes there.
+    return _Received(message) if isinstance(message, amqp.Message) else message
+
+
+SHORT_STRING_BYTES = 255
+
+
+def _text(value) -> str | None:
+    """An AMQP short string property as text that fits one again (a copy republishes it):
+    undecodable bytes are replaced, which may lengthen them, so the text is cut to fit."""
+    if value is None:
+        return None
+    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    while len(text.encode("utf-8", "surrogatepass")) > SHORT_STRING_BYTES:
+        text = text[:-1]
+    return text
+
+
+def _body(message) -> bytes:
+    body = message.body
+    if isinstance(body, (bytes, bytearray, memoryview)):
+        return bytes(body)
+    return str(body).encode("utf-8", "surrogatepass")
 
 
 def _delivery(message) -> Delivery:
+    info, properties = message.delivery_info or {}, message.properties or {}
+    headers = message.headers if isinstance(message.headers, dict) else {}
+    if info.get("exchange") != naming.RETRY_EXCHANGE:
+        headers = without_own(headers)  # contract §1: never read, never copied on
     return Delivery(
-        body=message.body if isinstance(message.body, bytes) else bytes(message.body, "utf-8"),
-        content_type=message.content_type,
-        routing_key=message.delivery_info.get("routing_key", ""),
-        message_id=message.properties.get("message_id"),
-        headers=dict(message.headers or {}),
-        redelivered=bool(message.delivery_info.get("redelivered")),
-        event_type=message.properties.get("type"),
+        body=_body(message),
+        content_type=_text(message.content_type),
+        content_encoding=_text(message.content_encoding),
+        routing_key=_text(info.get("routing_key")) or "",
+        message_id=_text(properties.get("message_id")),
+        headers=dict(headers),
+        redelivered=bool(info.get("redelivered")),
+        event_type=_text(properties.get("type")),
     )
+
+
+def _bare_delivery(message) -> Delivery:
+    """What can still be read of a message whose Delivery could not be built: its bytes."""
+    return Delivery(body=_body(message), content_type=None, routing_key="", message_id=None)
+
+
+def _describe(error: BaseException) -> str:
+    try:
+        text = str(error)
+    except Exception:
+        text = ""
+    return f"{type(error).__name__}: {text[:500]}" if text else type(error).__name__
+
+
+def refusal(reason: str) -> Decision:
+    """A message the contract refuses before any handler sees it."""
+    return Decision(Verdict.DEAD_LETTER, reason=reason, error_class="PermanentError")
+
+
+def consumer_failure(error: BaseException) -> Decision:
+    """The worker's own path failed on a message: that message is dead-lettered, with why."""
+    return Decision(Verdict.DEAD_LETTER, reason=f"the consumer could not take this message: {_describe(error)}",
+                    error_class=type(error).__name__)
 
 
 class QueueWorker:
@@ -130,6 +226,7 @@ class QueueWorker:
         after_settle: list[Hook] | None = None,
         batching: Batching | None = None,
         ordering_key: OrderingKey | None = None,
+        max_wait_s: float = 3600,
     ):
         self.service = subscription.service
         self.queue_name = naming.work_queue(self.service)
@@ -146,6 +243,8 @@ class QueueWorker:
         self._after_settle = after_settle or []
         self._embedded = is_embedded(amqp_url)
         self._delayed = DelayedRetries()
+        self._max_wait_s = max_wait_s
+        self._returned_last = False  # the last session ended on a twice-returned copy
         self._log = get_logger(service=self.service, queue=self.queue_name)
         self.ready = threading.Event()
 
@@ -156,18 +255,28 @@ class QueueWorker:
 
     def _session(self, connection, connected: Callable[[], None]) -> None:
         self._topology.declare(connection, services=[self.service])
-        connected()
+        if not self._returned_last:  # a copy returned again and again backs off like an outage
+            connected()
+        self._returned_last = False
         self._consume(connection)
 
     def _lost(self, error: BaseException, retry_in_s: float) -> None:
         self.ready.clear()
+        self._returned_last = isinstance(error, Unroutable)
+        if self._returned_last:
+            self._log.error("a retry or dead-letter copy was returned twice; its original stays unacknowledged, "
+                            "reconnecting", error=str(error), retry_in_s=retry_in_s)
+            return
         self._log.warning("broker connection lost, reconnecting", error=str(error), retry_in_s=retry_in_s)
 
     def _consume(self, connection) -> None:
         settler = Settler(service=self.service, policy=self._policy, publisher=Publisher(connection),
-                          embedded=self._embedded, delayed=self._delayed)
+                          embedded=self._embedded, delayed=self._delayed, max_wait_s=self._max_wait_s,
+                          redeclare=lambda: self._topology.declare(connection, services=[self.service]))
+        lost = _broker_lost(connection)
         done: queue.Queue = queue.Queue()
         channel = connection.channel()
+        channel.auto_decode = False  # py-amqp would decode a body by its content_encoding: it stays bytes
         channel.basic_qos(0, self._prefetch, False)
         futures: set = set()
         pending: list = []  # batching: arrived, not yet in a batch
@@ -179,20 +288,30 @@ class QueueWorker:
 
         def on_message(message) -> None:
             settler.received(message)
-            delivery = _delivery(message)
-            if settler.wait_out(message, delivery):
-                return
-            if self._batching:
-                pending.append((message, delivery))
-            else:
-                submit([(message, delivery)])
+            delivery = None
+            try:
+                delivery = _delivery(message)
+                refused = encoding_refusal(delivery.content_encoding, message.headers)
+                if refused is not None:
+                    settler.settle(message, delivery, refusal(refused))
+                elif settler.wait_out(message, delivery):
+                    return
+                elif self._batching:
+                    pending.append((message, delivery))
+                else:
+                    submit([(message, delivery)])
+            except lost:
+                raise
+            except Exception as error:  # the message's fault or ours: it, not the worker, stops here
+                self._dead_letter_anyway(settler, message, delivery or _bare_delivery(message), error, lost)
 
         if self._ordering_key is not None:
             executor = KeyedExecutor(self._concurrency, self._ordering_key, f"{self.service}-handler")
         else:
             executor = ThreadPoolExecutor(max_workers=self._concurrency, thread_name_prefix=f"{self.service}-handler")
-        consumer = Consumer(channel, queues=[self._topology.work_queue(self._subscription)], on_message=on_message, no_ack=False)
-        consumer.consume()
+        consumer_tag = f"{self.service}-{uuid.uuid4().hex}"
+        channel.basic_consume(queue=self.queue_name, no_ack=False, consumer_tag=consumer_tag,
+                              callback=lambda message: on_message(_received(message)))
         self.ready.set()
         self._log.info("consuming", prefetch=self._prefetch, concurrency=self._concurrency,
                        batch=self._batching.size if self._batching else 1)
@@ -209,17 +328,17 @@ class QueueWorker:
                     while pending and len(futures) < self._concurrency:
                         submit(pending[:self._batching.size])
                         del pending[:self._batching.size]
-                self._settle_finished(done, settler)
+                self._settle_finished(done, settler, lost)
                 settler.release_due_retries()
             # Stop: take no more; what has not started goes back to the broker unacked
             # when the channel closes, what is running is finished and settled.
-            consumer.cancel()
+            channel.basic_cancel(consumer_tag)
             pending.clear()
             for future in list(futures):
                 future.cancel()
             deadline = time.monotonic() + 60
             while (futures or not done.empty()) and time.monotonic() < deadline:
-                self._settle_finished(done, settler, wait_s=0.1)
+                self._settle_finished(done, settler, lost, wait_s=0.1)
         finally:
             executor.shutdown(wait=False, cancel_futures=True)
             self.ready.clear()
@@ -254,7 +373,24 @@ class QueueWorker:
             outcomes = [Outcome(error, time.perf_counter() - started)]
         done.put((work, outcomes))
 
-    def _settle_finished(self, done: queue.Queue, settler: Settler, wait_s: float = 0.0) -> None:
+    def _dead_letter_anyway(self, settler: Settler, message, delivery: Delivery, error: BaseException,
+                            lost: tuple) -> Decision:
+        """Dead-letters a message the worker's own path failed on; should even that fail on
+        the message's headers, it goes without them (its bytes can always be published)."""
+        decision = consumer_failure(error)
+        self._log.error("the consumer could not take a message; dead-lettering it", message_id=delivery.message_id,
+                        error_class=decision.error_class, error=decision.reason)
+        try:
+            settler.settle(message, delivery, decision)
+        except lost:
+            raise
+        except Exception as again:
+            self._log.error("dead-lettering it with its headers failed; without them", message_id=delivery.message_id,
+                            error=_describe(again))
+            settler.settle(message, dataclasses.replace(delivery, headers={}), decision)
+        return decision
+
+    def _settle_finished(self, done: queue.Queue, settler: Settler, lost: tuple, wait_s: float = 0.0) -> None:
         first = True
         while True:
             try:
@@ -264,11 +400,17 @@ class QueueWorker:
             first = False
             applied, failed, settled = [], [], []
             for (message, delivery), outcome in zip(work, outcomes):
-                decision = decide(outcome.error, delivery.failed_attempts, self._policy)
+                try:
+                    decision = decide(outcome.error, delivery.failed_attempts, self._policy)
+                    if decision.verdict is not Verdict.ACK:
+                        settler.settle(message, delivery, decision)
+                except lost:
+                    raise
+                except Exception as error:  # e.g. an error whose text cannot be had: dead-letter it
+                    decision = self._dead_letter_anyway(settler, message, delivery, error, lost)
                 if decision.verdict is Verdict.ACK:
                     applied.append(message)
                 else:
-                    settler.settle(message, delivery, decision)
                     failed.append(delivery.message_id)
                 settled.append((delivery, decision, outcome.elapsed_s))
             settler.ack_all(applied)
@@ -277,4 +419,8 @@ class QueueWorker:
                                 message_ids=[delivery.message_id for _, delivery in work])
             for delivery, decision, elapsed in settled:
                 for hook in self._after_settle:
-                    hook(delivery, decision, elapsed)
+                    try:
+                        hook(delivery, decision, elapsed)
+                    except Exception as error:  # the message is settled; a metric must not stop the worker
+                        self._log.error("an after-settle hook failed", message_id=delivery.message_id,
+                                        error=_describe(error))

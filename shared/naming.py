@@ -2,14 +2,19 @@
 
 Queues are named ``oms-shipments.<service>``; the service's dead letters go to
 ``oms-shipments.<service>.dlq`` and its delayed retries wait in
-``oms-shipments.<service>.retry.<seconds>s`` before they flow back to the work queue.
+``oms-shipments.<service>.retry.<seconds>s`` before they flow back to the work queue
+through ``oms.retry``, the one exchange whose deliveries may carry our own headers.
 """
 from __future__ import annotations
 
 EVENTS_EXCHANGE = "oms.events"
+# Retry queues dead-letter into it and `dlq replay` publishes to it; each work queue is
+# bound to it under its own name. Only a delivery through it carries trusted x-oms- headers.
+RETRY_EXCHANGE = "oms.retry"
 PREFIX = "oms-shipments"
 
 # Our own retry bookkeeping; x-death is the broker's and clients may not rewrite it.
+OWN_HEADER_PREFIX = "x-oms-"
 HEADER_ATTEMPTS = "x-oms-attempts"
 HEADER_SERVICE = "x-oms-service"
 HEADER_QUEUE = "x-oms-queue"

@@ -52,6 +52,11 @@ class Settings(BaseSettings):
         [1, 5, 30, 120, 600],
         description="Delay tiers for retries, in seconds: attempt n waits tier n (the last repeats).",
     )
+    max_retry_after_s: float = Field(
+        3600, gt=0, description="The longest wait a peer's Retry-After may ask for, in seconds (a longer, "
+        "negative or unreadable one counts as this); also the most a retry copy's not-before can hold "
+        "a message back."
+    )
     relay_batch: int = Field(500, ge=1, description="Outbox rows published per relay round.")
     relay_idle_s: float = Field(0.1, gt=0, description="How often an idle outbox relay looks again.")
     tracker_batch: int = Field(

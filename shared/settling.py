@@ -3,7 +3,13 @@
 ack: applied.  retry: a copy with the attempt counted goes to a delay queue (or waits in
 process on the embedded broker), then the original is acked.  dead letter: a copy with
 the reason goes to the service's ``.dlq``, then the original is acked.  Every copy is
-published with a confirm before its original is acked.
+published ``mandatory`` with a confirm before its original is acked.  A copy the broker
+returns (its queue deleted, a tier the topology lacks) is published once more after the
+service's topology is declared again; returned again, it raises Unroutable and its
+original stays unacknowledged (the worker reconnects, the broker delivers it again).
+
+A copy keeps the original's body, content type and content encoding exactly, absent
+ones absent: what it was, it stays, so a replay of it is judged like the original.
 """
 from __future__ import annotations
 
@@ -11,11 +17,13 @@ import dataclasses
 import heapq
 import itertools
 import time
-from datetime import datetime, timedelta
+from datetime import timedelta
+from typing import Callable
 
 from shared import naming
 from shared.batch import ack_plan
-from shared.broker import Publisher
+from shared.broker import Publisher, Unroutable
+from shared.headers import read_instant
 from shared.db import utcnow
 from shared.failure import Decision, RetryPolicy, Verdict
 from shared.logging import get_logger
@@ -42,14 +50,21 @@ class DelayedRetries:
 
 
 class Settler:
+    """``max_wait_s``: the longest wait a failure may ask for (OMS_MAX_RETRY_AFTER_S); a
+    not-before further ahead is cut to it.  ``redeclare``: declares the service's topology
+    again, after a copy came back unroutable."""
+
     def __init__(self, *, service: str, policy: RetryPolicy, publisher: Publisher, embedded: bool,
-                 delayed: DelayedRetries):
+                 delayed: DelayedRetries, max_wait_s: float = 3600,
+                 redeclare: Callable[[], None] | None = None):
         self.service = service
         self.queue_name = naming.work_queue(service)
         self._policy = policy
         self._publisher = publisher
         self._embedded = embedded
         self._delayed = delayed
+        self._max_wait_s = max_wait_s
+        self._redeclare = redeclare
         self._unsettled: set[int] = set()
         self._log = get_logger(service=service, queue=self.queue_name)
 
@@ -81,8 +96,9 @@ class Settler:
             return
         headers = self._failure_headers(delivery, decision)
         if decision.verdict is Verdict.RETRY:
-            if decision.wait_s:
-                headers[naming.HEADER_NOT_BEFORE] = (utcnow() + timedelta(seconds=decision.wait_s)).isoformat()
+            wait_s = min(decision.wait_s, self._max_wait_s)
+            if wait_s:
+                headers[naming.HEADER_NOT_BEFORE] = (utcnow() + timedelta(seconds=wait_s)).isoformat()
             self._delay(delivery, headers, decision.delay_s,
                         self._policy.jittered(decision.delay_s, decision.min_delay_s))
             self._log.warning(
@@ -90,7 +106,7 @@ class Settler:
                 message_id=delivery.message_id,
                 event_type=delivery.event_type,
                 attempt=headers[naming.HEADER_ATTEMPTS],
-                retry_in_s=decision.wait_s or decision.delay_s,
+                retry_in_s=wait_s or decision.delay_s,
                 error_class=decision.error_class,
                 error=headers[naming.HEADER_ERROR_MESSAGE],
             )
@@ -109,18 +125,27 @@ class Settler:
     def wait_out(self, message, delivery) -> bool:
         """A delivery back from its delay tier before the moment its failure asked for (a
         Retry-After longer than every tier) goes round again, unhandled, its attempts
-        unchanged; True if it did."""
-        not_before = delivery.headers.get(naming.HEADER_NOT_BEFORE)
-        if not not_before:
+        unchanged; True if it did.
+
+        Only a delivery through oms.retry still has the header (shared/consumer.py drops it
+        from any other).  A moment without a timezone is UTC; an unreadable one is handled
+        now; one further ahead than ``max_wait_s`` is cut to that, so no message is parked
+        for longer whatever the header says.
+        """
+        not_before = read_instant(delivery.headers.get(naming.HEADER_NOT_BEFORE))
+        if not_before is None:
             return False
-        try:
-            left_s = (datetime.fromisoformat(str(not_before)) - utcnow()).total_seconds()
-        except ValueError:
-            return False  # not ours to read: handle it now rather than hold it
+        now = utcnow()
+        left_s = (not_before - now).total_seconds()  # aware datetimes: never overflows
         if left_s <= 0:
             return False
-        tier = self._policy.tier(1, left_s)
         headers = {name: value for name, value in delivery.headers.items() if name != "x-death"}  # the broker's
+        if left_s > self._max_wait_s:
+            self._log.warning("a not-before beyond the longest wait allowed is cut to it", message_id=delivery.message_id,
+                              asked_s=left_s, max_wait_s=self._max_wait_s)
+            left_s = self._max_wait_s
+            headers[naming.HEADER_NOT_BEFORE] = (now + timedelta(seconds=left_s)).isoformat()
+        tier = self._policy.tier(1, left_s)
         self._delay(delivery, headers, tier, min(tier, left_s))
         self._ack(message)
         self._log.info("waiting out the requested delay", message_id=delivery.message_id,
@@ -133,17 +158,30 @@ class Settler:
         else:
             self._publish_copy(delivery, naming.retry_queue(self.service, tier), headers, expiration=delay_s)
 
-    def _publish_copy(self, delivery, routing_key: str, headers: dict, expiration: float | None = None) -> None:
-        self._publisher.publish(
-            delivery.body,
-            exchange="",
-            routing_key=routing_key,
-            message_id=delivery.message_id,
-            event_type=delivery.event_type,
-            headers=headers,
-            content_type=delivery.content_type or "application/octet-stream",
-            expiration=expiration,
-        )
+    def _publish_copy(self, delivery, routing_key: str, headers: dict, expiration: float | None = None,
+                      exchange: str = "") -> None:
+        def publish() -> None:
+            self._publisher.publish(
+                delivery.body,
+                exchange=exchange,
+                routing_key=routing_key,
+                message_id=delivery.message_id,
+                event_type=delivery.event_type,
+                headers=headers,
+                content_type=delivery.content_type,
+                content_encoding=delivery.content_encoding,
+                expiration=expiration,
+            )
+
+        try:
+            publish()
+        except Unroutable as returned:
+            if self._redeclare is None:
+                raise
+            self._log.error("a retry or dead-letter copy was returned; declaring the topology again",
+                            message_id=delivery.message_id, error=str(returned))
+            self._redeclare()
+            publish()  # returned again: Unroutable, and the original stays unacknowledged
 
     def _failure_headers(self, delivery, decision: Decision) -> dict:
         now = utcnow().isoformat()
@@ -165,13 +203,6 @@ class Settler:
         return headers
 
     def release_due_retries(self) -> None:
+        # Through oms.retry, like a copy back from a broker's delay queue: its headers are ours.
         for delivery in self._delayed.due():
-            self._publisher.publish(
-                delivery.body,
-                exchange="",
-                routing_key=self.queue_name,
-                message_id=delivery.message_id,
-                event_type=delivery.event_type,
-                headers=delivery.headers,
-                content_type=delivery.content_type or "application/octet-stream",
-            )
+            self._publish_copy(delivery, self.queue_name, delivery.headers, exchange=naming.RETRY_EXCHANGE)

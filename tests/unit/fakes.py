@@ -102,3 +102,34 @@ class Counter:
         self.calls += 1
         if self._action:
             self._action()
+
+
+def take_embedded(queue: str) -> list:
+    """Every message of a queue on the embedded broker, taken off it."""
+    from kombu import Connection
+
+    with Connection("memory://") as connection:
+        channel = connection.channel()
+        taken = []
+        while (message := channel.basic_get(queue, no_ack=True)) is not None:
+            taken.append(message)
+        return taken
+
+
+def work_until(worker, stop, until, timeout_s: float = 10) -> None:
+    """Runs a queue worker on a thread until ``until()`` holds; fails if it times out or the worker dies."""
+    import threading
+    import time
+
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout_s
+    try:
+        while not until():
+            assert time.monotonic() < deadline, "timed out"
+            assert thread.is_alive(), "the worker died"
+            time.sleep(0.02)
+        assert thread.is_alive(), "the worker died"
+    finally:
+        stop.set()
+        thread.join(10)

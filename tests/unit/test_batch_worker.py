@@ -3,11 +3,11 @@ failure is settled alone, and a batch that could not even begin is retried, not 
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 
 from kombu import Connection, Producer
 
+from fakes import take_embedded, work_until
 from shared import naming
 from shared.batch import Outcome
 from shared.broker import Subscription, Topology
@@ -33,28 +33,14 @@ class Run:
                                  content_encoding="binary", message_id=uuid.uuid4().hex)
 
     def take(self, queue: str) -> list:
-        with Connection("memory://") as connection:
-            channel = connection.channel()
-            taken = []
-            while (message := channel.basic_get(queue, no_ack=True)) is not None:
-                taken.append(message)
-            return taken
+        return take_embedded(queue)
 
     def work(self, run_batch, until, timeout_s: float = 10) -> None:
         stop = threading.Event()
         worker = QueueWorker(amqp_url="memory://", topology=self.topology, subscription=self.subscription,
                              handle=lambda delivery: None, policy=RetryPolicy(5, (0.2,)), stop=stop,
                              batching=Batching(10, run_batch))
-        thread = threading.Thread(target=worker.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + timeout_s
-        try:
-            while not until():
-                assert time.monotonic() < deadline, "timed out"
-                time.sleep(0.02)
-        finally:
-            stop.set()
-            thread.join(10)
+        work_until(worker, stop, until, timeout_s)
 
 
 def subscription() -> Subscription:

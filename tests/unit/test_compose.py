@@ -61,3 +61,14 @@ def test_prometheus_scrapes_the_port_the_services_serve_metrics_on():
     served = {int(spec["environment"]["OMS_METRICS_PORT"]) for spec in OURS.values()
               if spec["command"][0] == "run"}
     assert ports == served
+
+
+def test_the_broker_refuses_messages_far_over_the_body_limit_so_a_consumer_holds_at_most_prefetch_times_that():
+    from contracts.envelope import MAX_BODY_BYTES
+
+    mounts = COMPOSE["services"]["rabbitmq"]["volumes"]
+    config, = [m.split(":")[0] for m in mounts if m.split(":")[1].startswith("/etc/rabbitmq/conf.d/")]
+    lines = [line.split("=", 1) for line in (ROOT / config).read_text().splitlines()
+             if line.strip() and not line.lstrip().startswith("#")]
+    settings = {key.strip(): value.strip() for key, value in lines}
+    assert MAX_BODY_BYTES < int(settings["max_message_size"]) <= 4 * MAX_BODY_BYTES
