@@ -1,7 +1,18 @@
-"""CloudEvents 1.0 structured-JSON envelope and the one way bytes become an event."""
+"""CloudEvents 1.0 in both content modes of the RabbitMQ binding, and the one way a message
+becomes an event (CONTRACT.md §2).
+
+- structured: the whole event is the JSON body (content type ``application/cloudevents+json``,
+  ``application/json`` or none); ``ce-`` headers are ignored;
+- binary: a ``ce-specversion`` header and a content type that does not start with
+  ``application/cloudevents``; the attributes are the ``ce-`` headers (AMQP strings), the
+  content type is ``datacontenttype`` and the body is the ``data`` alone.
+
+Both modes then pass the same checks: the envelope, the event type, its data.
+"""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -9,30 +20,31 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from contracts.events import EVENT_MODELS
 from contracts.ids import uuid4
+from contracts.values import NO_NUL_PATTERN, Name, Text, Time
+from contracts.wire import MAX_BODY_BYTES, EventRejected, check_size, read_json
 
-MAX_BODY_BYTES = 1024 * 1024
-ACCEPTED_CONTENT_TYPES = frozenset({"application/cloudevents+json", "application/json"})
+__all__ = ["CONTENT_TYPE", "MAX_BODY_BYTES", "CloudEvent", "EventRejected", "parse_event", "peek_data"]
+
 CONTENT_TYPE = "application/cloudevents+json"
-
-
-class EventRejected(ValueError):
-    """A message that can never be applied; ``reason`` says why, for the dead letter."""
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
+STRUCTURED_CONTENT_TYPES = frozenset({CONTENT_TYPE, "application/json"})
+DATA_CONTENT_TYPES = frozenset({"application/json"})
+BATCH_CONTENT_TYPE = "application/cloudevents-batch"
+CE_PREFIX = "ce-"
+# Attributes a binary message carries elsewhere: the data is the body, its content type the
+# AMQP content type. A header of that name is not taken for them.
+_NOT_FROM_HEADERS = frozenset({"data", "data_base64", "datacontenttype"})
 
 
 class CloudEvent(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
     specversion: str = Field(pattern=r"^1\.0$")
-    id: str = Field(min_length=1)
-    source: str = Field(min_length=1)
-    type: str = Field(min_length=1)
-    time: datetime | None = None
-    subject: str | None = None
-    datacontenttype: str | None = None
+    id: Name
+    source: Name
+    type: Name
+    time: Time | None = None
+    subject: Text | None = None
+    datacontenttype: Text | None = None
     data: Any
 
     @classmethod
@@ -53,37 +65,104 @@ class CloudEvent(BaseModel):
         return json.dumps(body, separators=(",", ":")).encode()
 
 
+def _message(item: dict) -> str:
+    """pydantic's message, in the contract's words where pydantic's would puzzle an operator."""
+    if item["type"] == "string_unicode":
+        return "text holds a lone surrogate (not Unicode text)"
+    if item["type"] == "string_pattern_mismatch" and item.get("ctx", {}).get("pattern") == NO_NUL_PATTERN:
+        return "text holds U+0000"
+    return item["msg"]
+
+
 def _describe(error: ValidationError) -> str:
     parts = []
-    for item in error.errors()[:5]:
+    for item in error.errors(include_url=False, include_input=False)[:5]:
         where = ".".join(str(p) for p in item["loc"]) or "body"
-        parts.append(f"{where}: {item['msg']}")
+        parts.append(f"{where}: {_message(item)}")
     more = error.error_count() - len(parts)
     return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
 
 
-def parse_event(body: bytes, content_type: str | None = None) -> CloudEvent:
-    """Bytes from the broker → an envelope whose ``data`` is the typed event model.
+def _media_type(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
 
-    Raises :class:`EventRejected` with a human-readable reason for anything the
-    contract says to reject.
-    """
+
+def _header(attribute: str) -> str:
+    """A ``ce-`` header's name for a reason: as it is when it is a CloudEvents attribute name
+    (lower-case letters and digits), else quoted and cut, since it is a stranger's text."""
+    name = CE_PREFIX + attribute
+    if attribute.isascii() and attribute.isalnum() and len(attribute) <= 20:
+        return name
+    return repr(name[:64])
+
+
+def _ce_headers(headers: Mapping | None) -> dict[str, Any]:
+    """The ``ce-`` headers by attribute name (header names compared without case)."""
+    found: dict[str, Any] = {}
+    for name, value in (headers or {}).items():
+        if not isinstance(name, str) or not name.lower().startswith(CE_PREFIX):
+            continue  # a name that is not text (undecodable bytes) cannot be an attribute's
+        attribute = name[len(CE_PREFIX):].lower()
+        if attribute in found:
+            raise EventRejected(f"binary-mode headers name the attribute {attribute[:64]!r} twice")
+        found[attribute] = value
+    return found
+
+
+def _binary_attributes(ce_headers: dict[str, Any], content_type: str | None, body: bytes) -> dict[str, Any]:
+    media_type = _media_type(content_type)
+    if media_type and media_type not in DATA_CONTENT_TYPES:
+        raise EventRejected(f"binary-mode data content type {content_type!r} is not JSON (application/json)")
+    attributes: dict[str, Any] = {}
+    for attribute, value in ce_headers.items():
+        if attribute in _NOT_FROM_HEADERS:
+            continue
+        if not isinstance(value, str):
+            raise EventRejected(f"header {_header(attribute)} is an AMQP {type(value).__name__}, not a string")
+        attributes[attribute] = value
+    attributes["data"] = read_json(body)
     if content_type:
-        base = content_type.split(";", 1)[0].strip().lower()
-        if base not in ACCEPTED_CONTENT_TYPES:
-            raise EventRejected(f"unsupported content type {content_type!r}")
-    if len(body) > MAX_BODY_BYTES:
-        raise EventRejected(f"body of {len(body)} bytes exceeds the {MAX_BODY_BYTES}-byte limit")
-    try:
-        raw = json.loads(body)
-    except (ValueError, RecursionError) as exc:
-        # ValueError covers undecodable bytes, bad JSON and integers too long to convert;
-        # RecursionError, nesting deeper than the decoder goes.
-        raise EventRejected(f"body is not JSON: {type(exc).__name__}: {exc}") from None
+        attributes["datacontenttype"] = content_type
+    return attributes
+
+
+def _structured_attributes(content_type: str | None, body: bytes) -> dict[str, Any]:
+    if content_type and _media_type(content_type) not in STRUCTURED_CONTENT_TYPES:
+        raise EventRejected(f"unsupported content type {content_type!r}")
+    raw = read_json(body)
     if not isinstance(raw, dict):
         raise EventRejected("body is not a JSON object")
+    return raw
+
+
+def _attributes(body: bytes, content_type: str | None, headers: Mapping | None) -> dict[str, Any]:
+    media_type = _media_type(content_type)
+    if media_type.startswith(BATCH_CONTENT_TYPE):
+        raise EventRejected(f"batched content mode ({content_type!r}) is not accepted: one event per message")
+    check_size(body)  # before any header is looked at
+    ce_headers = _ce_headers(headers)
+    if "specversion" in ce_headers and not media_type.startswith("application/cloudevents"):
+        return _binary_attributes(ce_headers, content_type, body)
+    return _structured_attributes(content_type, body)
+
+
+def peek_data(body: bytes, content_type: str | None = None, headers: Mapping | None = None) -> Any:
+    """The event's ``data`` as a JSON value, unchecked, in either content mode: for routing a
+    message (an ordering key) before it is parsed. Raises :class:`EventRejected` like
+    :func:`parse_event` for bodies it cannot read."""
+    return _attributes(body, content_type, headers).get("data")
+
+
+def parse_event(body: bytes, content_type: str | None = None, headers: Mapping | None = None) -> CloudEvent:
+    """A broker message (body, AMQP content type, headers) → an envelope whose ``data`` is the
+    typed event model, in either content mode.
+
+    Raises :class:`EventRejected` with a reason naming what is wrong for anything the
+    contract says to reject.
+    """
+    attributes = _attributes(body, content_type, headers)
     try:
-        envelope = CloudEvent.model_validate(raw)
+        envelope = CloudEvent.model_validate(attributes)
     except ValidationError as exc:
         raise EventRejected(f"invalid CloudEvents envelope: {_describe(exc)}") from None
     model = EVENT_MODELS.get(envelope.type)

@@ -1,89 +1,110 @@
 """The three events of CONTRACT.md §2, as frozen pydantic models.
 
-Unknown fields are ignored (forward compatibility); required fields are enforced.
+Unknown fields are ignored (forward compatibility); required fields are enforced; every
+value is checked as strictly as it is typed (contracts/values.py).
 """
 from __future__ import annotations
 
-from datetime import datetime
-from decimal import Decimal
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from contracts.statuses import ShipmentStatus
+from contracts.values import (
+    AwareTime,
+    CountryCode,
+    CurrencyCode,
+    LongText,
+    Money,
+    Name,
+    NonNegativeNumber,
+    PositiveInt,
+    Text,
+    Time,
+    Url,
+    first_repeat,
+)
 
 
 class _Data(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
 
-
-
 class Item(_Data):
-    order_item_id: int
-    sku: str = Field(min_length=1)
-    barcode: str | None = None
-    name: str | None = None
-    quantity: int = Field(ge=1)
-    deci: float | None = Field(default=None, ge=0)
+    order_item_id: PositiveInt
+    sku: Name
+    barcode: Text | None = None
+    name: Text | None = None
+    quantity: PositiveInt
+    deci: NonNegativeNumber | None = None
 
 
 class Destination(_Data):
-    name: str
-    surname: str
-    phone: str
-    country_code: str = Field(min_length=2, max_length=3)
-    city: str
-    district: str
-    township: str = ""
-    zipcode: str = ""
-    address_line: str
+    name: Text
+    surname: Text
+    phone: Text
+    country_code: CountryCode
+    city: Text
+    district: Text
+    township: Text = ""
+    zipcode: Text = ""
+    address_line: LongText
 
 
 class Payment(_Data):
     """Present only for pay on delivery."""
 
-    amount: Decimal = Field(ge=0)
-    currency: str = Field(min_length=3, max_length=3)
+    amount: Money
+    currency: CurrencyCode
 
 
 class StockLocation(_Data):
-    id: str
-    name: str | None = None
+    id: Text
+    name: Text | None = None
 
 
 class PackagePacked(_Data):
-    package_id: str = Field(min_length=1)
-    order_number: str = Field(min_length=1)
-    carrier: str = Field(min_length=1)
+    package_id: Name
+    order_number: Name
+    carrier: Name
     delivery_type: Literal["CUSTOMER", "PICK_UP_LOCATION"]
     # Upstream times need their UTC offset (RFC 3339): a bare local time cannot be placed.
-    packed_at: AwareDatetime
+    packed_at: AwareTime
     items: list[Item] = Field(min_length=1)
     destination: Destination
-    delivery_note: str | None = None
+    delivery_note: LongText | None = None
     payment: Payment | None = None
     stock_location: StockLocation | None = None
 
+    @field_validator("items")
+    @classmethod
+    def _one_item_per_order_item(cls, items: list[Item]) -> list[Item]:
+        # Omnitron takes one status per order item: two items of one id could not both be sent.
+        repeated = first_repeat([item.order_item_id for item in items])
+        if repeated is not None:
+            raise ValueError(f"order item id {repeated} appears more than once")
+        return items
+
 
 class PackageShipped(_Data):
-    package_id: str = Field(min_length=1)
-    shipped_at: AwareDatetime
+    package_id: Name
+    shipped_at: AwareTime
 
 
 class ShipmentStatusChanged(_Data):
-    shipment_id: str
-    package_id: str
-    order_number: str
-    carrier: str
-    tracking_number: str | None = None
-    tracking_url: str | None = None
+    shipment_id: Text
+    package_id: Text
+    order_number: Text
+    carrier: Text
+    tracking_number: Text | None = None
+    tracking_url: Url | None = None
     previous_status: ShipmentStatus | None = None
     status: ShipmentStatus
-    carrier_status: str | None = None
-    sequence: int = Field(ge=1)
-    changed_at: datetime
-    order_item_ids: list[int]
+    carrier_status: Text | None = None
+    sequence: PositiveInt
+    changed_at: Time
+    # The ids of a package the services recorded (unique there: PackagePacked checks it).
+    order_item_ids: list[PositiveInt]
 
 
 EVENT_MODELS: dict[str, type[_Data]] = {
@@ -93,10 +114,30 @@ EVENT_MODELS: dict[str, type[_Data]] = {
 }
 
 _FIXED_ROUTING_KEYS = {"PackagePacked": "package.packed", "PackageShipped": "package.shipped"}
+# A status change travels under its status; an information change (status = previous status)
+# under the second prefix (CONTRACT.md §1).
+_STATUS_ROUTING_PREFIXES = ("shipment.status_changed.", "shipment.info_changed.")
 
 
 def routing_key_for(event_type: str, data: _Data) -> str:
     """The routing key an event of this type travels under (CONTRACT.md §1)."""
     if isinstance(data, ShipmentStatusChanged):
-        return f"shipment.status_changed.{data.status.value}"
+        return f"{_STATUS_ROUTING_PREFIXES[0]}{data.status.value}"
     return _FIXED_ROUTING_KEYS[event_type]
+
+
+def event_type_of_routing_key(routing_key: str) -> str | None:
+    """The event type the contract publishes under this routing key; None for any other key."""
+    for event_type, key in _FIXED_ROUTING_KEYS.items():
+        if routing_key == key:
+            return event_type
+    if routing_key.startswith(_STATUS_ROUTING_PREFIXES):
+        return "ShipmentStatusChanged"
+    return None
+
+
+def travels_under(event_type: str, data: _Data, routing_key: str) -> bool:
+    """Whether an event of this type and data may arrive under this routing key (CONTRACT.md §1)."""
+    if isinstance(data, ShipmentStatusChanged):
+        return routing_key in (prefix + data.status.value for prefix in _STATUS_ROUTING_PREFIXES)
+    return routing_key == _FIXED_ROUTING_KEYS.get(event_type)

@@ -88,7 +88,8 @@ def asyncapi_document(version: str = "0.1.0") -> dict:
     return {
         "asyncapi": "3.0.0",
         "info": {"title": "oms-shipments", "version": version,
-                 "description": "Events the shipment services consume and publish (CloudEvents 1.0, structured JSON)."},
+                 "description": "Events the shipment services consume (CloudEvents 1.0 in structured JSON or binary "
+                                "content mode, ce- headers as AMQP strings) and publish (structured JSON)."},
         "defaultContentType": CONTENT_TYPE,
         "servers": {"rabbitmq": {"host": "localhost:5672", "protocol": "amqp", "protocolVersion": "0.9.1"}},
         "channels": channels,

@@ -1,8 +1,7 @@
 """The Omnitron publisher: relays every shipment status change to Omnitron."""
 from __future__ import annotations
 
-import json
-
+from contracts import EventRejected, peek_data
 from services.bootstrap import Runtime
 from services.omnitron_publisher.handlers import relay_to_omnitron
 from services.omnitron_publisher.settle import UnsettledCalls
@@ -15,8 +14,8 @@ SUBSCRIPTION = Subscription(NAME, ("shipment.status_changed.*",))
 def shipment_of(delivery) -> str | None:
     """A shipment's changes go to one handler thread, so they reach Omnitron in the order they came."""
     try:
-        return str(json.loads(delivery.body)["data"]["shipment_id"])
-    except (ValueError, KeyError, TypeError):
+        return str(peek_data(delivery.body, delivery.content_type, delivery.headers)["shipment_id"])
+    except (EventRejected, KeyError, TypeError):
         return None  # not a status change: any thread, where it is dead-lettered with its reason
 
 

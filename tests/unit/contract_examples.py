@@ -88,6 +88,16 @@ def status_changed(sequence: int, status: str, previous_status: str | None, ship
     return data
 
 
+def with_value(body: dict, value, *path) -> dict:
+    """A deep copy of ``body`` with the value at ``path`` (keys and list indexes) replaced."""
+    body = copy.deepcopy(body)
+    target = body
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    return body
+
+
 def to_bytes(body: dict) -> bytes:
     return json.dumps(body).encode()
 

@@ -206,8 +206,10 @@ def test_a_package_packed_before_under_another_event_id_keeps_the_first(db, pack
 
 
 def test_a_row_the_database_refuses_fails_its_own_event_and_the_rest_commit(db, pack):
-    # The same order item twice: the items' primary key refuses the second row.
-    refused = packed("PKG-2", item_ids=(7, 7))
+    # The same order item twice: the items' primary key refuses the second row. The contract
+    # refuses such an event too, so it is built past the contract's checks (model_copy).
+    valid = packed("PKG-2", item_ids=(7,))
+    refused = valid.model_copy(update={"data": valid.data.model_copy(update={"items": valid.data.items * 2})})
 
     outcomes = run_batch(db.engine, pack, [packed("PKG-1"), refused, packed("PKG-3")], staging=Staging)
 

@@ -107,13 +107,7 @@ def _without(body: dict, *path: str) -> dict:
     return body
 
 
-def _with(body: dict, value, *path) -> dict:
-    body = copy.deepcopy(body)
-    target = body
-    for key in path[:-1]:
-        target = target[key]
-    target[path[-1]] = value
-    return body
+_with = examples.with_value
 
 
 PACKED = examples.example("PackagePacked")
