@@ -8,6 +8,14 @@ from contracts import PackagePacked, ShipmentStatus, ShipmentStatusChanged, can_
 from contracts.ids import uuid4
 
 
+def same_packing(first: PackagePacked, second: PackagePacked) -> bool:
+    """Equal data as the contract types it: values compared parsed (``"120.50"`` = ``120.5``,
+    one instant in any offset, absent = ``null``, unknown fields ignored), items in any order."""
+    def by_item(packed: PackagePacked) -> PackagePacked:
+        return packed.model_copy(update={"items": sorted(packed.items, key=lambda item: item.order_item_id)})
+    return by_item(first) == by_item(second)
+
+
 @dataclass
 class Shipment:
     id: str

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, bindparam, func, insert, select, text, update
 
-from contracts import PackagePacked, ShipmentStatus
+from contracts import PackagePacked, ShipmentStatus, ShipmentStatusChanged
 from services.domain.model import Shipment
 from services.domain.tables import (
     omnitron_cursor,
@@ -38,6 +38,11 @@ _PACKED_OF = select(packages.c.packed).where(packages.c.package_id == bindparam(
 _ITEMS_OF = (select(package_items.c.order_item_id).where(package_items.c.package_id == bindparam("package_id"))
              .order_by(package_items.c.order_item_id))
 _SHIPMENT = select(shipments).where(shipments.c.id == bindparam("shipment_id"))
+_RECORDED_CHANGE = (select(status_changes, shipments.c.package_id, shipments.c.order_number, shipments.c.carrier,
+                           shipments.c.tracking_number, shipments.c.tracking_url)
+                    .join(shipments, shipments.c.id == status_changes.c.shipment_id)
+                    .where(status_changes.c.shipment_id == bindparam("shipment_id"),
+                           status_changes.c.sequence == bindparam("sequence")))
 _SHIPMENT_FOR_UPDATE = _SHIPMENT.with_for_update()
 _SHIPMENT_OF_PACKAGE = select(shipments).where(shipments.c.package_id == bindparam("package_id"))
 _SHIPMENT_OF_PACKAGE_FOR_UPDATE = _SHIPMENT_OF_PACKAGE.with_for_update()
@@ -78,9 +83,31 @@ _LOCK_CURSOR = upsert(omnitron_cursor, ("shipment_id", "last_sequence"), ["shipm
 _RECORD_SENT = text(
     "WITH moved AS (UPDATE omnitron_cursor SET last_sequence = :sequence, last_relay = :last_relay "
     "WHERE shipment_id = :shipment_id) "
-    "INSERT INTO omnitron_relays (shipment_id, sequence, status, outcome, calls, event_id, relayed_at) "
-    "VALUES (:shipment_id, :sequence, :status, :outcome, :calls, :event_id, :relayed_at)"
+    "INSERT INTO omnitron_relays (shipment_id, sequence, status, outcome, calls, event_id, relayed_at, "
+    "superseded_items) "
+    "VALUES (:shipment_id, :sequence, :status, :outcome, :calls, :event_id, :relayed_at, :superseded_items)"
 ).bindparams(bindparam("relayed_at", type_=UtcDateTime()))
+
+# Every package holding one of the shipment's order items (its own included), with when
+# it was packed and whether its shipment has Omnitron calls that may still land. The
+# holders' item rows stay locked while the change is sent: two packages sharing an item
+# send their changes one after the other, and the decision which one the item follows is
+# taken under the same locks (always in item order, so two publishers never deadlock).
+_holders = package_items.alias("holders")
+_mine = package_items.alias("mine")
+_me = shipments.alias("me")
+_ITEMS_OF_SHIPMENT = (select(_mine.c.order_item_id).join(_me, _me.c.package_id == _mine.c.package_id)
+                      .where(_me.c.id == bindparam("shipment_id")))
+_ITEM_HOLDERS = (
+    select(_holders.c.order_item_id, _holders.c.package_id, packages.c.packed_at,
+           shipments.c.id.label("shipment_id"), omnitron_cursor.c.unsettled_until)
+    .join(packages, packages.c.package_id == _holders.c.package_id)
+    .join(shipments, shipments.c.package_id == _holders.c.package_id)
+    .outerjoin(omnitron_cursor, omnitron_cursor.c.shipment_id == shipments.c.id)
+    .where(_holders.c.order_item_id.in_(_ITEMS_OF_SHIPMENT))
+    .order_by(_holders.c.order_item_id, _holders.c.package_id)
+    .with_for_update(of=_holders)
+)
 
 
 def packed_row(packed: PackagePacked, event_id: str) -> dict:
@@ -104,11 +131,11 @@ def shipment_row(shipment: Shipment) -> dict:
             "created_at": now, "updated_at": now}
 
 
-def change_row(change, event_id: str) -> dict:
+def change_row(change: ShipmentStatusChanged, event_id: str) -> dict:
     return {"shipment_id": change.shipment_id, "sequence": change.sequence,
             "previous_status": change.previous_status.value if change.previous_status else None,
             "status": change.status.value, "carrier_status": change.carrier_status,
-            "changed_at": change.changed_at, "event_id": event_id}
+            "changed_at": change.changed_at, "event_id": event_id, "data": change.model_dump_json()}
 
 
 def _record_packed_many_sqlite():
@@ -189,7 +216,8 @@ class PackageRepository:
 
     def packed(self, package_id: str) -> PackagePacked | None:
         row = self._c.execute(_PACKED_OF, {"package_id": package_id}).first()
-        return PackagePacked.model_validate(row.packed) if row and row.packed else None
+        # Through JSON, as the event was parsed: the stored dump passes the same validation.
+        return PackagePacked.model_validate_json(json.dumps(row.packed)) if row and row.packed else None
 
 
 class ShipmentRepository:
@@ -230,6 +258,57 @@ class ShipmentRepository:
     def record_change(self, change, event_id: str) -> None:
         self._c.execute(_INSERT_CHANGE, change_row(change, event_id))
 
+    def recorded_change(self, shipment_id: str, sequence: int) -> ShipmentStatusChanged | None:
+        """The change as the services recorded it; None if they never recorded one with that sequence."""
+        row = self._c.execute(_RECORDED_CHANGE, {"shipment_id": shipment_id, "sequence": sequence}).first()
+        if row is None:
+            return None
+        if row.data is not None:
+            return ShipmentStatusChanged.model_validate_json(row.data)
+        # Recorded before migration 0005 kept the change itself: rebuilt from its row and
+        # the shipment's (tracking data as it stands now).
+        items = self._c.execute(_ITEMS_OF, {"package_id": row.package_id}).scalars().all()
+        return ShipmentStatusChanged(
+            shipment_id=row.shipment_id, package_id=row.package_id, order_number=row.order_number,
+            carrier=row.carrier, tracking_number=row.tracking_number, tracking_url=row.tracking_url,
+            previous_status=ShipmentStatus(row.previous_status) if row.previous_status else None,
+            status=ShipmentStatus(row.status), carrier_status=row.carrier_status,
+            sequence=row.sequence, changed_at=row.changed_at, order_item_ids=list(items),
+        )
+
+
+@dataclass(frozen=True)
+class FollowedItems:
+    """Which of a shipment's order items follow it in Omnitron (CONTRACT.md §2, §5)."""
+
+    #: Held by a package packed later: that package's changes stand for them, not these.
+    superseded: frozenset[int]
+    #: The latest moment an earlier package's unanswered Omnitron call may still land on an
+    #: item this shipment now follows (None: no such call).
+    earlier_unsettled_until: datetime | None
+
+    def followed(self, order_item_ids) -> list[int]:
+        return [item_id for item_id in order_item_ids if item_id not in self.superseded]
+
+
+def packed_last(holders) -> object:
+    """Of the packages holding one order item, the one it follows: packed last by ``packed_at``,
+    the greater package id on a tie (the same answer in every process, whatever came first)."""
+    return max(holders, key=lambda holder: (holder.packed_at, holder.package_id))
+
+
+def followed_items(shipment_id: str, holder_rows) -> FollowedItems:
+    by_item: dict[int, list] = {}
+    for holder in holder_rows:
+        by_item.setdefault(holder.order_item_id, []).append(holder)
+    superseded, unsettled = set(), []
+    for item_id, holders in by_item.items():
+        if packed_last(holders).shipment_id != shipment_id:
+            superseded.add(item_id)
+            continue
+        unsettled += [h.unsettled_until for h in holders if h.shipment_id != shipment_id and h.unsettled_until]
+    return FollowedItems(frozenset(superseded), max(unsettled, default=None))
+
 
 @dataclass(frozen=True)
 class UnsettledRelay:
@@ -250,13 +329,20 @@ class OmnitronRelayLog:
     def lock_last_sequence(self, shipment_id: str) -> int:
         return self._c.execute(_LOCK_CURSOR, {"shipment_id": shipment_id, "last_sequence": 0}).scalar_one()
 
+    def lock_followed_items(self, shipment_id: str) -> FollowedItems:
+        """Locks the rows of every package holding the shipment's order items (call with the
+        cursor locked, before sending); which of its items follow the shipment."""
+        return followed_items(shipment_id, self._c.execute(_ITEM_HOLDERS, {"shipment_id": shipment_id}).all())
+
     def record_skipped(self, change, event_id: str) -> None:
         self._c.execute(_INSERT_RELAY, self._relay(change.shipment_id, change.sequence, change.status.value,
                                                    "skipped_stale", 0, event_id))
 
-    def record_sent(self, change, calls: list[dict], event_id: str) -> None:
-        """The cursor moves on to ``change``, whose calls (as JSON) are kept as the newest relay."""
+    def record_sent(self, change, calls: list[dict], event_id: str, superseded_items=()) -> None:
+        """The cursor moves on to ``change``, whose calls (as JSON) are kept as the newest relay;
+        ``superseded_items``: its order items left out, held by a package packed later."""
         relay = self._relay(change.shipment_id, change.sequence, change.status.value, "sent", len(calls), event_id)
+        relay["superseded_items"] = json.dumps(sorted(superseded_items)) if superseded_items else None
         relay["last_relay"] = json.dumps({"sequence": change.sequence, "status": change.status.value,
                                           "event_id": event_id, "calls": calls}, separators=(",", ":"))
         if self._c.dialect.name == "postgresql":

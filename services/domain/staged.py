@@ -19,7 +19,7 @@ from services.domain.repository import (
 )
 from services.domain.tables import package_items, shipments, status_changes
 from shared.batch import Replay
-from shared.inbox import inbox_row, record_many
+from shared.inbox import Identified, inbox_key, inbox_row, record_many
 from shared.outbox import outbox_row, outbox_table
 
 
@@ -36,7 +36,7 @@ class Staging:
         return StagedUnit(self)
 
     def flush(self, connection) -> None:
-        inbox_keys = [(row["consumer"], row["event_id"]) for row in self.inbox]
+        inbox_keys = [inbox_key(row) for row in self.inbox]
         if len(set(inbox_keys)) != len(inbox_keys):
             raise Replay("an event twice in one batch")
         package_ids = [row["package_id"] for row in self.packed]
@@ -83,8 +83,8 @@ class StagedInbox(_NeedsDatabase):
         super().__init__("inbox")
         self._unit, self._consumer = unit, consumer
 
-    def first_time(self, event_id: str) -> bool:
-        self._unit.inbox.append(inbox_row(self._consumer, event_id))
+    def first_time(self, event: Identified) -> bool:
+        self._unit.inbox.append(inbox_row(self._consumer, event))
         return True  # checked when the batch is written
 
 

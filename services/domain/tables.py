@@ -58,6 +58,8 @@ package_items = Table(
     Column("quantity", Integer, nullable=False),
     Column("deci", Float),
     PrimaryKeyConstraint("package_id", "order_item_id"),
+    # Which packages hold an order item: it follows, in Omnitron, the package packed last.
+    Index("ix_package_items_order_item_id", "order_item_id"),
 )
 
 shipments = Table(
@@ -135,6 +137,7 @@ status_changes = Table(
     Column("carrier_status", String(64)),
     Column("changed_at", UtcDateTime, nullable=False),
     Column("event_id", String(255), nullable=False),
+    Column("data", Text, doc="the change as published (JSON); what is sent on, whatever a message naming it says"),
     PrimaryKeyConstraint("shipment_id", "sequence"),
 )
 
@@ -164,4 +167,6 @@ omnitron_relays = Table(
     Column("calls", Integer, nullable=False),
     Column("event_id", String(255), nullable=False),
     Column("relayed_at", UtcDateTime, nullable=False),
+    Column("superseded_items", Text,
+           doc="order items of the change held by a package packed later: recorded, not sent (JSON list)"),
 )

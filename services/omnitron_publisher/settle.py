@@ -9,7 +9,9 @@ So such a call marks the shipment unsettled until ``OMS_OMNITRON_SETTLE_S`` afte
 then Omnitron has processed it or never will), and this loop, in every publisher
 process, then sends the newest relayed change again, under the same row lock the
 handlers take. If the unanswered change itself has not been relayed yet (Omnitron still
-down), re-sending an older one could undo it, so the loop waits for it.
+down), re-sending an older one could undo it, so the loop waits for it. Order items a
+package packed later has taken over since are left out of the resend (they follow that
+package now).
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from datetime import timedelta
 from prometheus_client import Counter
 from sqlalchemy import Engine
 
-from services.domain.repository import OmnitronRelayLog, UnsettledRelay
+from services.domain.repository import FollowedItems, OmnitronRelayLog, UnsettledRelay
 from services.omnitron_publisher.omnitron import OmnitronCall, OmnitronClient
 from shared.db import utcnow
 from shared.http import PermanentHTTPError, TransientHTTPError
@@ -71,7 +73,7 @@ class UnsettledCalls:
             if state.last_relay is None:
                 relays.settled(shipment_id)
                 return False
-            outcome = self._resend(state)
+            outcome = self._resend(state, relays.lock_followed_items(shipment_id))
             if outcome == "unsettled":
                 relays.postpone_unsettled(shipment_id, state.last_sequence, later)  # the resend is now the one
                 return False
@@ -80,12 +82,12 @@ class UnsettledCalls:
                 relays.record_resent(shipment_id, state.last_relay)
             return outcome == "sent"
 
-    def _resend(self, state: UnsettledRelay) -> str:
+    def _resend(self, state: UnsettledRelay, items: FollowedItems) -> str:
         relay = state.last_relay
         try:
             unsettled = False
-            for stored in relay["calls"]:
-                unsettled = self._omnitron.send(OmnitronCall.from_json(stored)).unsettled or unsettled
+            for call in still_followed(relay["calls"], items):
+                unsettled = self._omnitron.send(call).unsettled or unsettled
         except TransientHTTPError as exc:
             RESENDS.labels("failed").inc()
             log.warning("newest status not sent again yet", shipment_id=state.shipment_id, sequence=relay["sequence"],
@@ -100,3 +102,18 @@ class UnsettledCalls:
         log.info("newest status sent again after an unanswered call", shipment_id=state.shipment_id,
                  status=relay["status"], sequence=relay["sequence"], unsettled_before=state.unsettled_sequence)
         return "unsettled" if unsettled else "sent"
+
+
+def still_followed(stored_calls: list[dict], items: FollowedItems) -> list[OmnitronCall]:
+    """The stored calls of a relay without the order items a package packed later holds now."""
+    calls = []
+    for stored in stored_calls:
+        call = OmnitronCall.from_json(stored)
+        kept = tuple(items.followed(call.order_item_ids))
+        if not kept:
+            continue
+        if kept != call.order_item_ids and "orderitem_set" in call.body:
+            entries = [entry for entry in call.body["orderitem_set"] if entry["id"] in kept]
+            call = OmnitronCall(call.method, call.path, {**call.body, "orderitem_set": entries}, kept)
+        calls.append(call)
+    return calls

@@ -4,7 +4,8 @@ from __future__ import annotations
 from collections.abc import Container
 
 from contracts import CloudEvent, PackagePacked
-from services.domain.model import Shipment
+from services.domain.model import Shipment, same_packing
+from services.domain.refusals import conflicting
 from services.domain.uow import UnitOfWork
 from shared.db import utcnow
 from shared.errors import PermanentError
@@ -12,17 +13,22 @@ from shared.logging import get_logger
 
 log = get_logger(service="packer")
 
+ALREADY_PACKED = "already packed with other content"
+
 
 def open_shipment(event: CloudEvent, uow: UnitOfWork, carriers: Container[str]) -> None:
     packed: PackagePacked = event.data
     if packed.carrier not in carriers:
         raise PermanentError(f"unknown carrier {packed.carrier!r}: not in the carriers file")
     with uow:
-        if not uow.inbox.first_time(event.id):
+        if not uow.inbox.first_time(event):
             log.info("duplicate event ignored")
             return
         if uow.packages.record_packed(packed, event.id):
             uow.add(Shipment.open_for(packed, utcnow()))
+        elif same_packing(uow.packages.packed(packed.package_id), packed):
+            log.info("package packed before with the same content; nothing to do")
         else:
-            log.warning("package was packed before under another event id; kept the first")
+            # Raised inside the unit of work: it rolls back, inbox row and all.
+            raise conflicting("PackagePacked", ALREADY_PACKED, package_id=packed.package_id)
         uow.commit()

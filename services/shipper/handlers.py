@@ -8,9 +8,10 @@ from __future__ import annotations
 from contracts import CloudEvent, PackageShipped, ShipmentStatus, ShipmentStatusChanged
 from services.carriers.directory import CarrierDirectory
 from services.domain.model import Shipment
+from services.domain.refusals import never_recorded
 from services.domain.uow import UnitOfWork
 from shared.db import utcnow
-from shared.errors import PermanentError, TransientError
+from shared.errors import PermanentError
 from shared.faults import crash_point
 from shared.logging import get_logger
 
@@ -27,18 +28,22 @@ def _ship_if_handed_over(shipment: Shipment, shipped_at) -> dict:
 
 
 def register_with_carrier(event: CloudEvent, uow: UnitOfWork, carriers: CarrierDirectory) -> None:
-    change: ShipmentStatusChanged = event.data
-    if change.status is not ShipmentStatus.PENDING:
-        return
+    named: ShipmentStatusChanged = event.data
     with uow:
-        if uow.inbox.already_applied(event.id):
+        if uow.inbox.already_applied(event):
             log.info("duplicate event ignored")
             return
-        shipment = uow.shipments.get(change.shipment_id)
-        packed = uow.packages.packed(change.package_id)
-    if shipment is None or packed is None:
-        # Events leave the outbox after their commit, so this is a replica lagging behind.
-        raise TransientError(f"shipment {change.shipment_id} is not visible in the database yet")
+        # What the services recorded, not what the message says: it names the change, no more.
+        change = uow.shipments.recorded_change(named.shipment_id, named.sequence)
+        shipment = uow.shipments.get(named.shipment_id)
+        packed = uow.packages.packed(shipment.package_id) if shipment is not None else None
+    if change is None or packed is None:
+        # Events leave the outbox only after their commit: a genuine one always finds its change.
+        raise never_recorded(named, shipment is not None)
+    if change.status is not ShipmentStatus.PENDING:
+        log.warning("registration requested for a change that is not 'pending'; nothing to do",
+                    recorded_status=change.status.value, sequence=change.sequence)
+        return
     registration = None
     if shipment.status is ShipmentStatus.PENDING:
         if shipment.carrier not in carriers:
@@ -48,11 +53,11 @@ def register_with_carrier(event: CloudEvent, uow: UnitOfWork, carriers: CarrierD
         registration = carriers.client(shipment.carrier).register(shipment.id, packed)
         crash_point("after_carrier_registration")
     with uow:
-        if not uow.inbox.first_time(event.id):
+        if not uow.inbox.first_time(event):
             log.info("duplicate event ignored")  # a copy was applied while the carrier answered
             return
-        shipped_at = uow.packages.lock_handover(change.package_id)
-        shipment = uow.shipments.get(change.shipment_id, for_update=True)
+        shipped_at = uow.packages.lock_handover(shipment.package_id)
+        shipment = uow.shipments.get(shipment.id, for_update=True)
         if registration is not None and shipment.status is ShipmentStatus.PENDING:
             shipment.register(
                 registration.tracking_number, registration.tracking_url, registration.label_url,
@@ -68,7 +73,7 @@ def register_with_carrier(event: CloudEvent, uow: UnitOfWork, carriers: CarrierD
 def mark_shipped(event: CloudEvent, uow: UnitOfWork) -> None:
     shipped: PackageShipped = event.data
     with uow:
-        if not uow.inbox.first_time(event.id):
+        if not uow.inbox.first_time(event):
             log.info("duplicate event ignored")
             return
         uow.packages.record_shipped(shipped.package_id, shipped.shipped_at, event.id)

@@ -10,12 +10,14 @@ import time
 
 from events import shipment_status_changed, to_bytes
 from harness import wait_until
+from recorded import record_change
 
 ITEM = 97_001
 
 
 def _publish(pipeline, sequence: int, status: str, previous: str) -> None:
     event = shipment_status_changed("shp-late-1", sequence, status, previous, [ITEM])
+    record_change(pipeline.database_url, event)  # the services act only on changes they recorded
     pipeline.publisher.publish(f"shipment.status_changed.{status}", to_bytes(event), message_id=event["id"],
                                event_type="ShipmentStatusChanged")
 

@@ -9,9 +9,11 @@ import shutil
 import threading
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 
-from contracts import CloudEvent, parse_event
+from contracts import CloudEvent, PackagePacked, ShipmentStatusChanged, parse_event
+from contracts.ids import uuid4
+from services.domain.repository import PackageRepository, change_row
 from services.domain.tables import omnitron_cursor, omnitron_relays, packages, shipments, status_changes
 from services.domain.uow import UnitOfWork
 from services.migrations import upgrade
@@ -19,7 +21,7 @@ from services.packer.handlers import open_shipment
 from services.shipper.handlers import mark_shipped, register_with_carrier
 from services.tracker.poller import Tracker
 from shared import naming
-from shared.db import make_engine
+from shared.db import make_engine, utcnow
 from shared.inbox import inbox_table
 from shared.outbox import outbox_table
 
@@ -82,6 +84,27 @@ class Database:
         rows = self.all(select(omnitron_relays).order_by(omnitron_relays.c.id))
         return [(r.sequence, r.status, r.outcome, r.calls) for r in rows]
 
+    def record_change(self, change: ShipmentStatusChanged, event_id: str,
+                      packed_at: str = "2026-11-27T10:00:00Z") -> None:
+        """Stores ``change`` as the services record their own: its package (packed at ``packed_at``
+        with the change's order items), its shipment and its history row; what exists is kept."""
+        with self.engine.begin() as connection:
+            package_repository = PackageRepository(connection)
+            if package_repository.packed(change.package_id) is None:
+                packed = examples.packed(change.package_id, change.order_number, change.carrier,
+                                         item_ids=tuple(change.order_item_ids), packed_at=packed_at)
+                package_repository.record_packed(PackagePacked.model_validate(packed), uuid4())
+            if not connection.execute(select(shipments.c.id).where(shipments.c.id == change.shipment_id)).first():
+                connection.execute(insert(shipments).values(
+                    id=change.shipment_id, package_id=change.package_id, order_number=change.order_number,
+                    carrier=change.carrier, status=change.status.value, sequence=change.sequence,
+                    tracking_number=change.tracking_number, tracking_url=change.tracking_url,
+                    created_at=utcnow(), updated_at=utcnow()))
+            recorded = select(status_changes.c.sequence).where(status_changes.c.shipment_id == change.shipment_id,
+                                                               status_changes.c.sequence == change.sequence)
+            if not connection.execute(recorded).first():
+                connection.execute(insert(status_changes), change_row(change, event_id))
+
     def omnitron_cursor(self, shipment_id: str) -> int | None:
         rows = self.all(select(omnitron_cursor.c.last_sequence).where(omnitron_cursor.c.shipment_id == shipment_id))
         return rows[0][0] if rows else None
@@ -115,7 +138,13 @@ class Services:
         self.carriers = carriers
 
     def pack(self, package_id: str = "PKG-1001", event_id: str | None = None, **data) -> CloudEvent:
-        packed = examples.parsed("PackagePacked", examples.packed(package_id, **data), event_id)
+        return self.apply_packed(self.pack_event(package_id, event_id, **data))
+
+    @staticmethod
+    def pack_event(package_id: str = "PKG-1001", event_id: str | None = None, **data) -> CloudEvent:
+        return examples.parsed("PackagePacked", examples.packed(package_id, **data), event_id)
+
+    def apply_packed(self, packed: CloudEvent) -> CloudEvent:
         open_shipment(packed, self.db.uow("packer"), self.carriers)
         return packed
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import event
 from sqlalchemy.engine.base import RootTransaction
 from sqlalchemy.exc import OperationalError
 import contract_examples as examples
+from contracts import parse_event
 from services.domain.tables import package_items, packages, shipments, status_changes
 from services.domain.staged import Staging
 from services.packer.handlers import open_shipment
@@ -71,7 +73,7 @@ def test_a_unit_failing_after_it_wrote_leaves_nothing_and_the_others_commit(db, 
             return pack(event)
         uow = db.uow("packer")
         with uow:
-            uow.inbox.first_time(event.id)
+            uow.inbox.first_time(event)
             uow.packages.record_packed(event.data, event.id)
             raise RuntimeError("a bug after two writes")
 
@@ -193,16 +195,56 @@ def test_an_event_applied_before_sends_its_batch_the_careful_way_where_it_is_ign
     assert db.inbox_count("packer") == 2
 
 
-def test_a_package_packed_before_under_another_event_id_keeps_the_first(db, pack):
+def conflicts(event_type: str = "PackagePacked") -> float:
+    return REGISTRY.get_sample_value("oms_conflicting_events_total", {"event_type": event_type}) or 0.0
+
+
+def test_a_package_packed_before_with_other_content_is_dead_lettered_alone_and_counted(db, pack, apply):
     run_batch(db.engine, pack, [packed("PKG-1", order_number="ORD-FIRST")], staging=Staging)
+    counted_before = conflicts()
 
-    outcomes = run_batch(db.engine, pack, [packed("PKG-1", order_number="ORD-AGAIN"), packed("PKG-2")],
-                         staging=Staging)
+    outcomes = apply([packed("PKG-1", order_number="ORD-AGAIN"), packed("PKG-2")])
 
-    assert [o.error for o in outcomes] == [None, None]
+    assert isinstance(outcomes[0].error, PermanentError)
+    assert str(outcomes[0].error) == "already packed with other content"
+    assert decide(outcomes[0].error, 0, RetryPolicy(12, (1.0,))).verdict is Verdict.DEAD_LETTER
+    assert outcomes[1].error is None
     assert db.package("PKG-1").order_number == "ORD-FIRST"
     assert db.count(shipments) == 2
+    assert db.inbox_count("packer") == 2  # the refused event is not recorded: its replay is judged as new
+    assert conflicts() == counted_before + 1
+
+
+def test_a_package_packed_before_with_the_same_content_under_another_id_is_a_harmless_repeat(db, pack, apply):
+    run_batch(db.engine, pack, [packed("PKG-1", order_number="ORD-FIRST")], staging=Staging)
+
+    outcomes = apply([packed("PKG-1", order_number="ORD-FIRST"), packed("PKG-2")])
+
+    assert [o.error for o in outcomes] == [None, None]
+    assert db.count(shipments) == 2
+    assert db.count(status_changes) == 2
     assert db.inbox_count("packer") == 3
+
+
+def test_one_package_packed_three_times_in_one_batch_keeps_the_first_and_refuses_only_other_content(db, apply):
+    outcomes = apply([packed("PKG-1"), packed("PKG-1"), packed("PKG-1", order_number="ORD-OTHER")])
+
+    assert [o.error for o in outcomes[:2]] == [None, None]
+    assert str(outcomes[2].error) == "already packed with other content"
+    assert db.count(shipments) == 1
+    assert db.inbox_count("packer") == 2
+
+
+def test_the_same_event_id_from_two_sources_is_two_events(db, apply):
+    first = packed("PKG-1")
+    other_source = parse_event(examples.to_bytes(examples.envelope(
+        "PackagePacked", examples.packed("PKG-2"), event_id=first.id, source="/oms/erp")))
+
+    outcomes = apply([first, other_source])
+
+    assert [o.error for o in outcomes] == [None, None]
+    assert sorted(r.package_id for r in db.all(shipments.select())) == ["PKG-1", "PKG-2"]
+    assert db.inbox_count("packer") == 2
 
 
 def test_a_row_the_database_refuses_fails_its_own_event_and_the_rest_commit(db, pack):

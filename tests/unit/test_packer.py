@@ -5,10 +5,13 @@ from datetime import datetime, timezone
 
 import pytest
 
+from contracts import parse_event
 from services.domain.tables import package_items, packages, shipments, status_changes
 from shared.errors import PermanentError
 from shared.inbox import inbox_table
 from shared.outbox import outbox_table
+
+import contract_examples as examples
 
 
 def test_a_packed_package_opens_one_pending_shipment_and_stores_one_outbox_event(services, db):
@@ -60,9 +63,10 @@ def test_an_unknown_carrier_is_a_permanent_error_and_stores_nothing(services, db
     assert db.count(outbox_table) == 0
 
 
-def test_the_same_package_packed_under_another_event_id_keeps_the_first(services, db):
+def test_the_same_package_packed_with_other_content_is_dead_lettered_and_the_first_stays(services, db):
     first = services.pack(order_number="ORD-1001", item_ids=(555,))
-    services.pack(order_number="ORD-9999", item_ids=(777, 778))
+    with pytest.raises(PermanentError, match="already packed with other content"):
+        services.pack(order_number="ORD-9999", item_ids=(777, 778))
 
     assert db.count(shipments) == 1
     assert db.shipment().order_number == "ORD-1001"
@@ -70,6 +74,38 @@ def test_the_same_package_packed_under_another_event_id_keeps_the_first(services
     assert (package.order_number, package.packed_event_id) == ("ORD-1001", first.id)
     assert db.all(package_items.select().with_only_columns(package_items.c.order_item_id)) == [(555,)]
     assert db.count(outbox_table) == 1
+    assert db.inbox_count("packer") == 1  # the refused event is not recorded as applied
+
+
+def test_a_refused_repack_replayed_is_judged_again_not_taken_for_a_duplicate(services, db):
+    services.pack(order_number="ORD-1001")
+    conflicting = services.pack_event(order_number="ORD-9999")
+    for _ in range(2):
+        with pytest.raises(PermanentError, match="already packed with other content"):
+            services.apply_packed(conflicting)
+
+    assert db.inbox_count("packer") == 1
+
+
+def test_the_same_package_packed_with_equal_data_under_another_id_is_acknowledged_without_effect(services, db):
+    services.pack(item_ids=(555, 556), packed_at="2026-11-27T10:00:00Z", payment={"amount": "120.50", "currency": "TRY"})
+    # The same data as the contract types it: another offset for the same instant, the
+    # amount as a number, the items in another order, an unknown field.
+    again = examples.packed(item_ids=(556, 555), packed_at="2026-11-27T13:00:00+03:00",
+                            payment={"amount": 120.5, "currency": "TRY"}, gift_wrap=True)
+    services.apply_packed(examples.parsed("PackagePacked", again))
+
+    assert db.count(shipments) == 1
+    assert db.count(outbox_table) == 1
+    assert db.inbox_count("packer") == 2
+
+
+def test_the_same_event_id_from_another_source_is_another_event(services, db):
+    first = services.pack("PKG-1")
+    services.apply_packed(parse_event(examples.to_bytes(examples.envelope(
+        "PackagePacked", examples.packed("PKG-2"), event_id=first.id, source="/oms/erp"))))
+
+    assert {db.shipment("PKG-1").package_id, db.shipment("PKG-2").package_id} == {"PKG-1", "PKG-2"}
     assert db.inbox_count("packer") == 2
 
 

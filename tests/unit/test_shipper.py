@@ -7,7 +7,7 @@ from structlog.testing import capture_logs
 from contracts import parse_event
 from services.shipper.handlers import register_with_carrier
 from shared.db import utcnow
-from shared.errors import TransientError
+from shared.errors import PermanentError
 from shared.http import PermanentHTTPError
 
 import contract_examples as examples
@@ -58,12 +58,40 @@ def test_a_carrier_refusing_the_registration_leaves_the_shipment_pending_for_a_r
     assert db.shipment().status == "registered"
 
 
-def test_a_registration_request_for_a_shipment_not_yet_visible_is_retried_later(db, carriers):
-    data = examples.status_changed(1, "pending", None, shipment_id="not-committed-yet")
-    pending = parse_event(examples.to_bytes(examples.envelope("ShipmentStatusChanged", data)))
+def test_a_registration_request_for_a_shipment_never_recorded_is_dead_lettered(db, carriers, carrier):
+    data = examples.status_changed(1, "pending", None, shipment_id="never-recorded")
+    forged = parse_event(examples.to_bytes(examples.envelope("ShipmentStatusChanged", data)))
 
-    with pytest.raises(TransientError, match="not-committed-yet is not visible"):
-        register_with_carrier(pending, db.uow("shipper"), carriers)
+    with pytest.raises(PermanentError, match="shipment 'never-recorded' was never recorded"):
+        register_with_carrier(forged, db.uow("shipper"), carriers)
+
+    assert carrier.registered == []
+    assert db.inbox_count("shipper") == 0
+
+
+def test_a_registration_request_naming_a_sequence_never_recorded_is_dead_lettered(services, db, carrier):
+    services.pack()
+    genuine = services.pending_event()
+    forged = parse_event(examples.to_bytes(examples.envelope("ShipmentStatusChanged", {
+        **genuine.data.model_dump(mode="json"), "sequence": 7})))
+
+    with pytest.raises(PermanentError, match="has no recorded change with sequence 7"):
+        register_with_carrier(forged, db.uow("shipper"), services.carriers)
+
+    assert carrier.registered == [] and db.shipment().status == "pending"
+
+
+def test_registration_uses_the_recorded_shipment_not_the_package_a_message_names(services, db, carrier):
+    services.pack("PKG-1")
+    services.pack("PKG-2", order_number="ORD-2")
+    genuine = services.pending_event("PKG-1")
+    misleading = parse_event(examples.to_bytes(examples.envelope("ShipmentStatusChanged", {
+        **genuine.data.model_dump(mode="json"), "package_id": "PKG-2", "order_number": "ORD-2"})))
+
+    register_with_carrier(misleading, db.uow("shipper"), services.carriers)
+
+    assert carrier.registered == [(db.shipment("PKG-1").id, "PKG-1")]
+    assert (db.shipment("PKG-1").status, db.shipment("PKG-2").status) == ("registered", "pending")
 
 
 def test_package_shipped_before_registration_is_remembered_and_applied_when_registration_commits(services, db):
