@@ -1,6 +1,7 @@
 """Tracker benchmark: polls per second of one tracker process, and the carrier's busiest second.
 
     .venv/bin/python -m benchmarks.tracker [--sizes 10000,100000] [--latencies 0,100] [--measure-seconds 15]
+                                           [--clients http11,aiohttp] [--no-limit-runs]
 
 Needs the local PostgreSQL (``OMS_TEST_PG_DSN``, default postgres@127.0.0.1:5432). Each
 run gets a database of its own, seeded with shipped shipments that are all due, and
@@ -17,6 +18,10 @@ Rate-limit runs: a limit that binds, a one-second poll interval so shipments kee
 due, 1 and 3 tracker processes; the carrier reports the most requests it received in any
 one-second window (sliding, not per calendar second) and the most queries one shipment
 had in flight at once.
+``--clients``: the throughput runs once per HTTP client of the tracker's carrier requests,
+back to back under the same machine load: ``http11`` (the tracker's own) and ``aiohttp``
+(``benchmarks/aiohttp_tracker.py``; needs ``pip install aiohttp``). Each row notes the
+load average (``os.getloadavg``) it was measured under.
 """
 from __future__ import annotations
 
@@ -37,6 +42,9 @@ from services.migrations import upgrade
 
 PG_DSN = os.environ.get("OMS_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 BIN = Path(sys.executable).with_name("oms-shipments")
+#: The command that runs one tracker, per HTTP client of its carrier requests.
+TRACKER_COMMANDS = {"http11": [str(BIN), "run", "tracker"],
+                    "aiohttp": [sys.executable, "-m", "benchmarks.aiohttp_tracker", "run", "tracker"]}
 PASSWORD = "bench-secret"
 
 SEED = """
@@ -96,14 +104,15 @@ class Carrier:
         self.process.wait(10)
 
 
-def start_trackers(count: int, database: Database, carrier: Carrier, workdir: Path, **carrier_keys) -> list:
+def start_trackers(count: int, database: Database, carrier: Carrier, workdir: Path, client: str = "http11",
+                   **carrier_keys) -> list:
     carriers_file = workdir / "carriers.toml"
     keys = {"url": carrier.url, "username": "bench", "password": PASSWORD, **carrier_keys}
     carriers_file.write_text("[carriers.bench]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in keys.items()))
     env = {**os.environ, "OMS_DATABASE_URL": database.url, "OMS_AMQP_URL": "memory://",
            "OMS_CARRIERS_FILE": str(carriers_file), "OMS_LOG_LEVEL": "WARNING", "OMS_LOG_FORMAT": "json",
            "OMS_TRACKER_IDLE_S": "0.1", "OMS_METRICS_PORT": "0"}
-    return [subprocess.Popen([str(BIN), "run", "tracker"], env=env, stdout=open(workdir / f"tracker-{n}.log", "wb"),
+    return [subprocess.Popen(TRACKER_COMMANDS[client], env=env, stdout=open(workdir / f"tracker-{n}.log", "wb"),
                              stderr=subprocess.STDOUT) for n in range(count)]
 
 
@@ -123,7 +132,7 @@ def polled(database: Database) -> int:
 
 
 def throughput(database: Database, size: int, latency_ms: float, workdir: Path,
-               measure_s: float) -> tuple[float, int, float]:
+               measure_s: float, client: str = "http11") -> tuple[float, int, float]:
     """(polls per second over ``measure_s`` of steady state, polls then, seconds measured).
 
     Every one of the ``size`` shipments is due, so the due query runs against the whole
@@ -133,7 +142,8 @@ def throughput(database: Database, size: int, latency_ms: float, workdir: Path,
     for statement in RESET:
         database.run(statement)
     carrier = Carrier(latency_ms)
-    trackers = start_trackers(1, database, carrier, workdir, poll_interval_s=86_400, max_requests_per_s=1_000_000)
+    trackers = start_trackers(1, database, carrier, workdir, client, poll_interval_s=86_400,
+                              max_requests_per_s=1_000_000)
     started, first = time.monotonic(), None
     try:
         while time.monotonic() - started < 120 + measure_s:
@@ -166,6 +176,15 @@ def rate_limited(database: Database, trackers: int, limit: float, seconds: float
     return stats
 
 
+def throughput_row(database: Database, size: int, latency: float, workdir: Path, measure_s: float,
+                   client: str) -> tuple:
+    rate, count, took = throughput(database, size, latency, workdir, measure_s, client)
+    target = 2000 if latency == 0 else 1000
+    return (f"throughput, 1 tracker ({client}), carrier {latency:g} ms", f"{size:,}", f"{rate:,.0f} queries/s",
+            f">= {target:,}/s", "met" if rate >= target else "MISSED",
+            f"{count:,} polls in {took:.1f} s of steady state; load {os.getloadavg()[0]:.1f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Tracker throughput and rate-limit benchmark")
     parser.add_argument("--sizes", default="10000,100000")
@@ -174,7 +193,10 @@ def main() -> None:
     parser.add_argument("--limit-seconds", type=float, default=20)
     parser.add_argument("--measure-seconds", type=float, default=15,
                         help="steady-state seconds of each throughput run (the table keeps every row due)")
+    parser.add_argument("--clients", default="http11", help="HTTP clients of the tracker: http11,aiohttp")
+    parser.add_argument("--no-limit-runs", action="store_true", help="throughput runs only")
     args = parser.parse_args()
+    clients = args.clients.split(",")
     sizes = [int(s) for s in args.sizes.split(",")]
     latencies = [float(s) for s in args.latencies.split(",")]
     workdir = Path(tempfile.mkdtemp(prefix="oms-bench-"))
@@ -187,13 +209,10 @@ def main() -> None:
                     database.run(statement)
             plans[size] = "\n".join(r[0] for r in database.run(DUE_QUERY_PLAN))
             for latency in latencies:
-                rate, count, took = throughput(database, size, latency, workdir, args.measure_seconds)
-                target = 2000 if latency == 0 else 1000
-                rows.append((f"throughput, 1 tracker, carrier {latency:g} ms", f"{size:,}", f"{rate:,.0f} queries/s",
-                             f">= {target:,}/s", "met" if rate >= target else "MISSED",
-                             f"{count:,} polls in {took:.1f} s of steady state; load {os.getloadavg()[0]:.1f}"))
-                print(f"... {rows[-1]}", file=sys.stderr, flush=True)
-            if size == sizes[0]:
+                for client in clients:
+                    rows.append(throughput_row(database, size, latency, workdir, args.measure_seconds, client))
+                    print(f"... {rows[-1]}", file=sys.stderr, flush=True)
+            if size == sizes[0] and not args.no_limit_runs:
                 for trackers in (1, 3):
                     stats = rate_limited(database, trackers, args.limit, args.limit_seconds, workdir)
                     peak = stats["max_per_second"]

@@ -81,7 +81,8 @@ def _default_omnitron(settings: Settings):
     # A few quick tries in hand; longer outages wait in the delay queues, not in a
     # handler that holds the shipment's relay lock.
     return OmnitronClient(settings.omnitron_url, settings.omnitron_token.get_secret_value(),
-                          timeout_s=settings.omnitron_timeout_s, retry_attempts=3, max_wait_s=5)
+                          timeout_s=settings.omnitron_timeout_s, retry_attempts=3, max_wait_s=5,
+                          max_retry_after_s=settings.max_retry_after_s)
 
 
 def bootstrap(
@@ -93,7 +94,7 @@ def bootstrap(
 ) -> Runtime:
     register_secrets(*settings.secrets())
     if carriers is None:
-        carriers = CarrierDirectory(load_carriers(settings.carriers_file))
+        carriers = CarrierDirectory(load_carriers(settings.carriers_file), max_retry_after_s=settings.max_retry_after_s)
     register_secrets(*(config.password for config in carriers.configs.values()))
     stop = stop or threading.Event()
     engine = make_engine(settings.database_url.get_secret_value())

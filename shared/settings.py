@@ -27,6 +27,11 @@ class Settings(BaseSettings):
         60.0, gt=0, description="After an Omnitron call that got no answer, how long it may still take effect "
         "at Omnitron; then the shipment's newest status is sent again, so a late older one cannot stay."
     )
+    max_retry_after_s: float = Field(
+        3600.0, gt=0, description="The longest a carrier's or Omnitron's `Retry-After` is honoured, in seconds "
+        "(also the longest a tracker pauses a carrier); a larger, negative or unreadable value waits this "
+        "long and is logged."
+    )
     carriers_file: Path = Field(Path("carriers.toml"), description="The carriers file (TOML).")
 
     queue_type: Literal["classic", "quorum"] = Field(

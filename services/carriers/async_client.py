@@ -10,7 +10,6 @@ Request building and parsing are the pure functions of ``shipment_flows``.
 from __future__ import annotations
 
 import base64
-import json
 import uuid
 from typing import Any
 from urllib.parse import quote
@@ -22,23 +21,27 @@ from services.carriers.shipment_flows import (
     CarrierEvent,
     CarrierProtocolError,
     CarrierSnapshot,
+    decode_json,
     parse_history,
     parse_query,
 )
 from services.carriers.http11 import Http11Pool
-from shared.http import TransientHTTPError, raise_for_response, redact_url
+from shared.http import DEFAULT_MAX_RETRY_AFTER_S, TransientHTTPError, raise_for_response, redact_url
 from shared.logging import register_secrets
 
 DEFAULT_MAX_CONNECTIONS = 256
 
 
 class AsyncShipmentFlowsClient:
-    def __init__(self, config: CarrierConfig, max_connections: int = DEFAULT_MAX_CONNECTIONS):
+    def __init__(self, config: CarrierConfig, max_connections: int = DEFAULT_MAX_CONNECTIONS,
+                 max_retry_after_s: float = DEFAULT_MAX_RETRY_AFTER_S):
         self.config = config
         register_secrets(config.password)
-        # max_connections is the caller's to keep: the tracker never has more requests in flight.
+        # max_connections is the caller's to keep: the tracker never has more requests in flight;
+        # the pool keeps no more idle ones than that.
         self.max_connections = max_connections
-        self._pool = Http11Pool(config.url)
+        self._max_retry_after_s = max_retry_after_s
+        self._pool = Http11Pool(config.url, max_idle=max_connections)
         # Built once: httpx.BasicAuth would run an auth flow for every request.
         credentials = base64.b64encode(f"{config.username}:{config.password}".encode()).decode()
         self._headers = {"authorization": f"Basic {credentials}", "accept": "application/json",
@@ -48,10 +51,10 @@ class AsyncShipmentFlowsClient:
         return f"AsyncShipmentFlowsClient(code={self.config.code!r}, url={redact_url(self.config.url)!r})"
 
     async def query(self, shipment_id: str, timeout_s: float | None = None) -> CarrierSnapshot:
-        return parse_query(await self._get(_segment(shipment_id), timeout_s))
+        return parse_query(await self._get(_segment(shipment_id), timeout_s), shipment_id)
 
     async def history(self, shipment_id: str, timeout_s: float | None = None) -> list[CarrierEvent]:
-        return parse_history(await self._get(_segment(shipment_id) + "/history", timeout_s))
+        return parse_history(await self._get(_segment(shipment_id) + "/history", timeout_s), shipment_id)
 
     async def aclose(self) -> None:
         await self._pool.aclose()
@@ -63,15 +66,16 @@ class AsyncShipmentFlowsClient:
             status, answer_headers, body = await self._pool.get("/shipments/" + path, headers, timeout)
         except httpx.TimeoutException as exc:
             raise TransientHTTPError(f"timed out ({type(exc).__name__})") from exc
+        except httpx.RemoteProtocolError as exc:
+            raise CarrierProtocolError(f"broken HTTP: {exc}") from exc
         except httpx.TransportError as exc:
             raise TransientHTTPError(f"connection failed ({type(exc).__name__}: {exc})") from exc
         if not 200 <= status < 300:
-            raise_for_response(httpx.Response(status, headers=answer_headers, content=body,
-                                              request=httpx.Request("GET", self.config.url + "/shipments/" + path)))
-        try:
-            return json.loads(body)
-        except ValueError:
-            raise CarrierProtocolError(f"GET {path} answered non-JSON: {body[:80]!r}") from None
+            headers = {name: value.encode("latin-1") for name, value in answer_headers.items()}
+            raise_for_response(httpx.Response(status, headers=headers, content=body,
+                                              request=httpx.Request("GET", self.config.url + "/shipments/" + path)),
+                               self._max_retry_after_s)
+        return decode_json(body, f"GET {path}")
 
 
 def _segment(value: str) -> str:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from services.carriers.async_client import AsyncShipmentFlowsClient
 from services.carriers.shipment_flows import CarrierConfig, ShipmentFlowsClient
+from shared.http import DEFAULT_MAX_RETRY_AFTER_S
 
 _NUMBER_FIELDS = ("poll_interval_s", "max_requests_per_s", "timeout_s",
                   # the tracker's (CarrierConfig says what each one means)
@@ -59,8 +60,9 @@ def _check_values(code: str, table: dict) -> None:
 
 
 class CarrierDirectory:
-    def __init__(self, configs: dict[str, CarrierConfig]):
+    def __init__(self, configs: dict[str, CarrierConfig], max_retry_after_s: float = DEFAULT_MAX_RETRY_AFTER_S):
         self.configs = configs
+        self.max_retry_after_s = max_retry_after_s
         self._clients: dict[str, ShipmentFlowsClient] = {}
         self._lock = threading.Lock()
 
@@ -69,12 +71,13 @@ class CarrierDirectory:
 
     def open_async(self, code: str, max_connections: int = 256) -> AsyncShipmentFlowsClient:
         """A new asyncio client for one event loop; the caller closes it (``aclose``)."""
-        return AsyncShipmentFlowsClient(self.configs[code], max_connections=max_connections)
+        return AsyncShipmentFlowsClient(self.configs[code], max_connections=max_connections,
+                                        max_retry_after_s=self.max_retry_after_s)
 
     def client(self, code: str) -> ShipmentFlowsClient:
         with self._lock:
             if code not in self._clients:
-                self._clients[code] = ShipmentFlowsClient(self.configs[code])
+                self._clients[code] = ShipmentFlowsClient(self.configs[code], max_retry_after_s=self.max_retry_after_s)
             return self._clients[code]
 
     def close(self) -> None:

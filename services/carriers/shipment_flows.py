@@ -6,6 +6,7 @@ Request building and answer parsing are pure functions over plain dicts; only
 """
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -18,7 +19,8 @@ import structlog
 
 from contracts import PackagePacked, ShipmentStatus
 from shared.metrics import observe_http
-from shared.http import PermanentHTTPError, TransientHTTPError, call_with_retries, raise_for_response, redact_url
+from shared.http import (DEFAULT_MAX_RETRY_AFTER_S, PermanentHTTPError, TransientHTTPError, bounded_client,
+                         call_with_retries, raise_for_response, redact_url, request_bounded)
 from shared.logging import register_secrets
 
 log = structlog.get_logger(__name__)
@@ -160,13 +162,34 @@ def build_registration(shipment_id: str, packed: PackagePacked, locale: str) -> 
     return body
 
 
+# What a carrier's answer may hold (CONTRACT.md §4). A value outside these bounds makes the
+# whole answer an error for its one request: stored as it came, a status too long for its
+# column or a text holding U+0000 would make the database refuse the transaction that
+# records it, and with it every other shipment's answer in the same batch.
+MAX_STATUS_CHARS = 64
+MAX_TRACKING_NUMBER_CHARS = 255
+MAX_TEXT_CHARS = 2000
+#: More events than any parcel collects; a longer history is not believed.
+MAX_HISTORY_EVENTS = 1000
+#: Carrier dates outside these years are not believed.
+MIN_YEAR, MAX_YEAR = 1970, 9000
+
+
+def decode_json(body: bytes, what: str) -> Any:
+    """A carrier's JSON answer; :class:`CarrierProtocolError` for anything that is not JSON."""
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested deeper than the parser goes
+        raise CarrierProtocolError(f"{what} answered non-JSON: {body[:80]!r}") from None
+
+
 def _object(body: Any, what: str) -> dict:
     if not isinstance(body, dict):
         raise CarrierProtocolError(f"{what} is not a JSON object")
     return body
 
 
-def _text(body: dict, key: str, *, required: bool) -> str | None:
+def _text(body: dict, key: str, *, required: bool, max_chars: int = MAX_TEXT_CHARS) -> str | None:
     value = body.get(key)
     if value is None or value == "":
         if required:
@@ -174,49 +197,73 @@ def _text(body: dict, key: str, *, required: bool) -> str | None:
         return None
     if not isinstance(value, str):
         raise CarrierProtocolError(f"{key!r} is not a string: {value!r:.80}")
+    if len(value) > max_chars:
+        raise CarrierProtocolError(f"{key!r} is longer than {max_chars} characters ({len(value)})")
+    if "\x00" in value:
+        raise CarrierProtocolError(f"{key!r} holds U+0000")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise CarrierProtocolError(f"{key!r} holds a lone surrogate") from None
     return value
 
 
+def _status(body: dict, *, required: bool) -> str | None:
+    return _text(body, "status", required=required, max_chars=MAX_STATUS_CHARS)
+
+
+def _about(body: dict, shipment_id: str | None, what: str) -> dict:
+    """The answer, if it is about ``shipment_id`` (an answer that names no shipment is taken as ours)."""
+    named = body.get("shipmentId")
+    if shipment_id is not None and named is not None and named != shipment_id:
+        raise CarrierProtocolError(f"{what} is about another shipment: {named!r:.80}")
+    return body
+
+
 def _date(body: dict, key: str) -> datetime | None:
-    value = _text(body, key, required=False)
+    value = _text(body, key, required=False, max_chars=64)
     if value is None:
         return None
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
         raise CarrierProtocolError(f"{key!r} is not an ISO-8601 date: {value!r:.80}") from None
+    if not MIN_YEAR <= parsed.year <= MAX_YEAR:  # year 1 or 9999 with an offset leaves the range in UTC
+        raise CarrierProtocolError(f"{key!r} is out of range: {value!r:.80}")
     # A carrier that leaves out the offset means UTC more often than its local time.
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
-def parse_registration(body: Any) -> Registration:
-    body = _object(body, "registration answer")
+def parse_registration(body: Any, shipment_id: str | None = None) -> Registration:
+    body = _about(_object(body, "registration answer"), shipment_id, "registration answer")
     return Registration(
-        tracking_number=_text(body, "trackingNumber", required=True),
+        tracking_number=_text(body, "trackingNumber", required=True, max_chars=MAX_TRACKING_NUMBER_CHARS),
         tracking_url=_text(body, "trackingUrl", required=False),
         label_url=_text(body, "labelUrl", required=False),
         # A 2xx registration is a created shipment, whether or not the carrier says so.
-        carrier_status=_text(body, "status", required=False) or "CREATED",
+        carrier_status=_status(body, required=False) or "CREATED",
     )
 
 
-def parse_query(body: Any) -> CarrierSnapshot:
-    body = _object(body, "query answer")
+def parse_query(body: Any, shipment_id: str | None = None) -> CarrierSnapshot:
+    body = _about(_object(body, "query answer"), shipment_id, "query answer")
     return CarrierSnapshot(
-        tracking_number=_text(body, "trackingNumber", required=True),
-        carrier_status=_text(body, "status", required=True),
+        tracking_number=_text(body, "trackingNumber", required=True, max_chars=MAX_TRACKING_NUMBER_CHARS),
+        carrier_status=_status(body, required=True),
         status_date=_date(body, "statusDate"),
         description=_text(body, "description", required=False),
     )
 
 
-def parse_history(body: Any) -> list[CarrierEvent]:
-    events = _object(body, "history answer").get("events")
+def parse_history(body: Any, shipment_id: str | None = None) -> list[CarrierEvent]:
+    events = _about(_object(body, "history answer"), shipment_id, "history answer").get("events")
     if not isinstance(events, list):
         raise CarrierProtocolError("'events' is not a list")
+    if len(events) > MAX_HISTORY_EVENTS:
+        raise CarrierProtocolError(f"history of {len(events)} events, over {MAX_HISTORY_EVENTS}")
     return [
         CarrierEvent(
-            carrier_status=_text(event, "status", required=True),
+            carrier_status=_status(event, required=True),
             date=_date(event, "date"),
             description=_text(event, "description", required=False),
             location=_text(event, "location", required=False),
@@ -238,11 +285,13 @@ class ShipmentFlowsClient:
         retry_attempts: int = 3,
         max_wait_s: float = 10.0,
         sleep: Callable[[float], None] = time.sleep,
+        max_retry_after_s: float = DEFAULT_MAX_RETRY_AFTER_S,
     ):
         self.config = config
         register_secrets(config.password)
         self._owns_http = http is None
-        self._http = http or httpx.Client(timeout=config.timeout_s)
+        self._http = http or bounded_client(config.timeout_s)
+        self._max_retry_after_s = max_retry_after_s
         self._auth = httpx.BasicAuth(config.username, config.password)
         self._base = config.url.rstrip("/")
         self._retry_attempts = retry_attempts
@@ -265,13 +314,13 @@ class ShipmentFlowsClient:
             self._log.info("carrier.register.already_registered", shipment_id=shipment_id)
             snapshot = self.query(shipment_id)
             return Registration(snapshot.tracking_number, None, None, snapshot.carrier_status)
-        return parse_registration(answer)
+        return parse_registration(answer, shipment_id)
 
     def query(self, shipment_id: str) -> CarrierSnapshot:
-        return parse_query(self._request("GET", f"/shipments/{_segment(shipment_id)}"))
+        return parse_query(self._request("GET", f"/shipments/{_segment(shipment_id)}"), shipment_id)
 
     def history(self, shipment_id: str) -> list[CarrierEvent]:
-        return parse_history(self._request("GET", f"/shipments/{_segment(shipment_id)}/history"))
+        return parse_history(self._request("GET", f"/shipments/{_segment(shipment_id)}/history"), shipment_id)
 
     def delete(self, shipment_id: str) -> None:
         self._request("DELETE", f"/shipments/{_segment(shipment_id)}")
@@ -298,22 +347,20 @@ class ShipmentFlowsClient:
                 "accept": "application/json",
             }
             started = time.monotonic()
-            response = self._http.request(method, url, json=json, headers=headers, auth=self._auth)
+            response = request_bounded(self._http, method, url, total_s=self.config.timeout_s, json=json,
+                                       headers=headers, auth=self._auth)
             elapsed_ms = round((time.monotonic() - started) * 1000, 1)
             observe_http(f"carrier:{self.config.code}", method, response.status_code, elapsed_ms / 1000)
             self._log.debug("carrier.request", method=method, path=path, request_id=request_id,
                             status=response.status_code, elapsed_ms=elapsed_ms)
-            raise_for_response(response)
+            raise_for_response(response, self._max_retry_after_s)
             return response
 
         response = call_with_retries(attempt, attempts=self._retry_attempts, max_wait_s=self._max_wait_s,
                                      sleep=self._sleep)
         if response.status_code == 204 or not response.content:
             return None
-        try:
-            return response.json()
-        except ValueError:
-            raise CarrierProtocolError(f"{method} {path} answered non-JSON: {response.text[:80]!r}") from None
+        return decode_json(response.content, f"{method} {path}")
 
 
 def _segment(value: str) -> str:

@@ -16,7 +16,8 @@ import structlog
 
 from contracts import OMNITRON_ITEM_STATUS, ShipmentStatusChanged
 from shared.metrics import observe_http
-from shared.http import TransientHTTPError, call_with_retries, raise_for_response, redact_url
+from shared.http import (DEFAULT_MAX_RETRY_AFTER_S, TransientHTTPError, bounded_client, call_with_retries,
+                         raise_for_response, redact_url, request_bounded)
 from shared.logging import register_secrets
 
 log = structlog.get_logger(__name__)
@@ -102,12 +103,17 @@ class OmnitronClient:
         retry_attempts: int = 5,
         max_wait_s: float = 30.0,
         sleep: Callable[[float], None] = time.sleep,
+        max_retry_after_s: float = DEFAULT_MAX_RETRY_AFTER_S,
     ):
         register_secrets(token)
         self.base_url = base_url.rstrip("/")
         self._authorization = f"Token {token}"
         self._owns_http = http is None
-        self._http = http or httpx.Client(timeout=timeout_s)
+        # Omnitron's answer is only read for its status and, on a refusal, its reason: it is
+        # held to the same bounds as a carrier's (the whole answer within the timeout, 1 MiB).
+        self._http = http or bounded_client(timeout_s)
+        self._timeout_s = timeout_s
+        self._max_retry_after_s = max_retry_after_s
         self._retry_attempts = retry_attempts
         self._max_wait_s = max_wait_s
         self._sleep = sleep
@@ -129,7 +135,8 @@ class OmnitronClient:
 
         def attempt() -> int:
             started = time.monotonic()
-            response = self._http.request(call.method, url, json=call.body, headers=headers)
+            response = request_bounded(self._http, call.method, url, total_s=self._timeout_s, json=call.body,
+                                       headers=headers)
             observe_http("omnitron", call.method, response.status_code, time.monotonic() - started)
             log.debug(
                 "omnitron.request",
@@ -139,7 +146,7 @@ class OmnitronClient:
                 status=response.status_code,
                 elapsed_ms=round((time.monotonic() - started) * 1000, 1),
             )
-            raise_for_response(response)
+            raise_for_response(response, self._max_retry_after_s)
             return response.status_code
 
         status = call_with_retries(attempt, attempts=self._retry_attempts, max_wait_s=self._max_wait_s,

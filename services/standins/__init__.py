@@ -2,18 +2,22 @@
 
 :class:`StandInServer` is their shared plumbing: a threaded server, fault injection
 (error statuses, ``Retry-After``, latency) settable while it runs, and a thread-safe
-log of every request so tests can check what actually went over the wire.
+log of every request so tests can check what actually went over the wire. A peer that
+misbehaves for one subject only (one shipment, one order item) among many normal ones:
+:meth:`StandInServer.misbehave` with a :class:`RawAnswer` (``services/standins/hostile.py``
+builds one for each way a peer's answer can be wrong), written to the socket as it is.
 """
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 from urllib.parse import unquote, urlsplit
 
 import structlog
@@ -33,6 +37,15 @@ def now_iso() -> str:
 
 
 @dataclass(frozen=True)
+class RawAnswer:
+    """Bytes written to the client as they are, ``pause_s`` apart, then the connection closed."""
+
+    parts: tuple[bytes, ...]
+    pause_s: float = 0.0
+    name: str = "raw"  # what it is, in the request log (``RequestRecord.status`` is 0)
+
+
+@dataclass(frozen=True)
 class RequestRecord:
     started: float  # time.monotonic()
     ended: float  # taken just before the answer is written, so a client can never see it later
@@ -41,6 +54,13 @@ class RequestRecord:
     shipment_id: str | None
     status: int
     headers: dict[str, str] = field(default_factory=dict)  # lower-cased, without Authorization
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:
+        # A client that hung up on an answer (a hostile one, or after its own timeout) is no error here.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class StandInServer:
@@ -53,6 +73,7 @@ class StandInServer:
         self._lock = threading.Lock()
         self._faults: list[tuple[int, str | None]] = []
         self._stalls: list[float] = []
+        self._hostile: dict[str, tuple[RawAnswer, Callable[[str, str], bool]]] = {}
         self._in_flight: Counter[str] = Counter()
         self._max_in_flight: Counter[str] = Counter()
         self._server: ThreadingHTTPServer | None = None
@@ -92,7 +113,7 @@ class StandInServer:
             def log_message(self, *args) -> None:  # the request log is ``requests``
                 pass
 
-        self._server = ThreadingHTTPServer((self.host, self.port), Handler)
+        self._server = _QuietServer((self.host, self.port), Handler)
         self._server.daemon_threads = True
         # A short poll keeps stop() quick: shutdown() waits for the loop to look up.
         self._thread = threading.Thread(
@@ -127,9 +148,34 @@ class StandInServer:
         with self._lock:
             self._stalls.extend([seconds] * n)
 
+    def misbehave(self, subject: str, answer: RawAnswer | None,
+                  when: Callable[[str, str], bool] = lambda method, path: True) -> None:
+        """Answer every request about ``subject`` (and ``when(method, path)``) with ``answer``; None: normal again."""
+        with self._lock:
+            if answer is None:
+                self._hostile.pop(subject, None)
+            else:
+                self._hostile[subject] = (answer, when)
+
     def max_in_flight_per_shipment(self) -> int:
         with self._lock:
             return max(self._max_in_flight.values(), default=0)
+
+    def _write_raw(self, handler: BaseHTTPRequestHandler, answer: RawAnswer, started: float, method: str,
+                   path: str, subject: str) -> None:
+        seen = {k.lower(): v for k, v in handler.headers.items() if k.lower() != "authorization"}
+        with self._lock:
+            self.requests.append(RequestRecord(started, time.monotonic(), method, path, subject, 0,
+                                               {**seen, "x-standin-answer": answer.name}))
+        handler.close_connection = True
+        try:
+            for n, part in enumerate(answer.parts):
+                if n and answer.pause_s:
+                    time.sleep(answer.pause_s)
+                handler.wfile.write(part)
+                handler.wfile.flush()
+        except OSError:  # the client gave up on it, as it should
+            pass
 
     # -- the request cycle
     def _serve(self, handler: BaseHTTPRequestHandler) -> None:
@@ -145,6 +191,13 @@ class StandInServer:
                 self._max_in_flight[subject] = max(self._max_in_flight[subject], self._in_flight[subject])
             fault = self._faults.pop(0) if self._faults and not control else None
             stall = self._stalls.pop(0) if self._stalls and not control else 0.0
+            hostile = self._hostile.get(subject) if subject is not None and not control else None
+            if hostile is not None and hostile[1](method, path):
+                self._in_flight[subject] -= 1  # a raw answer is written outside the request cycle
+            else:
+                hostile = None
+        if hostile is not None:
+            return self._write_raw(handler, hostile[0], started, method, path, subject)
         try:
             if (self.latency_s or stall) and not control:
                 time.sleep(self.latency_s + stall)

@@ -28,6 +28,16 @@ class OmnitronStandIn(StandInServer):
     def __repr__(self) -> str:
         return f"OmnitronStandIn(url={self.url if self._server else None!r})"
 
+    def subject_of(self, method: str, path: str, body: bytes) -> str | None:
+        """The order item a call is about (a bulk call: its first), for :meth:`misbehave`."""
+        if (item := _ITEM.match(path)) is not None:
+            return item["id"]
+        try:
+            first = json.loads(body)["orderitem_set"][0]["id"]
+        except (ValueError, KeyError, IndexError, TypeError):
+            return None
+        return str(first) if isinstance(first, int) else None
+
     def calls_for_item(self, order_item_id: int) -> list[tuple[str, str]]:
         """``("bulk", status code)`` / ``("extra", shipment status)`` for one item, in order."""
         seen = []

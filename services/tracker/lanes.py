@@ -18,7 +18,7 @@ from typing import Protocol
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from services.carriers.shipment_flows import CarrierConfig
+from services.carriers.shipment_flows import CarrierConfig, CarrierProtocolError
 from services.tracker import metrics
 from services.tracker.pacing import Reservation
 from services.tracker.recording import Job
@@ -76,6 +76,7 @@ class CarrierCalls:
 class LaneHost(Protocol):
     stopping: asyncio.Event
     slot_tolerance_s: float
+    max_pause_s: float  # no pause of a carrier is longer (OMS_MAX_RETRY_AFTER_S)
 
     async def reserve(self, config: CarrierConfig, wanted: int) -> tuple[Reservation, float]: ...
     async def pause(self, carrier: str, seconds: float, failures: int) -> None: ...
@@ -257,9 +258,13 @@ class CarrierLane:
         self.host.deliver(job)
 
     def _failed(self, error: TransientHTTPError) -> None:
+        if isinstance(error, CarrierProtocolError):
+            # One shipment's unusable answer says nothing about the carrier's load: pausing
+            # the carrier for it would stall every other shipment's answers.
+            return
         now = self._loop.time()
         if error.retry_after:
-            pause, reason = error.retry_after, "retry_after"
+            pause, reason = min(error.retry_after, self.host.max_pause_s), "retry_after"
         else:
             self.failures += 1
             if self.failures < FAILURES_BEFORE_BACKOFF or now < self.paused_until:

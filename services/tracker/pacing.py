@@ -17,6 +17,9 @@ which can only make it later, never earlier.
 
 ``paused_until`` is how one replica's bad news reaches the others: a ``Retry-After``
 or a failure backoff pushes it forward and every later reservation starts after it.
+No pause is ever longer than ``max_pause_s`` (``OMS_MAX_RETRY_AFTER_S``): not when it is
+written, and not when it is read, so a row written by a replica with a longer bound (or
+an older version) still pauses no longer than this one allows.
 ``max_requests_per_day`` lowers the rate to the day's budget spread evenly over the day
 (``CarrierConfig.paced_rate_per_s``), and a per-day counter caps the day exactly, so a
 burst of priority work can never spend tomorrow's budget today.
@@ -33,6 +36,7 @@ from services.carriers.shipment_flows import CarrierConfig
 from services.domain.tables import carrier_pacing
 from services.tracker.queue import TrackerQueue
 from shared.db import upsert
+from shared.http import DEFAULT_MAX_RETRY_AFTER_S
 
 _LONG_AGO = datetime(2000, 1, 1, tzinfo=timezone.utc)
 # Creates the carrier's row or, with a no-op update, locks the existing one.
@@ -52,9 +56,13 @@ class Reservation:
 
 
 class CarrierPacing:
-    def __init__(self, connection: Connection):
+    def __init__(self, connection: Connection, max_pause_s: float = DEFAULT_MAX_RETRY_AFTER_S):
         self._c = connection
         self._queue = TrackerQueue(connection)
+        self._max_pause = timedelta(seconds=max_pause_s)
+
+    def _paused_until(self, row, now: datetime) -> datetime:
+        return min(row.paused_until, now + self._max_pause) if row.paused_until else now
 
     def _lock(self, carrier: str):
         return self._c.execute(_LOCK_PACING, {"carrier": carrier, "tat": _LONG_AGO, "failures": 0,
@@ -64,8 +72,9 @@ class CarrierPacing:
         row = self._lock(config.code)
         now = self._queue.now()
         rate = config.paced_rate_per_s * HEADROOM
-        start = max(row.tat, now, row.paused_until or now)
-        paused_for = max(0.0, ((row.paused_until or now) - now).total_seconds())
+        paused_until = self._paused_until(row, now)
+        start = max(row.tat, now, paused_until)
+        paused_for = max(0.0, (paused_until - now).total_seconds())
         room = (now + timedelta(seconds=horizon_s) - start).total_seconds()
         granted = min(wanted, math.floor(room * rate) + 1) if room >= 0 else 0
         today = now.date()
@@ -87,10 +96,11 @@ class CarrierPacing:
     def pause(self, carrier: str, seconds: float, failures: int) -> None:
         """No replica sends to this carrier for ``seconds`` (Retry-After, or backoff after failures)."""
         row = self._lock(carrier)
-        until = self._queue.now() + timedelta(seconds=seconds)
+        now = self._queue.now()
+        until = now + min(timedelta(seconds=max(0.0, seconds)), self._max_pause)
         self._c.execute(
             carrier_pacing.update().where(carrier_pacing.c.carrier == carrier)
-            .values(paused_until=max(until, row.paused_until or until), failures=failures)
+            .values(paused_until=max(until, self._paused_until(row, now)), failures=failures)
         )
 
     def recovered(self, carrier: str) -> None:

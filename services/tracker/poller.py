@@ -44,8 +44,9 @@ from services.tracker import metrics
 from services.tracker.lanes import CarrierCalls, CarrierLane
 from services.tracker.pacing import CarrierPacing, Reservation
 from services.tracker.queue import TrackerQueue
-from services.tracker.recording import Job, record
+from services.tracker.recording import Job, database_away, record, record_each
 from services.tracker.schedule import database_retry_s
+from shared.http import DEFAULT_MAX_RETRY_AFTER_S
 from shared.logging import get_logger
 
 log = get_logger(service="tracker")
@@ -74,6 +75,7 @@ class Tracker:
         write_batch: int = 500,
         flush_s: float = 0.05,
         handover_horizon_s: float = 86400,
+        max_pause_s: float = DEFAULT_MAX_RETRY_AFTER_S,
     ):
         self._uow = uow
         # Pacing and gauges need no outbox or inbox: plain transactions, not units of work.
@@ -89,6 +91,7 @@ class Tracker:
         self._write_batch = write_batch
         self._flush_s = flush_s
         self._handover_horizon_s = handover_horizon_s
+        self.max_pause_s = max_pause_s
         self._handovers_reported: tuple[int, list[str]] = (0, [])
         self._owner = f"{socket.gethostname()[:64]}:{os.getpid()}"
 
@@ -108,7 +111,7 @@ class Tracker:
     async def reserve(self, config, wanted: int) -> tuple[Reservation, float]:
         def reserve() -> tuple[Reservation, float]:
             with self._engine.begin() as connection:
-                reservation = CarrierPacing(connection).reserve(config, wanted, self._claim_ahead_s)
+                reservation = CarrierPacing(connection, self.max_pause_s).reserve(config, wanted, self._claim_ahead_s)
             return reservation, time.monotonic()  # after the commit: slots can only come out later
 
         return await asyncio.to_thread(reserve)
@@ -116,7 +119,7 @@ class Tracker:
     async def pause(self, carrier: str, seconds: float, failures: int) -> None:
         def pause() -> None:
             with self._engine.begin() as connection:
-                CarrierPacing(connection).pause(carrier, seconds, failures)
+                CarrierPacing(connection, self.max_pause_s).pause(carrier, seconds, failures)
 
         try:
             await asyncio.to_thread(pause)
@@ -272,7 +275,14 @@ class Tracker:
             await asyncio.to_thread(record, self._uow, self._carriers.configs, jobs, histories)
             self._write_failures, done = 0, jobs
         except Exception as exc:
-            done = self._keep_for_retry(jobs, exc)
+            if database_away(exc):
+                done = self._keep_for_retry(jobs, exc)
+            else:  # refused for what one of them held: the others must not wait for it
+                unwritten = await asyncio.to_thread(record_each, self._uow, self._carriers.configs, jobs, histories)
+                kept_out = {id(job) for job in unwritten}
+                done = [job for job in jobs if id(job) not in kept_out]
+                if unwritten:
+                    done += self._keep_for_retry(unwritten, exc)
         for job in done:
             self._lanes[job.claim.carrier].in_hand -= 1
         if self._results:

@@ -12,8 +12,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Callable
 
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
+
 from contracts import can_transition
-from services.carriers.shipment_flows import STATUS_TABLE, CarrierConfig, CarrierEvent, CarrierSnapshot, map_status
+from services.carriers.shipment_flows import (
+    STATUS_TABLE,
+    CarrierConfig,
+    CarrierEvent,
+    CarrierProtocolError,
+    CarrierSnapshot,
+    map_status,
+)
 from services.domain.uow import UnitOfWork
 from services.tracker import metrics
 from services.tracker.queue import Claim, Outcome
@@ -58,6 +67,42 @@ def record(uow_factory: Callable[[], UnitOfWork], configs: dict[str, CarrierConf
     if len(held) < len(jobs):
         log.info("late answers dropped: another tracker took the shipments over", dropped=len(jobs) - len(held))
     return len(held)
+
+
+def database_away(error: BaseException) -> bool:
+    """The write failed because of the database or the connection, not because of what it held."""
+    return (isinstance(error, (OperationalError, InterfaceError, DisconnectionError))
+            or (isinstance(error, DBAPIError) and error.connection_invalidated))
+
+
+def record_each(uow_factory: Callable[[], UnitOfWork], configs: dict[str, CarrierConfig], jobs: list[Job],
+                histories: frozenset[str]) -> list[Job]:
+    """After the database refused a whole batch for what it held: each job in its own transaction.
+
+    The carrier's answers are checked before they get here (``shipment_flows``); this is
+    the second line, so that one answer the database still refuses never holds back the
+    others of its batch. Such a job is recorded as a failed poll instead (its lease ends
+    and it comes due again later). Returns the jobs not written because the database
+    went away meanwhile.
+    """
+    unwritten = []
+    for job in jobs:
+        try:
+            record(uow_factory, configs, [job], histories)
+            continue
+        except Exception as exc:
+            if database_away(exc):
+                unwritten.append(job)
+                continue
+            log.error("carrier answer refused by the database: recorded as a failed poll",
+                      shipment_id=job.claim.shipment_id, carrier=job.claim.carrier, error=str(exc)[:500],
+                      error_class=type(exc).__name__)
+            job.answer, job.events = CarrierProtocolError(f"refused by the database ({type(exc).__name__})"), None
+        try:
+            record(uow_factory, configs, [job], histories)
+        except Exception:
+            unwritten.append(job)
+    return unwritten
 
 
 def _outcome(uow: UnitOfWork, config: CarrierConfig, job: Job, now: datetime, has_history: bool) -> Outcome:

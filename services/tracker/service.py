@@ -22,5 +22,6 @@ def components(runtime: Runtime) -> list:
             claim_ahead_s=settings.tracker_claim_ahead_s,
             slot_tolerance_s=settings.tracker_slot_tolerance_s,
             handover_horizon_s=settings.handover_horizon_s,
+            max_pause_s=settings.max_retry_after_s,
         )
     ]
