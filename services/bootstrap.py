@@ -13,12 +13,13 @@ from typing import Callable
 
 from sqlalchemy import Engine, text
 
+from contracts import EVENT_MODELS
 from services.carriers.directory import CarrierDirectory, load_carriers
 from services.domain.staged import Staging
 from services.domain.uow import UnitOfWork
 from shared import naming
 from shared.broker import Topology, connect
-from shared.health import HealthServer
+from shared.health import CannotListen, HealthServer
 from shared.metrics import OUTBOX_PUBLISHED, count_settled
 from shared.batch import run_batch
 from shared.consumer import Batching, QueueWorker
@@ -31,6 +32,8 @@ from shared.settings import Settings
 log = get_logger()
 
 SERVICE_NAMES = ("packer", "shipper", "tracker", "omnitron-publisher")
+#: The event types a metric may be labelled with; any other type a message claims counts as "other".
+KNOWN_EVENT_TYPES = frozenset(EVENT_MODELS)
 
 #: Services whose messages are applied in batches, one transaction per batch
 #: (OMS_BATCH_SIZE, shared/batch.py).  Only handlers that touch nothing but the database:
@@ -136,7 +139,7 @@ def components(runtime: Runtime, services: list[str]) -> list:
                     stop=runtime.stop,
                     prefetch=settings.prefetch,
                     concurrency=settings.concurrency,
-                    after_settle=[count_settled(naming.work_queue(name))],
+                    after_settle=[count_settled(naming.work_queue(name), KNOWN_EVENT_TYPES)],
                     batching=batching,
                     ordering_key=getattr(module, "ORDERING_KEY", None),
                     max_wait_s=settings.max_retry_after_s,
@@ -159,23 +162,34 @@ def health_server(runtime: Runtime, alive: Callable[[], bool]) -> HealthServer:
         with runtime.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
 
-    return HealthServer(port=runtime.settings.metrics_port, stop=runtime.stop, alive=alive,
+    return HealthServer(port=runtime.settings.metrics_port, host=runtime.settings.metrics_host,
+                        stop=runtime.stop, alive=alive,
                         checks={"broker": broker_answers, "database": database_answers})
 
 
 class RunningServices:
-    """The services' parts on threads; a part that crashes stops the whole process."""
+    """The services' parts on threads; a part that crashes stops the whole process.
+
+    The health server binds its port first, here, so that the start-up line can name it.
+    """
 
     def __init__(self, runtime: Runtime, services: list[str]):
         self.runtime = runtime
         self.failed = threading.Event()
-        parts = components(runtime, services)
-        if runtime.settings.metrics_port is not None:
-            parts.append(health_server(runtime, alive=lambda: all(t.is_alive() for t in self._threads)))
+        self._threads: list[threading.Thread] = []
+        self.health = (health_server(runtime, alive=lambda: all(t.is_alive() for t in self._threads))
+                       if runtime.settings.metrics_port is not None else None)
+        parts = components(runtime, services) + ([self.health] if self.health else [])
         self._threads = [
             threading.Thread(target=self._guarded, args=(part,), name=type(part).__name__, daemon=True)
             for part in parts
         ]
+
+    def where(self) -> dict:
+        """Where this process serves /metrics, /healthz and /readyz, for the start-up line."""
+        if self.health is None:
+            return {"metrics": "disabled"}
+        return {"metrics_port": self.health.port, "metrics_host": self.health.host}
 
     def _guarded(self, part) -> None:
         try:
@@ -199,7 +213,11 @@ class RunningServices:
 
 
 def run(runtime: Runtime, services: list[str]) -> int:
-    """Runs the services until SIGTERM/SIGINT; returns the process exit code."""
+    """Runs the services until SIGTERM/SIGINT; returns the process exit code.
+
+    The first line logged says which port this process serves its metrics on: on a host
+    running several, that is how an operator (or a scrape configuration) finds each one.
+    """
 
     def on_signal(signum, _frame) -> None:
         log.info("stopping: finishing work in hand", signal=signal.Signals(signum).name)
@@ -208,8 +226,13 @@ def run(runtime: Runtime, services: list[str]) -> int:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
-    log.info("starting", services=services)
-    running = RunningServices(runtime, services).start()
+    try:
+        running = RunningServices(runtime, services)
+    except CannotListen as exc:
+        log.error("cannot serve /metrics, /healthz and /readyz", error=exc.strerror)
+        return 2
+    log.info("starting", services=services, **running.where())
+    running.start()
     while not runtime.stop.wait(0.5):
         pass
     running.stop()

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
+from services.cli_text import shown
 from services.dlq_cli import dlq_app
 from shared.logging import configure_logging
 from shared.settings import Settings
@@ -44,7 +46,7 @@ def db_upgrade(revision: str = typer.Argument("head", help="Target revision.")) 
 
     settings = _settings()
     upgrade(settings.database_url.get_secret_value(), revision)
-    console.print(f"[green]database at revision {revision}[/green]")
+    console.print(Text.assemble(("database at revision ", "green"), (shown(revision), "green")))
 
 
 @topology_app.command("declare")
@@ -110,7 +112,7 @@ def publish(source: str = typer.Argument(..., help="A file of events, one JSON p
         console.print(str(returned), style="red", markup=False, highlight=False)
         raise typer.Exit(1)
     for number, reason in errors:
-        console.print(f"[red]line {number}: {reason}[/red]")
+        console.print(Text.assemble((f"line {number}: ", "red"), (shown(reason), "red")))
     if errors:
         console.print(f"[red]{len(errors)} invalid; nothing published[/red]")
         raise typer.Exit(1)

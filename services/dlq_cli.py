@@ -9,10 +9,11 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from services import dlq
+from services.cli_text import literal, shown
 from services.dlq_model import DeadLetter, Selector, parse_duration
 from shared import naming
 from shared.logging import configure_logging, register_secrets
@@ -51,12 +52,12 @@ def _broker():
     try:
         connection = dlq.open_connection(settings.amqp_url.get_secret_value())
     except dlq.DlqError as exc:
-        err.print(f"[red]{escape(str(exc))}[/red]")
+        err.print(literal(exc, "red"))
         raise typer.Exit(2) from None
     try:
         yield connection
     except dlq.DlqError as exc:
-        err.print(f"[red]{escape(str(exc))}[/red]")
+        err.print(literal(exc, "red"))
         raise typer.Exit(1) from None
     finally:
         try:
@@ -100,9 +101,9 @@ def _age(at: datetime | None) -> str:
 def _letters_table(letters: list[DeadLetter], title: str | None = None) -> Table:
     table = Table("queue", "#", "message id", "type", "package", "error class", "reason", "failed", title=title)
     for letter in letters[:TABLE_ROWS]:
-        table.add_row(letter.queue, str(letter.position), letter.message_id or "-", letter.event_type or "-",
-                      letter.package_id or "-", letter.error_class or "-", escape(letter.error_message or "-"),
-                      _age(letter.dead_lettered_at))
+        table.add_row(literal(letter.queue), literal(letter.position), literal(letter.message_id),
+                      literal(letter.event_type), literal(letter.package_id), literal(letter.error_class),
+                      literal(letter.error_message), literal(_age(letter.dead_lettered_at)))
     if len(letters) > TABLE_ROWS:
         table.caption = f"… and {len(letters) - TABLE_ROWS} more"
     return table
@@ -118,14 +119,14 @@ def list_queues(
         for queue in _queues(None, True, required=False):
             summary = dlq.summarize(connection, queue, max_scan)
             if not summary.exists:
-                table.add_row(queue, "-", "-", "(not declared)")
+                table.add_row(literal(queue), "-", "-", "(not declared)")
                 continue
             reasons = ", ".join(f"{name} × {count}" for name, count in summary.reasons[:3])
             if len(summary.reasons) > 3:
                 reasons += f", +{len(summary.reasons) - 3} more"
             if summary.scanned < summary.count:
                 reasons += f" (first {summary.scanned} read)"
-            table.add_row(queue, str(summary.count), _age(summary.oldest), escape(reasons or "-"))
+            table.add_row(literal(queue), literal(summary.count), literal(_age(summary.oldest)), literal(reasons))
     out.print(table)
 
 
@@ -156,11 +157,12 @@ def show(
         out.print("no dead letters")
         return
     for letter in letters:
-        out.print(f"[bold]{letter.queue}[/bold] #{letter.position}  message {letter.message_id or '-'}  "
-                  f"{letter.event_type or '-'}  package {letter.package_id or '-'}")
+        out.print(Text.assemble((shown(letter.queue), "bold"), f" #{letter.position}  message ",
+                                shown(letter.message_id), "  ", shown(letter.event_type), "  package ",
+                                shown(letter.package_id)))
         table = Table("header", "value", show_header=False, box=None, padding=(0, 2))
-        for key, value in sorted(letter.headers.items()):
-            table.add_row(key, escape(str(value)))
+        for key, value in sorted(letter.headers.items(), key=lambda item: str(item[0])):
+            table.add_row(literal(key), literal(value))
         out.print(table)
 
 
@@ -171,9 +173,9 @@ def _report(outcomes: list[dlq.Outcome], verb: str, dry_run: bool) -> None:
     if taken:
         out.print(_letters_table(taken, title=done))
     for outcome in outcomes:
-        where = f" to {outcome.target}" if outcome.target else ""
+        where = f" to {shown(outcome.target)}" if outcome.target else ""
         left = outcome.depth - (0 if dry_run else len(outcome.taken))
-        out.print(f"{outcome.queue}: {done} {len(outcome.taken)}{where}; {left} left in the queue")
+        out.print(Text(f"{shown(outcome.queue)}: {done} {len(outcome.taken)}{where}; {left} left in the queue"))
     if dry_run:
         out.print("[yellow]dry run: nothing was moved[/yellow]")
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy import select
 
+from services.cli_text import literal, shown
 from services.domain.tables import carrier_events, omnitron_relays, packages, shipments, status_changes
 from shared.db import make_engine
 from shared.settings import Settings
@@ -58,15 +60,16 @@ def render_status(settings: Settings, package_id: str, console: Console) -> bool
             summary, rows = timeline_rows(connection, package_id)
     finally:
         engine.dispose()
+    # Everything below came from messages, carriers or the command line: printed literally.
     if summary is None:
-        console.print(f"[red]no package {package_id!r}[/red]")
+        console.print(Text.assemble(("no package ", "red"), (shown(repr(package_id)), "red")))
         return False
-    console.print(
-        f"[bold]{package_id}[/bold]  shipment {summary.get('id', '-')}  carrier {summary.get('carrier', '-')}  "
-        f"tracking {summary.get('tracking_number') or '-'}  status [bold]{summary['status']}[/bold]"
-    )
+    console.print(Text.assemble(
+        (shown(package_id), "bold"), "  shipment ", shown(summary.get("id")), "  carrier ", shown(summary.get("carrier")),
+        "  tracking ", shown(summary.get("tracking_number")), "  status ", (shown(summary["status"]), "bold"),
+    ))
     table = Table("at", "kind", "what", "detail")
     for at, kind, what, detail in rows:
-        table.add_row(at.isoformat(timespec="seconds"), kind, what, detail)
+        table.add_row(literal(at.isoformat(timespec="seconds")), literal(kind), literal(what), literal(detail))
     console.print(table)
     return True

@@ -26,11 +26,18 @@ HTTP_SECONDS = Histogram(
 )
 
 
-def count_settled(queue: str):
-    """A consumer hook: counts each settled message and times its handler."""
+#: The label of a message whose type is none of the known ones (or missing): a sender
+#: writes whatever it likes into a message's type, and every distinct label value is a new
+#: series kept for the life of the process.
+OTHER = "other"
+
+
+def count_settled(queue: str, known_event_types: frozenset[str]):
+    """A consumer hook: counts each settled message and times its handler, by event type
+    (one of ``known_event_types``, or "other")."""
 
     def hook(delivery: Delivery, decision: Decision, elapsed_s: float) -> None:
-        event_type = delivery.event_type or "unknown"
+        event_type = delivery.event_type if delivery.event_type in known_event_types else OTHER
         outcome = decision.verdict.value
         MESSAGES.labels(queue, event_type, outcome).inc()
         HANDLER_SECONDS.labels(queue, event_type).observe(elapsed_s)
@@ -40,5 +47,12 @@ def count_settled(queue: str):
     return hook
 
 
+def http_status_label(status: int | None) -> str:
+    """A peer answers with whatever number it likes: only real HTTP statuses become a label."""
+    if status is None:
+        return "error"
+    return str(status) if 100 <= status <= 599 else OTHER
+
+
 def observe_http(target: str, method: str, status: int | None, elapsed_s: float) -> None:
-    HTTP_SECONDS.labels(target, method, str(status) if status is not None else "error").observe(elapsed_s)
+    HTTP_SECONDS.labels(target, method, http_status_label(status)).observe(elapsed_s)

@@ -91,8 +91,14 @@ class Settings(BaseSettings):
         "naming the oldest. It keeps waiting either way."
     )
     metrics_port: int | None = Field(
-        9100, ge=0, le=65535, description="Port of /metrics, /healthz and /readyz; 0 picks a free port "
-        "(logged), empty disables. Give each process on one machine its own port."
+        9100, ge=0, le=65535, description="Port of /metrics, /healthz and /readyz. When another process "
+        "holds it, the next free port above it (up to 99 above); the first log line names the port taken. "
+        "0 picks any free port; empty disables."
+    )
+    metrics_host: str = Field(
+        "0.0.0.0", description="Address /metrics, /healthz and /readyz listen on: every interface, so "
+        "Prometheus and probes reach a container from outside it; `127.0.0.1` keeps them on the host "
+        "(`::` for IPv6)."
     )
     log_level: str = Field("INFO", description="Log level.")
     log_format: Literal["auto", "json", "console"] = Field(

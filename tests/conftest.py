@@ -78,7 +78,6 @@ class Pipeline:
             "OMS_RETRY_DELAYS_S": "[0.5, 1, 2]",
             "OMS_LOG_FORMAT": "json",
             "OMS_LOG_LEVEL": "INFO",
-            "OMS_METRICS_PORT": "0",
             **(extra_env or {}),
         }
         self.processes: list[harness.ServiceProcess] = []

@@ -139,6 +139,26 @@ class ServiceProcess:
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    def metrics_port(self) -> int:
+        """The port named by the process's first log line (0 until it is written).
+
+        Processes run with the default port: each takes 9100 or the next free one above it,
+        and its first line says which, as it does for an operator.
+        """
+        return first_line_metrics_port(self.log_text())
+
+
+def first_line_metrics_port(log_text: str) -> int:
+    if "\n" not in log_text:
+        return 0  # not written in full yet
+    first_line = log_text.split("\n", 1)[0]
+    try:
+        port = json.loads(first_line).get("metrics_port")
+    except (ValueError, AttributeError):
+        port = None
+    assert isinstance(port, int), f"the first log line must name the metrics port: {first_line!r}"
+    return port
+
 
 class RawPublisher:
     """Publishes like a foreign system: pika, raw bytes, to ``oms.events``, declaring nothing."""

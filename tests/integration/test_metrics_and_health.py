@@ -1,7 +1,6 @@
 """Every process serves /metrics, /healthz and /readyz; the counters tell what really happened."""
 from __future__ import annotations
 
-import json
 import re
 
 import httpx
@@ -9,13 +8,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from events import package_packed, package_shipped, to_bytes
 from harness import wait_until
-
-
-def _metrics_port(process) -> int:
-    for line in process.log_text().splitlines():
-        if line.startswith("{") and "serving /metrics" in line:
-            return json.loads(line)["port"]
-    return 0
 
 
 def _samples(port: int) -> dict[tuple[str, tuple], float]:
@@ -36,7 +28,7 @@ def test_counters_match_what_was_published_and_what_omnitron_received(pipeline):
     pipeline.carrier.fate = lambda order_number: ["SHIPPING", "DELIVERED"]
     pipeline.start_all_services()
     processes = {p.service: p for p in pipeline.processes}
-    ports = {name: wait_until(lambda p=p: _metrics_port(p), 30, message=f"{name} metrics port")
+    ports = {name: wait_until(lambda p=p: p.metrics_port(), 30, message=f"{name} metrics port")
              for name, p in processes.items()}
 
     for n in range(10):
@@ -83,8 +75,10 @@ def test_readyz_says_which_dependency_is_missing_while_healthz_stays_alive(pipel
     env = {**pipeline.env, "OMS_DATABASE_URL": pipeline.database_url.rsplit("/", 1)[0] + "/no_such_database"}
     process = harness.ServiceProcess("packer", env, pipeline.tmp_path / "packer-nodb.log").start()
     pipeline.processes.append(process)
-    port = wait_until(lambda: _metrics_port(process), 30, message="metrics port")
+    port = wait_until(lambda: process.metrics_port(), 30, message="metrics port")
     ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=10)
     assert ready.status_code == 503
     assert re.search(r"^database: ", ready.text, re.M) and "broker" not in ready.text
+    # The dependency and a fixed word: the driver's message names hosts, users and databases.
+    assert ready.text == "database: unreachable\n"
     assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200

@@ -80,7 +80,7 @@ def run_three_trackers(tmp_path, database_url, carrier, count: int, timeout_s: f
         "poll_interval_s": max(1, count / (LIMIT_PER_S / 2)), "max_requests_per_s": LIMIT_PER_S}})
     env = {**os.environ, "OMS_DATABASE_URL": database_url, "OMS_AMQP_URL": "memory://",
            "OMS_CARRIERS_FILE": str(carriers_file), "OMS_TRACKER_LEASE_S": str(LEASE_S),
-           "OMS_TRACKER_IDLE_S": "0.1", "OMS_TRACKER_CONCURRENCY": "16", "OMS_LOG_FORMAT": "json", "OMS_METRICS_PORT": "0"}
+           "OMS_TRACKER_IDLE_S": "0.1", "OMS_TRACKER_CONCURRENCY": "16", "OMS_LOG_FORMAT": "json"}
     trackers = [harness.ServiceProcess("tracker", env, tmp_path / f"tracker-{n}.log").start() for n in range(3)]
     try:
         # Killed during the first pass, while every tracker is busy: once a pass is over the

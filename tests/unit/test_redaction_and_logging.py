@@ -4,15 +4,24 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
+import time
 
 import pytest
 import structlog
 
 from shared.logging import configure_logging, get_logger, register_secrets
+from shared import redaction
 from shared.redaction import REDACTED, redact_text, secrets_in_url
 
 TOKEN = "omnitron-t0ken-unit-test"
 CARRIER_PASSWORD = "carrier-pa55-unit-test"
+
+
+@pytest.fixture(autouse=True)
+def no_secrets_registered_by_other_tests(monkeypatch):
+    """The registry is the process's: other tests' passwords ("secret") must not redact these texts."""
+    monkeypatch.setattr(redaction, "_registered", frozenset())
 
 
 @pytest.fixture
@@ -114,3 +123,111 @@ def test_redact_text_hides_every_occurrence_of_a_registered_secret():
 
 def test_secrets_shorter_than_three_characters_are_not_redacted_to_keep_lines_readable():
     assert redact_text("status 42 ok", {"42"}) == "status 42 ok"
+
+
+def test_a_registered_secret_is_redacted_by_redact_text_alone_as_the_dead_letter_reason_is():
+    register_secrets("registered-only-s3cret")
+
+    assert redact_text("carrier said: bad credentials registered-only-s3cret") == "carrier said: bad credentials ***"
+
+
+def test_an_authorization_header_keeps_its_scheme_and_loses_its_credentials():
+    assert redact_text("Authorization: Basic dXNlcjpwYXNzd29yZA==") == "Authorization: Basic ***"
+    assert redact_text("{'authorization': 'Token abc123def456'}") == "{'authorization': 'Token ***'}"
+    assert redact_text('headers={"Authorization": "Bearer eyJhbGciOi.eyJzdWIi.c2ln"}') == (
+        'headers={"Authorization": "Bearer ***"}')
+    assert redact_text("proxy-authorization=opaque-value") == "proxy-authorization=***"
+
+
+def test_basic_and_token_credentials_are_hidden_without_the_header_name_and_prose_is_left_alone():
+    assert redact_text("sent Basic dXNlcjpwYXNzd29yZA== to the carrier") == "sent Basic *** to the carrier"
+    assert redact_text("Omnitron refused Token 0a1b2c3d4e5f") == "Omnitron refused Token ***"
+    assert redact_text("Token expired; Basic authentication failed") == "Token expired; Basic authentication failed"
+
+
+def test_a_url_password_holding_an_at_sign_is_hidden_whole():
+    assert redact_text("cannot reach amqp://oms:p@ss@rabbit:5672/prod") == "cannot reach amqp://oms:***@rabbit:5672/prod"
+
+
+def test_secrets_in_query_strings_dsns_and_dumped_mappings_are_hidden():
+    assert redact_text("GET https://h.example/x?access_token=abc123&page=2&sig=zz9") == (
+        "GET https://h.example/x?access_token=***&page=2&sig=***")
+    assert redact_text("host=db port=5432 password=hunter22 dbname=oms") == "host=db port=5432 password=*** dbname=oms"
+    assert redact_text('{"user": "ada", "password": "pw-123", "client_secret": "cs-9"}') == (
+        '{"user": "ada", "password": "***", "client_secret": "***"}')
+
+
+def test_a_field_named_like_a_secret_is_redacted_whatever_it_holds(log_stream):
+    get_logger().info("configured", password="short", api_key="k", headers={"Authorization": "Basic Zm9v"},
+                      routing_key="package.packed")
+
+    [line] = _lines(log_stream)
+    assert (line["password"], line["api_key"]) == (REDACTED, REDACTED)
+    assert line["headers"] == {"Authorization": "Basic ***"}
+    assert line["routing_key"] == "package.packed"
+
+
+HOSTILE = "PKG-1\x1b[2J\x1b]0;owned\x07\r\nFAKE level=error\u202e\x9b31m"
+
+
+def test_a_console_line_writes_out_every_control_character_a_value_holds():
+    stream = io.StringIO()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        configure_logging("INFO", "console", stream=stream)
+        get_logger().info(f"received {HOSTILE}", package_id=HOSTILE)
+        logging.getLogger("kombu").warning("library says %s", HOSTILE)
+    finally:
+        structlog.reset_defaults()
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+    output = stream.getvalue()
+    without_our_colours = re.sub(r"\x1b\[[0-9;]*m", "", output)
+    assert "\x1b" not in without_our_colours and "\x07" not in output and "\r" not in output
+    assert "\u202e" not in output and "\x9b" not in output
+    assert len(output.splitlines()) == 2, "a value must not start a line of its own"
+    assert "PKG-1\\x1b[2J\\x1b]0;owned\\x07\\r\\nFAKE" in without_our_colours
+
+
+def test_a_json_line_escapes_control_characters_by_itself(log_stream):
+    get_logger().info("received", package_id=HOSTILE)
+
+    assert len(log_stream.getvalue().splitlines()) == 1
+    assert "\x1b" not in log_stream.getvalue() and "\x9b" not in log_stream.getvalue()
+    assert _lines(log_stream)[0]["package_id"] == HOSTILE
+
+
+def test_a_dead_letter_reason_is_redacted_like_a_log_line():
+    from test_batch_worker import Run, subscription
+
+    from shared import naming
+    from shared.batch import Outcome
+    from shared.errors import PermanentError
+
+    register_secrets("dlq-registered-pa55")
+    run = Run(subscription())
+    run.publish(b"poison")
+    reason = ("carrier refused dlq-registered-pa55 with Authorization: Basic dXNlcjpwYXNz "
+              "for amqp://oms:pw-in-url@rabbit// and https://h.example/x?token=t0k3n")
+    dead: list = []
+    run.work(lambda handle, deliveries: [Outcome(PermanentError(reason), 0.0) for _ in deliveries],
+             until=lambda: dead.extend(run.take(run.queue + ".dlq")) or dead)
+
+    assert dead[0].headers[naming.HEADER_ERROR_MESSAGE] == (
+        "carrier refused *** with Authorization: Basic *** for amqp://oms:***@rabbit// and "
+        "https://h.example/x?token=***")
+
+
+@pytest.mark.parametrize("text", [
+    "a" * 200_000 + "://",                  # a scheme-like run before the only "://"
+    "a.a-" * 50_000 + "=",                  # word boundaries everywhere before one "="
+    "token" * 40_000 + "=",
+    "x://y:" * 40_000,                      # URL starts that never reach an "@"
+    '"password"' * 20_000 + ":",
+])
+def test_a_long_hostile_text_is_redacted_in_time_proportional_to_its_length(text):
+    started = time.monotonic()
+    redact_text(text)
+    assert time.monotonic() - started < 5, "redaction must not backtrack over the whole text"
