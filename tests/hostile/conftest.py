@@ -49,6 +49,9 @@ def world(request, tmp_path_factory, migrated_template):
 
 
 @pytest.fixture(autouse=True)
-def _logs_on_failure(request, world):
-    """The root conftest's report hook adds each service's log tail to a failing test's report."""
+def _each_test_on_its_own(request, world):
+    """A test starts with every service running and answers only for the exits in its own run;
+    the root conftest's report hook adds each service's log tail to a failing test's report."""
+    world.revive()
+    world.exits.clear()
     request.node.pipelines = [world.pipeline]
