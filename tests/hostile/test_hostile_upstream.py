@@ -14,7 +14,7 @@ fuzzing run of ``make test-all`` (``-m fuzz``).
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from hostile_messages import (
@@ -30,10 +30,16 @@ from hostile_messages import (
 )
 
 RUNS = [pytest.param(1, id="slice"), pytest.param(20, id="long", marks=pytest.mark.fuzz)]
+SLICE_MAX = 60  # the largest slice's examples
 
 
 def run_examples(world, odd_messages, examples: int) -> None:
-    @settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck), print_blob=True)
+    # The slice reports a failing example as found (each shrinking step can wait 20 s for a
+    # message that never settles); the long runs shrink it, for test_regressions.py.
+    phases = [Phase.explicit, Phase.reuse, Phase.generate] + ([Phase.shrink] if examples > SLICE_MAX else [])
+
+    @settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck), print_blob=True,
+              phases=phases)
     @given(st.lists(odd_messages, min_size=1, max_size=3))
     def odd_messages_beside_a_normal_package(messages):
         world.try_messages(messages)
