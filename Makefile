@@ -24,7 +24,7 @@ lock: install
 
 ## The representative slice: everything but the long chaos and soak runs.
 test: install
-	. scripts/test-services.sh && _oms_services_ready && $(BIN)/pytest -m "not chaos and not soak" $(PYTEST_ARGS)
+	. scripts/test-services.sh && _oms_services_ready && $(BIN)/pytest -m "not chaos and not soak and not fuzz" $(PYTEST_ARGS)
 
 ## Everything, chaos and soak runs included.
 test-all: install
