@@ -40,6 +40,7 @@ from kombu.exceptions import OperationalError as BrokerUnreachable
 
 from shared import naming
 from shared.batch import Outcome
+from shared.amqp_io import UNDECODABLE_HEADERS
 from shared.broker import Publisher, Topology, Subscription, Unroutable, is_embedded, keep_connected
 from shared.failure import Decision, RetryPolicy, Verdict, decide
 from shared.headers import encoding_refusal, read_count, without_own
@@ -291,6 +292,9 @@ class QueueWorker:
             delivery = None
             try:
                 delivery = _delivery(message)
+                dropped = (message.properties or {}).get(UNDECODABLE_HEADERS)
+                if dropped:
+                    self._log.warning("unreadable headers dropped", message_id=delivery.message_id, why=dropped)
                 refused = encoding_refusal(delivery.content_encoding, message.headers)
                 if refused is not None:
                     settler.settle(message, delivery, refusal(refused))

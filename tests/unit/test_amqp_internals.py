@@ -46,3 +46,9 @@ def test_the_streaming_publisher_still_finds_the_frame_writer_the_publish_method
 def test_the_installed_amqp_is_within_the_range_pyproject_declares():
     major, minor = (int(part) for part in amqp.__version__.split(".")[:2])
     assert (5, 2) <= (major, minor) < (5, 5), amqp.__version__
+
+
+def test_py_amqp_still_decodes_basic_properties_through_its_table_of_property_decoders():
+    assert callable(serialization.decode_properties_basic)
+    assert spec.Basic.CLASS_ID in serialization.PROPERTY_CLASSES
+    assert "PROPERTY_CLASSES[class_id]" in inspect.getsource(serialization.GenericContent._load_properties)
