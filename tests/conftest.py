@@ -14,8 +14,7 @@ import harness
 from services.standins.omnitron import OmnitronStandIn
 from services.standins.sandbox_carrier import SandboxCarrier
 
-CARRIER_PASSWORD = "carrier-pa55word-do-not-log"
-OMNITRON_TOKEN = "omnitron-t0ken-do-not-log"
+from harness import CARRIER_PASSWORD, OMNITRON_TOKEN  # noqa: F401  (names the tests of this folder use)
 
 
 @pytest.fixture(scope="session")

@@ -26,6 +26,9 @@ RABBIT_PASSWORD = os.environ.get("OMS_TEST_RABBIT_PASSWORD", "guest")
 RABBITMQCTL = os.environ.get("OMS_TEST_RABBITMQCTL", "rabbitmqctl").split()
 PG_DSN = os.environ.get("OMS_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 BIN = Path(sys.executable).with_name("oms-shipments")
+# The stand-ins' secrets: tests look for them where they must never appear (logs, headers).
+CARRIER_PASSWORD = "carrier-pa55word-do-not-log"
+OMNITRON_TOKEN = "omnitron-t0ken-do-not-log"
 
 
 class ServiceMissing(RuntimeError):

@@ -13,7 +13,7 @@ from importlib.metadata import version
 import pytest
 
 import harness
-from conftest import CARRIER_PASSWORD, OMNITRON_TOKEN
+from harness import CARRIER_PASSWORD, OMNITRON_TOKEN
 
 WRONG_PASSWORD = "wr0ng-pa55word-do-not-log"
 

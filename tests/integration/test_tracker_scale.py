@@ -9,10 +9,8 @@ were asked again within one lease of the kill, plus a small scheduling tolerance
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 import time
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -22,11 +20,7 @@ from harness import wait_until
 from services.standins import now_iso
 from services.standins.sandbox_carrier import _Shipment
 
-# Not ``from conftest import``: beside tests/unit that name is tests/unit/conftest.py.
-_spec = importlib.util.spec_from_file_location("tests_root_conftest", Path(__file__).parents[1] / "conftest.py")
-_root_conftest = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_root_conftest)
-CARRIER_PASSWORD = _root_conftest.CARRIER_PASSWORD
+from harness import CARRIER_PASSWORD
 
 LIMIT_PER_S = 100
 LEASE_S = 10
