@@ -6,7 +6,8 @@ consumer receiving one message (three frames) made nine of them, and waited for 
 lock after each.  This transport reads whatever has arrived, up to 64 KiB at a time,
 and serves the frames from that buffer.  kombu takes it as its ``transport`` class.
 
-And a header py-amqp cannot decode costs only that header: the message's other headers
+And py-amqp's decoders made total: a short string that is not UTF-8 stays bytes, and a
+header py-amqp cannot decode costs only that header: the message's other headers
 are read one by one and the unreadable ones dropped, instead of the connection.
 """
 from __future__ import annotations
@@ -21,6 +22,26 @@ from amqp.transport import TCPTransport
 from kombu.transport import pyamqp
 
 _READ_AHEAD = 64 * 1024
+
+
+def _short_string(raw):
+    """An AMQP short string (a property such as ``message_id``, a header's name) as text,
+    or as the bytes it is when it is not UTF-8.
+
+    py-amqp decodes them strictly in its frame reader: one message with an undecodable
+    message id raised out of every consumer's connection, and came back to the next.
+    Undecodable long strings py-amqp already keeps as bytes; short ones now the same.
+    """
+    if not isinstance(raw, bytes):
+        return raw  # as py-amqp's own: anything else is already text
+    try:
+        return raw.decode("utf-8", "surrogatepass")
+    except UnicodeDecodeError:
+        return raw
+
+
+serialization.pstr_t = _short_string  # read by its property and field-table decoders
+
 
 #: Set on a message's properties when some of its headers could not be read: why, for the
 #: consumer's log. Those headers are dropped; the message goes on like any other.

@@ -5,32 +5,12 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
-import amqp.serialization
 from kombu import Connection, Exchange, Queue
 
 from shared import naming
 from shared.amqp_io import ReadAheadTransport
 
 CONTENT_TYPE = "application/cloudevents+json"
-
-
-def _short_string(raw):
-    """An AMQP short string (a property such as ``message_id``, a header's name) as text,
-    or as the bytes it is when it is not UTF-8.
-
-    py-amqp decodes them strictly in its frame reader: one message with an undecodable
-    message id raised out of every consumer's connection, and came back to the next.
-    Undecodable long strings py-amqp already keeps as bytes; short ones now the same.
-    """
-    if not isinstance(raw, bytes):
-        return raw  # as py-amqp's own: anything else is already text
-    try:
-        return raw.decode("utf-8", "surrogatepass")
-    except UnicodeDecodeError:
-        return raw
-
-
-amqp.serialization.pstr_t = _short_string  # read by its property and field-table decoders
 
 
 def connect(url: str, heartbeat: float = 30) -> Connection:
