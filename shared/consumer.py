@@ -24,6 +24,7 @@ message with the error as its reason: the connection thread never dies of a mess
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import queue
 import socket
@@ -280,7 +281,8 @@ class QueueWorker:
         channel.auto_decode = False  # py-amqp would decode a body by its content_encoding: it stays bytes
         channel.basic_qos(0, self._prefetch, False)
         futures: set = set()
-        pending: list = []  # batching: arrived, not yet in a batch
+        arrived: collections.deque = collections.deque()  # delivered by the broker, not yet taken
+        pending: list = []  # batching: taken, not yet in a batch
 
         def submit(work: list) -> None:
             future = executor.submit(self._run, work, done)
@@ -288,26 +290,38 @@ class QueueWorker:
             future.add_done_callback(futures.discard)
 
         def on_message(message) -> None:
+            # The broker's callback only notes the arrival. It runs inside drain_events, and
+            # so also inside the confirm wait of any copy being published: a copy published
+            # from here would nest one confirm wait in another on the same channel, and one
+            # basic.ack(multiple) then answers the inner wait and leaves the outer one waiting
+            # for ever (the connection thread stops until the broker drops it for missed
+            # heartbeats). Every arrival is taken in the loop below instead.
             settler.received(message)
-            delivery = None
-            try:
-                delivery = _delivery(message)
-                dropped = (message.properties or {}).get(UNDECODABLE_HEADERS)
-                if dropped:
-                    self._log.warning("unreadable headers dropped", message_id=delivery.message_id, why=dropped)
-                refused = encoding_refusal(delivery.content_encoding, message.headers)
-                if refused is not None:
-                    settler.settle(message, delivery, refusal(refused))
-                elif settler.wait_out(message, delivery):
-                    return
-                elif self._batching:
-                    pending.append((message, delivery))
-                else:
-                    submit([(message, delivery)])
-            except lost:
-                raise
-            except Exception as error:  # the message's fault or ours: it, not the worker, stops here
-                self._dead_letter_anyway(settler, message, delivery or _bare_delivery(message), error, lost)
+            arrived.append(message)
+
+        def admit() -> None:
+            """Takes what has arrived: refused at once, waited out, or handed to a handler."""
+            while arrived:
+                message = arrived.popleft()
+                delivery = None
+                try:
+                    delivery = _delivery(message)
+                    dropped = (message.properties or {}).get(UNDECODABLE_HEADERS)
+                    if dropped:
+                        self._log.warning("unreadable headers dropped", message_id=delivery.message_id, why=dropped)
+                    refused = encoding_refusal(delivery.content_encoding, message.headers)
+                    if refused is not None:
+                        settler.settle(message, delivery, refusal(refused))
+                    elif settler.wait_out(message, delivery):
+                        continue
+                    elif self._batching:
+                        pending.append((message, delivery))
+                    else:
+                        submit([(message, delivery)])
+                except lost:
+                    raise
+                except Exception as error:  # the message's fault or ours: it, not the worker, stops here
+                    self._dead_letter_anyway(settler, message, delivery or _bare_delivery(message), error, lost)
 
         if self._ordering_key is not None:
             executor = KeyedExecutor(self._concurrency, self._ordering_key, f"{self.service}-handler")
@@ -327,8 +341,9 @@ class QueueWorker:
                     pass
                 # Every turn, not only when idle: a busy queue must not starve heartbeats.
                 connection.heartbeat_check()
+                admit()
                 if pending and len(futures) < self._concurrency:
-                    self._take_buffered(connection, pending)
+                    self._take_buffered(connection, pending, admit)
                     while pending and len(futures) < self._concurrency:
                         submit(pending[:self._batching.size])
                         del pending[:self._batching.size]
@@ -337,6 +352,7 @@ class QueueWorker:
             # Stop: take no more; what has not started goes back to the broker unacked
             # when the channel closes, what is running is finished and settled.
             channel.basic_cancel(consumer_tag)
+            arrived.clear()
             pending.clear()
             for future in list(futures):
                 future.cancel()
@@ -351,13 +367,15 @@ class QueueWorker:
             except Exception:
                 pass
 
-    def _take_buffered(self, connection, pending: list) -> None:
+    def _take_buffered(self, connection, pending: list, admit: Callable[[], None]) -> None:
         """Whatever has already arrived joins the batch about to start."""
         while len(pending) < self._batching.size:
             try:
                 connection.drain_events(timeout=0)
             except socket.timeout:
                 return
+            finally:
+                admit()
 
     def _run(self, work: list, done: queue.Queue) -> None:
         deliveries = [delivery for _, delivery in work]

@@ -58,10 +58,8 @@ def test_bodies_that_are_no_event_or_under_another_routing_key_are_dead_lettered
     run_examples(world, broken_body() | encoded_body() | misrouted_event(), 40 * scale)
 
 
-# Open: in a full `make test` run (never alone) the shipper left a PackageShipped with
-# content encoding 'br' and a `compression` header of bytes or 1 in its work queue for over
-# 60 s, twice; under investigation, so this category runs with the long fuzz runs only.
-@pytest.mark.fuzz
+# In full runs this category found a stall: refused messages arriving back to back made the
+# consumer nest one confirm wait in another (tests/integration/test_refusals_in_a_burst.py).
 @pytest.mark.parametrize("scale", RUNS)
 def test_odd_properties_and_encodings_are_judged_by_the_contract_alone(world, scale):
     run_examples(world, odd_properties(), 50 * scale)
