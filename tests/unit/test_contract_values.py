@@ -301,7 +301,7 @@ def test_models_the_services_build_from_python_values_are_checked_alike():
 def test_every_contract_example_still_parses_to_the_same_values():
     for event_type in examples.EXAMPLE_DATA:
         event = parse_event(examples.to_bytes(examples.example(event_type)))
-        assert event.model_dump(mode="json")["data"] == {
+        assert event.model_dump(mode="json", exclude_none=True)["data"] == {
             key: value for key, value in examples.EXAMPLE_DATA[event_type].items()
         } | ({"payment": {"amount": "120.50", "currency": "TRY"}} if event_type == "PackagePacked" else {})
 
