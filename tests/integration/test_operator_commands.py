@@ -169,3 +169,172 @@ def test_a_status_name_that_is_not_settable_is_dead_lettered_as_invalid(world):
     letters = w.wait_dead_letters(2)
     assert all("invalid ShipmentStatusSet data: status: Input should be" in letter["reason"] for letter in letters), letters
     assert w.history("S-BAD") == ["pending", "registered", "shipped"]
+
+
+# ---- ShipmentInfoUpdated ---------------------------------------------------------------------
+
+
+def test_a_carrier_change_registers_at_the_new_carrier_deletes_at_the_old_and_tracks_at_the_new(world):
+    w = world
+    w.pack("I-MOVE")
+    w.pack("I-PEND", order_number="REJECT-I-PEND")  # the sandbox refuses it: pending
+    w.pack("I-BACK")
+    w.pack("I-NEW-4XX")
+    w.other.rejecting = False
+    w.wait_status("I-MOVE", "registered")
+    w.wait_status("I-BACK", "registered")
+    w.wait_status("I-NEW-4XX", "registered")
+    w.wait_dead_letters(1)
+    before = w.shipment("I-MOVE")
+
+    w.publish(info_updated("I-MOVE", carrier="other"))
+    w.publish(info_updated("I-PEND", carrier="other"))
+    w.publish(info_updated("I-BACK", carrier="other"))
+    w.publish(info_updated("I-NEW-4XX", carrier="refusing"))
+    moved = wait_until(lambda: (s := w.shipment("I-MOVE"))["carrier"] == "other" and s, 30)
+    w.wait_status("I-PEND", "registered")
+    wait_until(lambda: w.shipment("I-BACK")["carrier"] == "other", 30)
+    w.publish(info_updated("I-BACK", carrier="sandbox", updated_at="2026-11-27T11:40:00Z"))
+    refusals = {letter["package_id"]: letter["reason"] for letter in w.wait_dead_letters(2)}
+    assert "the shipment was registered at sandbox before" in refusals["I-BACK"]
+    assert "the carrier refusing refused the registration, so the update is refused: HTTP 400" in refusals["I-NEW-4XX"]
+    assert w.shipment("I-NEW-4XX")["carrier"] == "sandbox"  # the old registration stands
+
+    # registered: a POST at the new carrier, then a DELETE at the old; its status kept.
+    assert w.carrier_requests(w.other, "I-MOVE") == [("POST", "", 201)]
+    wait_until(lambda: w.carrier_requests(w.sandbox, "I-MOVE") == [("POST", "", 201), ("DELETE", "/{id}", 204)], 10)
+    # (both stand-ins derive the number from the shipmentId: their URLs tell them apart)
+    assert moved["status"] == "registered" and moved["tracking_url"] != before["tracking_url"]
+    assert moved["tracking_url"].startswith(w.other.url) and moved["label_url"].startswith(w.other.url)
+    assert w.history("I-MOVE") == ["pending", "registered", "registered"]
+    info_change = w.changes("I-MOVE")[-1]
+    assert (info_change["previous_status"], info_change["status"], info_change["carrier"]) == (
+        "registered", "registered", "other")
+    # pending: registered at the new carrier (its registration is the update's change).
+    assert w.carrier_requests(w.other, "I-PEND") == [("POST", "", 201)]
+    assert w.history("I-PEND") == ["pending", "registered"]
+    assert w.shipment("I-PEND")["carrier"] == "other"
+    # Omnitron shows the new tracking number.
+    calls = w.wait_omnitron("I-MOVE", lambda calls: any(
+        c.get("extra", {}).get("tracking_url") == moved["tracking_url"] for c in calls))
+    assert calls[-1]["extra"]["carrier"] == "other" and calls[-1]["extra"]["sequence"] == 3
+
+    # Handed over: tracked at the new carrier only.
+    sandbox_requests = len(w.carrier_requests(w.sandbox, "I-MOVE"))
+    w.publish(shipped("I-MOVE"))
+    w.wait_status("I-MOVE", "shipped")
+    wait_until(lambda: any(r[0] == "GET" for r in w.carrier_requests(w.other, "I-MOVE")), 10)
+    time.sleep(1.0)
+    assert len(w.carrier_requests(w.sandbox, "I-MOVE")) == sandbox_requests
+
+
+def test_information_updates_in_each_status_follow_the_contracts_table(world):
+    w = world
+    for package_id in ("I-TO-OTHER", "I-NUMBER", "I-COMPANY", "I-MANUAL", "I-OLDER"):
+        w.pack(package_id, order_number=f"ORD-HOLD-{package_id}")
+        w.publish(shipped(package_id))
+    w.pack("I-FAILED", order_number="ORD-FAIL-I-FAILED")
+    w.publish(shipped("I-FAILED"))
+    for package_id in ("I-TO-OTHER", "I-NUMBER", "I-COMPANY", "I-MANUAL", "I-OLDER"):
+        w.wait_status(package_id, "shipped")
+    w.wait_status("I-FAILED", "delivery_failed")
+
+    w.publish(info_updated("I-TO-OTHER", carrier="other"))  # integrated, after the hand-over
+    w.publish(info_updated("I-NUMBER", tracking_number="ABC123"))  # the integrated carrier's number stands
+    w.publish(info_updated("I-COMPANY", shipping_company="Acme Cargo"))
+    w.publish(info_updated("I-MANUAL", carrier=MANUAL, tracking_number="MAN-1",
+                           tracking_url="https://courier.example/MAN-1", shipping_company="Local Courier"))
+    w.publish(info_updated("I-FAILED", shipping_company="Acme Cargo"))
+    w.publish(info_updated("I-OLDER", shipping_company="Newer", updated_at="2026-11-27T12:00:00Z"))
+    wait_until(lambda: w.shipment("I-OLDER")["shipping_company"] == "Newer", 30)
+    w.publish(info_updated("I-OLDER", shipping_company="Older", updated_at="2026-11-27T11:00:00Z"))
+    w.publish(info_updated("I-OLDER", carrier="nowhere", updated_at="2026-11-27T13:00:00Z"))  # a typo: no manual carrier
+    refusals = {letter["package_id"]: letter["reason"] for letter in w.wait_dead_letters(4)}
+    assert "allowed only in pending and registered; the shipment is shipped" in refusals["I-TO-OTHER"]
+    assert "its own tracking number and URL stand" in refusals["I-NUMBER"]
+    assert "the shipment is delivery_failed" in refusals["I-FAILED"]
+    assert "unknown carrier 'nowhere'" in refusals["I-OLDER"]
+
+    company = wait_until(lambda: (s := w.shipment("I-COMPANY"))["shipping_company"] == "Acme Cargo" and s, 30)
+    assert company["carrier"] == "sandbox" and company["tracking_number"].startswith("SBX")
+    calls = w.wait_omnitron("I-COMPANY", lambda calls: any(c.get("extra", {}).get("shipping_company") == "Acme Cargo"
+                                                           for c in calls))
+    assert calls[-2]["bulk"]["status"] == "500"  # a coded status: the bulk update and the extra_field
+    assert calls[-1]["extra"]["status"] == "shipped"
+
+    manual = wait_until(lambda: (s := w.shipment("I-MANUAL"))["carrier"] == MANUAL and s, 30)
+    assert (manual["tracking_number"], manual["tracking_url"], manual["shipping_company"], manual["next_poll_at"]) == (
+        "MAN-1", "https://courier.example/MAN-1", "Local Courier", None)
+    wait_until(lambda: w.carrier_requests(w.sandbox, "I-MANUAL")[-1][:2] == ("DELETE", "/{id}"), 10)
+    polls = len(w.carrier_requests(w.sandbox, "I-MANUAL"))
+    calls = w.wait_omnitron("I-MANUAL", lambda calls: any(c.get("bulk", {}).get("tracking_number") == "MAN-1"
+                                                          for c in calls))
+    assert calls[-2]["bulk"] == {"id": min(w.items["I-MANUAL"]), "status": "500", "tracking_number": "MAN-1",
+                                 "shipping_company": MANUAL}
+    assert calls[-1]["extra"]["shipping_company"] == "Local Courier"
+    time.sleep(1.0)
+    assert len(w.carrier_requests(w.sandbox, "I-MANUAL")) == polls  # tracking stopped
+    assert w.history("I-MANUAL") == ["pending", "registered", "shipped", "shipped"]
+
+    time.sleep(0.5)
+    assert w.shipment("I-OLDER")["shipping_company"] == "Newer"  # the older update: no effect
+    assert w.history("I-OLDER") == ["pending", "registered", "shipped", "shipped"]
+    assert w.dead_letters() == []
+
+
+# ---- carriers without integration -------------------------------------------------------------
+
+
+def test_a_carrier_without_integration_is_never_registered_or_polled_and_ships_by_hand(world):
+    w = world
+    w.pack("M-1", carrier=MANUAL)
+    w.publish(shipped("M-2", tracking_number="MAN-2", shipping_company="Local Courier"))  # before its packing
+    w.pack("M-2", carrier=MANUAL)
+    w.pack("M-TYPO", carrier="curier")
+    w.wait_status("M-2", "shipped")
+    w.wait_omnitron("M-1", lambda calls: len(calls) >= 1)
+    assert w.shipment("M-1")["status"] == "pending"
+    w.publish(shipped("M-1", tracking_number="MAN-1", tracking_url="https://courier.example/MAN-1",
+                      shipping_company="Local Courier"))
+    m1 = w.wait_status("M-1", "shipped")
+    assert (m1["tracking_number"], m1["tracking_url"], m1["shipping_company"], m1["next_poll_at"]) == (
+        "MAN-1", "https://courier.example/MAN-1", "Local Courier", None)
+    assert w.history("M-1") == ["pending", "shipped"]
+    calls = w.wait_omnitron("M-1", lambda calls: any("bulk" in c for c in calls))
+    assert calls[1]["bulk"] == {"id": min(w.items["M-1"]), "status": "500", "tracking_number": "MAN-1",
+                                "shipping_company": MANUAL}
+    w.wait_omnitron("M-1", lambda calls: any(c.get("extra", {}).get("shipping_company") == "Local Courier"
+                                             for c in calls))
+    w.pipeline.cli("set-status", "M-1", "delivered", "--reason", "the courier says so")
+    w.wait_status("M-1", "delivered")
+    assert w.changes("M-1")[-1]["reason"] == "the courier says so"
+    [typo] = w.wait_dead_letters(1, service="packer")
+    assert "unknown carrier 'curier'" in typo["reason"]
+    for carrier in (w.sandbox, w.other):
+        assert w.carrier_requests(carrier, "M-1") == [] and w.carrier_requests(carrier, "M-2") == []
+
+
+# ---- order with the rest of the flow ----------------------------------------------------------
+
+
+def test_commands_before_their_package_is_packed_are_applied_once_it_is(world):
+    w = world
+    early_cancel = cancelled("E-CANCEL")
+    w.publish(early_cancel)
+    w.publish(early_cancel)  # and twice
+    w.publish(info_updated("E-INFO", shipping_company="Acme Cargo"))
+    w.publish(status_set("E-SET", "delivered"))
+    wait_until(lambda: len(w.query("SELECT * FROM waiting_commands")) == 3, 10)
+    w.pack("E-CANCEL")
+    w.pack("E-INFO")
+    w.pack("E-SET")
+    w.wait_status("E-CANCEL", "cancelled")
+    assert w.history("E-CANCEL") == ["pending", "cancelled"]
+    wait_until(lambda: w.shipment("E-INFO")["shipping_company"] == "Acme Cargo", 30)
+    w.wait_status("E-SET", "registered")
+    [refusal] = w.wait_dead_letters(1)
+    assert refusal["package_id"] == "E-SET" and "the shipment is" in refusal["reason"]
+    time.sleep(0.5)
+    assert w.carrier_requests(w.sandbox, "E-CANCEL") == []  # never asked to register it
+    assert w.query("SELECT * FROM waiting_commands") == []
+    assert w.dead_letters() == []
