@@ -77,7 +77,11 @@ class World:
         self._next_item = 70_000
 
     def start(self) -> "World":
-        self.pipeline.start_all_services()
+        """The four services; the shipper and the publisher with four handler threads, as compose runs them."""
+        for service in ("packer", "tracker"):
+            self.pipeline.start(service)
+        for service in ("shipper", "omnitron-publisher"):
+            self.pipeline.start(service, 1, "--concurrency", "4")
         return self
 
     # ---- publishing ----
