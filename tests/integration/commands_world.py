@@ -59,7 +59,7 @@ def shipped(package_id: str, **fields) -> dict:
 
 
 class World:
-    def __init__(self, pipeline, other: SandboxCarrier, refusing: SandboxCarrier):
+    def __init__(self, pipeline, other: SandboxCarrier, refusing: SandboxCarrier, **sandbox_settings):
         self.pipeline, self.other, self.refusing = pipeline, other, refusing
         self.sandbox = pipeline.carrier
         self.omnitron = pipeline.omnitron
@@ -68,7 +68,7 @@ class World:
         common = {"username": "user", "password": CARRIER_PASSWORD, "api_version": "1", "poll_interval_s": 0.3,
                   "max_requests_per_s": 500}
         harness.write_carriers_file(pipeline.tmp_path / "carriers.toml", {
-            "sandbox": {"url": self.sandbox.url, **common},
+            "sandbox": {"url": self.sandbox.url, **common, **sandbox_settings},
             "other": {"url": other.url, **common},
             "refusing": {"url": refusing.url, **common},
             MANUAL: {"integration": "none"},
