@@ -122,11 +122,14 @@ def test_a_status_set_by_hand_follows_the_contracts_table(world):
         w.publish(shipped(package_id))
     w.pack("S-FAILED", order_number="ORD-FAIL-S-FAILED")
     w.publish(shipped("S-FAILED"))
+    w.pack("S-ATT", order_number="ORD-ATT-S-ATT")
+    w.publish(shipped("S-ATT"))
     w.pack("S-REG")
     w.pack("S-CANCELLED", order_number="REJECT-S-CANCELLED")
     for package_id in ("S-DELIVERED", "S-RFP", "S-FINAL"):
         w.wait_status(package_id, "shipped")
     w.wait_status("S-FAILED", "delivery_failed")
+    w.wait_status("S-ATT", "attempted_delivery")
     w.wait_status("S-REG", "registered")
     w.wait_dead_letters(1)  # S-CANCELLED's refused registration
     w.publish(cancelled("S-CANCELLED"))
@@ -136,6 +139,8 @@ def test_a_status_set_by_hand_follows_the_contracts_table(world):
     w.publish(status_set("S-RFP", "ready_for_pickup", reason="at the store"))
     w.publish(status_set("S-FAILED", "delivered"))  # delivery_failed → delivered: the one way out
     w.publish(status_set("S-FINAL", "delivered"))
+    w.publish(status_set("S-ATT", "ready_for_pickup"))  # from attempted_delivery
+    w.wait_status("S-ATT", "ready_for_pickup")
     w.wait_status("S-DELIVERED", "delivered")
     w.wait_status("S-RFP", "ready_for_pickup")
     w.wait_status("S-FAILED", "delivered")
@@ -264,10 +269,14 @@ def test_information_updates_in_each_status_follow_the_contracts_table(world):
         w.publish(shipped(package_id))
     w.pack("I-FAILED", order_number="ORD-FAIL-I-FAILED")
     w.publish(shipped("I-FAILED"))
+    w.pack("I-CANCELLED")
+    w.publish(cancelled("I-CANCELLED"))
     for package_id in ("I-TO-OTHER", "I-NUMBER", "I-COMPANY", "I-MANUAL", "I-OLDER"):
         w.wait_status(package_id, "shipped")
     w.wait_status("I-FAILED", "delivery_failed")
+    w.wait_status("I-CANCELLED", "cancelled")
 
+    w.publish(info_updated("I-CANCELLED", shipping_company="Acme Cargo"))
     w.publish(info_updated("I-TO-OTHER", carrier="other"))  # integrated, after the hand-over
     w.publish(info_updated("I-NUMBER", tracking_number="ABC123"))  # the integrated carrier's number stands
     w.publish(info_updated("I-COMPANY", shipping_company="Acme Cargo"))
@@ -278,7 +287,8 @@ def test_information_updates_in_each_status_follow_the_contracts_table(world):
     wait_until(lambda: w.shipment("I-OLDER")["shipping_company"] == "Newer", 30)
     w.publish(info_updated("I-OLDER", shipping_company="Older", updated_at="2026-11-27T11:00:00Z"))
     w.publish(info_updated("I-OLDER", carrier="nowhere", updated_at="2026-11-27T13:00:00Z"))  # a typo: no manual carrier
-    refusals = {letter["package_id"]: letter["reason"] for letter in w.wait_dead_letters(4)}
+    refusals = {letter["package_id"]: letter["reason"] for letter in w.wait_dead_letters(5)}
+    assert "the shipment is cancelled" in refusals["I-CANCELLED"]
     assert "allowed only in pending and registered; the shipment is shipped" in refusals["I-TO-OTHER"]
     assert "its own tracking number and URL stand" in refusals["I-NUMBER"]
     assert "the shipment is delivery_failed" in refusals["I-FAILED"]
