@@ -1,4 +1,4 @@
-"""The three events of CONTRACT.md §2, as frozen pydantic models.
+"""The events of CONTRACT.md §2 (the operator commands are in contracts/commands.py), as frozen pydantic models.
 
 Unknown fields are ignored (forward compatibility); required fields are enforced; every
 value is checked as strictly as it is typed (contracts/values.py).
@@ -9,6 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from contracts.commands import COMMAND_MODELS, COMMAND_ROUTING_KEYS
 from contracts.statuses import ShipmentStatus
 from contracts.values import (
     AwareTime,
@@ -89,6 +90,10 @@ class PackagePacked(_Data):
 class PackageShipped(_Data):
     package_id: Name
     shipped_at: AwareTime
+    # For carriers without integration (CONTRACT.md §4); ignored, with a warning, for the others.
+    tracking_number: Text | None = None
+    tracking_url: Url | None = None
+    shipping_company: Text | None = None
 
 
 class ShipmentStatusChanged(_Data):
@@ -105,15 +110,25 @@ class ShipmentStatusChanged(_Data):
     changed_at: Time
     # The ids of a package the services recorded (unique there: PackagePacked checks it).
     order_item_ids: list[PositiveInt]
+    label_url: Url | None = None
+    shipping_company: Text | None = None
+    reason: LongText | None = None
+
+    @property
+    def is_info_change(self) -> bool:
+        """An information change (ShipmentInfoUpdated): the status stays, the sequence grows."""
+        return self.previous_status is not None and self.previous_status == self.status
 
 
-EVENT_MODELS: dict[str, type[_Data]] = {
+EVENT_MODELS: dict[str, type[BaseModel]] = {
     "PackagePacked": PackagePacked,
     "PackageShipped": PackageShipped,
     "ShipmentStatusChanged": ShipmentStatusChanged,
+    **COMMAND_MODELS,
 }
 
-_FIXED_ROUTING_KEYS = {"PackagePacked": "package.packed", "PackageShipped": "package.shipped"}
+_FIXED_ROUTING_KEYS = {"PackagePacked": "package.packed", "PackageShipped": "package.shipped",
+                       **COMMAND_ROUTING_KEYS}
 # A status change travels under its status; an information change (status = previous status)
 # under the second prefix (CONTRACT.md §1).
 _STATUS_ROUTING_PREFIXES = ("shipment.status_changed.", "shipment.info_changed.")
@@ -122,7 +137,8 @@ _STATUS_ROUTING_PREFIXES = ("shipment.status_changed.", "shipment.info_changed."
 def routing_key_for(event_type: str, data: _Data) -> str:
     """The routing key an event of this type travels under (CONTRACT.md §1)."""
     if isinstance(data, ShipmentStatusChanged):
-        return f"{_STATUS_ROUTING_PREFIXES[0]}{data.status.value}"
+        prefix = _STATUS_ROUTING_PREFIXES[1 if data.is_info_change else 0]
+        return f"{prefix}{data.status.value}"
     return _FIXED_ROUTING_KEYS[event_type]
 
 

@@ -18,7 +18,13 @@ EVENT_CHANNELS = {
     "PackagePacked": ("packagePacked", "package.packed", "upstream (OMS, Instore app, ERP)"),
     "PackageShipped": ("packageShipped", "package.shipped", "upstream (OMS, Instore app, ERP)"),
     "ShipmentStatusChanged": ("shipmentStatusChanged", "shipment.status_changed.{status}", "the shipment services"),
+    "PackageCancelled": ("packageCancelled", "package.cancelled", "upstream, or `oms-shipments cancel`"),
+    "ShipmentInfoUpdated": ("shipmentInfoUpdated", "package.shipment_info_updated",
+                            "upstream, or `oms-shipments update-info`"),
+    "ShipmentStatusSet": ("shipmentStatusSet", "package.shipment_status_set", "upstream, or `oms-shipments set-status`"),
 }
+# Information changes (ShipmentInfoUpdated) travel as ShipmentStatusChanged under a second address.
+INFO_CHANGED_CHANNEL = ("shipmentInfoChanged", "shipment.info_changed.{status}")
 
 
 def _receives(routing_keys: tuple[str, ...]) -> list[str]:
@@ -27,7 +33,9 @@ def _receives(routing_keys: tuple[str, ...]) -> list[str]:
     for key in routing_keys:
         for event_type, (_, address, _) in EVENT_CHANNELS.items():
             prefix = address.split("{", 1)[0]
-            if key == address or (prefix.endswith(".") and key.startswith(prefix)):
+            info_prefix = INFO_CHANGED_CHANNEL[1].split("{", 1)[0] if event_type == "ShipmentStatusChanged" else None
+            if (key == address or (prefix.endswith(".") and key.startswith(prefix))
+                    or (info_prefix and key.startswith(info_prefix))):
                 if event_type not in types:
                     types.append(event_type)
     return types
@@ -66,6 +74,20 @@ def asyncapi_document(version: str = "0.1.0") -> dict:
             "action": "send", "channel": {"$ref": f"#/channels/{channel_id}"},
             "summary": f"{publisher} publish {event_type} (persistent, AMQP message_id = the event id).",
         }
+    channel_id, address = INFO_CHANGED_CHANNEL
+    channels[channel_id] = {
+        "address": address,
+        "description": "ShipmentStatusChanged information changes (status = previous_status; ShipmentInfoUpdated) "
+                       f"on the {naming.EVENTS_EXCHANGE} topic exchange; published by the shipment services.",
+        "messages": {"ShipmentStatusChanged": {"$ref": "#/components/messages/ShipmentStatusChanged"}},
+        "bindings": {"amqp": {"is": "routingKey", "exchange": EXCHANGE_BINDING, "bindingVersion": "0.3.0"}},
+        "parameters": {"status": {"enum": [s.value for s in ShipmentStatus],
+                                  "description": "The shipment's status, unchanged by the information change."}},
+    }
+    operations["publishShipmentInfoChanged"] = {
+        "action": "send", "channel": {"$ref": f"#/channels/{channel_id}"},
+        "summary": "the shipment services publish ShipmentStatusChanged information changes.",
+    }
     for service, module in service_modules().items():
         subscription = getattr(module, "SUBSCRIPTION", None)
         if subscription is None:

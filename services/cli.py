@@ -251,5 +251,8 @@ def demo(
     raise typer.Exit(0 if ok else 1)
 
 
+__import__("services.commands_cli").commands_cli.register_commands(app)  # cancel, update-info, set-status, label, stale
+
+
 def main() -> None:  # pragma: no cover
     app()

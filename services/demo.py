@@ -19,9 +19,10 @@ from rich.live import Live
 from rich.table import Table
 from sqlalchemy import func, select
 
-from contracts import CloudEvent, PackagePacked, PackageShipped, routing_key_for
+from contracts import (CloudEvent, PackageCancelled, PackagePacked, PackageShipped, ShipmentStatusSet,
+                       routing_key_for)
 from services.bootstrap import SERVICE_NAMES, RunningServices, bootstrap, topology
-from services.carriers.directory import CarrierDirectory
+from services.carriers.directory import CarrierDirectory, Carriers
 from services.carriers.shipment_flows import CarrierConfig
 from services.domain.tables import omnitron_cursor, shipments
 from services.migrations import upgrade
@@ -32,16 +33,31 @@ from shared.db import utcnow
 from shared.settings import Settings
 
 FINAL = ("delivered", "delivery_failed", "cancelled")
+SOURCE = "/oms-shipments/demo"
+#: A courier the demo has no integration for (``integration = "none"``).
+MANUAL_CARRIER = "store-courier"
+
+
+def is_cancelled(n: int) -> bool:
+    """Every 7th package is cancelled after its packing (PackageCancelled), never handed over."""
+    return n % 7 == 3
+
+
+def is_manual(n: int) -> bool:
+    """Every 7th package goes with a courier without integration: shipped by hand, delivered by a status set."""
+    return n % 7 == 5
 
 
 def demo_events(count: int) -> list[CloudEvent]:
-    """PackagePacked and PackageShipped for ``count`` packages; every 10th handed over first."""
-    source = "/oms-shipments/demo"
+    """PackagePacked and PackageShipped for ``count`` packages; every 10th handed over first;
+    cancellations and a manual courier among them (``is_cancelled``, ``is_manual``)."""
+    source = SOURCE
     events = []
     for n in range(count):
         package_id = f"DEMO-{n:05d}"
         packed = PackagePacked.model_validate({
-            "package_id": package_id, "order_number": f"ORD-DEMO-{n:05d}", "carrier": "sandbox",
+            "package_id": package_id, "order_number": f"ORD-DEMO-{n:05d}",
+            "carrier": MANUAL_CARRIER if is_manual(n) else "sandbox",
             "delivery_type": "CUSTOMER", "packed_at": utcnow(),
             "items": [{"order_item_id": 100_000 + n, "sku": f"SKU-{n % 7}", "quantity": 1 + n % 2, "deci": 1.5}],
             "destination": {"name": "Ada", "surname": "Lovelace", "phone": "+905551112233", "country_code": "TR",
@@ -49,9 +65,14 @@ def demo_events(count: int) -> list[CloudEvent]:
                             "address_line": "Istiklal Cd. 1"},
             "payment": {"amount": "120.50", "currency": "TRY"} if n % 4 == 0 else None,
         })
-        shipped = PackageShipped(package_id=package_id, shipped_at=utcnow())
+        shipped = PackageShipped(package_id=package_id, shipped_at=utcnow(),
+                                 **({"tracking_number": f"SC-{n:05d}", "shipping_company": "Kadikoy Courier"}
+                                    if is_manual(n) else {}))
         pair = [CloudEvent.new("PackagePacked", source, packed, subject=package_id),
                 CloudEvent.new("PackageShipped", source, shipped, subject=package_id)]
+        if is_cancelled(n):
+            cancelled = PackageCancelled(package_id=package_id, reason="customer cancelled", cancelled_at=utcnow())
+            pair[1] = CloudEvent.new("PackageCancelled", source, cancelled, subject=package_id)
         events += reversed(pair) if n % 10 == 0 else pair
     return events
 
@@ -74,9 +95,9 @@ class Demo:
                 omnitron_token=self.token, tracker_idle_s=0.1, retry_delays_s=[0.5, 1, 2],
                 log_level="WARNING", carriers_file=self.workdir / "unused.toml", metrics_port=None,
             )
-            carriers = CarrierDirectory({"sandbox": CarrierConfig(
+            carriers = CarrierDirectory(Carriers({"sandbox": CarrierConfig(
                 code="sandbox", url=carrier.url, username="demo", password=carrier_password,
-                poll_interval_s=0.3, max_requests_per_s=500)})
+                poll_interval_s=0.3, max_requests_per_s=500)}, manual=[MANUAL_CARRIER]))
             upgrade(self.database_url)
             with connect(self.amqp_url) as connection:
                 topology(settings).declare(connection)
@@ -88,12 +109,25 @@ class Demo:
             finally:
                 running.stop(timeout_s=30)
 
-    def _publish(self) -> None:
+    def _publish(self, events: list[CloudEvent] | None = None) -> None:
         with connect(self.amqp_url) as connection:
             publisher = Publisher(connection)
-            for event in demo_events(self.packages):
+            for event in demo_events(self.packages) if events is None else events:
                 publisher.publish(event.to_bytes(), routing_key=routing_key_for(event.type, event.data),
                                   message_id=event.id, event_type=event.type)
+
+    def _deliver_by_hand(self, engine, done: set[str]) -> None:
+        """The manual courier's parcels, once shipped, are delivered by an employee's ShipmentStatusSet."""
+        with engine.connect() as connection:
+            shipped = connection.execute(select(shipments.c.package_id).where(
+                shipments.c.carrier == MANUAL_CARRIER, shipments.c.status == "shipped")).scalars().all()
+        events = [CloudEvent.new("ShipmentStatusSet", SOURCE, ShipmentStatusSet(
+                      package_id=package_id, status="delivered", reason="the courier handed it over",
+                      set_at=utcnow()), subject=package_id)
+                  for package_id in shipped if package_id not in done]
+        if events:
+            self._publish(events)
+            done.update(event.data.package_id for event in events)
 
     def _counts(self, engine) -> tuple[Counter, int]:
         with engine.connect() as connection:
@@ -116,12 +150,17 @@ class Demo:
         calls.add_row("carrier requests", str(len(carrier.requests)))
         calls.add_row("Omnitron calls", str(len(omnitron.calls)))
         calls.add_row("final and relayed to Omnitron", f"{relayed_final}/{self.packages}")
+        calls.add_row("cancelled by PackageCancelled", str(sum(1 for n in range(self.packages) if is_cancelled(n))))
+        calls.add_row(f"with {MANUAL_CARRIER} (no integration)",
+                      str(sum(1 for n in range(self.packages) if is_manual(n))))
         return Group(table, calls)
 
     def _watch(self, runtime, carrier, omnitron, timeout_s: float) -> bool:
         started = time.monotonic()
+        delivered_by_hand: set[str] = set()
         with Live(console=self.console, refresh_per_second=4) as live:
             while not runtime.stop.is_set():
+                self._deliver_by_hand(runtime.engine, delivered_by_hand)
                 by_status, relayed_final = self._counts(runtime.engine)
                 elapsed = time.monotonic() - started
                 live.update(self._table(by_status, relayed_final, carrier, omnitron, elapsed))

@@ -68,6 +68,9 @@ def render_status(settings: Settings, package_id: str, console: Console) -> bool
         (shown(package_id), "bold"), "  shipment ", shown(summary.get("id")), "  carrier ", shown(summary.get("carrier")),
         "  tracking ", shown(summary.get("tracking_number")), "  status ", (shown(summary["status"]), "bold"),
     ))
+    if summary.get("label_url") or summary.get("shipping_company"):  # operator commands (CONTRACT.md §4)
+        console.print(Text.assemble("  label ", shown(summary.get("label_url")),
+                                    "  shipping company ", shown(summary.get("shipping_company"))))
     table = Table("at", "kind", "what", "detail")
     for at, kind, what, detail in rows:
         table.add_row(literal(at.isoformat(timespec="seconds")), literal(kind), literal(what), literal(detail))

@@ -21,6 +21,19 @@ class CarriersFileError(ValueError):
     pass
 
 
+class Carriers(dict):
+    """The integrated carriers by code (``CarrierConfig``), and ``manual``: the codes of the
+    carriers without integration (``integration = "none"``: never registered, never polled)."""
+
+    def __init__(self, configs=(), manual=()):
+        super().__init__(configs)
+        self.manual = frozenset(manual)
+
+
+#: What a carrier without integration may say: it has no url, username or password.
+_MANUAL_FIELDS = {"integration"}
+
+
 def load_carriers(path: Path) -> dict[str, CarrierConfig]:
     try:
         document = tomllib.loads(Path(path).read_text())
@@ -31,10 +44,20 @@ def load_carriers(path: Path) -> dict[str, CarrierConfig]:
     carriers = document.get("carriers", {})
     if not isinstance(carriers, dict):
         raise CarriersFileError(f"carriers file {path}: 'carriers' must be a table of carrier tables")
-    configs = {}
+    configs, manual = {}, []
     for code, table in carriers.items():
         if not isinstance(table, dict):
             raise CarriersFileError(f"carrier {code!r}: expected a table [carriers.{code}], got {table!r:.80}")
+        if "integration" in table:
+            if table["integration"] != "none":
+                raise CarriersFileError(f"carrier {code!r}: integration must be \"none\" (a carrier without "
+                                        f"integration) or left out, got {table['integration']!r:.80}")
+            unknown = set(table) - _MANUAL_FIELDS
+            if unknown:
+                raise CarriersFileError(f"carrier {code!r}: a carrier without integration takes no "
+                                        f"{sorted(unknown)}")
+            manual.append(code)
+            continue
         unknown = set(table) - _FIELDS
         if unknown:
             raise CarriersFileError(f"carrier {code!r}: unknown keys {sorted(unknown)}")
@@ -43,9 +66,9 @@ def load_carriers(path: Path) -> dict[str, CarrierConfig]:
             raise CarriersFileError(f"carrier {code!r}: missing {sorted(missing)}")
         _check_values(code, table)
         configs[code] = CarrierConfig(code=code, **{k: (str(v) if k == "api_version" else v) for k, v in table.items()})
-    if not configs:
+    if not configs and not manual:
         raise CarriersFileError(f"carriers file {path} defines no carrier: add a [carriers.<code>] table")
-    return configs
+    return Carriers(configs, manual)
 
 
 def _check_values(code: str, table: dict) -> None:
@@ -62,11 +85,17 @@ def _check_values(code: str, table: dict) -> None:
 class CarrierDirectory:
     def __init__(self, configs: dict[str, CarrierConfig], max_retry_after_s: float = DEFAULT_MAX_RETRY_AFTER_S):
         self.configs = configs
+        #: carriers without integration: known codes, never registered or polled
+        self.manual = frozenset(getattr(configs, "manual", ()))
         self.max_retry_after_s = max_retry_after_s
         self._clients: dict[str, ShipmentFlowsClient] = {}
         self._lock = threading.Lock()
 
     def __contains__(self, code: object) -> bool:
+        return code in self.configs or code in self.manual
+
+    def integrated(self, code: str) -> bool:
+        """Whether the carrier has an extension (registration, queries); False for ``integration = "none"``."""
         return code in self.configs
 
     def open_async(self, code: str, max_connections: int = 256) -> AsyncShipmentFlowsClient:

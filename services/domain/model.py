@@ -29,6 +29,9 @@ class Shipment:
     tracking_number: str | None = None
     tracking_url: str | None = None
     label_url: str | None = None
+    shipping_company: str | None = None  # hand-given (PackageShipped, ShipmentInfoUpdated)
+    registered_carriers: list[str] = field(default_factory=list)  # every carrier it was registered at
+    info_updated_at: datetime | None = None  # the newest ShipmentInfoUpdated applied
     changes: list[ShipmentStatusChanged] = field(default_factory=list, repr=False)
 
     @classmethod
@@ -44,10 +47,28 @@ class Shipment:
         shipment.move_to(ShipmentStatus.PENDING, at)
         return shipment
 
-    def move_to(self, status: ShipmentStatus, at: datetime, carrier_status: str | None = None) -> bool:
+    def move_to(self, status: ShipmentStatus, at: datetime, carrier_status: str | None = None,
+                reason: str | None = None) -> bool:
         """Applies a status if it moves forward; records the change. False: stale or repeated."""
         if not can_transition(self.status, status):
             return False
+        self._record(status, at, carrier_status, reason)
+        return True
+
+    def set_by_hand(self, status: ShipmentStatus, at: datetime, reason: str | None) -> bool:
+        """An employee's ShipmentStatusSet: forward only, or ``delivery_failed`` → ``delivered``
+        (the one way out of a final status); an empty ``carrier_status``. False: nothing to do."""
+        out_of_failed = self.status is ShipmentStatus.DELIVERY_FAILED and status is ShipmentStatus.DELIVERED
+        if not out_of_failed and not can_transition(self.status, status):
+            return False
+        self._record(status, at, "", reason)
+        return True
+
+    def record_info(self, at: datetime) -> None:
+        """An information change (ShipmentInfoUpdated): the status stays, the sequence grows."""
+        self._record(self.status, at, None, None)
+
+    def _record(self, status: ShipmentStatus, at: datetime, carrier_status: str | None, reason: str | None) -> None:
         previous, self.status = self.status, status
         self.sequence += 1
         if carrier_status is not None:
@@ -66,9 +87,11 @@ class Shipment:
                 sequence=self.sequence,
                 changed_at=at,
                 order_item_ids=self.order_item_ids,
+                label_url=self.label_url,
+                shipping_company=self.shipping_company,
+                reason=reason,
             )
         )
-        return True
 
     def register(self, tracking_number: str, tracking_url: str | None, label_url: str | None,
                  carrier_status: str | None, at: datetime) -> bool:
@@ -77,6 +100,8 @@ class Shipment:
         self.tracking_number = tracking_number
         self.tracking_url = tracking_url or self.tracking_url
         self.label_url = label_url or self.label_url
+        if self.carrier not in self.registered_carriers:
+            self.registered_carriers.append(self.carrier)
         return self.move_to(ShipmentStatus.REGISTERED, at, carrier_status)
 
     @property

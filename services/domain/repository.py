@@ -230,7 +230,9 @@ class ShipmentRepository:
             id=row.id, package_id=row.package_id, order_number=row.order_number, carrier=row.carrier,
             order_item_ids=list(items), status=ShipmentStatus(row.status), sequence=row.sequence,
             carrier_status=row.carrier_status, tracking_number=row.tracking_number,
-            tracking_url=row.tracking_url, label_url=row.label_url,
+            tracking_url=row.tracking_url, label_url=row.label_url, shipping_company=row.shipping_company,
+            registered_carriers=json.loads(row.registered_carriers) if row.registered_carriers else [],
+            info_updated_at=row.info_updated_at,
         )
 
     def get(self, shipment_id: str, for_update: bool = False) -> Shipment | None:
@@ -252,6 +254,9 @@ class ShipmentRepository:
             "b_shipment_id": shipment.id, "status": shipment.status.value, "sequence": shipment.sequence,
             "carrier_status": shipment.carrier_status, "tracking_number": shipment.tracking_number,
             "tracking_url": shipment.tracking_url, "label_url": shipment.label_url,
+            "shipping_company": shipment.shipping_company,
+            "registered_carriers": json.dumps(shipment.registered_carriers) if shipment.registered_carriers else None,
+            "info_updated_at": shipment.info_updated_at, "carrier": shipment.carrier,
             "updated_at": utcnow(), **schedule,
         })
 

@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
     false,
     text,
 )
@@ -40,6 +41,7 @@ packages = Table(
     Column("packed_event_id", String(255)),
     Column("shipped_at", UtcDateTime),
     Column("shipped_event_id", String(255)),
+    Column("handover", JSON, doc="a hand-over's tracking_number, tracking_url, shipping_company (carriers without integration)"),
     Column("first_seen_at", UtcDateTime, nullable=False),
     # Hand-overs still waiting for their PackagePacked (the tracker reports old ones):
     # few rows, whatever the size of the table.
@@ -88,6 +90,10 @@ shipments = Table(
     Column("history_wanted", Boolean, nullable=False, server_default=false(),
            doc="a change was recorded without the carrier's history: fetch it on the next poll"),
     Column("stale_at", UtcDateTime, doc="when the tracker gave up on the shipment (too old, no final status)"),
+    # Operator commands (migration 0007, services/commands/).
+    Column("shipping_company", String(255), doc="hand-given (PackageShipped, ShipmentInfoUpdated)"),
+    Column("registered_carriers", Text, doc="the carriers the shipment was registered at (JSON list)"),
+    Column("info_updated_at", UtcDateTime, doc="updated_at of the newest ShipmentInfoUpdated applied"),
     # The claim query: carrier and priority by equality, then a range on next_poll_at,
     # so it stays an index range scan however many shipments are tracked.
     Index(
@@ -169,4 +175,19 @@ omnitron_relays = Table(
     Column("relayed_at", UtcDateTime, nullable=False),
     Column("superseded_items", Text,
            doc="order items of the change held by a package packed later: recorded, not sent (JSON list)"),
+)
+
+# Commands (CONTRACT.md §2 "Operator commands") that arrived before their package's
+# PackagePacked: applied, in arrival order, once the package is packed (services/commands/waiting.py).
+waiting_commands = Table(
+    "waiting_commands",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("source", String(255), nullable=False),
+    Column("event_id", String(255), nullable=False),
+    Column("package_id", String(255), nullable=False, index=True),
+    Column("event_type", String(64), nullable=False),
+    Column("body", Text, nullable=False, doc="the command as a structured CloudEvent"),
+    Column("received_at", UtcDateTime, nullable=False),
+    UniqueConstraint("source", "event_id", name="uq_waiting_commands_event"),
 )

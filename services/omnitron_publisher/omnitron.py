@@ -15,6 +15,7 @@ import httpx
 import structlog
 
 from contracts import OMNITRON_ITEM_STATUS, ShipmentStatusChanged
+from services.commands.omnitron_fields import also_extra_field, extra_field_details
 from shared.metrics import observe_http
 from shared.http import (DEFAULT_MAX_RETRY_AFTER_S, TransientHTTPError, bounded_client, call_with_retries,
                          raise_for_response, redact_url, request_bounded)
@@ -74,7 +75,14 @@ def plan_calls(change: ShipmentStatusChanged) -> list[OmnitronCall]:
                 entry["tracking_number"] = change.tracking_number
             entry["shipping_company"] = change.carrier
             entries.append(entry)
-        return [OmnitronCall("PATCH", BULK_STATUS_PATH, {"orderitem_set": entries}, item_ids)]
+        bulk = [OmnitronCall("PATCH", BULK_STATUS_PATH, {"orderitem_set": entries}, item_ids)]
+        if not also_extra_field(change):  # operator commands (services/commands/omnitron_fields.py)
+            return bulk
+        return bulk + _extra_field_calls(change, item_ids)
+    return _extra_field_calls(change, item_ids)
+
+
+def _extra_field_calls(change: ShipmentStatusChanged, item_ids: tuple[int, ...]) -> list[OmnitronCall]:
     shipment = {
         "status": change.status.value,
         "tracking_number": change.tracking_number,
@@ -82,6 +90,7 @@ def plan_calls(change: ShipmentStatusChanged) -> list[OmnitronCall]:
         "carrier": change.carrier,
         "changed_at": utc_iso(change.changed_at),
         "sequence": change.sequence,
+        **extra_field_details(change),
     }
     return [
         OmnitronCall("PATCH", ORDER_ITEM_PATH.format(id=item_id), {"extra_field": {"shipment": shipment}}, (item_id,))

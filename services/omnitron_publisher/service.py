@@ -8,7 +8,7 @@ from services.omnitron_publisher.settle import UnsettledCalls
 from shared.broker import Subscription
 
 NAME = "omnitron-publisher"
-SUBSCRIPTION = Subscription(NAME, ("shipment.status_changed.*",))
+SUBSCRIPTION = Subscription(NAME, ("shipment.status_changed.*", "shipment.info_changed.*"))
 
 
 def shipment_of(delivery) -> str | None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from contracts import CloudEvent, PackageShipped, ShipmentStatus, ShipmentStatusChanged
 from services.carriers.directory import CarrierDirectory
+from services.commands import manual, registration as commands_registration, waiting
 from services.domain.model import Shipment
 from services.domain.refusals import never_recorded
 from services.domain.uow import UnitOfWork
@@ -37,6 +38,7 @@ def register_with_carrier(event: CloudEvent, uow: UnitOfWork, carriers: CarrierD
         change = uow.shipments.recorded_change(named.shipment_id, named.sequence)
         shipment = uow.shipments.get(named.shipment_id)
         packed = uow.packages.packed(shipment.package_id) if shipment is not None else None
+        commands_waiting = packed is not None and waiting.any_waiting(uow, shipment.package_id)  # operator commands
     if change is None or packed is None:
         # Events leave the outbox only after their commit: a genuine one always finds its change.
         raise never_recorded(named, shipment is not None)
@@ -44,12 +46,17 @@ def register_with_carrier(event: CloudEvent, uow: UnitOfWork, carriers: CarrierD
         log.warning("registration requested for a change that is not 'pending'; nothing to do",
                     recorded_status=change.status.value, sequence=change.sequence)
         return
+    if manual.without_integration(carriers, shipment.carrier):  # never registered (CONTRACT.md §4)
+        return manual.open_without_integration(event, uow, shipment.id)
+    if commands_waiting:
+        shipment = waiting.before_registration(uow, shipment.id)
     registration = None
     if shipment.status is ShipmentStatus.PENDING:
         if shipment.carrier not in carriers:
             raise PermanentError(f"unknown carrier {shipment.carrier!r}: not in the carriers file")
         # Outside the transaction: the carrier answers the same shipmentId with the same
         # tracking number, so a crash before the commit below only repeats this call.
+        registered_at = shipment.carrier
         registration = carriers.client(shipment.carrier).register(shipment.id, packed)
         crash_point("after_carrier_registration")
     with uow:
@@ -58,7 +65,7 @@ def register_with_carrier(event: CloudEvent, uow: UnitOfWork, carriers: CarrierD
             return
         shipped_at = uow.packages.lock_handover(shipment.package_id)
         shipment = uow.shipments.get(shipment.id, for_update=True)
-        if registration is not None and shipment.status is ShipmentStatus.PENDING:
+        if registration is not None and commands_registration.may_record(shipment, registered_at):
             shipment.register(
                 registration.tracking_number, registration.tracking_url, registration.label_url,
                 registration.carrier_status, utcnow(),
@@ -68,9 +75,11 @@ def register_with_carrier(event: CloudEvent, uow: UnitOfWork, carriers: CarrierD
             log.info("registered with carrier", tracking_number=shipment.tracking_number,
                      shipped=bool(schedule))
         uow.commit()
+    if registration is not None and commands_registration.orphaned(shipment, registered_at):
+        commands_registration.delete_orphan(carriers, registered_at, shipment.id)
 
 
-def mark_shipped(event: CloudEvent, uow: UnitOfWork) -> None:
+def mark_shipped(event: CloudEvent, uow: UnitOfWork, carriers: CarrierDirectory | None = None) -> None:
     shipped: PackageShipped = event.data
     with uow:
         if not uow.inbox.first_time(event):
@@ -78,6 +87,9 @@ def mark_shipped(event: CloudEvent, uow: UnitOfWork) -> None:
             return
         uow.packages.record_shipped(shipped.package_id, shipped.shipped_at, event.id)
         shipment = uow.shipments.get_by_package(shipped.package_id, for_update=True)
+        if manual.on_handover(uow, shipped, shipment, carriers):  # a carrier without integration: shipped by hand
+            uow.commit()
+            return
         if shipment is not None:
             schedule = _ship_if_handed_over(shipment, shipped.shipped_at)
             if schedule:

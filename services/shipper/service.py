@@ -2,15 +2,17 @@
 from __future__ import annotations
 
 from services.bootstrap import Runtime
+from services.commands.service import COMMAND_ROUTING_KEYS, command_handlers
 from services.shipper.handlers import mark_shipped, register_with_carrier
 from shared.broker import Subscription
 
 NAME = "shipper"
-SUBSCRIPTION = Subscription(NAME, ("shipment.status_changed.pending", "package.shipped"))
+SUBSCRIPTION = Subscription(NAME, ("shipment.status_changed.pending", "package.shipped", *COMMAND_ROUTING_KEYS))
 
 
 def handlers(runtime: Runtime) -> dict:
     return {
         "ShipmentStatusChanged": lambda event: register_with_carrier(event, runtime.uow(NAME), runtime.carriers),
-        "PackageShipped": lambda event: mark_shipped(event, runtime.uow(NAME)),
+        "PackageShipped": lambda event: mark_shipped(event, runtime.uow(NAME), runtime.carriers),
+        **command_handlers(runtime, NAME),  # operator commands (services/commands/)
     }

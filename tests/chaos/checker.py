@@ -44,6 +44,28 @@ CARRIER_STATUSES: dict[str, ShipmentStatus] = {
 #: Every shipment's first three changes: PackagePacked, the registration, PackageShipped.
 HANDED_OVER = (S.PENDING, S.REGISTERED, S.SHIPPED)
 
+# Operator commands in a fate (CONTRACT.md §2), beside the carrier's answers:
+#: the package is cancelled (PackageCancelled) and never handed over;
+CANCEL = "@cancelled"
+#: its carrier has no integration: never registered, shipped by its PackageShipped;
+MANUAL = "@manual"
+#: "@<status>": an employee sets the status (ShipmentStatusSet) once the shipment is shipped.
+SET_PREFIX = "@"
+
+
+def carrier_script(fate: Sequence[str]) -> list[str]:
+    """What the carrier answers, query after query: the fate without its commands."""
+    return [step for step in fate if not step.startswith(SET_PREFIX)]
+
+
+def required_statuses(fate: Sequence[str]) -> tuple[ShipmentStatus, ...]:
+    """The changes every run must record for this fate, whatever raced."""
+    if CANCEL in fate:
+        return (S.PENDING,)  # registered only if the cancellation came after the registration
+    if MANUAL in fate:
+        return (S.PENDING, S.SHIPPED)
+    return HANDED_OVER
+
 #: Worst first: a package gets the first class that applies.
 PROBLEMS = ("lost", "regressed", "duplicated", "unexpected")
 CLASSES = (*PROBLEMS, "recovered", "ok")
@@ -52,10 +74,14 @@ _STATUS_BY_CODE = {code: status for status, code in OMNITRON_ITEM_STATUS.items()
 
 
 def expected_history(fate: Sequence[str]) -> tuple[ShipmentStatus, ...]:
-    """The status history a carrier script leads to when every answer is recorded."""
-    history = list(HANDED_OVER)
-    for carrier_status in fate:
-        status = CARRIER_STATUSES[carrier_status]
+    """The status history a carrier script (and its commands) leads to when every answer is recorded."""
+    if CANCEL in fate:
+        return (S.PENDING, S.REGISTERED, S.CANCELLED)
+    history = [S.PENDING, S.SHIPPED] if MANUAL in fate else list(HANDED_OVER)
+    for step in fate:
+        if step == MANUAL:
+            continue
+        status = ShipmentStatus(step[1:]) if step.startswith(SET_PREFIX) else CARRIER_STATUSES[step]
         if can_transition(history[-1], status):
             history.append(status)
     return tuple(history)
@@ -230,12 +256,13 @@ def _judge_history(verdict: Verdict, expected: tuple[ShipmentStatus, ...], rows:
         elif not moved_back and status not in expected:
             verdict._problem("unexpected", f"database recorded {status.value}, which the fate cannot lead to")
         recorded.append(status)
-    for status in HANDED_OVER:
+    required = required_statuses(verdict.fate)
+    for status in required:
         if status not in recorded:
             verdict._problem("lost", f"{status.value} was never applied in the database")
     if recorded and recorded[-1] is not final:
         verdict._problem("lost", f"final {final.value} never reached the database (last: {recorded[-1].value})")
-    skipped = [s.value for s in expected if s not in recorded and s not in HANDED_OVER and s is not final]
+    skipped = [s.value for s in expected if s not in recorded and s not in required and s is not final]
     if skipped:
         verdict.marks.append(f"database skipped {', '.join(skipped)} (the carrier moved on before it was recorded)")
     return recorded

@@ -24,10 +24,10 @@ import pytest
 from psycopg.rows import dict_row
 
 import harness
-from checker import Observation, Report, check
+from checker import Observation, Report, carrier_script, check
 from nemesis import KINDS, LIGHT_KINDS, Nemesis
 from shared import naming
-from workload import Feeder, Package, workload
+from workload import MANUAL_CARRIER, Commander, Feeder, Package, workload
 
 SERVICES = ("packer", "shipper", "tracker", "omnitron-publisher")
 CONSUMERS = ("packer", "shipper", "omnitron-publisher")
@@ -140,7 +140,9 @@ def run_chaos(pipeline, tmp_path, *, name: str, packages_count: int, nemesis_s: 
     packages, sends = workload(rng, packages_count)
     faults = plan(rng) if plan is not None else None
     fates = {p.order_number: p.fate for p in packages}
-    pipeline.carrier.fate = lambda order_number: list(fates[order_number])
+    pipeline.carrier.fate = lambda order_number: carrier_script(fates[order_number])
+    carriers_file = pipeline.tmp_path / "carriers.toml"  # and a courier without integration
+    carriers_file.write_text(carriers_file.read_text() + f'[carriers.{MANUAL_CARRIER}]\nintegration = "none"\n')
     running = {service: pipeline.start(service, COPIES) for service in SERVICES}
     findings: list[str] = []
     if not wait_for(lambda: consuming(pipeline), 120):
@@ -149,14 +151,19 @@ def run_chaos(pipeline, tmp_path, *, name: str, packages_count: int, nemesis_s: 
     started = time.monotonic()
     nemesis = Nemesis(pipeline, running, rng, nemesis_s, kinds, faults)
     feeder = Feeder(pipeline, sends, spread_s=nemesis_s * 0.9)
+    commander = Commander(pipeline, packages)
     try:
         feeder.start()
+        commander.start()
         nemesis.start()
         nemesis.join(nemesis_s + 300)
     finally:
         nemesis.heal()
         feeder.finish(timeout=120)
     healed_at = time.monotonic()
+    commander.finish(timeout=FINAL_TIMEOUT_S)
+    if commander.waiting:
+        findings.append(f"never shipped, so no status set by hand: {sorted(commander.waiting)}")
 
     if feeder.sent < len(sends):
         findings.append(f"the feeder sent only {feeder.sent} of {len(sends)} events")
@@ -183,7 +190,8 @@ def run_chaos(pipeline, tmp_path, *, name: str, packages_count: int, nemesis_s: 
         table,
         f"  nemesis: {len(nemesis.log)} faults over {nemesis_s:.0f}s",
         *(f"    {fault}" for fault in nemesis.log),
-        f"  feeder: {feeder.sent} events sent ({len(packages)} packages), {feeder.resent} sends retried",
+        f"  feeder: {feeder.sent} events sent ({len(packages)} packages), {feeder.resent} sends retried; "
+        f"{commander.sent} status sets by hand",
         f"  {'every package final' if all_final else 'NOT every package final'} {final_s:.1f}s after healing; "
         f"{time.monotonic() - started:.0f}s from the first fault to the check",
         *(f"  FINDING: {finding}" for finding in findings),

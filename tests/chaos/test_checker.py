@@ -211,3 +211,32 @@ def test_an_empty_run_is_valid_and_renders():
     report = check([])
     assert report.valid and report.repeated_share == 0.0
     assert "0 packages" in report.render()
+
+
+# ---- operator commands in a fate --------------------------------------------------------------
+
+
+def test_a_package_cancelled_before_or_after_its_registration_is_ok_or_recovered():
+    from checker import CANCEL
+
+    before = judge(Observation("P", (CANCEL,), {1: [("extra", "pending"), ("extra", "cancelled")]},
+                               [(1, None, "pending"), (2, "pending", "cancelled")]))
+    after = judge(Observation("P", (CANCEL,), {1: [("extra", "pending"), ("extra", "registered"),
+                                                   ("extra", "cancelled")]},
+                              [(1, None, "pending"), (2, "pending", "registered"), (3, "registered", "cancelled")]))
+    assert (before.klass, after.klass) == ("recovered", "ok")
+
+
+def test_a_status_set_by_hand_and_a_carrier_without_integration_are_judged_by_their_commands():
+    from checker import MANUAL
+
+    by_hand = judge(Observation("P", ("SHIPPING", "@delivered"), {1: [("extra", "pending"), ("extra", "registered"),
+                                                                      ("bulk", "500"), ("bulk", "550")]},
+                                [(1, None, "pending"), (2, "pending", "registered"), (3, "registered", "shipped"),
+                                 (4, "shipped", "delivered")]))
+    manual = judge(Observation("P", (MANUAL, "@delivered"), {1: [("extra", "pending"), ("bulk", "500"),
+                                                                 ("bulk", "550")]},
+                               [(1, None, "pending"), (2, "pending", "shipped"), (3, "shipped", "delivered")]))
+    lost = judge(Observation("P", (MANUAL, "@delivered"), {1: [("extra", "pending"), ("bulk", "500")]},
+                             [(1, None, "pending"), (2, "pending", "shipped")]))
+    assert (by_hand.klass, manual.klass, lost.klass) == ("ok", "ok", "lost")

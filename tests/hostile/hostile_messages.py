@@ -347,8 +347,8 @@ SHIPPED_SPOILINGS = [
     ("tracking fields for an integrated carrier", "data.tracking_number", "ABC123", APPLIED),
     ("an unknown data field", "data.courier_mood", "cheerful", APPLIED),
 ]
-# PackageShipped's optional fields for carriers without integration (contract §2) are not modelled
-# yet, so they are ignored like unknown fields; test_regressions.py expects them refused (xfail).
+# PackageShipped's optional fields for carriers without integration (contract §2): bounded like
+# every string (test_regressions.py expects them refused).
 SHIPPED_SPOILINGS_NOT_MODELLED = [
     ("a shipping company of 256 characters", "data.shipping_company", "c" * 256, DEAD),
     ("a tracking URL of 2001 characters", "data.tracking_url", "https://t.example/" + "u" * 1983, DEAD),

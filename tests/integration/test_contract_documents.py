@@ -33,7 +33,8 @@ def test_contracts_export_writes_the_event_schemas_and_the_asyncapi_document(tmp
     result = subprocess.run([str(harness.BIN), "contracts", "export", str(tmp_path)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in (tmp_path / "schemas").iterdir()) == [
-        "PackagePacked.schema.json", "PackageShipped.schema.json", "ShipmentStatusChanged.schema.json"]
+        "PackageCancelled.schema.json", "PackagePacked.schema.json", "PackageShipped.schema.json",
+        "ShipmentInfoUpdated.schema.json", "ShipmentStatusChanged.schema.json", "ShipmentStatusSet.schema.json"]
     assert json.loads((tmp_path / "asyncapi.json").read_text()) == json.loads(json.dumps(asyncapi_document()))
 
 

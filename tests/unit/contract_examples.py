@@ -43,10 +43,24 @@ SHIPMENT_STATUS_CHANGED = {
     "changed_at": "2026-11-27T12:30:01Z", "order_item_ids": [555],
 }
 
+PACKAGE_CANCELLED = {"package_id": "PKG-1001", "reason": "customer cancelled", "cancelled_at": "2026-11-27T11:00:00Z"}
+
+SHIPMENT_INFO_UPDATED = {
+    "package_id": "PKG-1001", "carrier": "other-carrier", "tracking_number": "ABC123",
+    "tracking_url": "https://track.example/ABC123", "shipping_company": "Other Cargo",
+    "updated_at": "2026-11-27T11:30:00Z",
+}
+
+SHIPMENT_STATUS_SET = {"package_id": "PKG-1001", "status": "delivered", "reason": "customer picked it up at the store",
+                       "set_at": "2026-11-28T09:00:00Z"}
+
 EXAMPLE_DATA = {
     "PackagePacked": PACKAGE_PACKED,
     "PackageShipped": PACKAGE_SHIPPED,
     "ShipmentStatusChanged": SHIPMENT_STATUS_CHANGED,
+    "PackageCancelled": PACKAGE_CANCELLED,
+    "ShipmentInfoUpdated": SHIPMENT_INFO_UPDATED,
+    "ShipmentStatusSet": SHIPMENT_STATUS_SET,
 }
 
 

@@ -105,3 +105,28 @@ def test_the_directory_knows_its_carrier_codes_and_builds_one_client_per_carrier
             directory.client("ghost")
     finally:
         directory.close()
+
+
+# ---- carriers without integration (CONTRACT.md §4) ------------------------------------------------
+
+
+def test_a_carrier_without_integration_is_known_but_never_integrated(tmp_path):
+    configs = load_carriers(write(tmp_path, CONTRACT_EXAMPLE + '\n[carriers.store-courier]\nintegration = "none"\n'))
+    directory = CarrierDirectory(configs)
+
+    assert list(configs) == ["sandbox"] and directory.manual == {"store-courier"}
+    assert "store-courier" in directory and "sandbox" in directory and "curier" not in directory
+    assert directory.integrated("sandbox") and not directory.integrated("store-courier")
+
+
+def test_a_carriers_file_of_couriers_without_integration_only_is_valid(tmp_path):
+    assert load_carriers(write(tmp_path, '[carriers.store-courier]\nintegration = "none"\n')).manual == {"store-courier"}
+
+
+@pytest.mark.parametrize("table, message", [
+    ('integration = "full"', 'integration must be "none"'),
+    ('integration = "none"\nurl = "http://127.0.0.1:8081"', "a carrier without integration takes no ['url']"),
+])
+def test_a_carrier_without_integration_takes_nothing_else(tmp_path, table, message):
+    with pytest.raises(CarriersFileError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        load_carriers(write(tmp_path, f"[carriers.store-courier]\n{table}\n"))

@@ -86,4 +86,6 @@ def test_a_status_change_travels_under_a_routing_key_naming_its_new_status(statu
     data = examples.status_changed(3, status, "registered")
     change = parse_event(examples.to_bytes(examples.envelope("ShipmentStatusChanged", data))).data
 
-    assert routing_key_for("ShipmentStatusChanged", change) == f"shipment.status_changed.{status}"
+    # status = previous status is an information change (CONTRACT.md §1, §2), under its own prefix
+    prefix = "shipment.info_changed." if status == "registered" else "shipment.status_changed."
+    assert routing_key_for("ShipmentStatusChanged", change) == f"{prefix}{status}"

@@ -301,7 +301,7 @@ def test_models_the_services_build_from_python_values_are_checked_alike():
 def test_every_contract_example_still_parses_to_the_same_values():
     for event_type in examples.EXAMPLE_DATA:
         event = parse_event(examples.to_bytes(examples.example(event_type)))
-        assert event.model_dump(mode="json")["data"] == {
+        assert event.model_dump(mode="json", exclude_none=True)["data"] == {
             key: value for key, value in examples.EXAMPLE_DATA[event_type].items()
         } | ({"payment": {"amount": "120.50", "currency": "TRY"}} if event_type == "PackagePacked" else {})
 
@@ -352,3 +352,38 @@ def test_codes_keep_their_own_lengths(path, field, good, bad):
         assert parse_event(_event("PackagePacked", path, value)).type == "PackagePacked"
     for value in bad:
         assert f"{field}: " in _reason(_event("PackagePacked", path, value))
+
+
+# ---- operator commands (CONTRACT.md §2) -----------------------------------------------------------
+
+
+def test_a_shipment_info_update_needs_one_field_besides_its_package_and_time_and_null_counts_as_absent():
+    from contracts import EventRejected, parse_event
+
+    def update(**fields):
+        data = {"package_id": "PKG-1001", "updated_at": "2026-11-27T11:30:00Z", **fields}
+        return examples.to_bytes(examples.envelope("ShipmentInfoUpdated", data))
+
+    with pytest.raises(EventRejected, match="at least one of carrier, tracking_number"):
+        parse_event(update())
+    with pytest.raises(EventRejected, match="at least one of"):
+        parse_event(update(carrier=None, tracking_number=None, tracking_url=None, shipping_company=None))
+    assert parse_event(update(carrier=None, shipping_company="Other Cargo")).data.shipping_company == "Other Cargo"
+
+
+def test_a_status_set_names_a_status_an_employee_may_set_and_commands_need_their_times():
+    from contracts import EventRejected, parse_event
+
+    def status_set(status, **extra):
+        data = {"package_id": "PKG-1001", "status": status, "set_at": "2026-11-28T09:00:00Z", **extra}
+        return examples.to_bytes(examples.envelope("ShipmentStatusSet", data))
+
+    for status in ("ready_for_pickup", "attempted_delivery", "delivered", "delivery_failed"):
+        assert parse_event(status_set(status)).data.status == status
+    for status in ("shipped", "cancelled", "pending", "DELIVERED", ""):
+        with pytest.raises(EventRejected, match="status"):
+            parse_event(status_set(status))
+    with pytest.raises(EventRejected, match="cancelled_at"):
+        parse_event(examples.to_bytes(examples.envelope("PackageCancelled", {"package_id": "PKG-1001"})))
+    with pytest.raises(EventRejected, match="reason"):
+        parse_event(status_set("delivered", reason="x" * 2001))

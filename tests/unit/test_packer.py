@@ -31,6 +31,7 @@ def test_a_packed_package_opens_one_pending_shipment_and_stores_one_outbox_event
         "shipment_id": shipment.id, "package_id": "PKG-1001", "order_number": "ORD-1001", "carrier": "sandbox",
         "tracking_number": None, "tracking_url": None, "previous_status": None, "status": "pending",
         "carrier_status": None, "sequence": 1, "order_item_ids": [555, 556],
+        "label_url": None, "shipping_company": None, "reason": None,
     }
     [history] = db.status_changes()
     assert (history.sequence, history.status, history.event_id) == (1, "pending", event.id)
