@@ -186,3 +186,33 @@ def test_tracing_is_on_only_when_the_standard_variables_ask_for_it(environ, want
 def test_nothing_set_leaves_tracing_off():
     assert tracing.start_from_environment("oms-shipments-packer", {}) is False
     assert not tracing.enabled()
+
+
+def test_without_the_sdk_nothing_of_opentelemetry_is_needed_and_asking_for_traces_only_warns(tmp_path):
+    """The base install has no OpenTelemetry: the services import none of it and run the same."""
+    script = tmp_path / "no_sdk.py"
+    script.write_text(f"""
+import sys
+sys.modules["opentelemetry"] = None  # any import of it fails, as without the otel extra
+import json
+from contracts import parse_event
+from shared import tracing
+import services.messagebus, services.domain.uow, shared.relay, shared.http, services.carriers.async_client
+body = {json.dumps(json.dumps({**examples.example("PackageShipped"), "traceparent": TRACEPARENT}))}
+event = parse_event(body.encode())
+request = {{}}
+with tracing.handling(event, "package.shipped"):
+    stamped = tracing.stamped(parse_event(body.encode()))
+    with tracing.http_call("GET", "http://carrier/x", request):
+        pass
+assert request["headers"]["traceparent"] == event.traceparent == stamped.traceparent
+assert tracing.start_from_environment("oms-shipments-packer", {{"OTEL_TRACES_EXPORTER": "otlp"}}) is False
+assert not [name for name in sys.modules if name.startswith("opentelemetry.")]
+print("ok")
+""")
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "ok" in result.stdout and "OpenTelemetry SDK is not installed" in result.stdout + result.stderr
