@@ -10,6 +10,7 @@ validation with and without its two trace attributes declared (the same attribut
 and a whole ``parse_event`` of the contract's PackagePacked for scale. In process, no
 broker or database: these are the hooks' own costs. docs/benchmarks.md, "Tracing off".
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,14 +57,17 @@ def _one_message(event, caused, body: bytes):
             tracing.stamped(caused)
             with tracing.http_call("POST", "http://127.0.0.1:8081/shipments", request) as call:
                 call.answered(201)
-        tracing.traced_publish(publish, [Outgoing(body, "shipment.status_changed.pending", caused.id, caused.type,
-                                                  tracing.message_headers(body))])
+        tracing.traced_publish(
+            publish,
+            [Outgoing(body, "shipment.status_changed.pending", caused.id, caused.type, tracing.message_headers(body))],
+        )
 
     return run
 
 
 def _bare_message(event, caused, body: bytes):
     """The same work without any hook: the baseline the hooks are measured against."""
+
     def publish(messages):
         return [True] * len(messages)
 
@@ -85,18 +89,27 @@ def measure(count: int) -> dict[str, float]:
     tracing.use(None)
     with tracing.handling(event_traced, "package.packed"):
         stored = tracing.stamped(caused)
-    bare, off, passed = _interleaved([_bare_message(event, caused, caused.to_bytes()),
-                                      _one_message(event, caused, caused.to_bytes()),
-                                      _one_message(event_traced, caused, stored.to_bytes())], count)
+    bare, off, passed = _interleaved(
+        [
+            _bare_message(event, caused, caused.to_bytes()),
+            _one_message(event, caused, caused.to_bytes()),
+            _one_message(event_traced, caused, stored.to_bytes()),
+        ],
+        count,
+    )
     figures["hooks, tracing off, no trace context (ns/message)"] = off - bare
     figures["hooks, tracing off, upstream context passed through (ns/message)"] = passed - bare
 
-    fields = {name: (info.annotation, info) for name, info in CloudEvent.model_fields.items()
-              if name not in ("traceparent", "tracestate")}
+    fields = {
+        name: (info.annotation, info)
+        for name, info in CloudEvent.model_fields.items()
+        if name not in ("traceparent", "tracestate")
+    }
     untraced_model = create_model("UntracedCloudEvent", __config__=CloudEvent.model_config, **fields)
     attributes = json.loads(plain)
-    envelope_with, envelope_without = _interleaved([lambda: CloudEvent.model_validate(attributes),
-                                                    lambda: untraced_model.model_validate(attributes)], count)
+    envelope_with, envelope_without = _interleaved(
+        [lambda: CloudEvent.model_validate(attributes), lambda: untraced_model.model_validate(attributes)], count
+    )
     figures["envelope validation, trace attributes declared (ns)"] = envelope_with
     figures["envelope validation, without them (ns)"] = envelope_without
     figures["parse_event of PackagePacked, for scale (ns)"] = _per_call_ns(lambda: parse_event(plain), count // 10)
@@ -116,7 +129,8 @@ def measure(count: int) -> dict[str, float]:
     tracing.use(provider)
     try:
         figures["hooks, tracing on: 5 spans (ns/message)"] = (
-            _per_call_ns(_one_message(event_traced, caused, stored.to_bytes()), count // 10) - bare)
+            _per_call_ns(_one_message(event_traced, caused, stored.to_bytes()), count // 10) - bare
+        )
     finally:
         tracing.use(None)
         provider.shutdown()

@@ -14,6 +14,7 @@ malformed one must not cost an event (no dead letter, no error), and must not tr
   ``key=value`` by the specification's grammar; anything else drops the whole header (the
   ``traceparent`` stays). Without a valid ``traceparent`` it is dropped too.
 """
+
 from __future__ import annotations
 
 import re
@@ -34,7 +35,8 @@ _ZERO_PARENT = "0" * 16
 # without ',' and '=' (and not ending in a space).
 _MEMBER = re.compile(
     r"(?:[a-z][a-z0-9_\-*/]{0,255}|[a-z0-9][a-z0-9_\-*/]{0,240}@[a-z][a-z0-9_\-*/]{0,13})"
-    r"=[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e]")
+    r"=[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e]"
+)
 
 
 def valid_traceparent(value: Any) -> str | None:
@@ -67,8 +69,11 @@ def valid_tracestate(value: Any) -> str | None:
     return ",".join(members)
 
 
-_SCHEMA = {"type": "string", "description": "W3C Trace Context (CloudEvents distributed tracing extension); "
-                                            "a malformed value is ignored, not refused"}
+_SCHEMA = {
+    "type": "string",
+    "description": "W3C Trace Context (CloudEvents distributed tracing extension); "
+    "a malformed value is ignored, not refused",
+}
 #: An envelope attribute: a valid traceparent, or None whatever else was sent.
 TraceParent = Annotated[str | None, BeforeValidator(valid_traceparent), WithJsonSchema(_SCHEMA)]
 #: An envelope attribute: a valid tracestate, or None whatever else was sent.

@@ -17,6 +17,7 @@ Two layers, each a handful of one-line hooks at the call sites:
 Off (the default), nothing of OpenTelemetry is imported; a message without trace context
 costs a contextvar read or an attribute test per hook (docs/benchmarks.md, "Tracing off").
 """
+
 from __future__ import annotations
 
 import atexit
@@ -114,8 +115,15 @@ def _exporter(name: str, environ: Mapping[str, str]):
         return ConsoleSpanExporter()
     if name != "otlp":
         raise ValueError(f"unknown OTEL_TRACES_EXPORTER {name[:40]!r} (this service knows {', '.join(EXPORTERS)})")
-    protocol = (environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
-                or "http/protobuf").strip().lower()
+    protocol = (
+        (
+            environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+            or environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+            or "http/protobuf"
+        )
+        .strip()
+        .lower()
+    )
     if protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
     elif protocol == "http/protobuf":
@@ -145,8 +153,10 @@ def start_from_environment(service_name: str, environ: Mapping[str, str] | None 
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
     except ImportError:
-        log.warning("the OTEL_* variables ask for traces, but the OpenTelemetry SDK is not installed "
-                    "(pip install 'oms-shipments[otel]'); tracing stays off")
+        log.warning(
+            "the OTEL_* variables ask for traces, but the OpenTelemetry SDK is not installed "
+            "(pip install 'oms-shipments[otel]'); tracing stays off"
+        )
         return False
     named = "OTEL_SERVICE_NAME" in environ or "service.name=" in environ.get("OTEL_RESOURCE_ATTRIBUTES", "")
     provider = TracerProvider(resource=Resource.create({} if named else {"service.name": service_name}))
@@ -173,8 +183,12 @@ def use(provider: Any | None) -> None:
 
 def _attributes(event: Any) -> dict:
     data = event.data
-    attributes = {"cloudevents.event_id": event.id, "cloudevents.event_type": event.type,
-                  "cloudevents.event_source": event.source, "messaging.message.id": event.id}
+    attributes = {
+        "cloudevents.event_id": event.id,
+        "cloudevents.event_type": event.type,
+        "cloudevents.event_source": event.source,
+        "messaging.message.id": event.id,
+    }
     if event.subject:
         attributes["cloudevents.event_subject"] = event.subject
     for name in ("package_id", "shipment_id"):
@@ -213,21 +227,29 @@ class _Handling:
         on, event = self._on, self._event
         attributes = _attributes(event)
         self._process = on.tracer.start_span(
-            f"process {self._routing_key}", context=on.parent(event.traceparent, event.tracestate),
+            f"process {self._routing_key}",
+            context=on.parent(event.traceparent, event.tracestate),
             kind=on.kind.CONSUMER,
-            attributes={**attributes, "messaging.system": "rabbitmq", "messaging.operation.type": "process",
-                        "messaging.destination.name": "oms.events",
-                        "messaging.rabbitmq.destination.routing_key": self._routing_key})
-        self._handle = on.tracer.start_span(f"handle {event.type}", context=on.trace.set_span_in_context(self._process),
-                                            attributes=attributes)
+            attributes={
+                **attributes,
+                "messaging.system": "rabbitmq",
+                "messaging.operation.type": "process",
+                "messaging.destination.name": "oms.events",
+                "messaging.rabbitmq.destination.routing_key": self._routing_key,
+            },
+        )
+        self._handle = on.tracer.start_span(
+            f"handle {event.type}", context=on.trace.set_span_in_context(self._process), attributes=attributes
+        )
         context = self._handle.get_span_context()
         self._tokens = (
             on.context.attach(on.trace.set_span_in_context(self._handle)),
             _carried.set(on.inject(self._handle)),
             _event_attributes.set(attributes),
         )
-        self._logged = structlog.contextvars.bound_contextvars(trace_id=format(context.trace_id, "032x"),
-                                                               span_id=format(context.span_id, "016x"))
+        self._logged = structlog.contextvars.bound_contextvars(
+            trace_id=format(context.trace_id, "032x"), span_id=format(context.span_id, "016x")
+        )
         self._logged.__enter__()
 
     def __exit__(self, kind, error, traceback) -> None:
@@ -265,13 +287,18 @@ def stamped(envelope: Any, routing_key: str | None = None) -> Any:
         traceparent, tracestate = carried
     else:
         on = _on
-        attributes = {**(_event_attributes.get() or {}), **_attributes(envelope),
-                      "messaging.system": "rabbitmq", "messaging.operation.type": "create",
-                      "messaging.destination.name": "oms.events"}
+        attributes = {
+            **(_event_attributes.get() or {}),
+            **_attributes(envelope),
+            "messaging.system": "rabbitmq",
+            "messaging.operation.type": "create",
+            "messaging.destination.name": "oms.events",
+        }
         if routing_key:
             attributes["messaging.rabbitmq.destination.routing_key"] = routing_key
-        span = on.tracer.start_span(f"create {routing_key or envelope.type}", kind=on.kind.PRODUCER,
-                                    attributes=attributes)
+        span = on.tracer.start_span(
+            f"create {routing_key or envelope.type}", kind=on.kind.PRODUCER, attributes=attributes
+        )
         span.end()
         traceparent, tracestate = on.inject(span)
     return envelope.model_copy(update={"traceparent": traceparent, "tracestate": tracestate})
@@ -308,8 +335,8 @@ def message_headers(body: bytes) -> dict | None:
     if at < 0:
         return None
     start = at + len(_BODY_TRACEPARENT)
-    traceparent = body[start:start + 55]
-    if len(traceparent) != 55 or body[start + 55:start + 56] != b'"':
+    traceparent = body[start : start + 55]
+    if len(traceparent) != 55 or body[start + 55 : start + 56] != b'"':
         return None
     headers = {TRACEPARENT: traceparent.decode("ascii", "replace")}
     tracestate = _string_after(body, _BODY_TRACESTATE, 512)
@@ -327,17 +354,24 @@ def traced_publish(publish: Callable[[list], Any], messages: list) -> Any:
     spans = []
     for message in messages:
         context = stored_context(message.body)
-        attributes = {"messaging.system": "rabbitmq", "messaging.operation.type": "send",
-                      "messaging.destination.name": "oms.events",
-                      "messaging.rabbitmq.destination.routing_key": message.routing_key,
-                      "messaging.message.id": message.message_id, "cloudevents.event_id": message.message_id,
-                      "cloudevents.event_type": message.event_type}
+        attributes = {
+            "messaging.system": "rabbitmq",
+            "messaging.operation.type": "send",
+            "messaging.destination.name": "oms.events",
+            "messaging.rabbitmq.destination.routing_key": message.routing_key,
+            "messaging.message.id": message.message_id,
+            "cloudevents.event_id": message.message_id,
+            "cloudevents.event_type": message.event_type,
+        }
         shipment = _string_after(message.body, _BODY_SHIPMENT, 255)
         if shipment:
             attributes["oms.shipment_id"] = shipment
         parent = on.parent(*context) if context else on.context.Context()
-        spans.append(on.tracer.start_span(f"publish {message.routing_key}", context=parent, kind=on.kind.CLIENT,
-                                          attributes=attributes))
+        spans.append(
+            on.tracer.start_span(
+                f"publish {message.routing_key}", context=parent, kind=on.kind.CLIENT, attributes=attributes
+            )
+        )
     try:
         taken = publish(messages)
     except BaseException as error:
@@ -347,7 +381,7 @@ def traced_publish(publish: Callable[[list], Any], messages: list) -> Any:
             span.end()
         raise
     returned = getattr(taken, "returned", {}) or {}
-    for index, (span, ok) in enumerate(zip(spans, taken)):
+    for index, (span, ok) in enumerate(zip(spans, taken, strict=False)):
         if not ok:
             span.set_status(on.status(on.code.ERROR, "returned: no queue bound" if index in returned else "nacked"))
         span.end()
@@ -380,9 +414,13 @@ class _HttpSpan:
         self._on = on
         parts = urlsplit(url)
         template = _ID_SEGMENT.sub("/{id}", parts.path) or "/"
-        attributes = {**(_event_attributes.get() or {}), "http.request.method": method,
-                      "url.full": parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1], query="").geturl(),
-                      "url.template": template, "server.address": parts.hostname or ""}
+        attributes = {
+            **(_event_attributes.get() or {}),
+            "http.request.method": method,
+            "url.full": parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1], query="").geturl(),
+            "url.template": template,
+            "server.address": parts.hostname or "",
+        }
         if parts.port:
             attributes["server.port"] = parts.port
         self._span = on.tracer.start_span(f"{method} {template}", kind=on.kind.CLIENT, attributes=attributes)

@@ -1,5 +1,6 @@
 """A carrier's password by reference (password_env, password_file), so the carriers file can be a
 ConfigMap; the inline form still works but warns; no error or log line ever shows the value."""
+
 from __future__ import annotations
 
 import io
@@ -33,8 +34,10 @@ def logged():
 
 
 def test_password_env_reads_the_password_from_the_named_variable(tmp_path, logged):
-    configs = load_carriers(write(tmp_path, 'password_env = "OMS_CARRIER_SANDBOX_PASSWORD"'),
-                            environ={"OMS_CARRIER_SANDBOX_PASSWORD": SECRET})
+    configs = load_carriers(
+        write(tmp_path, 'password_env = "OMS_CARRIER_SANDBOX_PASSWORD"'),
+        environ={"OMS_CARRIER_SANDBOX_PASSWORD": SECRET},
+    )
 
     assert configs["sandbox"].password == SECRET
     assert "carrier password is written" not in logged.getvalue()
@@ -60,19 +63,28 @@ def test_the_inline_password_still_works_with_a_warning_that_does_not_show_it(tm
     assert SECRET not in logged.getvalue()
 
 
-@pytest.mark.parametrize("extra, environ, says", [
-    ("", {}, "carrier 'sandbox': missing its password: password_env"),
-    (f'password = "{SECRET}"\npassword_env = "X"', {"X": SECRET}, "password and password_env both given"),
-    ('password_env = "OMS_CARRIER_SANDBOX_PASSWORD"', {}, "password_env names OMS_CARRIER_SANDBOX_PASSWORD, which is "
-                                                           "not set or empty"),
-    ('password_env = "OMS_CARRIER_SANDBOX_PASSWORD"', {"OMS_CARRIER_SANDBOX_PASSWORD": ""}, "not set or empty"),
-    ('password_env = "not a name"', {}, "password_env must name an environment variable"),
-    ("password_env = 5", {}, "password_env must name an environment variable"),
-    ('password_file = "/nonexistent/sandbox-password"', {}, "password_file /nonexistent/sandbox-password cannot be "
-                                                             "read (No such file or directory)"),
-    ("password_file = 5", {}, "password_file must be a path"),
-    ("password = 12345", {}, "password must be a string"),
-])
+@pytest.mark.parametrize(
+    "extra, environ, says",
+    [
+        ("", {}, "carrier 'sandbox': missing its password: password_env"),
+        (f'password = "{SECRET}"\npassword_env = "X"', {"X": SECRET}, "password and password_env both given"),
+        (
+            'password_env = "OMS_CARRIER_SANDBOX_PASSWORD"',
+            {},
+            "password_env names OMS_CARRIER_SANDBOX_PASSWORD, which is not set or empty",
+        ),
+        ('password_env = "OMS_CARRIER_SANDBOX_PASSWORD"', {"OMS_CARRIER_SANDBOX_PASSWORD": ""}, "not set or empty"),
+        ('password_env = "not a name"', {}, "password_env must name an environment variable"),
+        ("password_env = 5", {}, "password_env must name an environment variable"),
+        (
+            'password_file = "/nonexistent/sandbox-password"',
+            {},
+            "password_file /nonexistent/sandbox-password cannot be read (No such file or directory)",
+        ),
+        ("password_file = 5", {}, "password_file must be a path"),
+        ("password = 12345", {}, "password must be a string"),
+    ],
+)
 def test_a_wrong_reference_is_refused_naming_the_variable_or_file_never_a_value(tmp_path, extra, environ, says):
     with pytest.raises(CarriersFileError) as refused:
         load_carriers(write(tmp_path, extra), environ=environ)
@@ -95,16 +107,22 @@ def test_an_empty_or_huge_password_file_is_refused(tmp_path):
 
 def test_a_password_by_reference_is_redacted_from_logs_once_the_services_know_it(tmp_path, logged):
     from services.bootstrap import bootstrap
-    from shared.settings import Settings
     from shared.logging import get_logger
+    from shared.settings import Settings
 
     carriers = write(tmp_path, 'password_env = "OMS_CARRIER_SANDBOX_PASSWORD"')
     import os
 
     os.environ["OMS_CARRIER_SANDBOX_PASSWORD"] = SECRET
     try:
-        runtime = bootstrap(Settings(amqp_url="memory://", database_url=f"sqlite:///{tmp_path / 'x.sqlite3'}",
-                                     carriers_file=carriers, metrics_port=None))
+        runtime = bootstrap(
+            Settings(
+                amqp_url="memory://",
+                database_url=f"sqlite:///{tmp_path / 'x.sqlite3'}",
+                carriers_file=carriers,
+                metrics_port=None,
+            )
+        )
     finally:
         del os.environ["OMS_CARRIER_SANDBOX_PASSWORD"]
     get_logger().warning("the carrier said", detail=f"bad password {SECRET}")

@@ -1,15 +1,17 @@
 """Trace context is untrusted input: a valid one is kept, anything else is ignored, never refused,
 and with tracing off it passes through unchanged into the events and requests it causes."""
+
 from __future__ import annotations
 
 import json
 
 import pytest
 
-import contract_examples as examples
 from contracts import parse_event
 from contracts.tracecontext import MAX_TRACESTATE, valid_traceparent, valid_tracestate
 from shared import tracing
+
+import contract_examples as examples
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 TRACESTATE = "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"
@@ -37,15 +39,17 @@ def test_a_structured_events_trace_context_is_kept():
 
 
 def test_a_binary_events_ce_traceparent_is_kept():
-    event = parse_event(BINARY_DATA, "application/json",
-                        binary_headers(**{"ce-traceparent": TRACEPARENT, "ce-tracestate": TRACESTATE}))
+    event = parse_event(
+        BINARY_DATA, "application/json", binary_headers(**{"ce-traceparent": TRACEPARENT, "ce-tracestate": TRACESTATE})
+    )
 
     assert (event.traceparent, event.tracestate) == (TRACEPARENT, TRACESTATE)
 
 
 def test_the_amqp_traceparent_header_is_read_when_the_event_has_none():
-    event = parse_event(structured(), "application/cloudevents+json",
-                        {"traceparent": TRACEPARENT, "tracestate": TRACESTATE})
+    event = parse_event(
+        structured(), "application/cloudevents+json", {"traceparent": TRACEPARENT, "tracestate": TRACESTATE}
+    )
 
     assert (event.traceparent, event.tracestate) == (TRACEPARENT, TRACESTATE)
 
@@ -58,17 +62,23 @@ def test_the_events_own_attribute_wins_over_the_amqp_header():
 
 
 MALFORMED = [
-    "", "00", "junk", TRACEPARENT.upper(), TRACEPARENT + "-extra", TRACEPARENT[:-1],
+    "",
+    "00",
+    "junk",
+    TRACEPARENT.upper(),
+    TRACEPARENT + "-extra",
+    TRACEPARENT[:-1],
     "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
     "00-00000000000000000000000000000000-b7ad6b7169203331-01",
     "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01",
-    "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\x00", " " + TRACEPARENT, "x" * 100_000,
+    "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\x00",
+    " " + TRACEPARENT,
+    "x" * 100_000,
     "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-0\u0661",
 ]
 
 
-@pytest.mark.parametrize("value", MALFORMED + [5, 1.5, True, None, [TRACEPARENT], {"a": 1}],
-                         ids=lambda v: repr(v)[:30])
+@pytest.mark.parametrize("value", MALFORMED + [5, 1.5, True, None, [TRACEPARENT], {"a": 1}], ids=lambda v: repr(v)[:30])
 def test_a_malformed_traceparent_is_ignored_in_either_mode_and_the_event_is_applied(value):
     event = parse_event(structured(traceparent=value, tracestate=TRACESTATE))
     assert event.traceparent is None and event.tracestate is None
@@ -84,11 +94,15 @@ def test_a_malformed_traceparent_is_ignored_in_either_mode_and_the_event_is_appl
     assert amqp.traceparent is None
 
 
-@pytest.mark.parametrize("value", [b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", 17, 2.5, None,
-                                   {"v": TRACEPARENT}, [TRACEPARENT]], ids=lambda v: type(v).__name__)
+@pytest.mark.parametrize(
+    "value",
+    [b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", 17, 2.5, None, {"v": TRACEPARENT}, [TRACEPARENT]],
+    ids=lambda v: type(v).__name__,
+)
 def test_a_ce_traceparent_that_is_not_an_amqp_string_is_ignored_not_refused(value):
-    event = parse_event(BINARY_DATA, "application/json", binary_headers(**{"ce-traceparent": value,
-                                                                           "ce-tracestate": value}))
+    event = parse_event(
+        BINARY_DATA, "application/json", binary_headers(**{"ce-traceparent": value, "ce-tracestate": value})
+    )
 
     assert event.traceparent is None and event.data.package_id == "PKG-1001"
 
@@ -98,9 +112,23 @@ def test_a_later_version_is_read_by_its_first_four_fields_and_carried_on_as_vers
     assert valid_traceparent("cc-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01what") is None
 
 
-@pytest.mark.parametrize("value", ["", ",", "UPPER=1", "a=", "=x", "a=b=c", "a" * 300 + "=1",
-                                   ",".join(f"k{n}=v" for n in range(33)), "k=" + "v" * MAX_TRACESTATE, "a=\x00",
-                                   "a=\u00e9", 7])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "",
+        ",",
+        "UPPER=1",
+        "a=",
+        "=x",
+        "a=b=c",
+        "a" * 300 + "=1",
+        ",".join(f"k{n}=v" for n in range(33)),
+        "k=" + "v" * MAX_TRACESTATE,
+        "a=\x00",
+        "a=\u00e9",
+        7,
+    ],
+)
 def test_a_malformed_tracestate_is_dropped_and_the_traceparent_stays(value):
     assert valid_tracestate(value) is None
     event = parse_event(structured(traceparent=TRACEPARENT, tracestate=value))
@@ -112,7 +140,10 @@ def test_a_tracestate_without_its_traceparent_is_dropped():
 
 
 def test_a_valid_tracestate_is_kept_without_the_spaces_around_its_members():
-    assert valid_tracestate(" congo=t61rcWkgMzE , rojo=00f067aa0ba902b7,, a@b=c") == "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7,a@b=c"
+    assert (
+        valid_tracestate(" congo=t61rcWkgMzE , rojo=00f067aa0ba902b7,, a@b=c")
+        == "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7,a@b=c"
+    )
 
 
 def test_the_services_events_carry_the_context_they_were_parsed_with():
@@ -169,16 +200,19 @@ def test_a_stored_events_context_becomes_its_amqp_headers():
     assert tracing.message_headers(b'{"traceparent":"junk"}') is None
 
 
-@pytest.mark.parametrize("environ, wanted", [
-    ({}, []),
-    ({"OTEL_TRACES_EXPORTER": "none"}, []),
-    ({"OTEL_TRACES_EXPORTER": "otlp"}, ["otlp"]),
-    ({"OTEL_TRACES_EXPORTER": "otlp, console"}, ["otlp", "console"]),
-    ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}, ["otlp"]),
-    ({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://collector:4318/v1/traces"}, ["otlp"]),
-    ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318", "OTEL_TRACES_EXPORTER": "none"}, []),
-    ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318", "OTEL_SDK_DISABLED": "true"}, []),
-])
+@pytest.mark.parametrize(
+    "environ, wanted",
+    [
+        ({}, []),
+        ({"OTEL_TRACES_EXPORTER": "none"}, []),
+        ({"OTEL_TRACES_EXPORTER": "otlp"}, ["otlp"]),
+        ({"OTEL_TRACES_EXPORTER": "otlp, console"}, ["otlp", "console"]),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}, ["otlp"]),
+        ({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://collector:4318/v1/traces"}, ["otlp"]),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318", "OTEL_TRACES_EXPORTER": "none"}, []),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318", "OTEL_SDK_DISABLED": "true"}, []),
+    ],
+)
 def test_tracing_is_on_only_when_the_standard_variables_ask_for_it(environ, wanted):
     assert tracing.wanted_exporters(environ) == wanted
 

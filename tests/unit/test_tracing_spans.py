@@ -4,6 +4,7 @@ PackagePacked through the packer, the relay, the carrier registration and the Om
 The whole pipeline runs in this process, as ``oms-shipments demo`` runs it: the embedded broker,
 SQLite, and the sandbox carrier and Omnitron stand-in as real HTTP servers.
 """
+
 from __future__ import annotations
 
 import time
@@ -15,7 +16,6 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, format_span_id, format_trace_id
 
-import contract_examples as examples
 from services.bootstrap import SERVICE_NAMES, RunningServices, bootstrap, topology
 from services.carriers.directory import CarrierDirectory
 from services.carriers.shipment_flows import CarrierConfig
@@ -25,6 +25,8 @@ from services.standins.sandbox_carrier import SandboxCarrier
 from shared import tracing
 from shared.broker import Publisher, connect
 from shared.settings import Settings
+
+import contract_examples as examples
 
 UPSTREAM_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 UPSTREAM_SPAN = "00f067aa0ba902b7"
@@ -48,12 +50,29 @@ def pipeline(tmp_path):
     amqp_url = f"memory://tracing-{uuid.uuid4().hex[:8]}"
     database_url = f"sqlite:///{tmp_path / 'traced.sqlite3'}"
     with SandboxCarrier(username="user", password=password) as carrier, OmnitronStandIn(token=token) as omnitron:
-        settings = Settings(amqp_url=amqp_url, database_url=database_url, omnitron_url=omnitron.url,
-                            omnitron_token=token, tracker_idle_s=0.1, retry_delays_s=[0.5, 1, 2],
-                            carriers_file=tmp_path / "unused.toml", metrics_port=None, log_level="WARNING")
-        carriers = CarrierDirectory({"sandbox": CarrierConfig(code="sandbox", url=carrier.url, username="user",
-                                                              password=password, poll_interval_s=0.2,
-                                                              max_requests_per_s=500)})
+        settings = Settings(
+            amqp_url=amqp_url,
+            database_url=database_url,
+            omnitron_url=omnitron.url,
+            omnitron_token=token,
+            tracker_idle_s=0.1,
+            retry_delays_s=[0.5, 1, 2],
+            carriers_file=tmp_path / "unused.toml",
+            metrics_port=None,
+            log_level="WARNING",
+        )
+        carriers = CarrierDirectory(
+            {
+                "sandbox": CarrierConfig(
+                    code="sandbox",
+                    url=carrier.url,
+                    username="user",
+                    password=password,
+                    poll_interval_s=0.2,
+                    max_requests_per_s=500,
+                )
+            }
+        )
         upgrade(database_url)
         with connect(amqp_url) as connection:
             topology(settings).declare(connection)
@@ -89,8 +108,14 @@ def test_one_packages_trace_links_package_packed_to_registration_to_the_omnitron
     _publish(amqp_url, examples.to_bytes(packed), "package.packed")
 
     _wait(lambda: ("extra", "registered") in omnitron.calls_for_item(ITEM), 60, "the registered change in Omnitron")
-    _wait(lambda: any(s.name.startswith("PATCH") and s.attributes.get("oms.shipment_id")
-                      and s.end_time for s in spans.get_finished_spans()), 10, "the Omnitron call's span")
+    _wait(
+        lambda: any(
+            s.name.startswith("PATCH") and s.attributes.get("oms.shipment_id") and s.end_time
+            for s in spans.get_finished_spans()
+        ),
+        10,
+        "the Omnitron call's span",
+    )
     finished = spans.get_finished_spans()
     by_id = {span.context.span_id: span for span in finished}
 
@@ -109,9 +134,14 @@ def test_one_packages_trace_links_package_packed_to_registration_to_the_omnitron
 
     registration = next(s for s in trace if s.name == "POST /shipments")
     assert registration.kind is SpanKind.CLIENT
-    assert chain(registration) == ["POST /shipments", "handle ShipmentStatusChanged",
-                                   "process shipment.status_changed.pending", "create ShipmentStatusChanged",
-                                   "handle PackagePacked", "process package.packed"]
+    assert chain(registration) == [
+        "POST /shipments",
+        "handle ShipmentStatusChanged",
+        "process shipment.status_changed.pending",
+        "create ShipmentStatusChanged",
+        "handle PackagePacked",
+        "process package.packed",
+    ]
     assert registration.attributes["http.response.status_code"] in (200, 201)
     shipment_id = registration.attributes["oms.shipment_id"]
     assert registration.attributes["oms.package_id"] == "PKG-1001"
@@ -127,21 +157,26 @@ def test_one_packages_trace_links_package_packed_to_registration_to_the_omnitron
     shipper_handling = registration.parent.span_id
     omnitron_calls = [s for s in trace if s.name.startswith("PATCH") and s.attributes["oms.shipment_id"] == shipment_id]
     assert any(shipper_handling in ancestors(call) for call in omnitron_calls)
-    assert {call.attributes["url.template"] for call in omnitron_calls} <= {"/api/v1/order_items/{id}/",
-                                                                           "/api/i1/order_items/bulk_status_update/"}
+    assert {call.attributes["url.template"] for call in omnitron_calls} <= {
+        "/api/v1/order_items/{id}/",
+        "/api/i1/order_items/bulk_status_update/",
+    }
     assert chain(omnitron_calls[0])[1:3] == ["handle ShipmentStatusChanged", "process shipment.status_changed.pending"]
 
     # Every event on the way was published by a relay, inside the same trace.
     published = [s for s in trace if s.name.startswith("publish shipment.status_changed.")]
-    assert {s.name for s in published} >= {"publish shipment.status_changed.pending",
-                                           "publish shipment.status_changed.registered"}
+    assert {s.name for s in published} >= {
+        "publish shipment.status_changed.pending",
+        "publish shipment.status_changed.registered",
+    }
     assert all(by_id[s.parent.span_id].name == "create ShipmentStatusChanged" for s in published)
     assert all(s.attributes["oms.shipment_id"] == shipment_id for s in published)
 
     # The requests carried the trace: each one the span of its call.
     registered = [r for r in carrier.requests if r.method == "POST"]
     assert registered and registered[0].headers["traceparent"] == (
-        f"00-{UPSTREAM_TRACE}-{format_span_id(registration.context.span_id)}-01")
+        f"00-{UPSTREAM_TRACE}-{format_span_id(registration.context.span_id)}-01"
+    )
     assert registered[0].headers["tracestate"] == "upstream=erp"
     assert any(r.headers.get("traceparent", "").startswith(f"00-{UPSTREAM_TRACE}-") for r in omnitron.requests)
 
