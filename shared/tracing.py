@@ -24,7 +24,8 @@ import atexit
 import contextvars
 import os
 import re
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
+from types import TracebackType
 from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
@@ -39,7 +40,9 @@ _BODY_SHIPMENT = b'"shipment_id":"'
 #: The trace context held while an event is handled: (traceparent, tracestate).
 _carried: contextvars.ContextVar[tuple[str, str | None] | None] = contextvars.ContextVar("oms_trace", default=None)
 #: The span attributes of the event being handled, for the spans started under it.
-_event_attributes: contextvars.ContextVar[dict | None] = contextvars.ContextVar("oms_trace_event", default=None)
+_event_attributes: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "oms_trace_event", default=None
+)
 
 _NOTHING = nullcontext()
 
@@ -62,7 +65,7 @@ class _Tracing:
         self.code = StatusCode
         self.propagator = TraceContextTextMapPropagator()
 
-    def parent(self, traceparent: str | None, tracestate: str | None):
+    def parent(self, traceparent: str | None, tracestate: str | None) -> Any:
         """The remote parent's context (an empty one for none): context is untrusted, already checked."""
         if traceparent is None:
             return self.context.Context()
@@ -71,7 +74,7 @@ class _Tracing:
             carrier[TRACESTATE] = tracestate
         return self.propagator.extract(carrier)
 
-    def inject(self, span) -> tuple[str, str | None]:
+    def inject(self, span: Any) -> tuple[str, str | None]:
         carrier: dict[str, str] = {}
         self.propagator.inject(carrier, self.trace.set_span_in_context(span))
         return carrier[TRACEPARENT], carrier.get(TRACESTATE) or None
@@ -108,7 +111,7 @@ def wanted_exporters(environ: Mapping[str, str]) -> list[str]:
     return [name for name in named if name != "none"]
 
 
-def _exporter(name: str, environ: Mapping[str, str]):
+def _exporter(name: str, environ: Mapping[str, str]) -> Any:
     if name == "console":
         from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
@@ -127,7 +130,7 @@ def _exporter(name: str, environ: Mapping[str, str]):
     if protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
     elif protocol == "http/protobuf":
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter  # type: ignore[no-redef]
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     else:
         raise ValueError(f"unsupported OTLP protocol {protocol[:40]!r} (http/protobuf or grpc)")
     return OTLPSpanExporter()
@@ -146,7 +149,7 @@ def start_from_environment(service_name: str, environ: Mapping[str, str] | None 
     exporters = wanted_exporters(environ)
     if not exporters:
         return False
-    log = get_logger(component="tracing")
+    log = get_logger(component="tracing")  # type: ignore[no-untyped-call]
     try:
         from opentelemetry import trace
         from opentelemetry.sdk.resources import Resource
@@ -181,7 +184,7 @@ def use(provider: Any | None) -> None:
 # ---- handling an event ----------------------------------------------------------------
 
 
-def _attributes(event: Any) -> dict:
+def _attributes(event: Any) -> dict[str, Any]:
     data = event.data
     attributes = {
         "cloudevents.event_id": event.id,
@@ -209,7 +212,7 @@ class _Carrying:
     def __enter__(self) -> None:
         self._token = _carried.set(self._context)
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         _carried.reset(self._token)
 
 
@@ -252,7 +255,9 @@ class _Handling:
         )
         self._logged.__enter__()
 
-    def __exit__(self, kind, error, traceback) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
         self._logged.__exit__(kind, error, traceback)
         attached, carried, attributes = self._tokens
         _event_attributes.reset(attributes)
@@ -265,7 +270,7 @@ class _Handling:
             span.end()
 
 
-def handling(event: Any, routing_key: str):
+def handling(event: Any, routing_key: str) -> AbstractContextManager[None]:
     """Around handling one event: its trace context held (and, when on, its spans)."""
     if _on is None:
         if event.traceparent is None:
@@ -327,7 +332,7 @@ def stored_context(body: bytes) -> tuple[str, str | None] | None:
     return traceparent, valid_tracestate(_string_after(body, _BODY_TRACESTATE, 512))
 
 
-def message_headers(body: bytes) -> dict | None:
+def message_headers(body: bytes) -> dict[str, str] | None:
     """AMQP headers for a stored event: its trace context, as W3C Trace Context for AMQP names them.
 
     The body is our own, its attributes checked when it was stored: read, not checked again."""
@@ -345,7 +350,7 @@ def message_headers(body: bytes) -> dict | None:
     return headers
 
 
-def traced_publish(publish: Callable[[list], Any], messages: list) -> Any:
+def traced_publish(publish: Callable[[list[Any]], Any], messages: list[Any]) -> Any:
     """``publish(messages)`` (the relay's batch of ``Outgoing``); when on, a ``publish`` span per
     message, a child of its stored context, ended with the broker's answer."""
     if _on is None:
@@ -399,7 +404,7 @@ class _NoAnswer:
     def __enter__(self) -> "_NoAnswer":
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         return None
 
     def answered(self, status: int) -> None:
@@ -410,7 +415,7 @@ _NO_SPAN = _NoAnswer()
 
 
 class _HttpSpan:
-    def __init__(self, on: _Tracing, method: str, url: str, request: dict):
+    def __init__(self, on: _Tracing, method: str, url: str, request: dict[str, Any]):
         self._on = on
         parts = urlsplit(url)
         template = _ID_SEGMENT.sub("/{id}", parts.path) or "/"
@@ -435,7 +440,9 @@ class _HttpSpan:
         if status >= 400:
             self._span.set_status(self._on.status(self._on.code.ERROR, f"HTTP {status}"))
 
-    def __exit__(self, kind, error, traceback) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
         if error is not None:
             self._span.record_exception(error)
             self._span.set_attribute("error.type", type(error).__name__)
@@ -443,7 +450,7 @@ class _HttpSpan:
         self._span.end()
 
 
-def _with_context(headers: Any, traceparent: str, tracestate: str | None) -> dict:
+def _with_context(headers: Any, traceparent: str, tracestate: str | None) -> dict[str, Any]:
     merged = dict(headers or {})
     merged[TRACEPARENT] = traceparent
     if tracestate:
@@ -453,7 +460,7 @@ def _with_context(headers: Any, traceparent: str, tracestate: str | None) -> dic
     return merged
 
 
-def http_call(method: str, url: str, request: dict):
+def http_call(method: str, url: str, request: dict[str, Any]) -> "_NoAnswer | _HttpSpan":
     """Around one HTTP request: ``request["headers"]`` (the request's keyword arguments) is
     replaced by a copy carrying the trace context; when on, a client span, whose
     ``answered(status)`` records the answer."""
