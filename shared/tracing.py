@@ -9,8 +9,8 @@ Two layers, each a handful of one-line hooks at the call sites:
   (:func:`message_headers`) and on every carrier and Omnitron request made meanwhile
   (:func:`http_call`). With tracing off, or without the SDK, the context passes through
   unchanged, as W3C Trace Context asks of a participant that does not trace.
-- **Spans, when on** (:func:`start_from_environment`): ``process`` (consumer) and
-  ``handle`` per delivery, ``create`` per event stored in the outbox, ``publish`` per event
+- **Spans, when on** (``shared/tracing_setup.py`` reads the ``OTEL_*`` variables and calls
+  :func:`use`): ``process`` (consumer) and ``handle`` per delivery, ``create`` per event stored in the outbox, ``publish`` per event
   the relay sends, one client span per HTTP request. Each carries the event's id, type,
   source, package and shipment.
 
@@ -20,13 +20,11 @@ costs a contextvar read or an attribute test per hook (docs/benchmarks.md, "Trac
 
 from __future__ import annotations
 
-import atexit
 import contextvars
-import os
 import re
 from contextlib import AbstractContextManager, nullcontext
 from types import TracebackType
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from contracts.tracecontext import valid_traceparent, valid_tracestate
@@ -85,94 +83,6 @@ _on: _Tracing | None = None
 
 def enabled() -> bool:
     return _on is not None
-
-
-# ---- turning it on --------------------------------------------------------------------
-
-#: Exporters OTEL_TRACES_EXPORTER may name: "otlp" (protocol from OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL,
-#: http/protobuf by default, grpc if its package is installed) and "console"; "none" is off.
-EXPORTERS = ("otlp", "console")
-
-
-def wanted_exporters(environ: Mapping[str, str]) -> list[str]:
-    """The exporters the standard variables ask for; empty: tracing stays off.
-
-    ``OTEL_SDK_DISABLED=true`` turns it off; ``OTEL_TRACES_EXPORTER`` names exporters
-    (``none`` for none); without it, an ``OTEL_EXPORTER_OTLP_ENDPOINT`` or
-    ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` means ``otlp``. Unlike the SDK's own default
-    (``otlp`` always), nothing set means off: a service must not start sending spans to a
-    collector nobody configured.
-    """
-    if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
-        return []
-    named = [name.strip().lower() for name in environ.get("OTEL_TRACES_EXPORTER", "").split(",") if name.strip()]
-    if not named and (environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")):
-        named = ["otlp"]
-    return [name for name in named if name != "none"]
-
-
-def _exporter(name: str, environ: Mapping[str, str]) -> Any:
-    if name == "console":
-        from opentelemetry.sdk.trace.export import ConsoleSpanExporter
-
-        return ConsoleSpanExporter()
-    if name != "otlp":
-        raise ValueError(f"unknown OTEL_TRACES_EXPORTER {name[:40]!r} (this service knows {', '.join(EXPORTERS)})")
-    protocol = (
-        (
-            environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
-            or environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
-            or "http/protobuf"
-        )
-        .strip()
-        .lower()
-    )
-    if protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-    elif protocol == "http/protobuf":
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-    else:
-        raise ValueError(f"unsupported OTLP protocol {protocol[:40]!r} (http/protobuf or grpc)")
-    return OTLPSpanExporter()
-
-
-def start_from_environment(service_name: str, environ: Mapping[str, str] | None = None) -> bool:
-    """Turns tracing on when the ``OTEL_*`` variables ask for it and the SDK is installed.
-
-    The SDK reads the rest of the standard variables itself: ``OTEL_SERVICE_NAME`` and
-    ``OTEL_RESOURCE_ATTRIBUTES`` (they win over ``service_name``), ``OTEL_TRACES_SAMPLER``
-    and its argument, ``OTEL_BSP_*``, ``OTEL_EXPORTER_OTLP_*`` (endpoint, headers, timeout).
-    """
-    from shared.logging import get_logger
-
-    environ = os.environ if environ is None else environ
-    exporters = wanted_exporters(environ)
-    if not exporters:
-        return False
-    log = get_logger(component="tracing")  # type: ignore[no-untyped-call]
-    try:
-        from opentelemetry import trace
-        from opentelemetry.sdk.resources import Resource
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor
-    except ImportError:
-        log.warning(
-            "the OTEL_* variables ask for traces, but the OpenTelemetry SDK is not installed "
-            "(pip install 'oms-shipments[otel]'); tracing stays off"
-        )
-        return False
-    named = "OTEL_SERVICE_NAME" in environ or "service.name=" in environ.get("OTEL_RESOURCE_ATTRIBUTES", "")
-    provider = TracerProvider(resource=Resource.create({} if named else {"service.name": service_name}))
-    for name in exporters:
-        try:
-            provider.add_span_processor(BatchSpanProcessor(_exporter(name, environ)))
-        except (ImportError, ValueError) as exc:
-            log.warning("a trace exporter cannot be used; it is left out", exporter=name[:40], error=str(exc))
-    trace.set_tracer_provider(provider)
-    use(provider)
-    atexit.register(provider.shutdown)  # the last spans are sent before the process ends
-    log.info("tracing on", exporters=exporters, service_name=provider.resource.attributes.get("service.name"))
-    return True
 
 
 def use(provider: Any | None) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from contracts import parse_event
 from contracts.tracecontext import MAX_TRACESTATE, valid_traceparent, valid_tracestate
-from shared import tracing
+from shared import tracing, tracing_setup
 
 import contract_examples as examples
 
@@ -214,11 +214,11 @@ def test_a_stored_events_context_becomes_its_amqp_headers():
     ],
 )
 def test_tracing_is_on_only_when_the_standard_variables_ask_for_it(environ, wanted):
-    assert tracing.wanted_exporters(environ) == wanted
+    assert tracing_setup.wanted_exporters(environ) == wanted
 
 
 def test_nothing_set_leaves_tracing_off():
-    assert tracing.start_from_environment("oms-shipments-packer", {}) is False
+    assert tracing_setup.start_from_environment("oms-shipments-packer", {}) is False
     assert not tracing.enabled()
 
 
@@ -230,7 +230,7 @@ import sys
 sys.modules["opentelemetry"] = None  # any import of it fails, as without the otel extra
 import json
 from contracts import parse_event
-from shared import tracing
+from shared import tracing, tracing_setup
 import services.messagebus, services.domain.uow, shared.relay, shared.http, services.carriers.async_client
 body = {json.dumps(json.dumps({**examples.example("PackageShipped"), "traceparent": TRACEPARENT}))}
 event = parse_event(body.encode())
@@ -240,7 +240,7 @@ with tracing.handling(event, "package.shipped"):
     with tracing.http_call("GET", "http://carrier/x", request):
         pass
 assert request["headers"]["traceparent"] == event.traceparent == stamped.traceparent
-assert tracing.start_from_environment("oms-shipments-packer", {{"OTEL_TRACES_EXPORTER": "otlp"}}) is False
+assert tracing_setup.start_from_environment("oms-shipments-packer", {{"OTEL_TRACES_EXPORTER": "otlp"}}) is False
 assert not [name for name in sys.modules if name.startswith("opentelemetry.")]
 print("ok")
 """)
@@ -250,3 +250,29 @@ print("ok")
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "ok" in result.stdout and "OpenTelemetry SDK is not installed" in result.stdout + result.stderr
+
+
+def test_the_standard_variables_turn_spans_on_and_name_the_service(tmp_path):
+    """In a process of its own (the SDK's tracer provider is global): console exporter, the
+    service name from OTEL_SERVICE_NAME, a span of a handled event written at exit."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "on.py"
+    script.write_text(f"""
+import json
+from contracts import parse_event
+from shared import tracing, tracing_setup
+assert tracing_setup.start_from_environment("oms-shipments-packer",
+                                            {{"OTEL_TRACES_EXPORTER": "console", "OTEL_SERVICE_NAME": "svc-under-test"}})
+assert tracing.enabled()
+body = {json.dumps(json.dumps({**examples.example("PackageShipped"), "traceparent": TRACEPARENT}))}
+with tracing.handling(parse_event(body.encode()), "package.shipped"):
+    pass
+""")
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+
+    assert result.returncode == 0, result.stderr
+    spans = result.stdout
+    assert '"name": "process package.shipped"' in spans and '"name": "handle PackageShipped"' in spans
+    assert '"service.name": "svc-under-test"' in spans and TRACEPARENT.split("-")[1] in spans
