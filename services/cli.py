@@ -156,7 +156,6 @@ def run(
     """Run one service (or all of them in one process) until SIGTERM/SIGINT."""
     from services.bootstrap import SERVICE_NAMES, bootstrap
     from services.bootstrap import run as run_services
-    from shared import tracing_setup
 
     names = list(SERVICE_NAMES) if service == "all" else [service]
     if any(name not in SERVICE_NAMES for name in names):
@@ -164,7 +163,6 @@ def run(
     settings = _settings()
     if concurrency:
         settings = settings.model_copy(update={"concurrency": concurrency})
-    tracing_setup.start_from_environment("oms-shipments" if service == "all" else f"oms-shipments-{service}")
     raise typer.Exit(run_services(bootstrap(settings), names))
 
 

@@ -30,7 +30,9 @@ _PASSWORD_SOURCES = ("password", "password_env", "password_file")
 _FIELDS = {"api_version", *_TEXT_FIELDS, *_NUMBER_FIELDS, *_PASSWORD_SOURCES}
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")
 _MAX_PASSWORD_FILE_BYTES = 64 * 1024
-_warned_inline: set[tuple[str, str]] = set()
+#: Carriers whose password is written inline, warned about when their client is first made
+#: (after the start-up line, which names the metrics port and must come first).
+_inline: set[CarrierConfig] = set()
 log = structlog.get_logger(__name__)
 
 
@@ -60,10 +62,13 @@ def load_carriers(path: Path, environ: Mapping[str, str] | None = None) -> dict[
         if missing:
             raise CarriersFileError(f"carrier {code!r}: missing {sorted(missing)}")
         _check_values(code, table)
+        inline = "password" in table
         table = {**table, "password": _password(path, code, table, environ)}
         table.pop("password_env", None)
         table.pop("password_file", None)
         configs[code] = CarrierConfig(code=code, **{k: (str(v) if k == "api_version" else v) for k, v in table.items()})
+        if inline:
+            _inline.add(configs[code])
     if not configs:
         raise CarriersFileError(f"carriers file {path} defines no carrier: add a [carriers.<code>] table")
     return configs
@@ -79,10 +84,6 @@ def _password(path: Path, code: str, table: dict, environ: Mapping[str, str]) ->
         raise CarriersFileError(f"carrier {code!r}: {' and '.join(given)} both given; keep one")
     (key,) = given
     if key == "password":
-        if (str(path), code) not in _warned_inline:
-            _warned_inline.add((str(path), code))
-            log.warning("a carrier password is written in the carriers file; name it by reference instead "
-                        "(password_env or password_file)", carrier=code, carriers_file=str(path))
         return table["password"]
     if key == "password_env":
         name = table[key]
@@ -137,14 +138,23 @@ class CarrierDirectory:
     def __contains__(self, code: object) -> bool:
         return code in self.configs
 
+    def _warn_if_inline(self, code: str) -> None:
+        config = self.configs[code]
+        if config in _inline:
+            _inline.discard(config)
+            log.warning("a carrier password is written in the carriers file; name it by reference instead "
+                        "(password_env or password_file)", carrier=code)
+
     def open_async(self, code: str, max_connections: int = 256) -> AsyncShipmentFlowsClient:
         """A new asyncio client for one event loop; the caller closes it (``aclose``)."""
+        self._warn_if_inline(code)
         return AsyncShipmentFlowsClient(self.configs[code], max_connections=max_connections,
                                         max_retry_after_s=self.max_retry_after_s)
 
     def client(self, code: str) -> ShipmentFlowsClient:
         with self._lock:
             if code not in self._clients:
+                self._warn_if_inline(code)
                 self._clients[code] = ShipmentFlowsClient(self.configs[code], max_retry_after_s=self.max_retry_after_s)
             return self._clients[code]
 

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from services.carriers.directory import CarriersFileError, load_carriers
+from services.carriers.directory import CarrierDirectory, CarriersFileError, load_carriers
 from shared.logging import configure_logging
 
 SECRET = "s3cr3t-pa55word-never-shown"
@@ -53,10 +53,16 @@ def test_password_file_reads_the_password_without_its_trailing_newline(tmp_path,
     assert configs["sandbox"].password == SECRET
 
 
-def test_the_inline_password_still_works_with_a_warning_that_does_not_show_it(tmp_path, logged):
+def test_the_inline_password_still_works_with_a_warning_when_its_client_is_made_not_showing_it(tmp_path, logged):
     configs = load_carriers(write(tmp_path, f'password = "{SECRET}"'), environ={})
-
     assert configs["sandbox"].password == SECRET
+    assert "carrier password is written" not in logged.getvalue()  # not before the start-up line
+
+    directory = CarrierDirectory(configs)
+    directory.client("sandbox")
+    directory.client("sandbox")
+    directory.close()
+
     lines = [json.loads(line) for line in logged.getvalue().splitlines()]
     (warning,) = [line for line in lines if "carrier password is written" in line["event"]]
     assert warning["level"] == "warning" and warning["carrier"] == "sandbox"
