@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: install lock test test-all demo bench clean
+.PHONY: install lock test test-all demo bench lint format clean
 
 install: $(VENV)/.installed
 
@@ -38,6 +38,18 @@ demo: install
 BENCH_ARGS ?=
 bench: install
 	. scripts/test-services.sh && _oms_services_ready && $(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+
+## ruff (lint, and the format check) over the tree; mypy strict on contracts/ and shared/ (pyproject.toml).
+LINT_PATHS ?= contracts shared services tests benchmarks
+lint: install
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
+	$(BIN)/mypy
+
+## Rewrites the tree in the formatter's style (ruff format) and applies ruff's safe fixes.
+format: install
+	$(BIN)/ruff format $(LINT_PATHS)
+	$(BIN)/ruff check --fix $(LINT_PATHS)
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -16,10 +16,11 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from contracts.events import EVENT_MODELS
 from contracts.ids import uuid4
+from contracts.tracecontext import TraceParent, TraceState, valid_traceparent
 from contracts.values import NO_NUL_PATTERN, Name, Text, Time
 from contracts.wire import MAX_BODY_BYTES, EventRejected, check_size, read_json
 
@@ -33,6 +34,12 @@ CE_PREFIX = "ce-"
 # Attributes a binary message carries elsewhere: the data is the body, its content type the
 # AMQP content type. A header of that name is not taken for them.
 _NOT_FROM_HEADERS = frozenset({"data", "data_base64", "datacontenttype"})
+# Trace context is a help, not part of the event: in any other type than a string it is
+# ignored, never refused (contracts/tracecontext.py).
+_TRACE_ATTRIBUTES = frozenset({"traceparent", "tracestate"})
+#: The AMQP header an upstream may carry its trace context in instead (W3C Trace Context for AMQP).
+TRACEPARENT_HEADER = "traceparent"
+TRACESTATE_HEADER = "tracestate"
 
 
 class CloudEvent(BaseModel):
@@ -45,10 +52,20 @@ class CloudEvent(BaseModel):
     time: Time | None = None
     subject: Text | None = None
     datacontenttype: Text | None = None
+    # The CloudEvents distributed-tracing extension: untrusted, a malformed value is None.
+    # Before ``data``, so that a stored event's trace context is found without a parse (shared/tracing.py).
+    traceparent: TraceParent = None
+    tracestate: TraceState = None
     data: Any
 
+    @field_validator("tracestate", mode="after")
     @classmethod
-    def new(cls, type: str, source: str, data: BaseModel, subject: str | None = None) -> "CloudEvent":
+    def _tracestate_needs_its_traceparent(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return value if info.data.get("traceparent") is not None else None
+
+    @classmethod
+    def new(cls, type: str, source: str, data: BaseModel, subject: str | None = None,
+            traceparent: str | None = None, tracestate: str | None = None) -> "CloudEvent":
         return cls(
             specversion="1.0",
             id=uuid4(),
@@ -57,6 +74,8 @@ class CloudEvent(BaseModel):
             time=datetime.now(timezone.utc),
             subject=subject,
             datacontenttype="application/json",
+            traceparent=traceparent,
+            tracestate=tracestate,
             data=data,
         )
 
@@ -115,7 +134,7 @@ def _binary_attributes(ce_headers: dict[str, Any], content_type: str | None, bod
         raise EventRejected(f"binary-mode data content type {content_type!r} is not JSON (application/json)")
     attributes: dict[str, Any] = {}
     for attribute, value in ce_headers.items():
-        if attribute in _NOT_FROM_HEADERS:
+        if attribute in _NOT_FROM_HEADERS or (attribute in _TRACE_ATTRIBUTES and not isinstance(value, str)):
             continue
         if not isinstance(value, str):
             raise EventRejected(f"header {_header(attribute)} is an AMQP {type(value).__name__}, not a string")
@@ -161,6 +180,10 @@ def parse_event(body: bytes, content_type: str | None = None, headers: Mapping |
     contract says to reject.
     """
     attributes = _attributes(body, content_type, headers)
+    if headers and TRACEPARENT_HEADER in headers and valid_traceparent(attributes.get("traceparent")) is None:
+        # No (valid) trace context among the attributes: the AMQP header's, if it is valid.
+        attributes["traceparent"] = headers.get(TRACEPARENT_HEADER)
+        attributes["tracestate"] = headers.get(TRACESTATE_HEADER)
     try:
         envelope = CloudEvent.model_validate(attributes)
     except ValidationError as exc:

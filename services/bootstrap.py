@@ -28,6 +28,7 @@ from shared.db import SessionBounds, make_engine
 from shared.failure import RetryPolicy
 from shared.logging import get_logger, register_secrets
 from shared.relay import OutboxRelay
+from shared import tracing_setup
 from shared.settings import Settings
 
 log = get_logger()
@@ -237,6 +238,7 @@ def run(runtime: Runtime, services: list[str]) -> int:
         log.error("cannot serve /metrics, /healthz and /readyz", error=exc.strerror)
         return 2
     log.info("starting", services=services, **running.where())
+    tracing_setup.start_from_environment("oms-shipments" if len(services) > 1 else f"oms-shipments-{services[0]}")
     running.start()
     while not runtime.stop.wait(0.5):
         pass

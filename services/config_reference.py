@@ -24,7 +24,9 @@ CARRIERS = """
 [carriers.sandbox]
 url = "http://127.0.0.1:8081"   # the carrier's Shipment Flows base URL
 username = "user"               # HTTP Basic
-password = "secret"
+password_env = "OMS_CARRIER_SANDBOX_PASSWORD"   # the password: this environment variable's value,
+# password_file = "/run/secrets/sandbox"        # or this file's (a mounted Secret; a final newline dropped),
+# password = "secret"                           # or inline (still read, with a warning at start)
 api_version = "1"               # sent as x-akinon-api-version
 locale = "tr-TR"                # optional, sent in registrations
 poll_interval_s = 60            # how soon a shipment is queried again

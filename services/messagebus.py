@@ -10,7 +10,7 @@ import structlog
 
 from contracts import CloudEvent, EventRejected, parse_event
 from contracts.events import event_type_of_routing_key, travels_under
-from shared import naming
+from shared import naming, tracing
 from shared.consumer import Delivery
 from shared.errors import PermanentError, TransientError
 from shared.http import PermanentHTTPError, TransientHTTPError
@@ -52,7 +52,7 @@ def dispatcher(handlers: dict[str, EventHandler]) -> Callable[[Delivery], None]:
         context = {"event_id": event.id, "event_type": event.type, "package_id": getattr(data, "package_id", None)}
         if getattr(data, "shipment_id", None):
             context["shipment_id"] = data.shipment_id
-        with structlog.contextvars.bound_contextvars(**context):
+        with structlog.contextvars.bound_contextvars(**context), tracing.handling(event, published_routing_key(delivery)):
             try:
                 handler(event)
             except TransientHTTPError as exc:

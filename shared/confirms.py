@@ -37,6 +37,7 @@ class Outgoing(NamedTuple):
     routing_key: str
     message_id: str
     event_type: str
+    headers: dict | None = None  # the event's trace context (shared/tracing.py)
 
 
 class Confirms(list):
@@ -137,7 +138,7 @@ class StreamingPublisher:
                         "Bssbb", (0, self._exchange, outgoing.routing_key, True, False))  # mandatory
                 message = Message(outgoing.body, delivery_mode=2, content_type=CONTENT_TYPE,
                                   content_encoding="binary", message_id=outgoing.message_id,
-                                  type=outgoing.event_type, application_headers={})
+                                  type=outgoing.event_type, application_headers=outgoing.headers or {})
                 self._waiting[self._next_tag] = index
                 self._next_tag += 1
                 write_frame(1, channel_id, spec.Basic.Publish, args, message)
@@ -159,7 +160,8 @@ class PlainPublisher:
     def publish_batch(self, messages: list[Outgoing]) -> Confirms:
         for outgoing in messages:
             self._publisher.publish(outgoing.body, routing_key=outgoing.routing_key,
-                                    message_id=outgoing.message_id, event_type=outgoing.event_type)
+                                    message_id=outgoing.message_id, event_type=outgoing.event_type,
+                                    headers=outgoing.headers)
         return Confirms([True] * len(messages))
 
 

@@ -21,6 +21,7 @@ import httpx
 import structlog
 import tenacity
 
+from shared import tracing
 from shared.errors import PermanentError, TransientError
 
 log = structlog.get_logger(__name__)
@@ -353,7 +354,8 @@ def request_bounded(http: httpx.Client, method: str, url: str, *, total_s: float
     passed raise ``httpx`` transport errors, which :func:`call_with_retries` treats as
     transient, as for any answer that did not arrive whole.
     """
-    with _deadline(total_s), http.stream(method, url, **kwargs) as response:
+    with _deadline(total_s), tracing.http_call(method, url, kwargs) as call, http.stream(method, url, **kwargs) as response:
+        call.answered(response.status_code)
         encoding = response.headers.get("content-encoding", "identity").strip().lower()
         if encoding not in ("", "identity"):
             raise httpx.DecodingError(f"answer compressed ({encoding[:40]!r}) though none was asked for")

@@ -38,6 +38,7 @@ from shared.faults import crash_point
 from shared.logging import get_logger
 from shared.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, OUTBOX_RETURNED
 from shared.outbox import outbox_table
+from shared import tracing
 
 _RELAY_LOCK_KEY = 0x6F6D735F6F7574  # "oms_out": one relay publishes at a time
 _LOCKED_OUT_RETRY_S = 0.01
@@ -248,8 +249,9 @@ class OutboxRelay:
                 outcome.behind += len(wave) - len(ready)
             if not ready:
                 continue
-            taken = publisher.publish_batch([
-                Outgoing(bodies[i], rows[i].routing_key, rows[i].event_id, rows[i].event_type) for i in ready])
+            taken = tracing.traced_publish(publisher.publish_batch, [
+                Outgoing(bodies[i], rows[i].routing_key, rows[i].event_id, rows[i].event_type,
+                         tracing.message_headers(bodies[i])) for i in ready])
             for position, (index, ok) in enumerate(zip(ready, taken)):
                 if ok:
                     outcome.sent.append(rows[index])

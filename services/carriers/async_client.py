@@ -27,6 +27,7 @@ from services.carriers.shipment_flows import (
 )
 from services.carriers.http11 import Http11Pool
 from shared.http import DEFAULT_MAX_RETRY_AFTER_S, TransientHTTPError, raise_for_response, redact_url
+from shared import tracing
 from shared.logging import register_secrets
 
 DEFAULT_MAX_CONNECTIONS = 256
@@ -62,8 +63,11 @@ class AsyncShipmentFlowsClient:
     async def _get(self, path: str, timeout_s: float | None) -> Any:
         headers = {**self._headers, "x-akinon-request-id": str(uuid.uuid4())}
         timeout = self.config.timeout_s if timeout_s is None else min(timeout_s, self.config.timeout_s)
+        request = {"headers": headers}
         try:
-            status, answer_headers, body = await self._pool.get("/shipments/" + path, headers, timeout)
+            with tracing.http_call("GET", self.config.url + "/shipments/" + path, request) as call:
+                status, answer_headers, body = await self._pool.get("/shipments/" + path, request["headers"], timeout)
+                call.answered(status)
         except httpx.TimeoutException as exc:
             raise TransientHTTPError(f"timed out ({type(exc).__name__})") from exc
         except httpx.RemoteProtocolError as exc:

@@ -25,7 +25,7 @@ from services.domain.repository import (
 from services.tracker.queue import TrackerQueue
 from contracts.events import routing_key_for
 from services.domain.staged import staged_repositories
-from shared import batch as batches
+from shared import batch as batches, tracing
 from shared.faults import crash_point
 from shared.inbox import Inbox
 from shared.outbox import Outbox
@@ -87,7 +87,8 @@ class UnitOfWork:
     def commit(self) -> None:
         for shipment in self._touched:
             for change in shipment.changes:
-                envelope = CloudEvent.new("ShipmentStatusChanged", self._source, change, subject=change.package_id)
+                envelope = tracing.stamped(CloudEvent.new("ShipmentStatusChanged", self._source, change,
+                                                          subject=change.package_id))
                 self.shipments.record_change(change, envelope.id)
                 self.outbox.add(envelope.id, envelope.type, routing_key_for(envelope.type, change), envelope.to_bytes())
             shipment.changes.clear()

@@ -129,3 +129,24 @@ def test_the_dashboard_names_only_metrics_the_services_export():
     assert used and used <= exported, f"not exported: {sorted(used - exported)}"
     ids = [panel["id"] for panel in dashboard["panels"]]
     assert len(ids) == len(set(ids))
+
+
+def test_the_carriers_configmap_holds_no_password_only_references_to_the_secrets_keys(tmp_path):
+    """The carriers file is a ConfigMap: each password is named (password_env), and the Secret
+    every Deployment takes as environment variables has that key."""
+    import tomllib
+
+    from services.carriers.directory import load_carriers
+
+    base = KUBERNETES / "base"
+    carriers = tomllib.loads((base / "carriers.toml").read_text())["carriers"]
+    secret = yaml.safe_load((base / "secret.example.yaml").read_text())
+    for code, table in carriers.items():
+        assert "password" not in table, f"carrier {code}: a password written into the ConfigMap"
+        assert table.get("password_env") in secret["stringData"], f"carrier {code}: its password_env is no Secret key"
+    loaded = load_carriers(base / "carriers.toml", environ=secret["stringData"])
+    assert {code: config.password for code, config in loaded.items()} == {
+        code: secret["stringData"][table["password_env"]] for code, table in carriers.items()}
+    for deployment in _of_kind("Deployment"):
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        assert {"secretRef": {"name": secret["metadata"]["name"]}} in container["envFrom"]
