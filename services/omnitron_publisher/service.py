@@ -3,9 +3,11 @@ from __future__ import annotations
 
 from contracts import EventRejected, peek_data
 from services.bootstrap import Runtime
+from services.omnitron_publisher.batch import BatchRelay
 from services.omnitron_publisher.handlers import relay_to_omnitron
 from services.omnitron_publisher.settle import UnsettledCalls
 from shared.broker import Subscription
+from shared.consumer import Batching
 
 NAME = "omnitron-publisher"
 SUBSCRIPTION = Subscription(NAME, ("shipment.status_changed.*",))
@@ -25,6 +27,16 @@ ORDERING_KEY = shipment_of
 def handlers(runtime: Runtime) -> dict:
     omnitron, settle_s = runtime.omnitron(), runtime.settings.omnitron_settle_s
     return {"ShipmentStatusChanged": lambda event: relay_to_omnitron(event, runtime.uow(NAME), omnitron, settle_s)}
+
+
+def batching(runtime: Runtime) -> Batching | None:
+    """Changes relayed in batches (services/omnitron_publisher/batch.py); OMS_BATCH_SIZE=1: one by one."""
+    if runtime.settings.batch_size <= 1:
+        return None
+    return Batching(runtime.settings.batch_size,
+                    BatchRelay(engine=runtime.engine, consumer=NAME, uow=lambda: runtime.uow(NAME),
+                               omnitron=runtime.omnitron(), settle_s=runtime.settings.omnitron_settle_s,
+                               bulk_packages=runtime.settings.omnitron_bulk_packages))
 
 
 def components(runtime: Runtime) -> list:
