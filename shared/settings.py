@@ -29,8 +29,9 @@ class Settings(BaseSettings):
     )
     omnitron_bulk_packages: int = Field(
         1, ge=1, description="Packages whose changes one Omnitron `bulk_status_update` call may carry "
-        "(CONTRACT.md §5; a batching publisher, OMS_BATCH_SIZE > 1). More means fewer calls, but a "
-        "publisher killed between such a call and its commit repeats the call for every package in it."
+        "(CONTRACT.md §5). Above 1 the publisher takes batches of up to OMS_BATCH_SIZE changes and sends "
+        "them in waves, one change per shipment each: fewer calls, but a publisher killed between such a "
+        "call and its commit repeats it for every package in it, and its handler threads take turns."
     )
     max_retry_after_s: float = Field(
         3600.0, gt=0, description="The longest a carrier's or Omnitron's `Retry-After` is honoured, in seconds "

@@ -11,7 +11,8 @@ In a wave, the changes with an Omnitron status code go out together, up to
 their items (never two entries for one order item), under one transaction that holds every
 one of their cursors and item rows, as a single change's relay does (``handlers.py``). The
 price: a publisher killed between such a call and its commit repeats it for every package
-in it (one alone repeats one package's), so the default is 1, one package per call. A ``4xx`` to that call is tried again as one
+in it (one alone repeats one package's), so the default is 1: no batches, each change
+alone (handlers.py), as before. A ``4xx`` to that call is tried again as one
 call per change, so one bad item holds back no other; a change whose own call gets a
 ``4xx`` is dead-lettered with Omnitron's answer. The other changes (``extra_field``, one
 call per order item) are relayed one by one by :func:`~services.omnitron_publisher.handlers.relay_to_omnitron`,
@@ -129,11 +130,15 @@ class BatchRelay:
         """The changes as recorded; one the services never recorded goes the single way (and is refused)."""
         if not changes:
             return
-        with self._engine.connect() as connection:
-            shipments = ShipmentRepository(connection)
+        try:
+            with self._engine.connect() as connection:
+                shipments = ShipmentRepository(connection)
+                for change in changes:
+                    change.recorded = shipments.recorded_change(change.named.shipment_id, change.named.sequence)
+                connection.rollback()
+        except Exception as exc:  # the database away: none of them is tried (a bad message still fails alone)
             for change in changes:
-                change.recorded = shipments.recorded_change(change.named.shipment_id, change.named.sequence)
-            connection.rollback()
+                change.done(exc)
 
     def _wave(self, wave: list[_Change]) -> None:
         bulk = [c for c in wave if c.recorded is not None and c.recorded.status in OMNITRON_ITEM_STATUS]

@@ -30,8 +30,11 @@ def handlers(runtime: Runtime) -> dict:
 
 
 def batching(runtime: Runtime) -> Batching | None:
-    """Changes relayed in batches (services/omnitron_publisher/batch.py); OMS_BATCH_SIZE=1: one by one."""
-    if runtime.settings.batch_size <= 1:
+    """Changes relayed in batches when one bulk call may carry several packages
+    (OMS_OMNITRON_BULK_PACKAGES > 1, services/omnitron_publisher/batch.py). Otherwise each
+    change alone, its shipment's changes on one handler thread (ORDERING_KEY), as
+    ``--concurrency`` spreads the shipments over the threads."""
+    if runtime.settings.batch_size <= 1 or runtime.settings.omnitron_bulk_packages <= 1:
         return None
     return Batching(runtime.settings.batch_size,
                     BatchRelay(engine=runtime.engine, consumer=NAME, uow=lambda: runtime.uow(NAME),
