@@ -31,9 +31,12 @@ _RECORD_PACKED = upsert(packages, ("package_id", "first_seen_at", *_PACKED_COLUM
                         update={c: f"excluded.{c}" for c in _PACKED_COLUMNS}, where="packages.packed IS NULL",
                         returning=["package_id"])
 _SEEN_PACKAGE = upsert(packages, ("package_id", "first_seen_at"), ["package_id"])
+# The hand-over in one statement: it creates the row, or sets a first hand-over on it, or
+# leaves an earlier one alone; the row stays locked either way (see _RECORD_PACKED).
+_RECORD_SHIPPED = upsert(packages, ("package_id", "first_seen_at", "shipped_at", "shipped_event_id"), ["package_id"],
+                         update={"shipped_at": "excluded.shipped_at", "shipped_event_id": "excluded.shipped_event_id"},
+                         where="packages.shipped_at IS NULL")
 _LOCK_PACKAGE = select(packages).where(packages.c.package_id == bindparam("package_id")).with_for_update()
-_SET_SHIPPED = (update(packages).where(packages.c.package_id == bindparam("b_package_id"))
-                .values(shipped_at=bindparam("shipped_at"), shipped_event_id=bindparam("shipped_event_id")))
 _PACKED_OF = select(packages.c.packed).where(packages.c.package_id == bindparam("package_id"))
 _ITEMS_OF = (select(package_items.c.order_item_id).where(package_items.c.package_id == bindparam("package_id"))
              .order_by(package_items.c.order_item_id))
@@ -210,11 +213,8 @@ class PackageRepository:
 
     def record_shipped(self, package_id: str, shipped_at: datetime, event_id: str) -> None:
         """Remembers the hand-over even before the package is known, holding its row lock."""
-        self._c.execute(_SEEN_PACKAGE, {"package_id": package_id, "first_seen_at": utcnow()})
-        row = self._lock(package_id)
-        if row.shipped_at is None:
-            self._c.execute(_SET_SHIPPED, {"b_package_id": package_id, "shipped_at": shipped_at,
-                                           "shipped_event_id": event_id})
+        self._c.execute(_RECORD_SHIPPED, {"package_id": package_id, "first_seen_at": utcnow(), "shipped_at": shipped_at,
+                                          "shipped_event_id": event_id})
 
     def lock_handover(self, package_id: str) -> datetime | None:
         """Locks the package (the order every writer follows: package, then shipment); when it was shipped."""
@@ -256,6 +256,11 @@ class ShipmentRepository:
         query = _SHIPMENT_OF_PACKAGE_FOR_UPDATE if for_update else _SHIPMENT_OF_PACKAGE
         row = self._c.execute(query, {"package_id": package_id}).first()
         return self._load(row) if row else None
+
+    def lock_status_of_package(self, package_id: str) -> ShipmentStatus | None:
+        """Locks the package's shipment row; its status (None: no shipment yet). Nothing more is loaded."""
+        row = self._c.execute(_SHIPMENT_OF_PACKAGE_FOR_UPDATE, {"package_id": package_id}).first()
+        return ShipmentStatus(row.status) if row else None
 
     def add(self, shipment: Shipment) -> None:
         self._c.execute(_INSERT_SHIPMENT, shipment_row(shipment))

@@ -77,11 +77,13 @@ def mark_shipped(event: CloudEvent, uow: UnitOfWork) -> None:
             log.info("duplicate event ignored")
             return
         uow.packages.record_shipped(shipped.package_id, shipped.shipped_at, event.id)
-        shipment = uow.shipments.get_by_package(shipped.package_id, for_update=True)
-        if shipment is not None:
+        # The shipment's row locked (package, then shipment); loaded only when it moves.
+        status = uow.shipments.lock_status_of_package(shipped.package_id)
+        if status is ShipmentStatus.REGISTERED:
+            shipment = uow.shipments.get_by_package(shipped.package_id)
             schedule = _ship_if_handed_over(shipment, shipped.shipped_at)
             if schedule:
                 uow.save(shipment, **schedule)
-        if shipment is None or shipment.status is ShipmentStatus.PENDING:
+        if status is None or status is ShipmentStatus.PENDING:
             log.info("hand-over recorded; applied once the shipment is registered")
         uow.commit()
