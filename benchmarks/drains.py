@@ -17,7 +17,7 @@ import psycopg
 
 from benchmarks.infra import Environment, Service, wait_for
 from benchmarks.standins import OMNITRON_TOKEN
-from benchmarks.workload import Upstream, package_packed
+from benchmarks.workload import Upstream, package_packed, package_shipped
 from shared import naming
 
 
@@ -74,6 +74,18 @@ def queue_packages(env: Environment, count: int, prefix: str) -> None:
     wait_for(lambda: env.queue_depth(queue) >= count, 120, "the PackagePacked backlog to be queued", 0.2)
 
 
+def queue_handovers(env: Environment, count: int, prefix: str) -> None:
+    """PackageShipped for the first ``count`` packages, queued for the shipper before they are packed."""
+    upstream = Upstream(env.amqp_url)
+    try:
+        for n in range(count):
+            upstream.publish(package_shipped(n, prefix))
+    finally:
+        upstream.close()
+    queue = naming.work_queue("shipper")
+    wait_for(lambda: env.queue_depth(queue) >= count, 120, "the PackageShipped backlog to be queued", 0.2)
+
+
 def packer(env: Environment, count: int) -> Drain:
     queue_packages(env, count, "DRAIN")
     process = env.service("packer")
@@ -84,7 +96,8 @@ def packer(env: Environment, count: int) -> Drain:
 
 
 def shipper(env: Environment, wanted: int) -> Drain:
-    """Registers ``wanted`` of the pending shipments the packer drain left queued."""
+    """``wanted`` events: the hand-overs queued first (:func:`queue_handovers`), then registrations
+    of the pending shipments the packer drain left queued."""
     process = env.service("shipper")
     try:
         return _watch(env, process, "shipper", wanted, empty_outbox=False, timeout_s=600)

@@ -29,8 +29,12 @@ RABBIT_PASSWORD = os.environ.get("OMS_TEST_RABBIT_PASSWORD", "guest")
 RABBITMQCTL = os.environ.get("OMS_TEST_RABBITMQCTL", "rabbitmqctl").split()
 PG_DSN = os.environ.get("OMS_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 BIN = Path(sys.executable).with_name("oms-shipments")
-# Settings docker-compose.yml gives a service beyond the defaults: the benchmark runs them so.
-AS_DEPLOYED = {"shipper": {"OMS_CONCURRENCY": "4"}, "omnitron-publisher": {"OMS_CONCURRENCY": "4"}}
+# Settings a service runs with beyond the defaults. None: the figures are what `oms-shipments
+# run <service>` does as it starts without flags (OMS_BENCH_CONCURRENCY=4 gives the shipper
+# and the Omnitron publisher four handler threads, as docker-compose.yml deploys them).
+_THREADS = os.environ.get("OMS_BENCH_CONCURRENCY")
+AS_DEPLOYED = ({"shipper": {"OMS_CONCURRENCY": _THREADS}, "omnitron-publisher": {"OMS_CONCURRENCY": _THREADS}}
+               if _THREADS else {})
 
 
 def rabbitmqctl(*args: str) -> str:

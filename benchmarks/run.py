@@ -34,7 +34,7 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--soak-minutes", type=float, default=1.0,
                         help="minutes of the paced end-to-end run (latency, RSS); 10 for the soak figure")
     parser.add_argument("--soak-rate", type=float, default=None,
-                        help="packages/s of the paced run (default: 150, or 80%% of the burst rate if lower)")
+                        help="packages/s of the paced run (default: 100, or 80%% of the burst rate if lower)")
     parser.add_argument("--poll-interval", type=float, default=1.0, help="the carrier's poll interval, seconds")
     parser.add_argument("--output", type=Path, help="also write the report (Markdown) here")
     return parser.parse_args(argv)
@@ -56,6 +56,8 @@ def run(args: argparse.Namespace) -> str:
         phase("raw baselines")
         baselines = raw.baselines(env, bodies, per_message_count=min(3_000, args.packages),
                                   publish_count=min(5_000, args.packages))
+        handovers = min(args.service_events, args.packages) // 2
+        drains.queue_handovers(env, handovers, "DRAIN")
         phase("packer drain")
         packer = drains.packer(env, args.packages)
         phase("shipper drain")
@@ -69,13 +71,13 @@ def run(args: argparse.Namespace) -> str:
         pipeline = e2e.Pipeline(env, carrier, omnitron).start()
         try:
             burst = e2e.burst(pipeline, args.e2e_packages)
-            rate = args.soak_rate or min(150.0, round(0.8 * burst.rate))
+            rate = args.soak_rate or min(100.0, round(0.8 * burst.rate))
             phase(f"end to end: paced at {rate:g} packages/s for {args.soak_minutes:g} min")
             soak = e2e.soak(pipeline, rate, args.soak_minutes)
             peaks = pipeline.peak_rss()
         finally:
             pipeline.stop()
-        results = report.Results(baselines, packer, shipper, omnitron_drain, relay, burst, soak, peaks)
+        results = report.Results(baselines, packer, shipper, omnitron_drain, relay, burst, soak, peaks, handovers)
     load_after = " ".join(f"{v:.2f}" for v in os.getloadavg())
     header = "\n".join(f"- {key}: {value}" for key, value in about.items())
     text = (f"{header}\n- load average at the end: {load_after}\n- duration: {(time.time() - started) / 60:.1f} min\n"

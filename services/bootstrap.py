@@ -42,6 +42,9 @@ KNOWN_EVENT_TYPES = frozenset(EVENT_MODELS)
 #: the shipper calls the carrier between its two transactions and the Omnitron publisher
 #: calls Omnitron inside its own, so batched, a crash would repeat every call of the
 #: batch instead of one, and the batch's row locks would be held across those calls.
+#: The shipper and the Omnitron publisher batch their own way instead (their module's
+#: ``batching``): hand-overs in one transaction, each registration and Omnitron change alone
+#: unless OMS_OMNITRON_BULK_PACKAGES lets one bulk call carry several packages.
 BATCHED_SERVICES = frozenset({"packer"})
 
 
@@ -126,7 +129,7 @@ def components(runtime: Runtime, services: list[str]) -> list:
     parts: list = []
     for name in services:
         module = modules[name]
-        batching = None
+        batching = module.batching(runtime) if hasattr(module, "batching") else None
         if name in BATCHED_SERVICES and settings.batch_size > 1:
             engine = runtime.engine
             batching = Batching(settings.batch_size,

@@ -38,26 +38,48 @@ def check_routing_key(event: CloudEvent, routing_key: str) -> None:
                              "which is not its own: refused")
 
 
+def parse_delivery(delivery: Delivery, handled) -> CloudEvent:
+    """The delivery's event, by the contract, of a type this queue handles (else PermanentError)."""
+    try:
+        event = parse_event(delivery.body, delivery.content_type, delivery.headers)
+    except EventRejected as exc:
+        raise PermanentError(exc.reason) from None
+    if event.type not in handled:
+        raise PermanentError(f"{event.type} events are not handled by this queue (routing key {delivery.routing_key!r})")
+    check_routing_key(event, published_routing_key(delivery))
+    return event
+
+
+def log_context(event: CloudEvent) -> dict:
+    data = event.data
+    context = {"event_id": event.id, "event_type": event.type, "package_id": getattr(data, "package_id", None)}
+    if getattr(data, "shipment_id", None):
+        context["shipment_id"] = data.shipment_id
+    return context
+
+
+def policy_error(exc: BaseException) -> BaseException:
+    """Carrier and Omnitron HTTP failures in the failure policy's words; anything else as it is."""
+    if isinstance(exc, TransientHTTPError):
+        return TransientError(f"{type(exc).__name__}: {exc}", retry_after_s=exc.retry_after)
+    if isinstance(exc, PermanentHTTPError):
+        return PermanentError(f"HTTP {exc.status}: {exc.message}")
+    return exc
+
+
+def apply(handler: EventHandler, event: CloudEvent, routing_key: str | None = None) -> None:
+    """Runs ``handler`` in the event's log context and trace; HTTP failures raised as the policy's errors."""
+    with structlog.contextvars.bound_contextvars(**log_context(event)), \
+            tracing.handling(event, routing_key or event.type):
+        try:
+            handler(event)
+        except (TransientHTTPError, PermanentHTTPError) as exc:
+            raise policy_error(exc) from exc
+
+
 def dispatcher(handlers: dict[str, EventHandler]) -> Callable[[Delivery], None]:
     def handle(delivery: Delivery) -> None:
-        try:
-            event = parse_event(delivery.body, delivery.content_type, delivery.headers)
-        except EventRejected as exc:
-            raise PermanentError(exc.reason) from None
-        handler = handlers.get(event.type)
-        if handler is None:
-            raise PermanentError(f"{event.type} events are not handled by this queue (routing key {delivery.routing_key!r})")
-        check_routing_key(event, published_routing_key(delivery))
-        data = event.data
-        context = {"event_id": event.id, "event_type": event.type, "package_id": getattr(data, "package_id", None)}
-        if getattr(data, "shipment_id", None):
-            context["shipment_id"] = data.shipment_id
-        with structlog.contextvars.bound_contextvars(**context), tracing.handling(event, published_routing_key(delivery)):
-            try:
-                handler(event)
-            except TransientHTTPError as exc:
-                raise TransientError(f"{type(exc).__name__}: {exc}", retry_after_s=exc.retry_after) from exc
-            except PermanentHTTPError as exc:
-                raise PermanentError(f"HTTP {exc.status}: {exc.message}") from exc
+        event = parse_delivery(delivery, handlers)
+        apply(handlers[event.type], event, published_routing_key(delivery))
 
     return handle

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from sqlalchemy import Column, Connection, PrimaryKeyConstraint, String, Table, bindparam, select
+from sqlalchemy import Column, Connection, PrimaryKeyConstraint, String, Table, bindparam, delete, select
 
 from shared.bulk import copy_to_scratch
 from shared.db import UtcDateTime, metadata, upsert, utcnow
@@ -25,6 +25,7 @@ inbox_table = Table(
 
 _KEY = ("consumer", "source", "event_id")
 _FIRST_TIME = upsert(inbox_table, (*_KEY, "applied_at"), _KEY, returning=["event_id"])
+_FORGET = delete(inbox_table).where(*(inbox_table.c[name] == bindparam(name) for name in _KEY))
 _APPLIED = select(inbox_table.c.event_id).where(*(inbox_table.c[name] == bindparam(name) for name in _KEY))
 
 
@@ -77,3 +78,8 @@ class Inbox:
         """
         # rowcount is not reliable for INSERT on every driver; RETURNING is.
         return self._connection.execute(_FIRST_TIME, inbox_row(self._consumer, event)).first() is not None
+
+    def forget(self, event: Identified) -> None:
+        """Takes back :meth:`first_time` inside the same transaction: the event failed and is judged
+        as new when it comes again (a batch commits the others' effects, not this one's)."""
+        self._connection.execute(_FORGET, {"consumer": self._consumer, "source": event.source, "event_id": event.id})

@@ -27,6 +27,12 @@ class Settings(BaseSettings):
         60.0, gt=0, description="After an Omnitron call that got no answer, how long it may still take effect "
         "at Omnitron; then the shipment's newest status is sent again, so a late older one cannot stay."
     )
+    omnitron_bulk_packages: int = Field(
+        1, ge=1, description="Packages whose changes one Omnitron `bulk_status_update` call may carry "
+        "(CONTRACT.md §5). Above 1 the publisher takes batches of up to OMS_BATCH_SIZE changes and sends "
+        "them in waves, one change per shipment each: fewer calls, but a publisher killed between such a "
+        "call and its commit repeats it for every package in it, and its handler threads take turns."
+    )
     max_retry_after_s: float = Field(
         3600.0, gt=0, description="The longest a carrier's or Omnitron's `Retry-After` is honoured, in seconds "
         "(also the longest a tracker pauses a carrier); a larger, negative or unreadable value waits this "

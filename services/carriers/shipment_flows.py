@@ -6,6 +6,7 @@ Request building and answer parsing are pure functions over plain dicts; only
 """
 from __future__ import annotations
 
+import base64
 import json
 import time
 import uuid
@@ -292,7 +293,9 @@ class ShipmentFlowsClient:
         self._owns_http = http is None
         self._http = http or bounded_client(config.timeout_s)
         self._max_retry_after_s = max_retry_after_s
-        self._auth = httpx.BasicAuth(config.username, config.password)
+        # Built once: httpx.BasicAuth would run an auth flow for every request.
+        credentials = base64.b64encode(f"{config.username}:{config.password}".encode()).decode()
+        self._authorization = f"Basic {credentials}"
         self._base = config.url.rstrip("/")
         self._retry_attempts = retry_attempts
         self._max_wait_s = max_wait_s
@@ -345,10 +348,11 @@ class ShipmentFlowsClient:
                 "x-akinon-request-id": request_id,
                 "x-akinon-api-version": self.config.api_version,
                 "accept": "application/json",
+                "authorization": self._authorization,
             }
             started = time.monotonic()
             response = request_bounded(self._http, method, url, total_s=self.config.timeout_s, json=json,
-                                       headers=headers, auth=self._auth)
+                                       headers=headers)
             elapsed_ms = round((time.monotonic() - started) * 1000, 1)
             observe_http(f"carrier:{self.config.code}", method, response.status_code, elapsed_ms / 1000)
             self._log.debug("carrier.request", method=method, path=path, request_id=request_id,

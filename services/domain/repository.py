@@ -31,9 +31,12 @@ _RECORD_PACKED = upsert(packages, ("package_id", "first_seen_at", *_PACKED_COLUM
                         update={c: f"excluded.{c}" for c in _PACKED_COLUMNS}, where="packages.packed IS NULL",
                         returning=["package_id"])
 _SEEN_PACKAGE = upsert(packages, ("package_id", "first_seen_at"), ["package_id"])
+# The hand-over in one statement: it creates the row, or sets a first hand-over on it, or
+# leaves an earlier one alone; the row stays locked either way (see _RECORD_PACKED).
+_RECORD_SHIPPED = upsert(packages, ("package_id", "first_seen_at", "shipped_at", "shipped_event_id"), ["package_id"],
+                         update={"shipped_at": "excluded.shipped_at", "shipped_event_id": "excluded.shipped_event_id"},
+                         where="packages.shipped_at IS NULL")
 _LOCK_PACKAGE = select(packages).where(packages.c.package_id == bindparam("package_id")).with_for_update()
-_SET_SHIPPED = (update(packages).where(packages.c.package_id == bindparam("b_package_id"))
-                .values(shipped_at=bindparam("shipped_at"), shipped_event_id=bindparam("shipped_event_id")))
 _PACKED_OF = select(packages.c.packed).where(packages.c.package_id == bindparam("package_id"))
 _ITEMS_OF = (select(package_items.c.order_item_id).where(package_items.c.package_id == bindparam("package_id"))
              .order_by(package_items.c.order_item_id))
@@ -105,6 +108,20 @@ _ITEM_HOLDERS = (
     .join(shipments, shipments.c.package_id == _holders.c.package_id)
     .outerjoin(omnitron_cursor, omnitron_cursor.c.shipment_id == shipments.c.id)
     .where(_holders.c.order_item_id.in_(_ITEMS_OF_SHIPMENT))
+    .order_by(_holders.c.order_item_id, _holders.c.package_id)
+    .with_for_update(of=_holders)
+)
+# The same for several shipments at once (a batch of Omnitron changes): one statement, so
+# the item rows are locked in one item order however many shipments ask.
+_ITEMS_OF_SHIPMENTS = (select(_mine.c.order_item_id).join(_me, _me.c.package_id == _mine.c.package_id)
+                       .where(_me.c.id.in_(bindparam("shipment_ids", expanding=True))))
+_ITEM_HOLDERS_MANY = (
+    select(_holders.c.order_item_id, _holders.c.package_id, packages.c.packed_at,
+           shipments.c.id.label("shipment_id"), omnitron_cursor.c.unsettled_until)
+    .join(packages, packages.c.package_id == _holders.c.package_id)
+    .join(shipments, shipments.c.package_id == _holders.c.package_id)
+    .outerjoin(omnitron_cursor, omnitron_cursor.c.shipment_id == shipments.c.id)
+    .where(_holders.c.order_item_id.in_(_ITEMS_OF_SHIPMENTS))
     .order_by(_holders.c.order_item_id, _holders.c.package_id)
     .with_for_update(of=_holders)
 )
@@ -196,11 +213,8 @@ class PackageRepository:
 
     def record_shipped(self, package_id: str, shipped_at: datetime, event_id: str) -> None:
         """Remembers the hand-over even before the package is known, holding its row lock."""
-        self._c.execute(_SEEN_PACKAGE, {"package_id": package_id, "first_seen_at": utcnow()})
-        row = self._lock(package_id)
-        if row.shipped_at is None:
-            self._c.execute(_SET_SHIPPED, {"b_package_id": package_id, "shipped_at": shipped_at,
-                                           "shipped_event_id": event_id})
+        self._c.execute(_RECORD_SHIPPED, {"package_id": package_id, "first_seen_at": utcnow(), "shipped_at": shipped_at,
+                                          "shipped_event_id": event_id})
 
     def lock_handover(self, package_id: str) -> datetime | None:
         """Locks the package (the order every writer follows: package, then shipment); when it was shipped."""
@@ -338,6 +352,15 @@ class OmnitronRelayLog:
         """Locks the rows of every package holding the shipment's order items (call with the
         cursor locked, before sending); which of its items follow the shipment."""
         return followed_items(shipment_id, self._c.execute(_ITEM_HOLDERS, {"shipment_id": shipment_id}).all())
+
+    def lock_followed_items_of(self, shipment_ids) -> dict[str, FollowedItems]:
+        """:meth:`lock_followed_items` for several shipments, their item rows locked by one statement."""
+        rows = self._c.execute(_ITEM_HOLDERS_MANY, {"shipment_ids": sorted(shipment_ids)}).all()
+        found = {}
+        for shipment_id in shipment_ids:
+            mine = {row.order_item_id for row in rows if row.shipment_id == shipment_id}
+            found[shipment_id] = followed_items(shipment_id, [row for row in rows if row.order_item_id in mine])
+        return found
 
     def record_skipped(self, change, event_id: str) -> None:
         self._c.execute(_INSERT_RELAY, self._relay(change.shipment_id, change.sequence, change.status.value,

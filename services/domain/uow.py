@@ -31,6 +31,17 @@ from shared.inbox import Inbox
 from shared.outbox import Outbox
 
 
+#: The unit of work's repositories, each built on its connection the first time a handler uses it.
+_REPOSITORIES = {
+    "inbox": lambda uow: Inbox(uow._connection, uow._consumer),
+    "outbox": lambda uow: Outbox(uow._connection),
+    "packages": lambda uow: PackageRepository(uow._connection),
+    "shipments": lambda uow: ShipmentRepository(uow._connection),
+    "omnitron_relays": lambda uow: OmnitronRelayLog(uow._connection),
+    "tracker_queue": lambda uow: TrackerQueue(uow._connection),
+}
+
+
 class UnitOfWork:
     def __init__(self, engine: Engine, consumer: str, source: str, after_commit: Callable[[], None] | None = None):
         self._engine = engine
@@ -55,13 +66,17 @@ class UnitOfWork:
         else:
             self._connection = self._engine.connect()
             self._transaction = self._connection.begin()
-        self.inbox = Inbox(self._connection, self._consumer)
-        self.outbox = Outbox(self._connection)
-        self.packages = PackageRepository(self._connection)
-        self.shipments = ShipmentRepository(self._connection)
-        self.omnitron_relays = OmnitronRelayLog(self._connection)
-        self.tracker_queue = TrackerQueue(self._connection)
+        for name in _REPOSITORIES:  # built when the handler first asks for one (__getattr__)
+            self.__dict__.pop(name, None)
         return self
+
+    def __getattr__(self, name: str):
+        build = _REPOSITORIES.get(name)
+        if build is None or self.__dict__.get("_connection") is None:
+            raise AttributeError(name)
+        repository = build(self)
+        setattr(self, name, repository)
+        return repository
 
     def __exit__(self, *exc_info) -> None:
         if self._staged is not None:
@@ -96,7 +111,8 @@ class UnitOfWork:
             self._staged.keep()
         else:
             self._transaction.commit()
-        wake = self._after_commit if self.outbox.added else None
+        outbox = self.__dict__.get("outbox")
+        wake = self._after_commit if outbox is not None and outbox.added else None
         if self._batch is not None:
             self._batch.unit_committed(self._consumer, wake)
             return

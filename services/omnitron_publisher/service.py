@@ -3,9 +3,11 @@ from __future__ import annotations
 
 from contracts import EventRejected, peek_data
 from services.bootstrap import Runtime
+from services.omnitron_publisher.batch import BatchRelay
 from services.omnitron_publisher.handlers import relay_to_omnitron
 from services.omnitron_publisher.settle import UnsettledCalls
 from shared.broker import Subscription
+from shared.consumer import Batching
 
 NAME = "omnitron-publisher"
 SUBSCRIPTION = Subscription(NAME, ("shipment.status_changed.*", "shipment.info_changed.*"))
@@ -25,6 +27,19 @@ ORDERING_KEY = shipment_of
 def handlers(runtime: Runtime) -> dict:
     omnitron, settle_s = runtime.omnitron(), runtime.settings.omnitron_settle_s
     return {"ShipmentStatusChanged": lambda event: relay_to_omnitron(event, runtime.uow(NAME), omnitron, settle_s)}
+
+
+def batching(runtime: Runtime) -> Batching | None:
+    """Changes relayed in batches when one bulk call may carry several packages
+    (OMS_OMNITRON_BULK_PACKAGES > 1, services/omnitron_publisher/batch.py). Otherwise each
+    change alone, its shipment's changes on one handler thread (ORDERING_KEY), as
+    ``--concurrency`` spreads the shipments over the threads."""
+    if runtime.settings.batch_size <= 1 or runtime.settings.omnitron_bulk_packages <= 1:
+        return None
+    return Batching(runtime.settings.batch_size,
+                    BatchRelay(engine=runtime.engine, consumer=NAME, uow=lambda: runtime.uow(NAME),
+                               omnitron=runtime.omnitron(), settle_s=runtime.settings.omnitron_settle_s,
+                               bulk_packages=runtime.settings.omnitron_bulk_packages))
 
 
 def components(runtime: Runtime) -> list:

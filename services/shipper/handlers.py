@@ -86,14 +86,16 @@ def mark_shipped(event: CloudEvent, uow: UnitOfWork, carriers: CarrierDirectory 
             log.info("duplicate event ignored")
             return
         uow.packages.record_shipped(shipped.package_id, shipped.shipped_at, event.id)
+        # The shipment's row locked (package, then shipment).
         shipment = uow.shipments.get_by_package(shipped.package_id, for_update=True)
         if manual.on_handover(uow, shipped, shipment, carriers):  # a carrier without integration: shipped by hand
             uow.commit()
             return
-        if shipment is not None:
+        status = shipment.status if shipment is not None else None
+        if status is ShipmentStatus.REGISTERED:
             schedule = _ship_if_handed_over(shipment, shipped.shipped_at)
             if schedule:
                 uow.save(shipment, **schedule)
-        if shipment is None or shipment.status is ShipmentStatus.PENDING:
+        if status is None or status is ShipmentStatus.PENDING:
             log.info("hand-over recorded; applied once the shipment is registered")
         uow.commit()

@@ -82,6 +82,10 @@ class OmnitronStandIn(StandInServer):
             if bad:
                 return 400, {"orderitem_set": [f"entry {i}: 'id' (int) and 'status' (str) are required" for i in bad]}, {}
             ids = [e["id"] for e in entries]
+            # One call may carry several packages' items (CONTRACT.md §5), never one item twice.
+            twice = sorted({i for i in ids if ids.count(i) > 1})
+            if twice:
+                return 400, {"orderitem_set": [f"order item {i} appears more than once" for i in twice]}, {}
         refused = sorted(set(ids) & self.reject_item_ids)
         if refused:
             return 400, {"non_field_errors": [f"Order item {i} cannot be updated: its order is closed." for i in refused]}, {}
