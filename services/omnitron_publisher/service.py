@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from contracts import EventRejected, peek_data
-from services.bootstrap import Runtime
+from services.runtime.bootstrap import Runtime
 from services.omnitron_publisher.handlers import relay_to_omnitron
 from services.omnitron_publisher.settle import UnsettledCalls
 from shared.broker import Subscription

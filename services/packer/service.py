@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 
-from services.bootstrap import Runtime
+from services.runtime.bootstrap import Runtime
 from services.packer.handlers import open_shipment
 from shared.broker import Subscription
 

@@ -1,7 +1,7 @@
 """The shipper service: registers pending shipments, applies hand-overs."""
 from __future__ import annotations
 
-from services.bootstrap import Runtime
+from services.runtime.bootstrap import Runtime
 from services.shipper.handlers import mark_shipped, register_with_carrier
 from shared.broker import Subscription
 

@@ -1,7 +1,7 @@
 """The tracker service: polls carriers; consumes no queue."""
 from __future__ import annotations
 
-from services.bootstrap import Runtime
+from services.runtime.bootstrap import Runtime
 from services.tracker.poller import Tracker
 
 NAME = "tracker"

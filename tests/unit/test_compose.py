@@ -7,7 +7,7 @@ import typer.main
 import yaml
 
 from services.carriers.directory import load_carriers
-from services.cli import app
+from services.tools.cli import app
 from shared.settings import Settings
 
 ROOT = Path(__file__).parents[2]

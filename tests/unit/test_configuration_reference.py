@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from services.config_reference import configuration_reference
+from services.tools.config_reference import configuration_reference
 
 PAGE = Path(__file__).parents[2] / "docs" / "configuration.md"
 

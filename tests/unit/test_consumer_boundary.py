@@ -288,13 +288,13 @@ def test_a_compressed_body_never_reaches_the_handler():
 def _letter(headers: dict):
     import pika
 
-    from services.dlq_model import DeadLetter
+    from services.tools.dlq_model import DeadLetter
 
     return DeadLetter.from_delivery(naming.dead_letter_queue("packer"), 0, pika.BasicProperties(headers=headers), b"{}")
 
 
 def test_a_replay_of_a_message_the_broker_dead_lettered_from_upstream_drops_the_x_oms_headers_it_came_with():
-    from services.dlq_model import replay_headers
+    from services.tools.dlq_model import replay_headers
 
     forged = {"x-oms-original-routing-key": "package.forged", "x-oms-not-before": "2099-01-01T00:00:00Z",
               "x-upstream": "kept",

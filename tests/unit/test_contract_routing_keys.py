@@ -6,7 +6,7 @@ import pytest
 
 from contracts import ShipmentStatus, routing_key_for
 from contracts.events import event_type_of_routing_key, travels_under
-from services.messagebus import dispatcher
+from services.runtime.messagebus import dispatcher
 from shared import naming
 from shared.consumer import Delivery
 from shared.errors import PermanentError

@@ -5,7 +5,7 @@ import pytest
 import structlog
 
 from contracts import PackagePacked
-from services.messagebus import dispatcher
+from services.runtime.messagebus import dispatcher
 from shared.consumer import Delivery
 from shared.errors import DependencyDown, PermanentError, TransientError
 from shared.failure import RetryPolicy, Verdict, decide

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pydantic
 import pytest
 
-from services.startup import StartupProblem, explain
+from services.runtime.startup import StartupProblem, explain
 from shared.settings import Settings
 
 HIDDEN = "s3cret-typed-in-the-wrong-place"

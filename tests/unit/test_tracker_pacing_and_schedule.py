@@ -9,7 +9,7 @@ from sqlalchemy import select, update
 from contracts import ShipmentStatus
 from services.carriers.shipment_flows import CarrierConfig, CarrierEvent
 from services.domain.tables import carrier_events, carrier_pacing, shipments
-from services.timeline import timeline_rows
+from services.tools.timeline import timeline_rows
 from services.tracker import metrics
 from services.tracker.pacing import HEADROOM, CarrierPacing
 from services.tracker.schedule import poll_interval_s

@@ -11,9 +11,9 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from services.cli_text import shown
-from services.dlq_cli import dlq_app
-from services.startup import StartupProblem, explain
+from services.tools.cli_text import shown
+from services.tools.dlq_cli import dlq_app
+from services.runtime.startup import StartupProblem, explain
 from shared.logging import configure_logging, get_logger, logging_configured
 from shared.settings import Settings
 
@@ -94,7 +94,7 @@ def _options(
 
 def complete_service(incomplete: str) -> list[str]:
     """The service names for the shell's completion of ``run``."""
-    from services.bootstrap import SERVICE_NAMES
+    from services.runtime.bootstrap import SERVICE_NAMES
 
     return [name for name in (*SERVICE_NAMES, "all") if name.startswith(incomplete)]
 
@@ -118,7 +118,7 @@ def db_upgrade(
 @topology_app.command("declare")
 def topology_declare() -> None:
     """Declare the exchange, work queues, bindings, retry and dead-letter queues."""
-    from services.bootstrap import topology
+    from services.runtime.bootstrap import topology
     from shared.broker import connect
 
     settings = _settings()
@@ -131,7 +131,7 @@ def topology_declare() -> None:
 @contracts_app.command("export")
 def contracts_export(directory: Path = typer.Argument(..., help="Where to write the documents.")) -> None:
     """Write the events' JSON Schemas and an AsyncAPI 3.0 document of the broker topology."""
-    from services.asyncapi import export_contracts
+    from services.tools.asyncapi import export_contracts
 
     for path in export_contracts(directory):
         console.print(f"wrote {path}")
@@ -140,7 +140,7 @@ def contracts_export(directory: Path = typer.Argument(..., help="Where to write 
 @docs_app.command("configuration")
 def docs_configuration(output: Path = typer.Option(Path("docs/configuration.md"), help="Where to write it.")) -> None:
     """Write the configuration reference, generated from the settings model."""
-    from services.config_reference import configuration_reference
+    from services.tools.config_reference import configuration_reference
 
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(configuration_reference())
@@ -154,8 +154,8 @@ def run(
     concurrency: int = typer.Option(None, "--concurrency", "-c", min=1, help="Handler threads per consumer."),
 ) -> None:
     """Run one service (or all of them in one process) until SIGTERM/SIGINT."""
-    from services.bootstrap import SERVICE_NAMES, bootstrap
-    from services.bootstrap import run as run_services
+    from services.runtime.bootstrap import SERVICE_NAMES, bootstrap
+    from services.runtime.bootstrap import run as run_services
 
     names = list(SERVICE_NAMES) if service == "all" else [service]
     if any(name not in SERVICE_NAMES for name in names):
@@ -169,7 +169,7 @@ def run(
 @app.command("publish")
 def publish(source: str = typer.Argument(..., help="A file of events, one JSON per line, or - for stdin.")) -> None:
     """Validate events, then publish them to oms.events with publisher confirms."""
-    from services.publishing import EventsReturned, publish_lines
+    from services.tools.publishing import EventsReturned, publish_lines
 
     settings = _settings()
     lines = sys.stdin.read().splitlines() if source == "-" else Path(source).read_text().splitlines()
@@ -189,7 +189,7 @@ def publish(source: str = typer.Argument(..., help="A file of events, one JSON p
 @app.command("status")
 def status(package_id: str) -> None:
     """A package's shipment, its status history and its Omnitron relays."""
-    from services.timeline import render_status
+    from services.tools.timeline import render_status
 
     settings = _settings()
     if not render_status(settings, package_id, Console()):
@@ -240,7 +240,7 @@ def demo(
     timeout: float = typer.Option(300, help="Give up after this many seconds."),
 ) -> None:
     """The whole pipeline in one process, with a sandbox carrier and an Omnitron stand-in."""
-    from services.demo import Demo
+    from services.tools.demo import Demo
 
     configure_logging("WARNING", "console")
     out = Console()

@@ -17,7 +17,7 @@ from contracts import EVENT_MODELS
 from services.carriers.directory import CarrierDirectory, load_carriers
 from services.domain.staged import Staging
 from services.domain.uow import UnitOfWork
-from services.startup import check_run
+from services.runtime.startup import check_run
 from shared import naming
 from shared.broker import Topology, connect
 from shared.health import CannotListen, HealthServer
@@ -116,7 +116,7 @@ def bootstrap(
 
 def components(runtime: Runtime, services: list[str]) -> list:
     """The runnable parts of the named services, plus this process's outbox relay."""
-    from services.messagebus import dispatcher
+    from services.runtime.messagebus import dispatcher
 
     settings = runtime.settings
     policy = RetryPolicy(settings.max_attempts, tuple(settings.retry_delays_s))
@@ -218,7 +218,7 @@ def run(runtime: Runtime, services: list[str]) -> int:
     """Runs the services until SIGTERM/SIGINT; returns the process exit code.
 
     The broker, the database's schema and the Omnitron settings are checked first: a
-    problem there is reported as one line before anything starts (services/startup.py).
+    problem there is reported as one line before anything starts (services/runtime/startup.py).
     The first line logged says which port this process serves its metrics on: on a host
     running several, that is how an operator (or a scrape configuration) finds each one.
     """
@@ -227,7 +227,7 @@ def run(runtime: Runtime, services: list[str]) -> int:
         log.info("stopping: finishing work in hand", signal=signal.Signals(signum).name)
         runtime.stop.set()
 
-    check_run(runtime.settings, runtime.engine, services)  # a StartupProblem is one line, exit 2 (services/cli.py)
+    check_run(runtime.settings, runtime.engine, services)  # a StartupProblem is one line, exit 2 (services/tools/cli.py)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)

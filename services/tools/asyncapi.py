@@ -9,7 +9,7 @@ from pathlib import Path
 
 from contracts import ShipmentStatus
 from contracts.schemas import event_schemas, export_json_schemas
-from services.bootstrap import service_modules
+from services.runtime.bootstrap import service_modules
 from shared import naming
 from shared.broker import CONTENT_TYPE
 

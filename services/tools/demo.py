@@ -20,7 +20,7 @@ from rich.table import Table
 from sqlalchemy import func, select
 
 from contracts import CloudEvent, PackagePacked, PackageShipped, routing_key_for
-from services.bootstrap import SERVICE_NAMES, RunningServices, bootstrap, topology
+from services.runtime.bootstrap import SERVICE_NAMES, RunningServices, bootstrap, topology
 from services.carriers.directory import CarrierDirectory
 from services.carriers.shipment_flows import CarrierConfig
 from services.domain.tables import omnitron_cursor, shipments
