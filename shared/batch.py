@@ -31,7 +31,7 @@ from typing import Callable, Iterable, Protocol, Sequence
 
 from sqlalchemy import Connection, Engine
 
-from shared.errors import TransientError
+from shared.failure import TransientError
 from shared.failure import describe
 from shared.faults import crash_point
 from shared.logging import get_logger
@@ -43,6 +43,7 @@ class BatchAbandoned(TransientError):
     """The batch's transaction broke before this delivery's turn: it was not attempted."""
 
     exhausts = False  # never the message's fault
+    error_class = "BatchAbandoned"
 
 
 class Replay(Exception):

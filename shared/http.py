@@ -21,7 +21,7 @@ import httpx
 import structlog
 import tenacity
 
-from shared.errors import PermanentError, TransientError
+from shared.failure import PermanentError, TransientError
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")

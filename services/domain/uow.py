@@ -27,18 +27,35 @@ from contracts.events import routing_key_for
 from services.domain.staged import staged_repositories
 from shared import batch as batches
 from shared.faults import crash_point
-from shared.inbox import Inbox
+from shared.inbox import Identified, Inbox
 from shared.outbox import Outbox
 
 
+class AlreadyApplied(Exception):
+    """The unit of work's event was applied before (its inbox row is there): nothing to do."""
+
+
 class UnitOfWork:
-    def __init__(self, engine: Engine, consumer: str, source: str, after_commit: Callable[[], None] | None = None):
+    """``event``: the event this unit applies.  Entering the unit records it in the inbox, in
+    the unit's transaction; one applied before raises :class:`AlreadyApplied` instead (a
+    concurrent copy waits on the inbox row until the first commits).  A unit entered more
+    than once (the shipper reads, calls the carrier, then writes) records it each time, and
+    only a commit keeps it.  Work that must not count as applying the event takes
+    :meth:`aside`."""
+
+    def __init__(self, engine: Engine, consumer: str, source: str, after_commit: Callable[[], None] | None = None,
+                 event: Identified | None = None):
         self._engine = engine
         self._consumer = consumer
         self._source = source
         self._after_commit = after_commit
+        self._event = event
         self._connection = None
         self._batch: batches.Batch | None = None
+
+    def aside(self) -> "UnitOfWork":
+        """A unit of work of the same consumer that applies no event (its commit records none)."""
+        return UnitOfWork(self._engine, self._consumer, self._source, self._after_commit)
 
     def __enter__(self) -> "UnitOfWork":
         self._touched: list[Shipment] = []
@@ -46,22 +63,26 @@ class UnitOfWork:
         self._batch = batches.current(self._engine)
         if self._batch is not None and self._batch.staging is not None:
             self._staged = self._batch.staging.unit()
-            for name, repository in staged_repositories(self._staged, self._consumer).items():
-                setattr(self, name, repository)
-            return self
-        if self._batch is not None:
-            self._connection = self._batch.connection
-            self._transaction = self._connection.begin_nested()
+            self._repositories = staged_repositories(self._staged, self._consumer)
         else:
-            self._connection = self._engine.connect()
-            self._transaction = self._connection.begin()
-        self.inbox = Inbox(self._connection, self._consumer)
-        self.outbox = Outbox(self._connection)
-        self.packages = PackageRepository(self._connection)
-        self.shipments = ShipmentRepository(self._connection)
-        self.omnitron_relays = OmnitronRelayLog(self._connection)
-        self.tracker_queue = TrackerQueue(self._connection)
+            if self._batch is not None:
+                self._connection = self._batch.connection
+                self._transaction = self._connection.begin_nested()
+            else:
+                self._connection = self._engine.connect()
+                self._transaction = self._connection.begin()
+            self._repositories = {}
+        if self._event is not None and not self._first_time():
+            self.__exit__(None, None, None)
+            raise AlreadyApplied()
         return self
+
+    def _first_time(self) -> bool:
+        try:
+            return self.inbox.first_time(self._event)
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
 
     def __exit__(self, *exc_info) -> None:
         if self._staged is not None:
@@ -74,6 +95,37 @@ class UnitOfWork:
             if self._batch is None:
                 self._connection.close()
             self._connection = None
+
+    # The repositories, each made when first used in this transaction.
+    def _repository(self, name: str, make: Callable):
+        repository = self._repositories.get(name)
+        if repository is None:
+            repository = self._repositories[name] = make()
+        return repository
+
+    @property
+    def inbox(self) -> Inbox:
+        return self._repository("inbox", lambda: Inbox(self._connection, self._consumer))
+
+    @property
+    def outbox(self) -> Outbox:
+        return self._repository("outbox", lambda: Outbox(self._connection))
+
+    @property
+    def packages(self) -> PackageRepository:
+        return self._repository("packages", lambda: PackageRepository(self._connection))
+
+    @property
+    def shipments(self) -> ShipmentRepository:
+        return self._repository("shipments", lambda: ShipmentRepository(self._connection))
+
+    @property
+    def omnitron_relays(self) -> OmnitronRelayLog:
+        return self._repository("omnitron_relays", lambda: OmnitronRelayLog(self._connection))
+
+    @property
+    def tracker_queue(self) -> TrackerQueue:
+        return self._repository("tracker_queue", lambda: TrackerQueue(self._connection))
 
     def add(self, shipment: Shipment) -> None:
         self.shipments.add(shipment)
@@ -95,7 +147,8 @@ class UnitOfWork:
             self._staged.keep()
         else:
             self._transaction.commit()
-        wake = self._after_commit if self.outbox.added else None
+        outbox = self._repositories.get("outbox")
+        wake = self._after_commit if outbox is not None and outbox.added else None
         if self._batch is not None:
             self._batch.unit_committed(self._consumer, wake)
             return

@@ -94,7 +94,7 @@ def _options(
 
 def complete_service(incomplete: str) -> list[str]:
     """The service names for the shell's completion of ``run``."""
-    from services.runtime.bootstrap import SERVICE_NAMES
+    from services.runtime.registry import SERVICE_NAMES
 
     return [name for name in (*SERVICE_NAMES, "all") if name.startswith(incomplete)]
 

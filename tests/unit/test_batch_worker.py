@@ -12,7 +12,7 @@ from shared import naming
 from shared.batch import Outcome
 from shared.broker import Subscription, Topology
 from shared.consumer import Batching, QueueWorker
-from shared.errors import PermanentError
+from shared.failure import PermanentError
 from shared.failure import RetryPolicy
 
 

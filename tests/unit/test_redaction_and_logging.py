@@ -225,7 +225,7 @@ def test_a_dead_letter_reason_is_redacted_like_a_log_line():
 
     from shared import naming
     from shared.batch import Outcome
-    from shared.errors import PermanentError
+    from shared.failure import PermanentError
 
     register_secrets("dlq-registered-pa55")
     run = Run(subscription())

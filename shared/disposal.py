@@ -1,4 +1,4 @@
-"""Settling deliveries on one channel, as the failure policy decided.
+"""Disposing of deliveries on one channel, as the failure policy decided.
 
 ack: applied.  retry: a copy with the attempt counted goes to a delay queue (or waits in
 process on the embedded broker), then the original is acked.  dead letter: a copy with
@@ -49,7 +49,7 @@ class DelayedRetries:
         return ready
 
 
-class Settler:
+class Disposer:
     """``max_wait_s``: the longest wait a failure may ask for (OMS_MAX_RETRY_AFTER_S); a
     not-before further ahead is cut to it.  ``redeclare``: declares the service's topology
     again, after a copy came back unroutable."""
@@ -65,15 +65,15 @@ class Settler:
         self._delayed = delayed
         self._max_wait_s = max_wait_s
         self._redeclare = redeclare
-        self._unsettled: set[int] = set()
+        self._unacked: set[int] = set()
         self._log = get_logger(service=service, queue=self.queue_name)
 
     def received(self, message) -> None:
-        self._unsettled.add(message.delivery_tag)
+        self._unacked.add(message.delivery_tag)
 
     def _ack(self, message) -> None:
         message.ack()
-        self._unsettled.discard(message.delivery_tag)
+        self._unacked.discard(message.delivery_tag)
 
     def ack_all(self, messages: list) -> None:
         """Acks applied deliveries, a contiguous run of them with one ``multiple`` ack."""
@@ -83,14 +83,14 @@ class Settler:
                 self._ack(message)
             return
         by_tag = {m.delivery_tag: m for m in messages}
-        upto, singles = ack_plan(self._unsettled, by_tag)
+        upto, singles = ack_plan(self._unacked, by_tag)
         if upto is not None:
             by_tag[upto].ack(multiple=True)
-            self._unsettled = {tag for tag in self._unsettled if tag > upto}
+            self._unacked = {tag for tag in self._unacked if tag > upto}
         for tag in singles:
             self._ack(by_tag[tag])
 
-    def settle(self, message, delivery, decision: Decision) -> None:
+    def dispose(self, message, delivery, decision: Decision) -> None:
         if decision.verdict is Verdict.ACK:
             self._ack(message)
             return
