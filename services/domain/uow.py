@@ -11,9 +11,9 @@ the batch; on its careful path the unit is a SAVEPOINT in the batch's transactio
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, TypeVar
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from contracts import CloudEvent
 from services.domain.model import Shipment
@@ -22,13 +22,15 @@ from services.domain.repository import (
     PackageRepository,
     ShipmentRepository,
 )
-from services.tracker.queue import TrackerQueue
 from contracts.events import routing_key_for
 from services.domain.staged import staged_repositories
 from shared import batch as batches
 from shared.faults import crash_point
 from shared.inbox import Identified, Inbox
 from shared.outbox import Outbox
+
+
+R = TypeVar("R")
 
 
 class AlreadyApplied(Exception):
@@ -97,7 +99,7 @@ class UnitOfWork:
             self._connection = None
 
     # The repositories, each made when first used in this transaction.
-    def _repository(self, name: str, make: Callable):
+    def _repository(self, name, make: Callable):
         repository = self._repositories.get(name)
         if repository is None:
             repository = self._repositories[name] = make()
@@ -123,9 +125,11 @@ class UnitOfWork:
     def omnitron_relays(self) -> OmnitronRelayLog:
         return self._repository("omnitron_relays", lambda: OmnitronRelayLog(self._connection))
 
-    @property
-    def tracker_queue(self) -> TrackerQueue:
-        return self._repository("tracker_queue", lambda: TrackerQueue(self._connection))
+    def repository(self, kind: Callable[[Connection], R]) -> R:
+        """Another part's repository (the tracker's queue), made on this unit's connection."""
+        if self._staged is not None:
+            raise batches.Replay(f"{getattr(kind, '__name__', kind)} needs the database")
+        return self._repository(kind, lambda: kind(self._connection))
 
     def add(self, shipment: Shipment) -> None:
         self.shipments.add(shipment)

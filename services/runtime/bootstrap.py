@@ -27,7 +27,7 @@ from shared.health import CannotListen, HealthServer
 from shared.logging import get_logger, register_secrets
 from shared.metrics import OUTBOX_PUBLISHED, count_disposed
 from shared.relay import OutboxRelay
-from shared.settings import Settings
+from services.runtime.settings import ServiceSettings
 
 log = get_logger()
 
@@ -37,12 +37,12 @@ __all__ = ["SERVICE_NAMES", "Runtime", "bootstrap", "components", "run", "topolo
 KNOWN_EVENT_TYPES = frozenset(EVENT_MODELS)
 
 
-def topology(settings: Settings) -> Topology:
+def topology(settings: ServiceSettings) -> Topology:
     subscriptions = [spec.subscription for spec in SERVICES.values() if spec.subscription is not None]
     return Topology(subscriptions, list(settings.retry_delays_s), settings.queue_type)
 
 
-def bootstrap(settings: Settings, *, stop: threading.Event | None = None,
+def bootstrap(settings: ServiceSettings, *, stop: threading.Event | None = None,
               carriers: CarrierDirectory | None = None) -> Runtime:
     register_secrets(*settings.secrets())
     if carriers is None:

@@ -18,7 +18,7 @@ from services.carriers.directory import CarrierDirectory
 from services.domain.uow import UnitOfWork
 from shared import naming
 from shared.broker import Subscription
-from shared.settings import Settings
+from services.runtime.settings import ServiceSettings
 
 if TYPE_CHECKING:
     from shared.relay import OutboxRelay
@@ -37,7 +37,7 @@ class Component(Protocol):
 class Runtime:
     """What the bootstrap built once, for every service of the process."""
 
-    settings: Settings
+    settings: ServiceSettings
     engine: Engine
     carriers: CarrierDirectory
     stop: threading.Event

@@ -15,7 +15,7 @@ from services.tools.cli_text import shown
 from services.tools.dlq_cli import dlq_app
 from services.runtime.startup import StartupProblem, explain
 from shared.logging import configure_logging, get_logger, logging_configured
-from shared.settings import Settings
+from services.runtime.settings import ServiceSettings
 
 STARTUP_PROBLEM_EXIT = 2
 
@@ -57,12 +57,12 @@ app.add_typer(contracts_app, name="contracts")
 app.add_typer(docs_app, name="docs")
 
 console = Console(stderr=True)
-_current_settings: Settings | None = None  # for naming the broker or database in a start-up problem
+_current_settings: ServiceSettings | None = None  # for naming the broker or database in a start-up problem
 
 
-def _settings() -> Settings:
+def _settings() -> ServiceSettings:
     global _current_settings
-    settings = Settings()
+    settings = ServiceSettings()
     configure_logging(settings.log_level, settings.log_format)
     from shared.logging import register_secrets
 
@@ -71,9 +71,9 @@ def _settings() -> Settings:
     return settings
 
 
-def _settings_if_valid() -> Settings | None:
+def _settings_if_valid() -> ServiceSettings | None:
     try:
-        return Settings()
+        return ServiceSettings()
     except Exception:  # the problem being explained may be these very settings
         return None
 

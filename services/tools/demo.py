@@ -29,7 +29,7 @@ from services.standins.omnitron import OmnitronStandIn
 from services.standins.sandbox_carrier import SandboxCarrier
 from shared.broker import Publisher, connect
 from shared.db import utcnow
-from shared.settings import Settings
+from services.runtime.settings import ServiceSettings
 
 FINAL = ("delivered", "delivery_failed", "cancelled")
 
@@ -69,7 +69,7 @@ class Demo:
         carrier_password = uuid.uuid4().hex
         with SandboxCarrier(username="demo", password=carrier_password) as carrier, \
                 OmnitronStandIn(token=self.token) as omnitron:
-            settings = Settings(
+            settings = ServiceSettings(
                 amqp_url=self.amqp_url, database_url=self.database_url, omnitron_url=omnitron.url,
                 omnitron_token=self.token, tracker_idle_s=0.1, retry_delays_s=[0.5, 1, 2],
                 log_level="WARNING", carriers_file=self.workdir / "unused.toml", metrics_port=None,

@@ -34,8 +34,7 @@ from sqlalchemy import Connection
 
 from services.carriers.shipment_flows import CarrierConfig
 from services.domain.tables import carrier_pacing
-from services.tracker.queue import TrackerQueue
-from shared.db import upsert
+from shared.db import database_now, upsert
 from shared.http import DEFAULT_MAX_RETRY_AFTER_S
 
 _LONG_AGO = datetime(2000, 1, 1, tzinfo=timezone.utc)
@@ -58,7 +57,6 @@ class Reservation:
 class CarrierPacing:
     def __init__(self, connection: Connection, max_pause_s: float = DEFAULT_MAX_RETRY_AFTER_S):
         self._c = connection
-        self._queue = TrackerQueue(connection)
         self._max_pause = timedelta(seconds=max_pause_s)
 
     def _paused_until(self, row, now: datetime) -> datetime:
@@ -70,7 +68,7 @@ class CarrierPacing:
 
     def reserve(self, config: CarrierConfig, wanted: int, horizon_s: float) -> Reservation:
         row = self._lock(config.code)
-        now = self._queue.now()
+        now = database_now(self._c)
         rate = config.paced_rate_per_s * HEADROOM
         paused_until = self._paused_until(row, now)
         start = max(row.tat, now, paused_until)
@@ -96,7 +94,7 @@ class CarrierPacing:
     def pause(self, carrier: str, seconds: float, failures: int) -> None:
         """No replica sends to this carrier for ``seconds`` (Retry-After, or backoff after failures)."""
         row = self._lock(carrier)
-        now = self._queue.now()
+        now = database_now(self._c)
         until = now + min(timedelta(seconds=max(0.0, seconds)), self._max_pause)
         self._c.execute(
             carrier_pacing.update().where(carrier_pacing.c.carrier == carrier)

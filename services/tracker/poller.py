@@ -46,6 +46,7 @@ from services.tracker.pacing import CarrierPacing, Reservation
 from services.tracker.queue import TrackerQueue
 from services.tracker.recording import Job, database_away, record, record_each
 from services.tracker.schedule import database_retry_s
+from shared.db import database_now
 from shared.http import DEFAULT_MAX_RETRY_AFTER_S
 from shared.logging import get_logger
 
@@ -238,7 +239,7 @@ class Tracker:
             token = f"{self._owner}:{uuid.uuid4().hex}"
             started = time.monotonic()  # before the lease starts: the local deadline errs early
             with self._uow() as uow:
-                queue: TrackerQueue = uow.tracker_queue
+                queue = uow.repository(TrackerQueue)
                 now = queue.now()
                 lease_until = now + timedelta(seconds=self._lease_s)
                 claims = [c for code, n in wanted.items() for c in queue.claim(code, token, now, lease_until, n)]
@@ -317,8 +318,7 @@ class Tracker:
             try:
                 def count():
                     with self._engine.connect() as connection:
-                        queue = TrackerQueue(connection)
-                        return queue.due_backlog(queue.now())
+                        return TrackerQueue(connection).due_backlog(database_now(connection))
 
                 backlog = await asyncio.to_thread(count)
                 for code in self._lanes:
@@ -332,7 +332,7 @@ class Tracker:
         """Hand-overs older than the horizon whose package was never packed: a gauge, and a
         warning whenever what is waiting changes (not every round)."""
         with self._engine.connect() as connection:
-            seen_before = TrackerQueue(connection).now() - timedelta(seconds=self._handover_horizon_s)
+            seen_before = database_now(connection) - timedelta(seconds=self._handover_horizon_s)
             waiting = PackageRepository(connection).waiting_for_packing(seen_before)
         metrics.HANDOVERS_WAITING.set(waiting[0])
         if waiting[0] and waiting != self._handovers_reported:

@@ -25,7 +25,7 @@ from services.carriers.shipment_flows import (
 )
 from services.domain.uow import UnitOfWork
 from services.tracker import metrics
-from services.tracker.queue import Claim, Outcome
+from services.tracker.queue import Claim, Outcome, TrackerQueue
 from services.tracker.schedule import is_too_old, poll_interval_s, priority_of
 from shared.logging import get_logger
 
@@ -57,7 +57,7 @@ def record(uow_factory: Callable[[], UnitOfWork], configs: dict[str, CarrierConf
            histories: frozenset[str]) -> int:
     """Records the jobs' outcomes; how many still held their lease. ``histories``: carriers with history."""
     with uow_factory() as uow:
-        queue = uow.tracker_queue
+        queue = uow.repository(TrackerQueue)
         now = queue.now()
         held = queue.lock_held({job.claim.shipment_id: job.claim.token for job in jobs})
         outcomes = [_outcome(uow, configs[job.claim.carrier], job, now, job.claim.carrier in histories)
@@ -129,7 +129,7 @@ def _outcome(uow: UnitOfWork, config: CarrierConfig, job: Job, now: datetime, ha
                      carrier_status=job.answer.carrier_status, sequence=shipment.sequence)
     metrics.POLLS.labels(claim.carrier, "changed" if news_at == now else "unchanged").inc()
     if job.events is not None:
-        uow.tracker_queue.record_carrier_events(claim.shipment_id, job.events, now)
+        uow.repository(TrackerQueue).record_carrier_events(claim.shipment_id, job.events, now)
     wanted = has_history and job.events is None and (news_at == now or claim.history_wanted)
     outcome = Outcome(claim.shipment_id, None, poll_priority=priority_of(status), history_wanted=wanted)
     if status.is_final:

@@ -5,7 +5,7 @@ import pydantic
 import pytest
 
 from services.runtime.startup import StartupProblem, explain
-from shared.settings import Settings
+from services.runtime.settings import ServiceSettings as Settings
 
 HIDDEN = "s3cret-typed-in-the-wrong-place"
 
