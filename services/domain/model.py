@@ -78,9 +78,3 @@ class Shipment:
         self.tracking_url = tracking_url or self.tracking_url
         self.label_url = label_url or self.label_url
         return self.move_to(ShipmentStatus.REGISTERED, at, carrier_status)
-
-    @property
-    def is_tracked(self) -> bool:
-        return self.status in (
-            ShipmentStatus.SHIPPED, ShipmentStatus.ATTEMPTED_DELIVERY, ShipmentStatus.READY_FOR_PICKUP
-        )

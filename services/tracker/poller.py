@@ -117,10 +117,10 @@ class Tracker:
 
         return await asyncio.to_thread(reserve)
 
-    async def pause(self, carrier: str, seconds: float, failures: int) -> None:
+    async def pause(self, carrier: str, seconds: float) -> None:
         def pause() -> None:
             with self._engine.begin() as connection:
-                CarrierPacing(connection, self.max_pause_s).pause(carrier, seconds, failures)
+                CarrierPacing(connection, self.max_pause_s).pause(carrier, seconds)
 
         try:
             await asyncio.to_thread(pause)

@@ -126,9 +126,6 @@ class TrackerQueue:
         ).all()
         return {row.id for row in rows if row.lease_owner == tokens[row.id]}
 
-    def holds_claim(self, shipment_id: str, token: str) -> bool:
-        return bool(self.lock_held({shipment_id: token}))
-
     def finish(self, outcomes: list[Outcome], now: datetime) -> None:
         """Ends the leases (call :meth:`lock_held` first, in the same transaction)."""
         if not outcomes:

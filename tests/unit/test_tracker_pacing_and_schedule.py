@@ -60,7 +60,7 @@ def test_a_daily_budget_spreads_the_days_requests_over_the_day_and_counts_them(d
 
 def test_a_pause_pushes_every_replicas_next_slot_past_it(db):
     with db.engine.begin() as connection:
-        CarrierPacing(connection).pause("sandbox", 30, failures=3)
+        CarrierPacing(connection).pause("sandbox", 30)
 
     paused = reserve(db, CONFIG, 5)
 
