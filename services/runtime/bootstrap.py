@@ -78,7 +78,7 @@ def components(runtime: Runtime, services: list[str]) -> list:
 
 def _queue_worker(runtime: Runtime, spec: ServiceSpec, handlers, shared_topology: Topology) -> QueueWorker:
     settings = runtime.settings
-    pipeline = Pipeline(spec.name, handlers, lambda event: runtime.uow(spec.name, event), spec.ordering_key)
+    pipeline = Pipeline(spec.name, handlers, runtime.units_of_work(spec.name), spec.ordering_key)
     batching = None
     if spec.batched and settings.batch_size > 1:
         engine = runtime.engine

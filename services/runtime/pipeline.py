@@ -43,7 +43,7 @@ class Decoded:
 
 class Pipeline:
     def __init__(self, service: str, handlers: Mapping[str, Handler],
-                 unit_of_work: Callable[[CloudEvent], UnitOfWork],
+                 unit_of_work: Callable[..., UnitOfWork],
                  ordering_key: Callable[[CloudEvent], str | None] | None = None):
         self._handlers = handlers
         self._unit_of_work = unit_of_work
@@ -88,7 +88,7 @@ class Pipeline:
         """One event's handling, from its beginning to its end: applied once, or not at all."""
         with structlog.contextvars.bound_contextvars(**_log_context(event)):
             try:
-                self._handlers[event.type](event, self._unit_of_work(event))
+                self._handlers[event.type](event, self._unit_of_work(event=event))
             except AlreadyApplied:
                 self._log.info("duplicate event ignored")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Callable, Mapping, Protocol
 
 from sqlalchemy import Engine
@@ -43,10 +44,9 @@ class Runtime:
     stop: threading.Event
     relay: "OutboxRelay"
 
-    def uow(self, consumer: str, event: CloudEvent | None = None) -> UnitOfWork:
-        """A unit of work of ``consumer``; given an event, it applies that event once."""
-        return UnitOfWork(self.engine, consumer, naming.event_source(consumer), after_commit=self.relay.wake,
-                          event=event)
+    def units_of_work(self, consumer: str) -> Callable[..., UnitOfWork]:
+        """Makes ``consumer``'s units of work; ``event=`` binds one to the event it applies once."""
+        return partial(UnitOfWork, self.engine, consumer, naming.event_source(consumer), after_commit=self.relay.wake)
 
 
 @dataclass(frozen=True)

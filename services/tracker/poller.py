@@ -64,13 +64,13 @@ class Tracker:
         self,
         *,
         uow: Callable[[], UnitOfWork],
+        engine: Engine,
         carriers: CarrierDirectory,
         stop: threading.Event,
         batch: int = 1000,
         lease_s: float = 60,
         idle_s: float = 1.0,
         concurrency: int = 256,
-        engine: Engine | None = None,
         claim_ahead_s: float = 1.0,
         slot_tolerance_s: float = 0.02,
         write_batch: int = 500,
@@ -80,7 +80,7 @@ class Tracker:
     ):
         self._uow = uow
         # Pacing and gauges need no outbox or inbox: plain transactions, not units of work.
-        self._engine = engine if engine is not None else uow()._engine
+        self._engine = engine
         self._carriers = carriers
         self._stop = stop
         self._batch = batch

@@ -11,7 +11,7 @@ def build(runtime: Runtime) -> Parts:
     settings = runtime.settings
     return Parts(components=[
         Tracker(
-            uow=lambda: runtime.uow(NAME),
+            uow=runtime.units_of_work(NAME),
             carriers=runtime.carriers,
             stop=runtime.stop,
             engine=runtime.engine,

@@ -51,7 +51,7 @@ class Database:
     def apply(self, consumer: str, handler, event: CloudEvent, **dependencies) -> None:
         """Applies ``event`` as the service's pipeline does: once, through a unit of work bound to it."""
         bound = (lambda event, uow: handler(event, uow, **dependencies))
-        Pipeline(consumer, {event.type: bound}, lambda e: self.uow(consumer, e)).apply(event)
+        Pipeline(consumer, {event.type: bound}, lambda event: self.uow(consumer, event)).apply(event)
 
     def all(self, query) -> list:
         with self.engine.connect() as connection:
@@ -171,7 +171,7 @@ class Services:
         return pending
 
     def tracker(self, lease_s: float = 60, stop: threading.Event | None = None, **options) -> Tracker:
-        return Tracker(uow=lambda: self.db.uow("tracker"), carriers=self.carriers, stop=stop or threading.Event(),
+        return Tracker(uow=lambda: self.db.uow("tracker"), engine=self.db.engine, carriers=self.carriers, stop=stop or threading.Event(),
                        batch=50, lease_s=lease_s, idle_s=0.01, concurrency=2, **options)
 
 

@@ -287,7 +287,7 @@ def test_a_carrier_lane_that_crashes_stops_the_tracker_with_its_error_instead_of
             raise RuntimeError("a defect in the pacing code")
 
     stop = threading.Event()
-    tracker = BrokenPacing(uow=lambda: db.uow("tracker"), carriers=services.carriers, stop=stop, idle_s=0.01)
+    tracker = BrokenPacing(uow=lambda: db.uow("tracker"), engine=db.engine, carriers=services.carriers, stop=stop, idle_s=0.01)
     try:
         with pytest.raises(RuntimeError, match="a defect in the pacing code"):
             _within(20, tracker.run)
