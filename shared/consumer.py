@@ -39,7 +39,7 @@ import amqp
 from kombu.exceptions import OperationalError as BrokerUnreachable
 
 from shared import naming
-from shared.batch import Outcome
+from shared.batch import Handled
 from shared.amqp_io import UNDECODABLE_HEADERS
 from shared.broker import Publisher, Topology, Subscription, Unroutable, is_embedded, keep_connected
 from shared.failure import Decision, RetryPolicy, Verdict, decide
@@ -111,7 +111,7 @@ class Batching:
     """``run(handle, deliveries)`` applies them in one transaction (shared/batch.run_batch)."""
 
     size: int
-    run: Callable[[Handler, Sequence[Delivery]], list[Outcome]]
+    run: Callable[[Handler, Sequence[Delivery]], list[Handled]]
 
 
 def _broker_lost(connection) -> tuple[type[BaseException], ...]:
@@ -373,7 +373,7 @@ class QueueWorker:
             try:
                 outcomes = self._batching.run(self._handle, deliveries)
             except BaseException as exc:  # no transaction to begin (the database away): none applied
-                outcomes = [Outcome(exc, time.perf_counter() - started)] * len(deliveries)
+                outcomes = [Handled(exc, time.perf_counter() - started)] * len(deliveries)
         else:
             started = time.perf_counter()
             try:
@@ -381,7 +381,7 @@ class QueueWorker:
                 error = None
             except BaseException as exc:  # a handler's failure is data for the policy
                 error = exc
-            outcomes = [Outcome(error, time.perf_counter() - started)]
+            outcomes = [Handled(error, time.perf_counter() - started)]
         done.put((work, outcomes))
 
     def _dead_letter_anyway(self, disposer: Disposer, message, delivery: Delivery, error: BaseException,

@@ -18,10 +18,9 @@ import heapq
 import itertools
 import time
 from datetime import timedelta
-from typing import Callable
+from typing import Callable, Iterable
 
 from shared import naming
-from shared.batch import ack_plan
 from shared.broker import Publisher, Unroutable
 from shared.headers import read_instant
 from shared.db import utcnow
@@ -206,3 +205,18 @@ class Disposer:
         # Through oms.retry, like a copy back from a broker's delay queue: its headers are ours.
         for delivery in self._delayed.due():
             self._publish_copy(delivery, self.queue_name, delivery.headers, exchange=naming.RETRY_EXCHANGE)
+
+
+def ack_plan(unsettled: Iterable[int], acking: Iterable[int]) -> tuple[int | None, list[int]]:
+    """How to ack ``acking``: one ``multiple`` ack up to a tag, then the rest one by one.
+
+    ``basic.ack(multiple)`` acks every unsettled delivery up to its tag, so it may cover
+    only a run of tags that are all being acked now.
+    """
+    acking = set(acking)
+    upto = None
+    for tag in sorted(unsettled):
+        if tag not in acking:
+            break
+        upto = tag
+    return upto, sorted(tag for tag in acking if upto is None or tag > upto)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from functools import partial
 from typing import Callable
 
 from sqlalchemy import text
@@ -81,9 +82,7 @@ def _queue_worker(runtime: Runtime, spec: ServiceSpec, handlers, shared_topology
     pipeline = Pipeline(spec.name, handlers, runtime.units_of_work(spec.name), spec.ordering_key)
     batching = None
     if spec.batched and settings.batch_size > 1:
-        engine = runtime.engine
-        batching = Batching(settings.batch_size,
-                            lambda handle, deliveries: run_batch(engine, handle, deliveries, staging=Staging))
+        batching = Batching(settings.batch_size, partial(run_batch, runtime.engine, staging=Staging))
     return QueueWorker(
         amqp_url=settings.amqp_url.get_secret_value(),
         topology=shared_topology,

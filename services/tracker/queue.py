@@ -42,7 +42,7 @@ class Claim:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class PollResult:
     """What one poll leaves on its shipment's row; the lease ends with it."""
 
     shipment_id: str
@@ -126,7 +126,7 @@ class TrackerQueue:
         ).all()
         return {row.id for row in rows if row.lease_owner == tokens[row.id]}
 
-    def finish(self, outcomes: list[Outcome], now: datetime) -> None:
+    def finish(self, outcomes: list[PollResult], now: datetime) -> None:
         """Ends the leases (call :meth:`lock_held` first, in the same transaction)."""
         if not outcomes:
             return

@@ -25,7 +25,7 @@ from services.carriers.shipment_flows import (
 )
 from services.domain.uow import UnitOfWork
 from services.tracker import metrics
-from services.tracker.queue import Claim, Outcome, TrackerQueue
+from services.tracker.queue import Claim, PollResult, TrackerQueue
 from services.tracker.schedule import is_too_old, poll_interval_s, priority_of
 from shared.logging import get_logger
 
@@ -105,10 +105,10 @@ def record_each(uow_factory: Callable[[], UnitOfWork], configs: dict[str, Carrie
     return unwritten
 
 
-def _outcome(uow: UnitOfWork, config: CarrierConfig, job: Job, now: datetime, has_history: bool) -> Outcome:
+def _outcome(uow: UnitOfWork, config: CarrierConfig, job: Job, now: datetime, has_history: bool) -> PollResult:
     claim = job.claim
     if job.released:
-        return Outcome(claim.shipment_id, now + timedelta(seconds=job.release_in_s), polled=False,
+        return PollResult(claim.shipment_id, now + timedelta(seconds=job.release_in_s), polled=False,
                        poll_priority=priority_of(claim.status), history_wanted=claim.history_wanted)
     if isinstance(job.answer, Exception):
         quiet_s = (now - claim.news_at).total_seconds()
@@ -116,7 +116,7 @@ def _outcome(uow: UnitOfWork, config: CarrierConfig, job: Job, now: datetime, ha
         metrics.POLLS.labels(claim.carrier, "failed").inc()
         log.warning("carrier query failed", shipment_id=claim.shipment_id, carrier=claim.carrier,
                     error=str(job.answer), error_class=type(job.answer).__name__, retry_in_s=wait)
-        return Outcome(claim.shipment_id, now + timedelta(seconds=wait), poll_priority=priority_of(claim.status),
+        return PollResult(claim.shipment_id, now + timedelta(seconds=wait), poll_priority=priority_of(claim.status),
                        history_wanted=claim.history_wanted)
     status, news_at = claim.status, claim.news_at
     new_status = map_status(job.answer.carrier_status)
@@ -131,7 +131,7 @@ def _outcome(uow: UnitOfWork, config: CarrierConfig, job: Job, now: datetime, ha
     if job.events is not None:
         uow.repository(TrackerQueue).record_carrier_events(claim.shipment_id, job.events, now)
     wanted = has_history and job.events is None and (news_at == now or claim.history_wanted)
-    outcome = Outcome(claim.shipment_id, None, poll_priority=priority_of(status), history_wanted=wanted)
+    outcome = PollResult(claim.shipment_id, None, poll_priority=priority_of(status), history_wanted=wanted)
     if status.is_final:
         return outcome
     if is_too_old(config, claim.created_at, now):
@@ -139,8 +139,8 @@ def _outcome(uow: UnitOfWork, config: CarrierConfig, job: Job, now: datetime, ha
         log.warning("shipment stale: tracking given up", shipment_id=claim.shipment_id, carrier=claim.carrier,
                     status=status.value, created_at=claim.created_at.isoformat(),
                     max_tracking_age_s=config.max_tracking_age_s)
-        return Outcome(claim.shipment_id, None, poll_priority=outcome.poll_priority, history_wanted=wanted,
+        return PollResult(claim.shipment_id, None, poll_priority=outcome.poll_priority, history_wanted=wanted,
                        stale_at=now)
     interval = poll_interval_s(config, status, (now - news_at).total_seconds())
-    return Outcome(claim.shipment_id, now + timedelta(seconds=interval), poll_priority=outcome.poll_priority,
+    return PollResult(claim.shipment_id, now + timedelta(seconds=interval), poll_priority=outcome.poll_priority,
                    history_wanted=wanted)

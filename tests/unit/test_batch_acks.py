@@ -1,7 +1,7 @@
 """Acking a batch: one ``multiple`` ack for a contiguous run, never past an unsettled delivery."""
 from __future__ import annotations
 
-from shared.batch import ack_plan
+from shared.disposal import ack_plan
 from shared.failure import RetryPolicy
 from shared.disposal import DelayedRetries, Disposer
 
