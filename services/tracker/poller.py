@@ -206,9 +206,7 @@ class Tracker:
         self._room.set()
 
     def _calls(self, code: str) -> CarrierCalls:
-        if hasattr(self._carriers, "open_async"):
-            return CarrierCalls(async_client=self._carriers.open_async(code, max_connections=self._concurrency))
-        return CarrierCalls(sync_client=self._carriers.client(code), threads=self._concurrency)
+        return self._carriers.open_async(code, max_connections=self._concurrency)
 
     def _in_hand(self) -> int:
         return sum(lane.in_hand for lane in self._lanes.values())
@@ -271,15 +269,14 @@ class Tracker:
 
     async def _flush(self) -> None:
         jobs, self._results = self._results[:self._write_batch * 2], self._results[self._write_batch * 2:]
-        histories = frozenset(code for code, lane in self._lanes.items() if lane.calls.has_history)
         try:
-            await asyncio.to_thread(record, self._uow, self._carriers.configs, jobs, histories)
+            await asyncio.to_thread(record, self._uow, self._carriers.configs, jobs)
             self._write_failures, done = 0, jobs
         except Exception as exc:
             if database_away(exc):
                 done = self._keep_for_retry(jobs, exc)
             else:  # refused for what one of them held: the others must not wait for it
-                unwritten = await asyncio.to_thread(record_each, self._uow, self._carriers.configs, jobs, histories)
+                unwritten = await asyncio.to_thread(record_each, self._uow, self._carriers.configs, jobs)
                 kept_out = {id(job) for job in unwritten}
                 done = [job for job in jobs if id(job) not in kept_out]
                 if unwritten:
