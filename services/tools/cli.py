@@ -213,11 +213,12 @@ def standin_carrier(
     password: str = typer.Option("secret", envvar="SANDBOX_CARRIER_PASSWORD"),
 ) -> None:
     """Serve the sandbox carrier (the Shipment Flows protocol, scripted fates)."""
-    from services.standins.sandbox_carrier import serve_forever
+    from services.standins import serve_forever
+    from services.standins.sandbox_carrier import SandboxCarrier
 
     _settings()
     with _listening_on(host, port):
-        serve_forever(host, port, username, password)
+        serve_forever(SandboxCarrier(host, port, username, password), "sandbox carrier")
 
 
 @standin_app.command("omnitron")
@@ -225,11 +226,12 @@ def standin_omnitron(
     host: str = "127.0.0.1", port: int = 8082, token: str = typer.Option("secret-token", envvar="OMS_OMNITRON_TOKEN"),
 ) -> None:
     """Serve the Omnitron stand-in, which records every call (GET /_standin/calls)."""
-    from services.standins.omnitron import serve_forever
+    from services.standins import serve_forever
+    from services.standins.omnitron import OmnitronStandIn
 
     _settings()
     with _listening_on(host, port):
-        serve_forever(host, port, token)
+        serve_forever(OmnitronStandIn(host, port, token), "omnitron stand-in")
 
 
 @app.command("demo")
