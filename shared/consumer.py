@@ -42,7 +42,7 @@ from shared import naming
 from shared.batch import Handled
 from shared.amqp_io import UNDECODABLE_HEADERS
 from shared.broker import Publisher, Topology, Subscription, Unroutable, is_embedded, keep_connected
-from shared.failure import Decision, RetryPolicy, Verdict, decide
+from shared.failure import Decision, RetryPolicy, Verdict, consumer_failure, decide, refused, safe_text
 from shared.headers import encoding_refusal, read_count, without_own
 from shared.logging import get_logger
 from shared.disposal import DelayedRetries, Disposer
@@ -195,25 +195,6 @@ def _bare_delivery(message) -> Delivery:
     return Delivery(body=_body(message), content_type=None, routing_key="", message_id=None)
 
 
-def _describe(error: BaseException) -> str:
-    try:
-        text = str(error)
-    except Exception:
-        text = ""
-    return f"{type(error).__name__}: {text[:500]}" if text else type(error).__name__
-
-
-def refusal(reason: str) -> Decision:
-    """A message the contract refuses before any handler sees it."""
-    return Decision(Verdict.DEAD_LETTER, reason=reason, error_class="PermanentError")
-
-
-def consumer_failure(error: BaseException) -> Decision:
-    """The worker's own path failed on a message: that message is dead-lettered, with why."""
-    return Decision(Verdict.DEAD_LETTER, reason=f"the consumer could not take this message: {_describe(error)}",
-                    error_class=type(error).__name__)
-
-
 class QueueWorker:
     def __init__(
         self,
@@ -299,9 +280,9 @@ class QueueWorker:
                 dropped = (message.properties or {}).get(UNDECODABLE_HEADERS)
                 if dropped:
                     self._log.warning("unreadable headers dropped", message_id=delivery.message_id, why=dropped)
-                refused = encoding_refusal(delivery.content_encoding, message.headers)
-                if refused is not None:
-                    disposer.dispose(message, delivery, refusal(refused))
+                refusal = encoding_refusal(delivery.content_encoding, message.headers)
+                if refusal is not None:
+                    disposer.dispose(message, delivery, refused(refusal))
                 elif disposer.wait_out(message, delivery):
                     return
                 else:
@@ -397,7 +378,7 @@ class QueueWorker:
             raise
         except Exception as again:
             self._log.error("dead-lettering it with its headers failed; without them", message_id=delivery.message_id,
-                            error=_describe(again))
+                            error=safe_text(again))
             disposer.dispose(message, dataclasses.replace(delivery, headers={}), decision)
         return decision
 
@@ -434,4 +415,4 @@ class QueueWorker:
                         hook(delivery, decision, elapsed)
                     except Exception as error:  # the message is disposed of; a metric must not stop the worker
                         self._log.error("an after-disposal hook failed", message_id=delivery.message_id,
-                                        error=_describe(error))
+                                        error=safe_text(error))

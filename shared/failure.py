@@ -170,3 +170,23 @@ def decide(error: BaseException | None, failed_attempts: int, policy: RetryPolic
     tier = policy.tier(attempt, at_least)
     return Decision(Verdict.RETRY, delay_s=tier, reason=reason, error_class=error_class,
                     min_delay_s=min(at_least, tier), wait_s=at_least if at_least > tier else 0.0)
+
+
+def safe_text(error: BaseException) -> str:
+    """An error's class and text, even when its text cannot be had; at most 500 characters of it."""
+    try:
+        text = str(error)
+    except Exception:
+        text = ""
+    return f"{type(error).__name__}: {text[:500]}" if text else type(error).__name__
+
+
+def refused(reason: str) -> Decision:
+    """A message refused before any handler sees it (an encoding other than UTF-8): dead-lettered at once."""
+    return Decision(Verdict.DEAD_LETTER, reason=reason, error_class=PermanentError.error_class)
+
+
+def consumer_failure(error: BaseException) -> Decision:
+    """The worker's own path failed on a message: that message is dead-lettered, with why."""
+    return Decision(Verdict.DEAD_LETTER, reason=f"the consumer could not take this message: {safe_text(error)}",
+                    error_class=type(error).__name__)
