@@ -48,7 +48,7 @@ class AiohttpPool:
 
 def main() -> None:
     async_client.Http11Pool = AiohttpPool
-    from services.cli import app
+    from services.tools.cli import app
 
     app(prog_name="oms-shipments")
 

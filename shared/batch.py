@@ -31,7 +31,7 @@ from typing import Callable, Iterable, Protocol, Sequence
 
 from sqlalchemy import Connection, Engine
 
-from shared.errors import TransientError
+from shared.failure import TransientError
 from shared.failure import describe
 from shared.faults import crash_point
 from shared.logging import get_logger
@@ -43,6 +43,7 @@ class BatchAbandoned(TransientError):
     """The batch's transaction broke before this delivery's turn: it was not attempted."""
 
     exhausts = False  # never the message's fault
+    error_class = "BatchAbandoned"
 
 
 class Replay(Exception):
@@ -56,7 +57,9 @@ class Staging(Protocol):
 
 
 @dataclass(frozen=True)
-class Outcome:
+class Handled:
+    """How one delivery's handling ended: the error it raised, if any, and how long it took."""
+
     error: BaseException | None
     elapsed_s: float
 
@@ -96,14 +99,14 @@ def current(engine: Engine) -> Batch | None:
 
 
 def _handle_each(batch: Batch, transaction, handle: Callable[[object], None], deliveries: Sequence[object],
-                 staged: bool) -> list[Outcome]:
-    outcomes: list[Outcome] = []
+                 staged: bool) -> list[Handled]:
+    outcomes: list[Handled] = []
     token = _current.set(batch)
     try:
         for delivery in deliveries:
             if batch.connection.invalidated or not transaction.is_active:
                 # The connection died under a unit: the rest were never tried.
-                outcomes.append(Outcome(BatchAbandoned("the batch's database transaction broke"), 0.0))
+                outcomes.append(Handled(BatchAbandoned("the batch's database transaction broke"), 0.0))
                 continue
             started = time.perf_counter()
             try:
@@ -115,13 +118,13 @@ def _handle_each(batch: Batch, transaction, handle: Callable[[object], None], de
                 error = exc  # only staged repositories replay; here it is a bug like any other
             except BaseException as exc:  # a handler's failure is data for the policy
                 error = exc
-            outcomes.append(Outcome(error, time.perf_counter() - started))
+            outcomes.append(Handled(error, time.perf_counter() - started))
     finally:
         _current.reset(token)
     return outcomes
 
 
-def _staged(engine: Engine, handle, deliveries, staging: Staging) -> list[Outcome] | None:
+def _staged(engine: Engine, handle, deliveries, staging: Staging) -> list[Handled] | None:
     """The fast path; None when the batch has to be applied the careful way."""
     with engine.connect() as connection:
         transaction = connection.begin()
@@ -140,7 +143,7 @@ def _staged(engine: Engine, handle, deliveries, staging: Staging) -> list[Outcom
     return outcomes
 
 
-def _careful(engine: Engine, handle, deliveries) -> list[Outcome]:
+def _careful(engine: Engine, handle, deliveries) -> list[Handled]:
     with engine.connect() as connection:
         transaction = connection.begin()
         batch = Batch(engine, connection)
@@ -149,31 +152,16 @@ def _careful(engine: Engine, handle, deliveries) -> list[Outcome]:
             transaction.commit()
         except Exception as exc:
             # Nothing was applied: the deliveries that had succeeded fail with the commit.
-            return [o if o.error is not None else Outcome(exc, o.elapsed_s) for o in outcomes]
+            return [o if o.error is not None else Handled(exc, o.elapsed_s) for o in outcomes]
     batch._on_commit()
     return outcomes
 
 
 def run_batch(engine: Engine, handle: Callable[[object], None], deliveries: Sequence[object],
-              staging: Callable[[], Staging] | None = None) -> list[Outcome]:
+              staging: Callable[[], Staging] | None = None) -> list[Handled]:
     """Runs ``handle`` for each delivery inside one transaction; one outcome per delivery."""
     if staging is not None:
         outcomes = _staged(engine, handle, deliveries, staging())
         if outcomes is not None:
             return outcomes
     return _careful(engine, handle, deliveries)
-
-
-def ack_plan(unsettled: Iterable[int], acking: Iterable[int]) -> tuple[int | None, list[int]]:
-    """How to ack ``acking``: one ``multiple`` ack up to a tag, then the rest one by one.
-
-    ``basic.ack(multiple)`` acks every unsettled delivery up to its tag, so it may cover
-    only a run of tags that are all being acked now.
-    """
-    acking = set(acking)
-    upto = None
-    for tag in sorted(unsettled):
-        if tag not in acking:
-            break
-        upto = tag
-    return upto, sorted(tag for tag in acking if upto is None or tag > upto)

@@ -1,14 +1,14 @@
-"""A queue worker: consumes one work queue, runs the handler, then settles each message.
+"""A queue worker: consumes one work queue, runs the handler, then disposes of each message (ack, retry copy or dead letter).
 
 The connection thread only talks to the broker (drain, heartbeats, ack, publish); handlers
 run on worker threads so a slow handler never starves heartbeats.  After a lost
 connection it reconnects with backoff, declares its queues again and resumes consuming.
-On stop it cancels its consumer, lets running handlers finish and settles them; messages
+On stop it cancels its consumer, lets running handlers finish and disposes of them; messages
 not started yet go back to the broker when the channel closes.
 
 With ``batching`` the worker hands everything that has arrived (up to the batch size) to
 one batch: one database transaction for all of them (shared/batch.py), then the applied
-ones are acked together and each failed one is settled alone, as the policy decides.
+ones are acked together and each failed one is disposed of alone, as the policy decides.
 While a batch runs, the next one arrives (the prefetch holds two batches).
 
 With an ``ordering_key`` (a function of a delivery, e.g. its shipment id) and several
@@ -19,7 +19,7 @@ side.
 Nothing a message carries is trusted (contract §1).  Our own ``x-oms-`` headers are kept
 only on a delivery through ``oms.retry``; a body in another encoding than UTF-8 is
 dead-lettered undecoded; and whatever fails in the worker's own path (reading the
-message, its ordering key, the not-before check, settling it) dead-letters that one
+message, its ordering key, the not-before check, disposing of it) dead-letters that one
 message with the error as its reason: the connection thread never dies of a message.
 """
 from __future__ import annotations
@@ -40,16 +40,16 @@ import amqp
 from kombu.exceptions import OperationalError as BrokerUnreachable
 
 from shared import naming
-from shared.batch import Outcome
+from shared.batch import Handled
 from shared.amqp_io import UNDECODABLE_HEADERS
 from shared.broker import Publisher, Topology, Subscription, Unroutable, is_embedded, keep_connected
-from shared.failure import Decision, RetryPolicy, Verdict, decide
+from shared.failure import Decision, RetryPolicy, Verdict, consumer_failure, decide, refused, safe_text
 from shared.headers import encoding_refusal, read_count, without_own
 from shared.logging import get_logger
-from shared.settling import DelayedRetries, Settler
+from shared.disposal import DelayedRetries, Disposer
 
 # How long the connection thread waits for a frame while work is in hand: it also
-# settles finished work, so this bounds the delay between a commit and its ack.
+# disposes of finished work, so this bounds the delay between a commit and its ack.
 BUSY_DRAIN_S = 0.005
 IDLE_DRAIN_S = 0.2
 
@@ -66,6 +66,8 @@ class Delivery:
     redelivered: bool = False
     event_type: str | None = None
     content_encoding: str | None = None
+    #: What the service's ``decode`` made of the body on arrival (services/runtime/pipeline.py).
+    decoded: object = None
 
     @property
     def failed_attempts(self) -> int:
@@ -110,7 +112,7 @@ class Batching:
     """``run(handle, deliveries)`` applies them in one transaction (shared/batch.run_batch)."""
 
     size: int
-    run: Callable[[Handler, Sequence[Delivery]], list[Outcome]]
+    run: Callable[[Handler, Sequence[Delivery]], list[Handled]]
 
 
 def _broker_lost(connection) -> tuple[type[BaseException], ...]:
@@ -123,7 +125,7 @@ def _broker_lost(connection) -> tuple[type[BaseException], ...]:
 
 
 class _Received:
-    """A broker message as py-amqp hands it over, for the worker and the settler.
+    """A broker message as py-amqp hands it over, for the worker and the disposer.
 
     Not kombu's Message: building one decompresses a body marked with a ``compression``
     header, before anyone has looked at its size, and a body it cannot decompress makes
@@ -194,25 +196,6 @@ def _bare_delivery(message) -> Delivery:
     return Delivery(body=_body(message), content_type=None, routing_key="", message_id=None)
 
 
-def _describe(error: BaseException) -> str:
-    try:
-        text = str(error)
-    except Exception:
-        text = ""
-    return f"{type(error).__name__}: {text[:500]}" if text else type(error).__name__
-
-
-def refusal(reason: str) -> Decision:
-    """A message the contract refuses before any handler sees it."""
-    return Decision(Verdict.DEAD_LETTER, reason=reason, error_class="PermanentError")
-
-
-def consumer_failure(error: BaseException) -> Decision:
-    """The worker's own path failed on a message: that message is dead-lettered, with why."""
-    return Decision(Verdict.DEAD_LETTER, reason=f"the consumer could not take this message: {_describe(error)}",
-                    error_class=type(error).__name__)
-
-
 class QueueWorker:
     def __init__(
         self,
@@ -225,10 +208,11 @@ class QueueWorker:
         stop: threading.Event,
         prefetch: int = 32,
         concurrency: int = 1,
-        after_settle: list[Hook] | None = None,
+        after_disposal: list[Hook] | None = None,
         batching: Batching | None = None,
         ordering_key: OrderingKey | None = None,
         max_wait_s: float = 3600,
+        decode: Callable[[Delivery], Delivery] | None = None,
     ):
         self.service = subscription.service
         self.queue_name = naming.work_queue(self.service)
@@ -236,13 +220,14 @@ class QueueWorker:
         self._topology = topology
         self._subscription = subscription
         self._handle = handle
+        self._decode = decode
         self._policy = policy
         self._stop = stop
         self._batching = batching if batching is not None and batching.size > 1 else None
         self._prefetch = max(prefetch, 2 * self._batching.size) if self._batching else prefetch
         self._concurrency = concurrency
         self._ordering_key = ordering_key if concurrency > 1 and self._batching is None else None
-        self._after_settle = after_settle or []
+        self._after_disposal = after_disposal or []
         self._embedded = is_embedded(amqp_url)
         self._delayed = DelayedRetries()
         self._max_wait_s = max_wait_s
@@ -272,7 +257,7 @@ class QueueWorker:
         self._log.warning("broker connection lost, reconnecting", error=str(error), retry_in_s=retry_in_s)
 
     def _consume(self, connection) -> None:
-        settler = Settler(service=self.service, policy=self._policy, publisher=Publisher(connection),
+        disposer = Disposer(service=self.service, policy=self._policy, publisher=Publisher(connection),
                           embedded=self._embedded, delayed=self._delayed, max_wait_s=self._max_wait_s,
                           redeclare=lambda: self._topology.declare(connection, services=[self.service]))
         lost = _broker_lost(connection)
@@ -296,7 +281,7 @@ class QueueWorker:
             # basic.ack(multiple) then answers the inner wait and leaves the outer one waiting
             # for ever (the connection thread stops until the broker drops it for missed
             # heartbeats). Every arrival is taken in the loop below instead.
-            settler.received(message)
+            disposer.received(message)
             arrived.append(message)
 
         def admit() -> None:
@@ -309,19 +294,22 @@ class QueueWorker:
                     dropped = (message.properties or {}).get(UNDECODABLE_HEADERS)
                     if dropped:
                         self._log.warning("unreadable headers dropped", message_id=delivery.message_id, why=dropped)
-                    refused = encoding_refusal(delivery.content_encoding, message.headers)
-                    if refused is not None:
-                        settler.settle(message, delivery, refusal(refused))
-                    elif settler.wait_out(message, delivery):
+                    refusal = encoding_refusal(delivery.content_encoding, message.headers)
+                    if refusal is not None:
+                        disposer.dispose(message, delivery, refused(refusal))
+                    elif disposer.wait_out(message, delivery):
                         continue
-                    elif self._batching:
-                        pending.append((message, delivery))
                     else:
-                        submit([(message, delivery)])
+                        if self._decode is not None:
+                            delivery = self._decode(delivery)  # once, on arrival: the ordering key reads it too
+                        if self._batching:
+                            pending.append((message, delivery))
+                        else:
+                            submit([(message, delivery)])
                 except lost:
                     raise
                 except Exception as error:  # the message's fault or ours: it, not the worker, stops here
-                    self._dead_letter_anyway(settler, message, delivery or _bare_delivery(message), error, lost)
+                    self._dead_letter_anyway(disposer, message, delivery or _bare_delivery(message), error, lost)
 
         if self._ordering_key is not None:
             executor = KeyedExecutor(self._concurrency, self._ordering_key, f"{self.service}-handler")
@@ -347,10 +335,10 @@ class QueueWorker:
                     while pending and len(futures) < self._concurrency:
                         submit(pending[:self._batching.size])
                         del pending[:self._batching.size]
-                self._settle_finished(done, settler, lost)
-                settler.release_due_retries()
+                self._dispose_finished(done, disposer, lost)
+                disposer.release_due_retries()
             # Stop: take no more; what has not started goes back to the broker unacked
-            # when the channel closes, what is running is finished and settled.
+            # when the channel closes, what is running is finished and disposed of.
             channel.basic_cancel(consumer_tag)
             arrived.clear()
             pending.clear()
@@ -358,7 +346,7 @@ class QueueWorker:
                 future.cancel()
             deadline = time.monotonic() + 60
             while (futures or not done.empty()) and time.monotonic() < deadline:
-                self._settle_finished(done, settler, lost, wait_s=0.1)
+                self._dispose_finished(done, disposer, lost, wait_s=0.1)
         finally:
             executor.shutdown(wait=False, cancel_futures=True)
             self.ready.clear()
@@ -384,7 +372,7 @@ class QueueWorker:
             try:
                 outcomes = self._batching.run(self._handle, deliveries)
             except BaseException as exc:  # no transaction to begin (the database away): none applied
-                outcomes = [Outcome(exc, time.perf_counter() - started)] * len(deliveries)
+                outcomes = [Handled(exc, time.perf_counter() - started)] * len(deliveries)
         else:
             started = time.perf_counter()
             try:
@@ -392,10 +380,10 @@ class QueueWorker:
                 error = None
             except BaseException as exc:  # a handler's failure is data for the policy
                 error = exc
-            outcomes = [Outcome(error, time.perf_counter() - started)]
+            outcomes = [Handled(error, time.perf_counter() - started)]
         done.put((work, outcomes))
 
-    def _dead_letter_anyway(self, settler: Settler, message, delivery: Delivery, error: BaseException,
+    def _dead_letter_anyway(self, disposer: Disposer, message, delivery: Delivery, error: BaseException,
                             lost: tuple) -> Decision:
         """Dead-letters a message the worker's own path failed on; should even that fail on
         the message's headers, it goes without them (its bytes can always be published)."""
@@ -403,16 +391,16 @@ class QueueWorker:
         self._log.error("the consumer could not take a message; dead-lettering it", message_id=delivery.message_id,
                         error_class=decision.error_class, error=decision.reason)
         try:
-            settler.settle(message, delivery, decision)
+            disposer.dispose(message, delivery, decision)
         except lost:
             raise
         except Exception as again:
             self._log.error("dead-lettering it with its headers failed; without them", message_id=delivery.message_id,
-                            error=_describe(again))
-            settler.settle(message, dataclasses.replace(delivery, headers={}), decision)
+                            error=safe_text(again))
+            disposer.dispose(message, dataclasses.replace(delivery, headers={}), decision)
         return decision
 
-    def _settle_finished(self, done: queue.Queue, settler: Settler, lost: tuple, wait_s: float = 0.0) -> None:
+    def _dispose_finished(self, done: queue.Queue, disposer: Disposer, lost: tuple, wait_s: float = 0.0) -> None:
         first = True
         while True:
             try:
@@ -420,29 +408,29 @@ class QueueWorker:
             except queue.Empty:
                 return
             first = False
-            applied, failed, settled = [], [], []
+            applied, failed, disposed = [], [], []
             for (message, delivery), outcome in zip(work, outcomes):
                 try:
                     decision = decide(outcome.error, delivery.failed_attempts, self._policy)
                     if decision.verdict is not Verdict.ACK:
-                        settler.settle(message, delivery, decision)
+                        disposer.dispose(message, delivery, decision)
                 except lost:
                     raise
                 except Exception as error:  # e.g. an error whose text cannot be had: dead-letter it
-                    decision = self._dead_letter_anyway(settler, message, delivery, error, lost)
+                    decision = self._dead_letter_anyway(disposer, message, delivery, error, lost)
                 if decision.verdict is Verdict.ACK:
                     applied.append(message)
                 else:
                     failed.append(delivery.message_id)
-                settled.append((delivery, decision, outcome.elapsed_s))
-            settler.ack_all(applied)
+                disposed.append((delivery, decision, outcome.elapsed_s))
+            disposer.ack_all(applied)
             if self._batching:
                 self._log.debug("batch settled", size=len(work), applied=len(applied), failed=failed,
                                 message_ids=[delivery.message_id for _, delivery in work])
-            for delivery, decision, elapsed in settled:
-                for hook in self._after_settle:
+            for delivery, decision, elapsed in disposed:
+                for hook in self._after_disposal:
                     try:
                         hook(delivery, decision, elapsed)
-                    except Exception as error:  # the message is settled; a metric must not stop the worker
-                        self._log.error("an after-settle hook failed", message_id=delivery.message_id,
-                                        error=_describe(error))
+                    except Exception as error:  # the message is disposed of; a metric must not stop the worker
+                        self._log.error("an after-disposal hook failed", message_id=delivery.message_id,
+                                        error=safe_text(error))

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 
 from collections.abc import Mapping, Sequence
 
-from sqlalchemy import DateTime, Engine, MetaData, Table, TextClause, bindparam, create_engine, event, text
+from sqlalchemy import Connection, DateTime, Engine, MetaData, Table, TextClause, bindparam, create_engine, event, func, select, text
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.engine import make_url
 from sqlalchemy.sql.selectable import TextualSelect
@@ -51,6 +51,17 @@ class UtcDateTime(TypeDecorator):
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+_DATABASE_NOW = select(func.clock_timestamp())
+
+
+def database_now(connection: Connection) -> datetime:
+    """The database's clock (PostgreSQL), so processes on several machines agree on it;
+    elsewhere (the embedded mode's SQLite: one process) this machine's."""
+    if connection.dialect.name != "postgresql":
+        return utcnow()
+    return connection.execute(_DATABASE_NOW).scalar_one().astimezone(timezone.utc)
 
 
 def upsert(table: Table, columns: Sequence[str], conflict: Sequence[str], *, update: Mapping[str, str] | None = None,

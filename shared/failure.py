@@ -1,4 +1,5 @@
-"""The one place that decides what happens to a message after its handler ran.
+"""The failure policy: the kinds of failure, and the one place that decides what happens to a
+message after its handler ran.
 
 ack: applied (or a duplicate).  retry: published to a delay queue with the attempt
 counted in our own header, then acked.  dead-letter: published to the service's
@@ -15,7 +16,35 @@ from psycopg import OperationalError as DriverOperationalError
 from sqlalchemy.exc import DataError, DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from shared.errors import PermanentError, TransientError
+
+# How a handler (or a client it calls: shared/http.py) tells the policy what kind of failure it hit.
+# ``error_class`` is the name dead letters (``x-oms-error-class``) and metrics give the kind;
+# a client's own subclass (shared/http.py) keeps its kind's name, so operators filter on one.
+class PermanentError(Exception):
+    """Retrying cannot help (invalid input, a 4xx answer): dead-letter with the reason."""
+
+    error_class = "PermanentError"
+
+
+class TransientError(Exception):
+    """Retrying later may help (5xx, 429, timeouts, database down)."""
+
+    error_class = "TransientError"
+
+    #: False: retried without limit (nothing is lost while a dependency is down).
+    exhausts: bool = True
+
+    def __init__(self, message: str, retry_after_s: float | None = None):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class DependencyDown(TransientError):
+    """A dependency we must never give up on (Omnitron): retried without limit."""
+
+    error_class = "DependencyDown"
+
+    exhausts = False
 
 
 class Verdict(str, Enum):
@@ -33,7 +62,7 @@ class Decision:
     #: The shortest wait the failure asked for (a peer's Retry-After): jitter never goes below it.
     min_delay_s: float = 0.0
     #: The whole wait asked for, when it is longer than the tier (``delay_s``): the message
-    #: then waits out the rest in further rounds of the tier (shared/settling.py).
+    #: then waits out the rest in further rounds of the tier (shared/disposal.py).
     wait_s: float = 0.0
 
 
@@ -123,7 +152,7 @@ def decide(error: BaseException | None, failed_attempts: int, policy: RetryPolic
     """``failed_attempts``: how many attempts failed before this one."""
     if error is None:
         return Decision(Verdict.ACK)
-    error_class = type(error).__name__
+    error_class = error.error_class if isinstance(error, (PermanentError, TransientError)) else type(error).__name__
     reason = describe(error)
     if isinstance(error, PermanentError) or _is_unstorable(error):
         return Decision(Verdict.DEAD_LETTER, reason=reason, error_class=error_class)
@@ -141,3 +170,23 @@ def decide(error: BaseException | None, failed_attempts: int, policy: RetryPolic
     tier = policy.tier(attempt, at_least)
     return Decision(Verdict.RETRY, delay_s=tier, reason=reason, error_class=error_class,
                     min_delay_s=min(at_least, tier), wait_s=at_least if at_least > tier else 0.0)
+
+
+def safe_text(error: BaseException) -> str:
+    """An error's class and text, even when its text cannot be had; at most 500 characters of it."""
+    try:
+        text = str(error)
+    except Exception:
+        text = ""
+    return f"{type(error).__name__}: {text[:500]}" if text else type(error).__name__
+
+
+def refused(reason: str) -> Decision:
+    """A message refused before any handler sees it (an encoding other than UTF-8): dead-lettered at once."""
+    return Decision(Verdict.DEAD_LETTER, reason=reason, error_class=PermanentError.error_class)
+
+
+def consumer_failure(error: BaseException) -> Decision:
+    """The worker's own path failed on a message: that message is dead-lettered, with why."""
+    return Decision(Verdict.DEAD_LETTER, reason=f"the consumer could not take this message: {safe_text(error)}",
+                    error_class=type(error).__name__)

@@ -22,7 +22,7 @@ import structlog
 import tenacity
 
 from shared import tracing
-from shared.errors import PermanentError, TransientError
+from shared.failure import PermanentError, TransientError
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")

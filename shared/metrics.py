@@ -7,7 +7,7 @@ from shared.consumer import Delivery
 from shared.failure import Decision, Verdict
 
 MESSAGES = Counter(
-    "oms_messages_total", "Messages settled by a consumer, by outcome (ack, retry, dead_letter).",
+    "oms_messages_total", "Messages disposed of by a consumer, by outcome (ack, retry, dead_letter).",
     ["queue", "event_type", "outcome"],
 )
 MESSAGES_FAILED = Counter(
@@ -36,8 +36,8 @@ HTTP_SECONDS = Histogram(
 OTHER = "other"
 
 
-def count_settled(queue: str, known_event_types: frozenset[str]):
-    """A consumer hook: counts each settled message and times its handler, by event type
+def count_disposed(queue: str, known_event_types: frozenset[str]):
+    """A consumer hook: counts each message disposed of and times its handler, by event type
     (one of ``known_event_types``, or "other")."""
 
     def hook(delivery: Delivery, decision: Decision, elapsed_s: float) -> None:

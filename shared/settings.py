@@ -1,15 +1,23 @@
-"""Configuration, read from ``OMS_*`` environment variables and an optional ``.env``."""
+"""Configuration, read from ``OMS_*`` environment variables and an optional ``.env``.
+
+What every process reads: the broker, the database, retries, the relay, metrics and logs.
+A service's own settings are its own (``services/<name>/settings.py``, the same ``OMS_``
+names); ``services/runtime/settings.py`` puts them together.
+"""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+#: How every settings model of the project is read: ``OMS_<NAME>`` variables, then a ``.env``.
+SOURCES = SettingsConfigDict(env_prefix="OMS_", env_file=".env", extra="ignore")
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="OMS_", env_file=".env", extra="ignore")
+    model_config = SOURCES
 
     amqp_url: SecretStr = Field(
         SecretStr("amqp://guest:guest@localhost:5672//"),
@@ -20,25 +28,11 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL. `postgresql://` means psycopg 3; the default is a SQLite "
         "file for the embedded mode (one process only).",
     )
-    omnitron_url: str | None = Field(None, description="Omnitron's base URL.")
-    omnitron_token: SecretStr | None = Field(None, description="Omnitron API token.")
-    omnitron_timeout_s: float = Field(10.0, gt=0, description="How long an Omnitron call waits for its answer.")
-    omnitron_settle_s: float = Field(
-        60.0, gt=0, description="After an Omnitron call that got no answer, how long it may still take effect "
-        "at Omnitron; then the shipment's newest status is sent again, so a late older one cannot stay."
-    )
-    omnitron_bulk_packages: int = Field(
-        1, ge=1, description="Packages whose changes one Omnitron `bulk_status_update` call may carry "
-        "(CONTRACT.md §5). Above 1 the publisher takes batches of up to OMS_BATCH_SIZE changes and sends "
-        "them in waves, one change per shipment each: fewer calls, but a publisher killed between such a "
-        "call and its commit repeats it for every package in it, and its handler threads take turns."
-    )
     max_retry_after_s: float = Field(
         3600.0, gt=0, description="The longest a carrier's or Omnitron's `Retry-After` is honoured, in seconds "
         "(also the longest a tracker pauses a carrier); a larger, negative or unreadable value waits this "
         "long and is logged; also the most a retry copy's not-before can hold a message back."
     )
-    carriers_file: Path = Field(Path("carriers.toml"), description="The carriers file (TOML).")
 
     queue_type: Literal["classic", "quorum"] = Field(
         "classic", description="Type of the queues `topology declare` creates."
@@ -96,32 +90,6 @@ class Settings(BaseSettings):
     )
     relay_batch: int = Field(500, ge=1, description="Outbox rows published per relay round.")
     relay_idle_s: float = Field(0.1, gt=0, description="How often an idle outbox relay looks again.")
-    tracker_batch: int = Field(
-        1000, ge=1, description="Shipments one tracker holds per carrier at once (claimed, not yet "
-        "recorded); 1 claims and records one shipment at a time."
-    )
-    tracker_lease_s: float = Field(
-        60, gt=0, description="How long a tracker's claim on a shipment lasts; a dead tracker's "
-        "shipments are taken over after this."
-    )
-    tracker_idle_s: float = Field(1.0, gt=0, description="How long an idle tracker sleeps.")
-    tracker_concurrency: int = Field(
-        256, ge=1, description="Carrier requests one tracker keeps in flight per carrier (and its "
-        "connections to that carrier)."
-    )
-    tracker_claim_ahead_s: float = Field(
-        1.0, gt=0, description="How far ahead a tracker reserves rate-limit slots, and claims shipments "
-        "for them."
-    )
-    tracker_slot_tolerance_s: float = Field(
-        0.02, gt=0, description="A request whose rate-limit slot passed longer ago than this takes a new "
-        "slot instead of going out late (the limit holds within this fraction)."
-    )
-    handover_horizon_s: float = Field(
-        86400, gt=0, description="A package handed over (PackageShipped) but still not packed after this "
-        "long is reported by the tracker: the `oms_handovers_waiting_for_packing` gauge and a warning "
-        "naming the oldest. It keeps waiting either way."
-    )
     metrics_port: int | None = Field(
         9100, ge=0, le=65535, description="Port of /metrics, /healthz and /readyz. When another process "
         "holds it, the next free port above it (up to 99 above); the first log line names the port taken. "
@@ -156,6 +124,4 @@ class Settings(BaseSettings):
 
         found = secrets_in_url(self.amqp_url.get_secret_value())
         found += secrets_in_url(self.database_url.get_secret_value())
-        if self.omnitron_token:
-            found.append(self.omnitron_token.get_secret_value())
         return [s for s in found if s]

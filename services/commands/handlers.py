@@ -20,7 +20,7 @@ from services.commands.waiting import keep_if_unpacked
 from services.domain.model import Shipment
 from services.domain.uow import UnitOfWork
 from shared.db import utcnow
-from shared.errors import PermanentError, TransientError
+from shared.failure import PermanentError, TransientError
 from shared.faults import crash_point
 from shared.http import PermanentHTTPError
 from shared.logging import get_logger

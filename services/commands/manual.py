@@ -73,10 +73,7 @@ def on_handover(uow: UnitOfWork, shipped: PackageShipped, shipment: Shipment | N
 def open_without_integration(event: CloudEvent, uow: UnitOfWork, shipment_id: str) -> None:
     """The shipper's ``pending`` change of a shipment whose carrier has no integration: nothing
     is registered; a hand-over that came first ships it now."""
-    with uow:
-        if not uow.inbox.first_time(event):
-            log.info("duplicate event ignored")
-            return
+    with uow:  # bound to the event: a copy applied before ends here (AlreadyApplied)
         shipment = uow.shipments.get(shipment_id)
         shipped_at = uow.packages.lock_handover(shipment.package_id)
         shipment = uow.shipments.get(shipment_id, for_update=True)

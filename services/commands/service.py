@@ -9,10 +9,13 @@ COMMAND_ROUTING_KEYS = tuple(_KEYS.values())
 
 
 def command_handlers(runtime, consumer: str) -> dict:
-    max_attempts = runtime.settings.max_attempts
+    """The commands' handlers. They record their inbox row themselves, in the transaction
+    each command's table calls for (a cancellation around its carrier DELETE records it
+    after the call), so each is given a unit of work not bound to its event."""
+    max_attempts, unbound = runtime.settings.max_attempts, runtime.units_of_work(consumer)
     return {
-        "PackageCancelled": lambda event: cancel_package(event, runtime.uow(consumer), runtime.carriers),
-        "ShipmentInfoUpdated": lambda event: update_shipment_info(event, runtime.uow(consumer), runtime.carriers,
-                                                                  max_attempts),
-        "ShipmentStatusSet": lambda event: set_shipment_status(event, runtime.uow(consumer)),
+        "PackageCancelled": lambda event, _bound: cancel_package(event, unbound(), runtime.carriers),
+        "ShipmentInfoUpdated": lambda event, _bound: update_shipment_info(event, unbound(), runtime.carriers,
+                                                                          max_attempts),
+        "ShipmentStatusSet": lambda event, _bound: set_shipment_status(event, unbound()),
     }

@@ -103,9 +103,3 @@ class Shipment:
         if self.carrier not in self.registered_carriers:
             self.registered_carriers.append(self.carrier)
         return self.move_to(ShipmentStatus.REGISTERED, at, carrier_status)
-
-    @property
-    def is_tracked(self) -> bool:
-        return self.status in (
-            ShipmentStatus.SHIPPED, ShipmentStatus.ATTEMPTED_DELIVERY, ShipmentStatus.READY_FOR_PICKUP
-        )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter
 
-from shared.errors import PermanentError
+from shared.failure import PermanentError
 from shared.logging import get_logger
 
 log = get_logger(component="refusals")

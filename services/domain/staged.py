@@ -129,5 +129,4 @@ def staged_repositories(unit: StagedUnit, consumer: str) -> dict:
         "packages": StagedPackages(unit),
         "shipments": StagedShipments(unit),
         "omnitron_relays": _NeedsDatabase("omnitron_relays"),
-        "tracker_queue": _NeedsDatabase("tracker_queue"),
     }

@@ -25,9 +25,6 @@ from shared.db import UtcDateTime, metadata
 from shared.inbox import inbox_table  # noqa: F401  (part of the schema)
 from shared.outbox import outbox_table  # noqa: F401  (part of the schema)
 
-#: Statuses the tracker polls the carrier for.
-TRACKED_STATUSES = ("shipped", "attempted_delivery", "ready_for_pickup")
-
 # A package row exists as soon as any event names it: PackageShipped may come first.
 packages = Table(
     "packages",
@@ -114,7 +111,6 @@ carrier_pacing = Table(
     Column("carrier", String(64), primary_key=True),
     Column("tat", UtcDateTime, nullable=False, doc="the earliest time the next request may be sent"),
     Column("paused_until", UtcDateTime),
-    Column("failures", Integer, nullable=False, server_default=text("0"), doc="consecutive failed rounds"),
     Column("day", Date, doc="the UTC day day_count counts"),
     Column("day_count", Integer, nullable=False, server_default=text("0")),
 )

@@ -11,9 +11,9 @@ the batch; on its careful path the unit is a SAVEPOINT in the batch's transactio
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, TypeVar
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from contracts import CloudEvent
 from services.domain.model import Shipment
@@ -22,34 +22,42 @@ from services.domain.repository import (
     PackageRepository,
     ShipmentRepository,
 )
-from services.tracker.queue import TrackerQueue
 from contracts.events import routing_key_for
 from services.domain.staged import staged_repositories
 from shared import batch as batches, tracing
 from shared.faults import crash_point
-from shared.inbox import Inbox
+from shared.inbox import Identified, Inbox
 from shared.outbox import Outbox
 
 
-#: The unit of work's repositories, each built on its connection the first time a handler uses it.
-_REPOSITORIES = {
-    "inbox": lambda uow: Inbox(uow._connection, uow._consumer),
-    "outbox": lambda uow: Outbox(uow._connection),
-    "packages": lambda uow: PackageRepository(uow._connection),
-    "shipments": lambda uow: ShipmentRepository(uow._connection),
-    "omnitron_relays": lambda uow: OmnitronRelayLog(uow._connection),
-    "tracker_queue": lambda uow: TrackerQueue(uow._connection),
-}
+R = TypeVar("R")
+
+
+class AlreadyApplied(Exception):
+    """The unit of work's event was applied before (its inbox row is there): nothing to do."""
 
 
 class UnitOfWork:
-    def __init__(self, engine: Engine, consumer: str, source: str, after_commit: Callable[[], None] | None = None):
+    """``event``: the event this unit applies.  Entering the unit records it in the inbox, in
+    the unit's transaction; one applied before raises :class:`AlreadyApplied` instead (a
+    concurrent copy waits on the inbox row until the first commits).  A unit entered more
+    than once (the shipper reads, calls the carrier, then writes) records it each time, and
+    only a commit keeps it.  Work that must not count as applying the event takes
+    :meth:`aside`."""
+
+    def __init__(self, engine: Engine, consumer: str, source: str, after_commit: Callable[[], None] | None = None,
+                 event: Identified | None = None):
         self._engine = engine
         self._consumer = consumer
         self._source = source
         self._after_commit = after_commit
+        self._event = event
         self._connection = None
         self._batch: batches.Batch | None = None
+
+    def aside(self) -> "UnitOfWork":
+        """A unit of work of the same consumer that applies no event (its commit records none)."""
+        return UnitOfWork(self._engine, self._consumer, self._source, self._after_commit)
 
     def __enter__(self) -> "UnitOfWork":
         self._touched: list[Shipment] = []
@@ -57,26 +65,26 @@ class UnitOfWork:
         self._batch = batches.current(self._engine)
         if self._batch is not None and self._batch.staging is not None:
             self._staged = self._batch.staging.unit()
-            for name, repository in staged_repositories(self._staged, self._consumer).items():
-                setattr(self, name, repository)
-            return self
-        if self._batch is not None:
-            self._connection = self._batch.connection
-            self._transaction = self._connection.begin_nested()
+            self._repositories = staged_repositories(self._staged, self._consumer)
         else:
-            self._connection = self._engine.connect()
-            self._transaction = self._connection.begin()
-        for name in _REPOSITORIES:  # built when the handler first asks for one (__getattr__)
-            self.__dict__.pop(name, None)
+            if self._batch is not None:
+                self._connection = self._batch.connection
+                self._transaction = self._connection.begin_nested()
+            else:
+                self._connection = self._engine.connect()
+                self._transaction = self._connection.begin()
+            self._repositories = {}
+        if self._event is not None and not self._first_time():
+            self.__exit__(None, None, None)
+            raise AlreadyApplied()
         return self
 
-    def __getattr__(self, name: str):
-        build = _REPOSITORIES.get(name)
-        if build is None or self.__dict__.get("_connection") is None:
-            raise AttributeError(name)
-        repository = build(self)
-        setattr(self, name, repository)
-        return repository
+    def _first_time(self) -> bool:
+        try:
+            return self.inbox.first_time(self._event)
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
 
     def __exit__(self, *exc_info) -> None:
         if self._staged is not None:
@@ -89,6 +97,39 @@ class UnitOfWork:
             if self._batch is None:
                 self._connection.close()
             self._connection = None
+
+    # The repositories, each made when first used in this transaction.
+    def _repository(self, name, make: Callable):
+        repository = self._repositories.get(name)
+        if repository is None:
+            repository = self._repositories[name] = make()
+        return repository
+
+    @property
+    def inbox(self) -> Inbox:
+        return self._repository("inbox", lambda: Inbox(self._connection, self._consumer))
+
+    @property
+    def outbox(self) -> Outbox:
+        return self._repository("outbox", lambda: Outbox(self._connection))
+
+    @property
+    def packages(self) -> PackageRepository:
+        return self._repository("packages", lambda: PackageRepository(self._connection))
+
+    @property
+    def shipments(self) -> ShipmentRepository:
+        return self._repository("shipments", lambda: ShipmentRepository(self._connection))
+
+    @property
+    def omnitron_relays(self) -> OmnitronRelayLog:
+        return self._repository("omnitron_relays", lambda: OmnitronRelayLog(self._connection))
+
+    def repository(self, kind: Callable[[Connection], R]) -> R:
+        """Another part's repository (the tracker's queue), made on this unit's connection."""
+        if self._staged is not None:
+            raise batches.Replay(f"{getattr(kind, '__name__', kind)} needs the database")
+        return self._repository(kind, lambda: kind(self._connection))
 
     def add(self, shipment: Shipment) -> None:
         self.shipments.add(shipment)
@@ -111,7 +152,7 @@ class UnitOfWork:
             self._staged.keep()
         else:
             self._transaction.commit()
-        outbox = self.__dict__.get("outbox")
+        outbox = self._repositories.get("outbox")
         wake = self._after_commit if outbox is not None and outbox.added else None
         if self._batch is not None:
             self._batch.unit_committed(self._consumer, wake)

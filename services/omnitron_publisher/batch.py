@@ -26,17 +26,17 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Sequence
 
 from sqlalchemy import Engine
 
 from contracts import OMNITRON_ITEM_STATUS, CloudEvent, ShipmentStatusChanged
 from services.domain.repository import FollowedItems, OmnitronRelayLog, ShipmentRepository
-from services.messagebus import apply, parse_delivery, policy_error
-from services.omnitron_publisher.handlers import _settled_by, _unsettled_until, relay_to_omnitron
+from services.omnitron_publisher.handlers import _settled_by, _unsettled_until
 from services.omnitron_publisher.omnitron import BULK_STATUS_PATH, OmnitronCall, OmnitronClient, plan_calls
-from shared.batch import Outcome
-from shared.errors import DependencyDown, PermanentError, TransientError
+from services.runtime.pipeline import Pipeline
+from shared.batch import Handled
+from shared.failure import DependencyDown, PermanentError, TransientError
 from shared.faults import crash_point
 from shared.http import PermanentHTTPError, TransientHTTPError
 from shared.inbox import Inbox
@@ -44,7 +44,6 @@ from shared.logging import get_logger
 
 log = get_logger(service="omnitron-publisher", component="batch")
 
-EVENT_TYPE = "ShipmentStatusChanged"
 
 
 class HeldBack(TransientError):
@@ -76,11 +75,11 @@ class _Change:
 class BatchRelay:
     """Relays a batch of deliveries; one outcome per delivery, in their order."""
 
-    def __init__(self, *, engine: Engine, consumer: str, uow: Callable[[], object], omnitron: OmnitronClient,
+    def __init__(self, *, engine: Engine, consumer: str, pipeline: Pipeline, omnitron: OmnitronClient,
                  settle_s: float = 60.0, bulk_packages: int = 100):
         self._engine = engine
         self._consumer = consumer
-        self._uow = uow
+        self._pipeline = pipeline
         self._omnitron = omnitron
         self._settle_s = settle_s
         self._bulk_packages = max(1, bulk_packages)
@@ -88,21 +87,20 @@ class BatchRelay:
         # threads, a later batch must not overtake an earlier one holding the same shipment.
         self._one_at_a_time = threading.Lock()
 
-    def __call__(self, _handle, deliveries: Sequence) -> list[Outcome]:
+    def __call__(self, _handle, deliveries: Sequence) -> list[Handled]:
         with self._one_at_a_time:
             return self.relay(deliveries)
 
-    def relay(self, deliveries: Sequence) -> list[Outcome]:
-        outcomes: list[Outcome | None] = [None] * len(deliveries)
+    def relay(self, deliveries: Sequence) -> list[Handled]:
+        outcomes: list[Handled | None] = [None] * len(deliveries)
         changes: list[_Change] = []
         first_of: dict[tuple[str, str], _Change] = {}
         copies: list[tuple[int, _Change]] = []
         for index, delivery in enumerate(deliveries):
-            started = time.perf_counter()
             try:
-                event = parse_delivery(delivery, (EVENT_TYPE,))
+                event = self._pipeline.event_of(delivery)  # decoded once, on arrival
             except Exception as exc:
-                outcomes[index] = Outcome(exc, time.perf_counter() - started)
+                outcomes[index] = Handled(exc, 0.0)
                 continue
             key = (event.source, event.id)
             if key in first_of:  # the same event twice in one batch: it shares the first copy's fate
@@ -121,9 +119,9 @@ class BatchRelay:
                 if change.error is not None and not isinstance(change.error, PermanentError):
                     held.setdefault(change.named.shipment_id, change.error)
         for change in changes:
-            outcomes[change.index] = Outcome(change.error, change.elapsed_s or 0.0)
+            outcomes[change.index] = Handled(change.error, change.elapsed_s or 0.0)
         for index, first in copies:
-            outcomes[index] = Outcome(first.error, first.elapsed_s or 0.0)
+            outcomes[index] = Handled(first.error, first.elapsed_s or 0.0)
         return outcomes
 
     def _read(self, changes: list[_Change]) -> None:
@@ -152,7 +150,7 @@ class BatchRelay:
 
     def _relay_alone(self, change: _Change) -> None:
         try:
-            apply(lambda event: relay_to_omnitron(event, self._uow(), self._omnitron, self._settle_s), change.event)
+            self._pipeline.apply(change.event)
         except BaseException as exc:  # a handler's failure is data for the policy
             change.done(exc)
         else:
@@ -232,7 +230,7 @@ class BatchRelay:
                     log.warning("Omnitron call unanswered; it may still land", sequence=recorded.sequence,
                                 settle_s=self._settle_s)
                 failure = DependencyDown(f"Omnitron unavailable: {failure}", retry_after_s=failure.retry_after)
-            fates[change.index] = policy_error(failure)
+            fates[change.index] = failure
         return fates
 
     def _send(self, call: OmnitronCall, members: list[_Change], planned: dict, unsettled: dict,

@@ -22,7 +22,7 @@ from services.domain.repository import FollowedItems
 from services.domain.uow import UnitOfWork
 from services.omnitron_publisher.omnitron import OmnitronClient, plan_calls
 from shared.db import utcnow
-from shared.errors import DependencyDown
+from shared.failure import DependencyDown
 from shared.faults import crash_point
 from shared.http import TransientHTTPError
 from shared.logging import get_logger
@@ -33,9 +33,6 @@ log = get_logger(service="omnitron-publisher")
 def relay_to_omnitron(event: CloudEvent, uow: UnitOfWork, omnitron: OmnitronClient, settle_s: float = 60.0) -> None:
     named: ShipmentStatusChanged = event.data
     with uow:
-        if not uow.inbox.first_time(event):
-            log.info("duplicate event ignored")
-            return
         change = uow.shipments.recorded_change(named.shipment_id, named.sequence)
         if change is None:
             # Raised inside the unit of work: it rolls back, inbox row and all.
@@ -65,7 +62,7 @@ def relay_to_omnitron(event: CloudEvent, uow: UnitOfWork, omnitron: OmnitronClie
             uow.commit()
     if failure is not None:
         if unsettled or failure.ambiguous:
-            _mark_unsettled(uow, change, settle_s)
+            _mark_unsettled(uow.aside(), change, settle_s)
         # Omnitron being down is never a reason to give up on a status.
         raise DependencyDown(f"Omnitron unavailable: {failure}", retry_after_s=failure.retry_after) from failure
     if items.superseded:

@@ -1,47 +1,57 @@
 """The Omnitron publisher: relays every shipment status change to Omnitron."""
 from __future__ import annotations
 
-from contracts import EventRejected, peek_data
-from services.bootstrap import Runtime
+from functools import partial
+
+from contracts import CloudEvent
 from services.omnitron_publisher.batch import BatchRelay
 from services.omnitron_publisher.handlers import relay_to_omnitron
+from services.omnitron_publisher.omnitron import OmnitronClient
 from services.omnitron_publisher.settle import UnsettledCalls
+from services.runtime.pipeline import Pipeline
+from services.runtime.spec import Parts, Runtime, ServiceSpec
 from shared.broker import Subscription
-from shared.consumer import Batching
 
 NAME = "omnitron-publisher"
-SUBSCRIPTION = Subscription(NAME, ("shipment.status_changed.*", "shipment.info_changed.*"))
 
 
-def shipment_of(delivery) -> str | None:
+def omnitron_client(runtime: Runtime) -> OmnitronClient:
+    settings = runtime.settings
+    if not settings.omnitron_url or not settings.omnitron_token:
+        raise SystemExit("the omnitron-publisher needs OMS_OMNITRON_URL and OMS_OMNITRON_TOKEN")
+    # A few quick tries in hand; longer outages wait in the delay queues, not in a
+    # handler that holds the shipment's relay lock.
+    return OmnitronClient(settings.omnitron_url, settings.omnitron_token.get_secret_value(),
+                          timeout_s=settings.omnitron_timeout_s, retry_attempts=3, max_wait_s=5,
+                          max_retry_after_s=settings.max_retry_after_s)
+
+
+def build(runtime: Runtime) -> Parts:
+    settings = runtime.settings
+    omnitron, settle_s = omnitron_client(runtime), settings.omnitron_settle_s
+
+    def batches(pipeline: Pipeline) -> BatchRelay | None:
+        """Changes relayed in batches only when one bulk call may carry several packages
+        (OMS_OMNITRON_BULK_PACKAGES > 1, services/omnitron_publisher/batch.py). Otherwise each
+        change alone, its shipment's changes on one handler thread (``shipment_of``), as
+        ``--concurrency`` spreads the shipments over the threads."""
+        if settings.omnitron_bulk_packages <= 1:
+            return None
+        return BatchRelay(engine=runtime.engine, consumer=NAME, pipeline=pipeline, omnitron=omnitron,
+                          settle_s=settle_s, bulk_packages=settings.omnitron_bulk_packages)
+
+    return Parts(
+        handlers={"ShipmentStatusChanged": partial(relay_to_omnitron, omnitron=omnitron, settle_s=settle_s)},
+        components=[UnsettledCalls(engine=runtime.engine, omnitron=omnitron, stop=runtime.stop, settle_s=settle_s)],
+        batches=batches,
+    )
+
+
+def shipment_of(event: CloudEvent) -> str:
     """A shipment's changes go to one handler thread, so they reach Omnitron in the order they came."""
-    try:
-        return str(peek_data(delivery.body, delivery.content_type, delivery.headers)["shipment_id"])
-    except (EventRejected, KeyError, TypeError):
-        return None  # not a status change: any thread, where it is dead-lettered with its reason
+    return event.data.shipment_id
 
 
-ORDERING_KEY = shipment_of
-
-
-def handlers(runtime: Runtime) -> dict:
-    omnitron, settle_s = runtime.omnitron(), runtime.settings.omnitron_settle_s
-    return {"ShipmentStatusChanged": lambda event: relay_to_omnitron(event, runtime.uow(NAME), omnitron, settle_s)}
-
-
-def batching(runtime: Runtime) -> Batching | None:
-    """Changes relayed in batches when one bulk call may carry several packages
-    (OMS_OMNITRON_BULK_PACKAGES > 1, services/omnitron_publisher/batch.py). Otherwise each
-    change alone, its shipment's changes on one handler thread (ORDERING_KEY), as
-    ``--concurrency`` spreads the shipments over the threads."""
-    if runtime.settings.batch_size <= 1 or runtime.settings.omnitron_bulk_packages <= 1:
-        return None
-    return Batching(runtime.settings.batch_size,
-                    BatchRelay(engine=runtime.engine, consumer=NAME, uow=lambda: runtime.uow(NAME),
-                               omnitron=runtime.omnitron(), settle_s=runtime.settings.omnitron_settle_s,
-                               bulk_packages=runtime.settings.omnitron_bulk_packages))
-
-
-def components(runtime: Runtime) -> list:
-    return [UnsettledCalls(engine=runtime.engine, omnitron=runtime.omnitron(), stop=runtime.stop,
-                           settle_s=runtime.settings.omnitron_settle_s)]
+SERVICE = ServiceSpec(NAME, build,
+                      subscription=Subscription(NAME, ("shipment.status_changed.*", "shipment.info_changed.*")),
+                      ordering_key=shipment_of)

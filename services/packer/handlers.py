@@ -8,7 +8,7 @@ from services.domain.model import Shipment, same_packing
 from services.domain.refusals import conflicting
 from services.domain.uow import UnitOfWork
 from shared.db import utcnow
-from shared.errors import PermanentError
+from shared.failure import PermanentError
 from shared.logging import get_logger
 
 log = get_logger(service="packer")
@@ -21,9 +21,6 @@ def open_shipment(event: CloudEvent, uow: UnitOfWork, carriers: Container[str]) 
     if packed.carrier not in carriers:
         raise PermanentError(f"unknown carrier {packed.carrier!r}: not in the carriers file")
     with uow:
-        if not uow.inbox.first_time(event):
-            log.info("duplicate event ignored")
-            return
         if uow.packages.record_packed(packed, event.id):
             uow.add(Shipment.open_for(packed, utcnow()))
         elif same_packing(uow.packages.packed(packed.package_id), packed):

@@ -11,43 +11,41 @@ each committed before the next call (a crash repeats only the registration in ha
 from __future__ import annotations
 
 import time
-from typing import Callable, Sequence
+from typing import Sequence
 
 from sqlalchemy import Engine
 
-from services.messagebus import apply, parse_delivery, published_routing_key
-from shared.batch import Outcome, run_batch
+from services.runtime.pipeline import Pipeline
+from shared.batch import Handled, run_batch
 
 
 class ShipperBatch:
-    def __init__(self, *, engine: Engine, handlers: dict[str, Callable]):
+    def __init__(self, *, engine: Engine, pipeline: Pipeline):
         self._engine = engine
-        self._handlers = handlers
+        self._pipeline = pipeline
 
-    def __call__(self, _handle, deliveries: Sequence) -> list[Outcome]:
-        outcomes: list[Outcome | None] = [None] * len(deliveries)
-        handovers, registrations = [], []
+    def __call__(self, _handle, deliveries: Sequence) -> list[Handled]:
+        outcomes: list[Handled | None] = [None] * len(deliveries)
+        handovers, others = [], []
         for index, delivery in enumerate(deliveries):
-            started = time.perf_counter()
             try:
-                event = parse_delivery(delivery, self._handlers)
+                event = self._pipeline.event_of(delivery)  # decoded once, on arrival
             except Exception as exc:
-                outcomes[index] = Outcome(exc, time.perf_counter() - started)
+                outcomes[index] = Handled(exc, 0.0)
                 continue
-            routing_key = published_routing_key(delivery)
-            (handovers if event.type == "PackageShipped" else registrations).append((index, event, routing_key))
+            routing_key = delivery.published_routing_key
+            (handovers if event.type == "PackageShipped" else others).append((index, event, routing_key))
         if handovers:
-            handovers.sort(key=lambda pair: pair[1].data.package_id)
-            applied = run_batch(self._engine, lambda one: apply(self._handlers[one[1].type], one[1], one[2]),
-                                handovers)
+            handovers.sort(key=lambda one: one[1].data.package_id)
+            applied = run_batch(self._engine, lambda one: self._pipeline.apply(one[1], one[2]), handovers)
             for (index, _, _), outcome in zip(handovers, applied):
                 outcomes[index] = outcome
-        for index, event, routing_key in registrations:
+        for index, event, routing_key in others:  # registrations and commands: one at a time, in order
             started = time.perf_counter()
             try:
-                apply(self._handlers[event.type], event, routing_key)
+                self._pipeline.apply(event, routing_key)
                 error = None
             except BaseException as exc:  # a handler's failure is data for the policy
                 error = exc
-            outcomes[index] = Outcome(error, time.perf_counter() - started)
+            outcomes[index] = Handled(error, time.perf_counter() - started)
         return outcomes

@@ -12,7 +12,7 @@ from services.domain.model import Shipment
 from services.domain.refusals import never_recorded
 from services.domain.uow import UnitOfWork
 from shared.db import utcnow
-from shared.errors import PermanentError
+from shared.failure import PermanentError
 from shared.faults import crash_point
 from shared.logging import get_logger
 
@@ -31,9 +31,6 @@ def _ship_if_handed_over(shipment: Shipment, shipped_at) -> dict:
 def register_with_carrier(event: CloudEvent, uow: UnitOfWork, carriers: CarrierDirectory) -> None:
     named: ShipmentStatusChanged = event.data
     with uow:
-        if uow.inbox.already_applied(event):
-            log.info("duplicate event ignored")
-            return
         # What the services recorded, not what the message says: it names the change, no more.
         change = uow.shipments.recorded_change(named.shipment_id, named.sequence)
         shipment = uow.shipments.get(named.shipment_id)
@@ -60,9 +57,6 @@ def register_with_carrier(event: CloudEvent, uow: UnitOfWork, carriers: CarrierD
         registration = carriers.client(shipment.carrier).register(shipment.id, packed)
         crash_point("after_carrier_registration")
     with uow:
-        if not uow.inbox.first_time(event):
-            log.info("duplicate event ignored")  # a copy was applied while the carrier answered
-            return
         shipped_at = uow.packages.lock_handover(shipment.package_id)
         shipment = uow.shipments.get(shipment.id, for_update=True)
         if registration is not None and commands_registration.may_record(shipment, registered_at):
@@ -82,9 +76,6 @@ def register_with_carrier(event: CloudEvent, uow: UnitOfWork, carriers: CarrierD
 def mark_shipped(event: CloudEvent, uow: UnitOfWork, carriers: CarrierDirectory | None = None) -> None:
     shipped: PackageShipped = event.data
     with uow:
-        if not uow.inbox.first_time(event):
-            log.info("duplicate event ignored")
-            return
         uow.packages.record_shipped(shipped.package_id, shipped.shipped_at, event.id)
         # The shipment's row locked (package, then shipment).
         shipment = uow.shipments.get_by_package(shipped.package_id, for_update=True)

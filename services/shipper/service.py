@@ -1,27 +1,29 @@
-"""The shipper service: registers pending shipments, applies hand-overs."""
+"""The shipper service: registers pending shipments, applies hand-overs and the operator commands."""
 from __future__ import annotations
 
-from services.bootstrap import Runtime
+from functools import partial
+
 from services.commands.service import COMMAND_ROUTING_KEYS, command_handlers
+from services.runtime.pipeline import Pipeline
+from services.runtime.spec import Parts, Runtime, ServiceSpec
 from services.shipper.batch import ShipperBatch
 from services.shipper.handlers import mark_shipped, register_with_carrier
 from shared.broker import Subscription
-from shared.consumer import Batching
 
 NAME = "shipper"
-SUBSCRIPTION = Subscription(NAME, ("shipment.status_changed.pending", "package.shipped", *COMMAND_ROUTING_KEYS))
 
 
-def handlers(runtime: Runtime) -> dict:
-    return {
-        "ShipmentStatusChanged": lambda event: register_with_carrier(event, runtime.uow(NAME), runtime.carriers),
-        "PackageShipped": lambda event: mark_shipped(event, runtime.uow(NAME), runtime.carriers),
-        **command_handlers(runtime, NAME),  # operator commands (services/commands/)
-    }
+def build(runtime: Runtime) -> Parts:
+    return Parts(
+        handlers={
+            "ShipmentStatusChanged": partial(register_with_carrier, carriers=runtime.carriers),
+            "PackageShipped": partial(mark_shipped, carriers=runtime.carriers),
+            **command_handlers(runtime, NAME),  # operator commands (services/commands/)
+        },
+        # Hand-overs applied in batches (services/shipper/batch.py); OMS_BATCH_SIZE=1: one by one.
+        batches=lambda pipeline: ShipperBatch(engine=runtime.engine, pipeline=pipeline),
+    )
 
 
-def batching(runtime: Runtime) -> Batching | None:
-    """Hand-overs applied in batches (services/shipper/batch.py); OMS_BATCH_SIZE=1: one by one."""
-    if runtime.settings.batch_size <= 1:
-        return None
-    return Batching(runtime.settings.batch_size, ShipperBatch(engine=runtime.engine, handlers=handlers(runtime)))
+SERVICE = ServiceSpec(NAME, build, subscription=Subscription(
+    NAME, ("shipment.status_changed.pending", "package.shipped", *COMMAND_ROUTING_KEYS)))

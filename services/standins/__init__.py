@@ -231,3 +231,13 @@ class StandInServer:
             handler.wfile.write(payload)
         except (BrokenPipeError, ConnectionResetError):  # the client stopped waiting; its request stands
             handler.close_connection = True
+
+
+def serve_forever(standin: StandInServer, name: str) -> None:
+    """Runs a stand-in in the foreground until interrupted (``oms-shipments standin …``)."""
+    with standin:
+        print(f"{name} listening on {standin.url}", flush=True)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass

@@ -6,10 +6,8 @@ at ``GET /_standin/calls`` so a test in another process can read them.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import re
-import threading
 from typing import Mapping
 
 from services.standins import Reply, StandInServer, now_iso
@@ -94,26 +92,3 @@ class OmnitronStandIn(StandInServer):
         if item is not None:
             return 200, {"pk": ids[0], "extra_field": body["extra_field"]}, {}
         return 200, {"updated": ids}, {}
-
-
-def serve_forever(host: str = "127.0.0.1", port: int = 8082, token: str = "omnitron-token") -> None:
-    """Run an Omnitron stand-in in the foreground until interrupted."""
-    with OmnitronStandIn(host, port, token) as omnitron:
-        print(f"omnitron stand-in listening on {omnitron.url}", flush=True)
-        try:
-            threading.Event().wait()
-        except KeyboardInterrupt:
-            pass
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Omnitron stand-in (order item status updates)")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8082)
-    parser.add_argument("--token", default="omnitron-token")
-    args = parser.parse_args(argv)
-    serve_forever(args.host, args.port, args.token)
-
-
-if __name__ == "__main__":
-    main()

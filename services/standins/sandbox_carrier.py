@@ -5,11 +5,9 @@ of the script. Faults and latency come from :class:`StandInServer`.
 """
 from __future__ import annotations
 
-import argparse
 import base64
 import hashlib
 import json
-import threading
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
@@ -172,27 +170,3 @@ class SandboxCarrier(StandInServer):
         status, date = shipment.history[-1]
         return {"shipmentId": shipment.shipment_id, "trackingNumber": shipment.tracking_number,
                 "status": status, "statusDate": date, "description": _DESCRIPTIONS.get(status, status)}
-
-
-def serve_forever(host: str = "127.0.0.1", port: int = 8081, username: str = "user", password: str = "secret") -> None:
-    """Run a sandbox carrier in the foreground until interrupted."""
-    with SandboxCarrier(host, port, username, password) as carrier:
-        print(f"sandbox carrier listening on {carrier.url}", flush=True)
-        try:
-            threading.Event().wait()
-        except KeyboardInterrupt:
-            pass
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Sandbox carrier speaking the Shipment Flows protocol")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8081)
-    parser.add_argument("--username", default="user")
-    parser.add_argument("--password", default="secret")
-    args = parser.parse_args(argv)
-    serve_forever(args.host, args.port, args.username, args.password)
-
-
-if __name__ == "__main__":
-    main()

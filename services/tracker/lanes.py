@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import math
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -43,34 +42,13 @@ STRICT_SLOTS_WITHIN_TOLERANCE = 100
 HOLD_THROUGH_PAUSE_S = 5.0
 
 
-class CarrierCalls:
-    """``query`` and ``history`` as coroutines: the asyncio client, or a sync client on threads.
+class CarrierCalls(Protocol):
+    """What a lane asks its carrier (``AsyncShipmentFlowsClient``): one shipment's status and
+    its history, each bounded by ``timeout_s`` (what is left of the lease)."""
 
-    Only the asyncio client takes a timeout, so only its requests are bounded by the lease
-    (``bounded``); a sync client (the unit tests' fakes) is called as it is.
-    """
-
-    def __init__(self, async_client=None, sync_client=None, threads: int = 4):
-        self._async, self._sync = async_client, sync_client
-        self.bounded = async_client is not None
-        self.has_history = async_client is not None or hasattr(sync_client, "history")
-        self._pool = None if async_client is not None else ThreadPoolExecutor(threads, "tracker-carrier")
-
-    async def query(self, shipment_id: str, timeout_s: float | None):
-        if self._async is not None:
-            return await self._async.query(shipment_id, timeout_s)
-        return await asyncio.get_running_loop().run_in_executor(self._pool, self._sync.query, shipment_id)
-
-    async def history(self, shipment_id: str, timeout_s: float | None):
-        if self._async is not None:
-            return await self._async.history(shipment_id, timeout_s)
-        return await asyncio.get_running_loop().run_in_executor(self._pool, self._sync.history, shipment_id)
-
-    async def aclose(self) -> None:
-        if self._async is not None:
-            await self._async.aclose()
-        if self._pool is not None:
-            self._pool.shutdown(wait=False)
+    async def query(self, shipment_id: str, timeout_s: float | None): ...
+    async def history(self, shipment_id: str, timeout_s: float | None): ...
+    async def aclose(self) -> None: ...
 
 
 class LaneHost(Protocol):
@@ -79,7 +57,7 @@ class LaneHost(Protocol):
     max_pause_s: float  # no pause of a carrier is longer (OMS_MAX_RETRY_AFTER_S)
 
     async def reserve(self, config: CarrierConfig, wanted: int) -> tuple[Reservation, float]: ...
-    async def pause(self, carrier: str, seconds: float, failures: int) -> None: ...
+    async def pause(self, carrier: str, seconds: float) -> None: ...
     def deliver(self, job: Job) -> None: ...
     def spawn(self, coroutine) -> None: ...
     def crashed(self, error: BaseException) -> bool: ...
@@ -217,13 +195,11 @@ class CarrierLane:
                 metrics.LATE_SLOTS.labels(self.config.code).inc()
             self.waiting.appendleft(job)  # a new slot, never a late one
             return
-        timeout = None
-        if self.calls.bounded:
-            timeout = job.deadline - now - LEASE_MARGIN_S
-            if timeout < MIN_REQUEST_S:  # it could outlive the lease: another tracker may take over
-                job.released = True
-                self.host.deliver(job)
-                return
+        timeout = job.deadline - now - LEASE_MARGIN_S
+        if timeout < MIN_REQUEST_S:  # it could outlive the lease: another tracker may take over
+            job.released = True
+            self.host.deliver(job)
+            return
         await (self._history(job, timeout) if job.history else self._query(job, timeout))
 
     async def _query(self, job: Job, timeout: float | None) -> None:
@@ -239,7 +215,7 @@ class CarrierLane:
                 return
             log.exception("carrier query crashed", shipment_id=job.claim.shipment_id, carrier=self.config.code)
             job.answer = exc
-        if self.calls.has_history and (job.has_news or (job.claim.history_wanted and not isinstance(job.answer, Exception))):
+        if job.has_news or (job.claim.history_wanted and not isinstance(job.answer, Exception)):
             job.history = True
             self.waiting.appendleft(job)
             return
@@ -275,4 +251,4 @@ class CarrierLane:
         self.paused_until = now + pause
         metrics.CARRIER_PAUSES.labels(self.config.code, reason).inc()
         log.warning("carrier paused", carrier=self.config.code, reason=reason, pause_s=pause, failures=self.failures)
-        self.host.spawn(self.host.pause(self.config.code, pause, self.failures))
+        self.host.spawn(self.host.pause(self.config.code, pause))

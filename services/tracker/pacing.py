@@ -34,13 +34,12 @@ from sqlalchemy import Connection
 
 from services.carriers.shipment_flows import CarrierConfig
 from services.domain.tables import carrier_pacing
-from services.tracker.queue import TrackerQueue
-from shared.db import upsert
+from shared.db import database_now, upsert
 from shared.http import DEFAULT_MAX_RETRY_AFTER_S
 
 _LONG_AGO = datetime(2000, 1, 1, tzinfo=timezone.utc)
 # Creates the carrier's row or, with a no-op update, locks the existing one.
-_LOCK_PACING = upsert(carrier_pacing, ("carrier", "tat", "failures", "day_count"), ["carrier"],
+_LOCK_PACING = upsert(carrier_pacing, ("carrier", "tat", "day_count"), ["carrier"],
                       update={"carrier": "excluded.carrier"}, returning=[c.name for c in carrier_pacing.c])
 #: Slots are spaced for 95% of the limit: what the carrier measures also includes network
 #: and scheduling jitter on both sides, which can bunch evenly sent requests a little.
@@ -58,19 +57,18 @@ class Reservation:
 class CarrierPacing:
     def __init__(self, connection: Connection, max_pause_s: float = DEFAULT_MAX_RETRY_AFTER_S):
         self._c = connection
-        self._queue = TrackerQueue(connection)
         self._max_pause = timedelta(seconds=max_pause_s)
 
     def _paused_until(self, row, now: datetime) -> datetime:
         return min(row.paused_until, now + self._max_pause) if row.paused_until else now
 
     def _lock(self, carrier: str):
-        return self._c.execute(_LOCK_PACING, {"carrier": carrier, "tat": _LONG_AGO, "failures": 0,
+        return self._c.execute(_LOCK_PACING, {"carrier": carrier, "tat": _LONG_AGO,
                                               "day_count": 0}).one()
 
     def reserve(self, config: CarrierConfig, wanted: int, horizon_s: float) -> Reservation:
         row = self._lock(config.code)
-        now = self._queue.now()
+        now = database_now(self._c)
         rate = config.paced_rate_per_s * HEADROOM
         paused_until = self._paused_until(row, now)
         start = max(row.tat, now, paused_until)
@@ -93,16 +91,12 @@ class CarrierPacing:
         return Reservation([lead + i / rate for i in range(granted)], paused_for, budget_left,
                            (tomorrow - now).total_seconds())
 
-    def pause(self, carrier: str, seconds: float, failures: int) -> None:
+    def pause(self, carrier: str, seconds: float) -> None:
         """No replica sends to this carrier for ``seconds`` (Retry-After, or backoff after failures)."""
         row = self._lock(carrier)
-        now = self._queue.now()
+        now = database_now(self._c)
         until = now + min(timedelta(seconds=max(0.0, seconds)), self._max_pause)
         self._c.execute(
             carrier_pacing.update().where(carrier_pacing.c.carrier == carrier)
-            .values(paused_until=max(until, self._paused_until(row, now)), failures=failures)
+            .values(paused_until=max(until, self._paused_until(row, now)))
         )
-
-    def recovered(self, carrier: str) -> None:
-        self._c.execute(carrier_pacing.update().where(carrier_pacing.c.carrier == carrier,
-                                                      carrier_pacing.c.failures != 0).values(failures=0))

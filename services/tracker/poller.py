@@ -46,6 +46,7 @@ from services.tracker.pacing import CarrierPacing, Reservation
 from services.tracker.queue import TrackerQueue
 from services.tracker.recording import Job, database_away, record, record_each
 from services.tracker.schedule import database_retry_s
+from shared.db import database_now
 from shared.http import DEFAULT_MAX_RETRY_AFTER_S
 from shared.logging import get_logger
 
@@ -63,13 +64,13 @@ class Tracker:
         self,
         *,
         uow: Callable[[], UnitOfWork],
+        engine: Engine,
         carriers: CarrierDirectory,
         stop: threading.Event,
         batch: int = 1000,
         lease_s: float = 60,
         idle_s: float = 1.0,
         concurrency: int = 256,
-        engine: Engine | None = None,
         claim_ahead_s: float = 1.0,
         slot_tolerance_s: float = 0.02,
         write_batch: int = 500,
@@ -79,7 +80,7 @@ class Tracker:
     ):
         self._uow = uow
         # Pacing and gauges need no outbox or inbox: plain transactions, not units of work.
-        self._engine = engine if engine is not None else uow()._engine
+        self._engine = engine
         self._carriers = carriers
         self._stop = stop
         self._batch = batch
@@ -116,10 +117,10 @@ class Tracker:
 
         return await asyncio.to_thread(reserve)
 
-    async def pause(self, carrier: str, seconds: float, failures: int) -> None:
+    async def pause(self, carrier: str, seconds: float) -> None:
         def pause() -> None:
             with self._engine.begin() as connection:
-                CarrierPacing(connection, self.max_pause_s).pause(carrier, seconds, failures)
+                CarrierPacing(connection, self.max_pause_s).pause(carrier, seconds)
 
         try:
             await asyncio.to_thread(pause)
@@ -205,9 +206,7 @@ class Tracker:
         self._room.set()
 
     def _calls(self, code: str) -> CarrierCalls:
-        if hasattr(self._carriers, "open_async"):
-            return CarrierCalls(async_client=self._carriers.open_async(code, max_connections=self._concurrency))
-        return CarrierCalls(sync_client=self._carriers.client(code), threads=self._concurrency)
+        return self._carriers.open_async(code, max_connections=self._concurrency)
 
     def _in_hand(self) -> int:
         return sum(lane.in_hand for lane in self._lanes.values())
@@ -238,7 +237,7 @@ class Tracker:
             token = f"{self._owner}:{uuid.uuid4().hex}"
             started = time.monotonic()  # before the lease starts: the local deadline errs early
             with self._uow() as uow:
-                queue: TrackerQueue = uow.tracker_queue
+                queue = uow.repository(TrackerQueue)
                 now = queue.now()
                 lease_until = now + timedelta(seconds=self._lease_s)
                 claims = [c for code, n in wanted.items() for c in queue.claim(code, token, now, lease_until, n)]
@@ -270,15 +269,14 @@ class Tracker:
 
     async def _flush(self) -> None:
         jobs, self._results = self._results[:self._write_batch * 2], self._results[self._write_batch * 2:]
-        histories = frozenset(code for code, lane in self._lanes.items() if lane.calls.has_history)
         try:
-            await asyncio.to_thread(record, self._uow, self._carriers.configs, jobs, histories)
+            await asyncio.to_thread(record, self._uow, self._carriers.configs, jobs)
             self._write_failures, done = 0, jobs
         except Exception as exc:
             if database_away(exc):
                 done = self._keep_for_retry(jobs, exc)
             else:  # refused for what one of them held: the others must not wait for it
-                unwritten = await asyncio.to_thread(record_each, self._uow, self._carriers.configs, jobs, histories)
+                unwritten = await asyncio.to_thread(record_each, self._uow, self._carriers.configs, jobs)
                 kept_out = {id(job) for job in unwritten}
                 done = [job for job in jobs if id(job) not in kept_out]
                 if unwritten:
@@ -317,8 +315,7 @@ class Tracker:
             try:
                 def count():
                     with self._engine.connect() as connection:
-                        queue = TrackerQueue(connection)
-                        return queue.due_backlog(queue.now())
+                        return TrackerQueue(connection).due_backlog(database_now(connection))
 
                 backlog = await asyncio.to_thread(count)
                 for code in self._lanes:
@@ -332,7 +329,7 @@ class Tracker:
         """Hand-overs older than the horizon whose package was never packed: a gauge, and a
         warning whenever what is waiting changes (not every round)."""
         with self._engine.connect() as connection:
-            seen_before = TrackerQueue(connection).now() - timedelta(seconds=self._handover_horizon_s)
+            seen_before = database_now(connection) - timedelta(seconds=self._handover_horizon_s)
             waiting = PackageRepository(connection).waiting_for_packing(seen_before)
         metrics.HANDOVERS_WAITING.set(waiting[0])
         if waiting[0] and waiting != self._handovers_reported:

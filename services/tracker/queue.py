@@ -23,7 +23,7 @@ from contracts import ShipmentStatus
 from services.carriers.shipment_flows import CarrierEvent
 from services.domain.tables import carrier_events, shipments
 from services.tracker.schedule import PRIORITIES, PRIORITY_LEASED
-from shared.db import upsert
+from shared.db import database_now, upsert
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class Claim:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class PollResult:
     """What one poll leaves on its shipment's row; the lease ends with it."""
 
     shipment_id: str
@@ -59,7 +59,6 @@ _CLAIMED = (shipments.c.id, shipments.c.carrier, shipments.c.status, shipments.c
 _KEEP_CARRIER_EVENTS = upsert(carrier_events, ("shipment_id", "event_key", "carrier_status", "occurred_at",
                                                "description", "location", "recorded_at"),
                               ["shipment_id", "event_key"])
-_DATABASE_NOW = select(func.clock_timestamp())
 
 # One statement for a whole batch of outcomes (PostgreSQL): far fewer round trips than
 # an UPDATE per row, which matters at thousands of polls per second.
@@ -82,10 +81,8 @@ class TrackerQueue:
         self._postgres = connection.dialect.name == "postgresql"
 
     def now(self) -> datetime:
-        """The database's clock (PostgreSQL), so replicas on several machines agree on it."""
-        if not self._postgres:
-            return datetime.now(timezone.utc)
-        return self._c.execute(_DATABASE_NOW).scalar_one().astimezone(timezone.utc)
+        """The database's clock, in this queue's transaction."""
+        return database_now(self._c)
 
     def claim(self, carrier: str, token: str, now: datetime, lease_until: datetime, limit: int) -> list[Claim]:
         """Up to ``limit`` due shipments of one carrier, most overdue first: first those whose
@@ -129,10 +126,7 @@ class TrackerQueue:
         ).all()
         return {row.id for row in rows if row.lease_owner == tokens[row.id]}
 
-    def holds_claim(self, shipment_id: str, token: str) -> bool:
-        return bool(self.lock_held({shipment_id: token}))
-
-    def finish(self, outcomes: list[Outcome], now: datetime) -> None:
+    def finish(self, outcomes: list[PollResult], now: datetime) -> None:
         """Ends the leases (call :meth:`lock_held` first, in the same transaction)."""
         if not outcomes:
             return

@@ -25,7 +25,7 @@ from services.carriers.shipment_flows import (
 )
 from services.domain.uow import UnitOfWork
 from services.tracker import metrics
-from services.tracker.queue import Claim, Outcome
+from services.tracker.queue import Claim, PollResult, TrackerQueue
 from services.tracker.schedule import is_too_old, poll_interval_s, priority_of
 from shared.logging import get_logger
 
@@ -53,14 +53,13 @@ class Job:
         return status is not None and can_transition(self.claim.status, status)
 
 
-def record(uow_factory: Callable[[], UnitOfWork], configs: dict[str, CarrierConfig], jobs: list[Job],
-           histories: frozenset[str]) -> int:
-    """Records the jobs' outcomes; how many still held their lease. ``histories``: carriers with history."""
+def record(uow_factory: Callable[[], UnitOfWork], configs: dict[str, CarrierConfig], jobs: list[Job]) -> int:
+    """Records the jobs' outcomes; how many still held their lease."""
     with uow_factory() as uow:
-        queue = uow.tracker_queue
+        queue = uow.repository(TrackerQueue)
         now = queue.now()
         held = queue.lock_held({job.claim.shipment_id: job.claim.token for job in jobs})
-        outcomes = [_outcome(uow, configs[job.claim.carrier], job, now, job.claim.carrier in histories)
+        outcomes = [_outcome(uow, configs[job.claim.carrier], job, now)
                     for job in jobs if job.claim.shipment_id in held]
         queue.finish(outcomes, now)
         uow.commit()
@@ -75,8 +74,8 @@ def database_away(error: BaseException) -> bool:
             or (isinstance(error, DBAPIError) and error.connection_invalidated))
 
 
-def record_each(uow_factory: Callable[[], UnitOfWork], configs: dict[str, CarrierConfig], jobs: list[Job],
-                histories: frozenset[str]) -> list[Job]:
+def record_each(uow_factory: Callable[[], UnitOfWork], configs: dict[str, CarrierConfig],
+                jobs: list[Job]) -> list[Job]:
     """After the database refused a whole batch for what it held: each job in its own transaction.
 
     The carrier's answers are checked before they get here (``shipment_flows``); this is
@@ -88,7 +87,7 @@ def record_each(uow_factory: Callable[[], UnitOfWork], configs: dict[str, Carrie
     unwritten = []
     for job in jobs:
         try:
-            record(uow_factory, configs, [job], histories)
+            record(uow_factory, configs, [job])
             continue
         except Exception as exc:
             if database_away(exc):
@@ -99,16 +98,16 @@ def record_each(uow_factory: Callable[[], UnitOfWork], configs: dict[str, Carrie
                       error_class=type(exc).__name__)
             job.answer, job.events = CarrierProtocolError(f"refused by the database ({type(exc).__name__})"), None
         try:
-            record(uow_factory, configs, [job], histories)
+            record(uow_factory, configs, [job])
         except Exception:
             unwritten.append(job)
     return unwritten
 
 
-def _outcome(uow: UnitOfWork, config: CarrierConfig, job: Job, now: datetime, has_history: bool) -> Outcome:
+def _outcome(uow: UnitOfWork, config: CarrierConfig, job: Job, now: datetime) -> PollResult:
     claim = job.claim
     if job.released:
-        return Outcome(claim.shipment_id, now + timedelta(seconds=job.release_in_s), polled=False,
+        return PollResult(claim.shipment_id, now + timedelta(seconds=job.release_in_s), polled=False,
                        poll_priority=priority_of(claim.status), history_wanted=claim.history_wanted)
     if isinstance(job.answer, Exception):
         quiet_s = (now - claim.news_at).total_seconds()
@@ -116,7 +115,7 @@ def _outcome(uow: UnitOfWork, config: CarrierConfig, job: Job, now: datetime, ha
         metrics.POLLS.labels(claim.carrier, "failed").inc()
         log.warning("carrier query failed", shipment_id=claim.shipment_id, carrier=claim.carrier,
                     error=str(job.answer), error_class=type(job.answer).__name__, retry_in_s=wait)
-        return Outcome(claim.shipment_id, now + timedelta(seconds=wait), poll_priority=priority_of(claim.status),
+        return PollResult(claim.shipment_id, now + timedelta(seconds=wait), poll_priority=priority_of(claim.status),
                        history_wanted=claim.history_wanted)
     status, news_at = claim.status, claim.news_at
     new_status = map_status(job.answer.carrier_status)
@@ -129,9 +128,9 @@ def _outcome(uow: UnitOfWork, config: CarrierConfig, job: Job, now: datetime, ha
                      carrier_status=job.answer.carrier_status, sequence=shipment.sequence)
     metrics.POLLS.labels(claim.carrier, "changed" if news_at == now else "unchanged").inc()
     if job.events is not None:
-        uow.tracker_queue.record_carrier_events(claim.shipment_id, job.events, now)
-    wanted = has_history and job.events is None and (news_at == now or claim.history_wanted)
-    outcome = Outcome(claim.shipment_id, None, poll_priority=priority_of(status), history_wanted=wanted)
+        uow.repository(TrackerQueue).record_carrier_events(claim.shipment_id, job.events, now)
+    wanted = job.events is None and (news_at == now or claim.history_wanted)
+    outcome = PollResult(claim.shipment_id, None, poll_priority=priority_of(status), history_wanted=wanted)
     if status.is_final:
         return outcome
     if is_too_old(config, claim.created_at, now):
@@ -139,8 +138,8 @@ def _outcome(uow: UnitOfWork, config: CarrierConfig, job: Job, now: datetime, ha
         log.warning("shipment stale: tracking given up", shipment_id=claim.shipment_id, carrier=claim.carrier,
                     status=status.value, created_at=claim.created_at.isoformat(),
                     max_tracking_age_s=config.max_tracking_age_s)
-        return Outcome(claim.shipment_id, None, poll_priority=outcome.poll_priority, history_wanted=wanted,
+        return PollResult(claim.shipment_id, None, poll_priority=outcome.poll_priority, history_wanted=wanted,
                        stale_at=now)
     interval = poll_interval_s(config, status, (now - news_at).total_seconds())
-    return Outcome(claim.shipment_id, now + timedelta(seconds=interval), poll_priority=outcome.poll_priority,
+    return PollResult(claim.shipment_id, now + timedelta(seconds=interval), poll_priority=outcome.poll_priority,
                    history_wanted=wanted)

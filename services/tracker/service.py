@@ -1,17 +1,17 @@
 """The tracker service: polls carriers; consumes no queue."""
 from __future__ import annotations
 
-from services.bootstrap import Runtime
+from services.runtime.spec import Parts, Runtime, ServiceSpec
 from services.tracker.poller import Tracker
 
 NAME = "tracker"
 
 
-def components(runtime: Runtime) -> list:
+def build(runtime: Runtime) -> Parts:
     settings = runtime.settings
-    return [
+    return Parts(components=[
         Tracker(
-            uow=lambda: runtime.uow(NAME),
+            uow=runtime.units_of_work(NAME),
             carriers=runtime.carriers,
             stop=runtime.stop,
             engine=runtime.engine,
@@ -24,4 +24,7 @@ def components(runtime: Runtime) -> list:
             handover_horizon_s=settings.handover_horizon_s,
             max_pause_s=settings.max_retry_after_s,
         )
-    ]
+    ])
+
+
+SERVICE = ServiceSpec(NAME, build)

@@ -20,12 +20,10 @@ import psycopg
 import harness
 from events import package_packed, package_shipped, to_bytes
 from hostile_messages import TRACER, OddMessage, Verdict, deep_recursion, install_raw_fields
-from services.omnitron_publisher.service import SUBSCRIPTION as PUBLISHER
-from services.packer.service import SUBSCRIPTION as PACKER
-from services.shipper.service import SUBSCRIPTION as SHIPPER
+from services.runtime.registry import SERVICES
 from shared import naming
 
-SUBSCRIPTIONS = (PACKER, SHIPPER, PUBLISHER)
+SUBSCRIPTIONS = tuple(SERVICES[name].subscription for name in ("packer", "shipper", "omnitron-publisher"))
 CONSUMERS = tuple(s.service for s in SUBSCRIPTIONS)
 # What the services themselves write on a retry or dead-letter copy: the truth, not a forgery.
 OWN_FAILURE_HEADERS = {

@@ -10,7 +10,7 @@ import jsonschema
 import pytest
 
 import harness
-from services.asyncapi import asyncapi_document
+from services.tools.asyncapi import asyncapi_document
 
 ASYNCAPI_SCHEMA = json.loads((Path(__file__).parents[1] / "fixtures" / "asyncapi-3.0.0.schema.json").read_text())
 

@@ -20,7 +20,7 @@ import pytest
 import harness
 from events import package_packed, package_shipped, to_bytes
 from harness import wait_until
-from services.dlq_model import (
+from services.tools.dlq_model import (
     HEADER_PREVIOUS_ATTEMPTS,
     HEADER_PREVIOUS_ERROR_CLASS,
     HEADER_PREVIOUS_ERROR_MESSAGE,

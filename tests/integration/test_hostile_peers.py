@@ -174,12 +174,15 @@ class _AnswersAParserWouldStop:
     def __init__(self, bad_id: str):
         self.bad_id = bad_id
 
-    def query(self, shipment_id: str) -> CarrierSnapshot:
+    async def query(self, shipment_id: str, timeout_s: float | None = None) -> CarrierSnapshot:
         return CarrierSnapshot("SBX1", "DELIVERED", None, None)
 
-    def history(self, shipment_id: str) -> list[CarrierEvent]:
+    async def history(self, shipment_id: str, timeout_s: float | None = None) -> list[CarrierEvent]:
         text = "Delivered\x00" if shipment_id == self.bad_id else "Delivered"
         return [CarrierEvent("DELIVERED", None, text, "Istanbul")]
+
+    async def aclose(self) -> None:
+        pass
 
 
 class _Directory:
@@ -187,7 +190,7 @@ class _Directory:
         self.configs = {"sandbox": CarrierConfig(code="sandbox", url="http://127.0.0.1:9", username="u", password="p")}
         self._client = client
 
-    def client(self, code: str):
+    def open_async(self, code: str, max_connections: int = 256):
         return self._client
 
 

@@ -18,6 +18,7 @@ from services.domain.tables import omnitron_cursor, omnitron_relays, packages, s
 from services.domain.uow import UnitOfWork
 from services.migrations import upgrade
 from services.packer.handlers import open_shipment
+from services.runtime.pipeline import Pipeline
 from services.shipper.handlers import mark_shipped, register_with_carrier
 from services.tracker.poller import Tracker
 from shared import naming
@@ -42,9 +43,15 @@ class Database:
         self.engine = engine
         self.relay_wakeups = Counter()
 
-    def uow(self, consumer: str) -> UnitOfWork:
+    def uow(self, consumer: str, event: CloudEvent | None = None) -> UnitOfWork:
         # As Runtime.uow builds it: the service's inbox name and event source.
-        return UnitOfWork(self.engine, consumer, naming.event_source(consumer), after_commit=self.relay_wakeups)
+        return UnitOfWork(self.engine, consumer, naming.event_source(consumer), after_commit=self.relay_wakeups,
+                          event=event)
+
+    def apply(self, consumer: str, handler, event: CloudEvent, **dependencies) -> None:
+        """Applies ``event`` as the service's pipeline does: once, through a unit of work bound to it."""
+        bound = (lambda event, uow: handler(event, uow, **dependencies))
+        Pipeline(consumer, {event.type: bound}, lambda event: self.uow(consumer, event)).apply(event)
 
     def all(self, query) -> list:
         with self.engine.connect() as connection:
@@ -145,12 +152,12 @@ class Services:
         return examples.parsed("PackagePacked", examples.packed(package_id, **data), event_id)
 
     def apply_packed(self, packed: CloudEvent) -> CloudEvent:
-        open_shipment(packed, self.db.uow("packer"), self.carriers)
+        self.db.apply("packer", open_shipment, packed, carriers=self.carriers)
         return packed
 
     def ship(self, package_id: str = "PKG-1001", event_id: str | None = None) -> CloudEvent:
         shipped = examples.parsed("PackageShipped", examples.shipped(package_id), event_id)
-        mark_shipped(shipped, self.db.uow("shipper"))
+        self.db.apply("shipper", mark_shipped, shipped)
         return shipped
 
     def pending_event(self, package_id: str = "PKG-1001") -> CloudEvent:
@@ -160,11 +167,11 @@ class Services:
 
     def register(self, package_id: str = "PKG-1001") -> CloudEvent:
         pending = self.pending_event(package_id)
-        register_with_carrier(pending, self.db.uow("shipper"), self.carriers)
+        self.db.apply("shipper", register_with_carrier, pending, carriers=self.carriers)
         return pending
 
     def tracker(self, lease_s: float = 60, stop: threading.Event | None = None, **options) -> Tracker:
-        return Tracker(uow=lambda: self.db.uow("tracker"), carriers=self.carriers, stop=stop or threading.Event(),
+        return Tracker(uow=lambda: self.db.uow("tracker"), engine=self.db.engine, carriers=self.carriers, stop=stop or threading.Event(),
                        batch=50, lease_s=lease_s, idle_s=0.01, concurrency=2, **options)
 
 

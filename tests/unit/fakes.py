@@ -5,6 +5,7 @@ and record what they were asked.
 """
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from typing import Callable
 
@@ -25,6 +26,7 @@ class FakeCarrierClient:
         self.register_error = register_error
         self.registered: list[tuple[str, str]] = []  # (shipment id, package id)
         self.queried: list[str] = []
+        self.history_asked: list[str] = []
         self.answers: deque = deque()
 
     def register(self, shipment_id: str, packed) -> Registration:
@@ -37,6 +39,11 @@ class FakeCarrierClient:
             label_url=f"https://labels.example/{self.tracking_number}.pdf",
             carrier_status="CREATED",
         )
+
+    def history(self, shipment_id: str) -> list:
+        """No tracking events, unless a test's fake tells of some."""
+        self.history_asked.append(shipment_id)
+        return []
 
     def will_answer(self, *answers) -> "FakeCarrierClient":
         self.answers.extend(answers)
@@ -52,6 +59,23 @@ class FakeCarrierClient:
         if isinstance(answer, str):
             return CarrierSnapshot(self.tracking_number, answer, None, None)
         return answer
+
+
+class AsyncFakeCarrierClient:
+    """The tracker's side of a fake carrier, shaped as ``AsyncShipmentFlowsClient``: coroutines
+    taking a timeout; each call runs the scripted fake on a thread, as a request would wait."""
+
+    def __init__(self, client: FakeCarrierClient):
+        self._client = client
+
+    async def query(self, shipment_id: str, timeout_s: float | None = None) -> CarrierSnapshot:
+        return await asyncio.to_thread(self._client.query, shipment_id)
+
+    async def history(self, shipment_id: str, timeout_s: float | None = None) -> list:
+        return await asyncio.to_thread(self._client.history, shipment_id)
+
+    async def aclose(self) -> None:
+        pass
 
 
 class FakeCarriers:
@@ -70,6 +94,9 @@ class FakeCarriers:
 
     def client(self, code: str) -> FakeCarrierClient:
         return self.clients[code]  # KeyError for an unknown code, like the real directory
+
+    def open_async(self, code: str, max_connections: int = 256) -> "AsyncFakeCarrierClient":
+        return AsyncFakeCarrierClient(self.clients[code])
 
     def close(self) -> None:
         pass

@@ -1,9 +1,9 @@
 """Acking a batch: one ``multiple`` ack for a contiguous run, never past an unsettled delivery."""
 from __future__ import annotations
 
-from shared.batch import ack_plan
+from shared.disposal import ack_plan
 from shared.failure import RetryPolicy
-from shared.settling import DelayedRetries, Settler
+from shared.disposal import DelayedRetries, Disposer
 
 
 class FakeMessage:
@@ -15,12 +15,12 @@ class FakeMessage:
         self._acks.append((self.delivery_tag, multiple))
 
 
-def settler(embedded: bool = False) -> Settler:
-    return Settler(service="packer", policy=RetryPolicy(3, (1.0,)), publisher=None, embedded=embedded,
+def disposer(embedded: bool = False) -> Disposer:
+    return Disposer(service="packer", policy=RetryPolicy(3, (1.0,)), publisher=None, embedded=embedded,
                    delayed=DelayedRetries())
 
 
-def received(s: Settler, tags, acks: list) -> dict[int, FakeMessage]:
+def received(s: Disposer, tags, acks: list) -> dict[int, FakeMessage]:
     messages = {tag: FakeMessage(tag, acks) for tag in tags}
     for message in messages.values():
         s.received(message)
@@ -42,7 +42,7 @@ def test_nothing_is_acked_with_multiple_when_the_oldest_delivery_is_not_ours():
 
 def test_the_settler_acks_a_run_once_and_the_next_batch_is_left_alone():
     acks: list = []
-    s = settler()
+    s = disposer()
     messages = received(s, [1, 2, 3, 4, 5, 6], acks)
 
     s.ack_all([messages[t] for t in (1, 2, 3)])  # 4..6 arrived for the next batch
@@ -54,7 +54,7 @@ def test_the_settler_acks_a_run_once_and_the_next_batch_is_left_alone():
 
 def test_a_failed_delivery_settled_first_lets_the_run_continue_past_it():
     acks: list = []
-    s = settler()
+    s = disposer()
     messages = received(s, [1, 2, 3], acks)
     s._ack(messages[2])  # what settle() does after its dead-letter copy is confirmed
 
@@ -65,7 +65,7 @@ def test_a_failed_delivery_settled_first_lets_the_run_continue_past_it():
 
 def test_the_embedded_broker_gets_one_ack_per_message():
     acks: list = []
-    s = settler(embedded=True)
+    s = disposer(embedded=True)
     messages = received(s, [1, 2, 3], acks)
 
     s.ack_all(list(messages.values()))

@@ -16,7 +16,7 @@ from services.domain.staged import Staging
 from services.packer.handlers import open_shipment
 from shared import batch, faults
 from shared.batch import BatchAbandoned, run_batch
-from shared.errors import PermanentError
+from shared.failure import PermanentError
 from shared.failure import RetryPolicy, Verdict, decide
 from shared.inbox import inbox_table
 from shared.outbox import outbox_table
@@ -29,7 +29,7 @@ def packed(package_id: str, event_id: str | None = None, **data):
 @pytest.fixture
 def pack(db, carriers):
     """The packer's handler, wired as its service wires it (a new unit of work per event)."""
-    return lambda event: open_shipment(event, db.uow("packer"), carriers)
+    return lambda event: db.apply("packer", open_shipment, event, carriers=carriers)
 
 
 @pytest.fixture(params=["staged", "careful"])

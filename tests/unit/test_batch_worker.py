@@ -9,10 +9,10 @@ from kombu import Connection, Producer
 
 from fakes import take_embedded, work_until
 from shared import naming
-from shared.batch import Outcome
+from shared.batch import Handled
 from shared.broker import Subscription, Topology
 from shared.consumer import Batching, QueueWorker
-from shared.errors import PermanentError
+from shared.failure import PermanentError
 from shared.failure import RetryPolicy
 
 
@@ -57,10 +57,10 @@ def test_messages_that_arrived_together_are_one_batch_and_a_poison_is_dead_lette
         outcomes = []
         for delivery in deliveries:
             if delivery.body == b"poison":
-                outcomes.append(Outcome(PermanentError("not a package"), 0.0))
+                outcomes.append(Handled(PermanentError("not a package"), 0.0))
             else:
                 applied.append(delivery.body)
-                outcomes.append(Outcome(None, 0.0))
+                outcomes.append(Handled(None, 0.0))
         return outcomes
 
     dead: list = []
@@ -81,7 +81,7 @@ def test_a_batch_whose_transaction_could_not_begin_is_retried_not_lost():
         attempts.append(len(deliveries))
         if len(attempts) == 1:
             raise ConnectionRefusedError("the database is away")
-        return [Outcome(None, 0.0) for _ in deliveries]
+        return [Handled(None, 0.0) for _ in deliveries]
 
     run.work(run_batch, until=lambda: sum(attempts[1:]) == 2)
 

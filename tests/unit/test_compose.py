@@ -7,8 +7,8 @@ import typer.main
 import yaml
 
 from services.carriers.directory import load_carriers
-from services.cli import app
-from shared.settings import Settings
+from services.tools.cli import app
+from services.runtime.settings import ServiceSettings as Settings
 
 ROOT = Path(__file__).parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())

@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from services.config_reference import configuration_reference
+from services.tools.config_reference import configuration_reference
 
 PAGE = Path(__file__).parents[2] / "docs" / "configuration.md"
 
@@ -11,6 +11,6 @@ def test_the_configuration_page_is_what_the_settings_model_generates():
 
 
 def test_every_setting_has_a_description():
-    from shared.settings import Settings
+    from services.runtime.settings import ServiceSettings as Settings
 
     assert [name for name, field in Settings.model_fields.items() if not field.description] == []

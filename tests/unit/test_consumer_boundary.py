@@ -17,10 +17,10 @@ from fakes import take_embedded, work_until
 from shared import naming
 from shared.broker import Subscription, Topology, Unroutable
 from shared.consumer import Delivery, QueueWorker, _delivery
-from shared.errors import TransientError
+from shared.failure import TransientError
 from shared.failure import Decision, RetryPolicy, Verdict
 from shared.headers import MAX_COUNT, encoding_refusal, read_count, read_instant, without_own
-from shared.settling import DelayedRetries, Settler
+from shared.disposal import DelayedRetries, Disposer
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -126,8 +126,8 @@ class FakeMessage:
         self.acked = True
 
 
-def _settler(publisher, embedded=False, delayed=None, redeclared=None, max_wait_s=3600.0) -> Settler:
-    return Settler(service="packer", policy=RetryPolicy(5, (1.0, 5.0)), publisher=publisher, embedded=embedded,
+def _disposer(publisher, embedded=False, delayed=None, redeclared=None, max_wait_s=3600.0) -> Disposer:
+    return Disposer(service="packer", policy=RetryPolicy(5, (1.0, 5.0)), publisher=publisher, embedded=embedded,
                    delayed=delayed or DelayedRetries(), max_wait_s=max_wait_s,
                    redeclare=(lambda: redeclared.append(1)) if redeclared is not None else None)
 
@@ -145,9 +145,9 @@ DEAD = Decision(Verdict.DEAD_LETTER, reason="bad", error_class="PermanentError")
                                                             ("application/json", "binary")])
 def test_a_copy_keeps_the_content_type_and_encoding_of_its_original_absent_ones_absent(content_type, content_encoding):
     publisher = RecordingPublisher()
-    settler = _settler(publisher)
+    disposer = _disposer(publisher)
     for decision in (RETRY, DEAD):
-        settler.settle(FakeMessage(), _delivery_with(content_type=content_type, content_encoding=content_encoding),
+        disposer.dispose(FakeMessage(), _delivery_with(content_type=content_type, content_encoding=content_encoding),
                        decision)
     assert [(p["content_type"], p["content_encoding"]) for p in publisher.published] == \
         [(content_type, content_encoding)] * 2
@@ -155,7 +155,7 @@ def test_a_copy_keeps_the_content_type_and_encoding_of_its_original_absent_ones_
 
 def test_a_copy_returned_once_is_published_again_after_the_topology_is_declared_again():
     publisher, redeclared, message = RecordingPublisher(returns=1), [], FakeMessage()
-    _settler(publisher, redeclared=redeclared).settle(message, _delivery_with(), RETRY)
+    _disposer(publisher, redeclared=redeclared).dispose(message, _delivery_with(), RETRY)
     assert redeclared == [1]
     assert [p["routing_key"] for p in publisher.published] == [naming.retry_queue("packer", 1.0)]
     assert message.acked
@@ -164,7 +164,7 @@ def test_a_copy_returned_once_is_published_again_after_the_topology_is_declared_
 def test_a_copy_returned_twice_leaves_its_original_unacknowledged():
     publisher, redeclared, message = RecordingPublisher(returns=2), [], FakeMessage()
     with pytest.raises(Unroutable):
-        _settler(publisher, redeclared=redeclared).settle(message, _delivery_with(), DEAD)
+        _disposer(publisher, redeclared=redeclared).dispose(message, _delivery_with(), DEAD)
     assert redeclared == [1] and publisher.published == []
     assert not message.acked
 
@@ -176,7 +176,7 @@ def _not_before(value) -> dict:
 @pytest.mark.parametrize("value", [{"at": "2099"}, "NaN", 12345, b"\xff", None, [], "2001-01-01T00:00:00"])
 def test_an_unreadable_or_past_not_before_is_handled_now(value):
     publisher = RecordingPublisher()
-    assert not _settler(publisher).wait_out(FakeMessage(), _delivery_with(_not_before(value)))
+    assert not _disposer(publisher).wait_out(FakeMessage(), _delivery_with(_not_before(value)))
     assert publisher.published == []
 
 
@@ -184,7 +184,7 @@ def test_an_unreadable_or_past_not_before_is_handled_now(value):
 def test_a_not_before_beyond_the_longest_wait_allowed_holds_the_message_back_no_longer_than_that(value):
     publisher, message = RecordingPublisher(), FakeMessage()
     before = datetime.now(timezone.utc)
-    assert _settler(publisher, max_wait_s=60).wait_out(message, _delivery_with(_not_before(value)))
+    assert _disposer(publisher, max_wait_s=60).wait_out(message, _delivery_with(_not_before(value)))
     copy, = publisher.published
     cut = datetime.fromisoformat(copy["headers"][naming.HEADER_NOT_BEFORE])
     assert before + timedelta(seconds=59) < cut < datetime.now(timezone.utc) + timedelta(seconds=61)
@@ -195,7 +195,7 @@ def test_a_not_before_beyond_the_longest_wait_allowed_holds_the_message_back_no_
 def test_a_naive_not_before_a_little_ahead_is_waited_out_as_utc():
     publisher = RecordingPublisher()
     ahead = (datetime.now(timezone.utc) + timedelta(seconds=30)).replace(tzinfo=None).isoformat()
-    assert _settler(publisher).wait_out(FakeMessage(), _delivery_with(_not_before(ahead)))
+    assert _disposer(publisher).wait_out(FakeMessage(), _delivery_with(_not_before(ahead)))
     assert publisher.published[0]["headers"][naming.HEADER_NOT_BEFORE] == ahead
     assert publisher.published[0]["routing_key"] == naming.retry_queue("packer", 5.0), "round the longest tier"
 
@@ -204,7 +204,7 @@ def test_a_retry_asking_for_longer_than_the_longest_wait_allowed_is_told_to_wait
     publisher = RecordingPublisher()
     long_wait = Decision(Verdict.RETRY, delay_s=5.0, reason="slow down", error_class="TransientError",
                          min_delay_s=5.0, wait_s=10**9)
-    _settler(publisher, max_wait_s=60).settle(FakeMessage(), _delivery_with(), long_wait)
+    _disposer(publisher, max_wait_s=60).dispose(FakeMessage(), _delivery_with(), long_wait)
     not_before = datetime.fromisoformat(publisher.published[0]["headers"][naming.HEADER_NOT_BEFORE])
     assert not_before < datetime.now(timezone.utc) + timedelta(seconds=61)
 
@@ -288,13 +288,13 @@ def test_a_compressed_body_never_reaches_the_handler():
 def _letter(headers: dict):
     import pika
 
-    from services.dlq_model import DeadLetter
+    from services.tools.dlq_model import DeadLetter
 
     return DeadLetter.from_delivery(naming.dead_letter_queue("packer"), 0, pika.BasicProperties(headers=headers), b"{}")
 
 
 def test_a_replay_of_a_message_the_broker_dead_lettered_from_upstream_drops_the_x_oms_headers_it_came_with():
-    from services.dlq_model import replay_headers
+    from services.tools.dlq_model import replay_headers
 
     forged = {"x-oms-original-routing-key": "package.forged", "x-oms-not-before": "2099-01-01T00:00:00Z",
               "x-upstream": "kept",

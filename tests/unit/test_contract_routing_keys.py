@@ -6,12 +6,19 @@ import pytest
 
 from contracts import ShipmentStatus, routing_key_for
 from contracts.events import event_type_of_routing_key, travels_under
-from services.messagebus import dispatcher
 from shared import naming
+from services.runtime.pipeline import Pipeline
 from shared.consumer import Delivery
-from shared.errors import PermanentError
+from shared.failure import PermanentError
 
 import contract_examples as examples
+
+
+def dispatcher(handlers: dict):
+    """The pipeline's decode and handle, for handlers that take the event alone."""
+    pipeline = Pipeline("test", {t: (lambda h: lambda event, _uow: h(event))(h) for t, h in handlers.items()},
+                        unit_of_work=lambda event: None)
+    return lambda delivery: pipeline.handle(pipeline.decode(delivery))
 
 SHIPPER_QUEUE = naming.work_queue("shipper")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from services.demo import MANUAL_CARRIER, Demo, demo_events, is_cancelled, is_manual
+from services.tools.demo import MANUAL_CARRIER, Demo, demo_events, is_cancelled, is_manual
 
 
 def test_the_demo_events_hold_cancellations_and_a_manual_courier():

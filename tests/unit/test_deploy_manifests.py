@@ -14,7 +14,7 @@ from prometheus_client import REGISTRY
 import services.omnitron_publisher.settle  # noqa: F401  (registers its metrics)
 import services.tracker.metrics  # noqa: F401
 import shared.metrics  # noqa: F401
-from services.bootstrap import SERVICE_NAMES
+from services.runtime.registry import SERVICE_NAMES
 from shared import naming
 
 DEPLOY = Path(__file__).parents[2] / "deploy"

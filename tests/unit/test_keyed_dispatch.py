@@ -5,8 +5,11 @@ import threading
 import zlib
 from collections import defaultdict
 
-from services.omnitron_publisher.service import ORDERING_KEY
+from services.omnitron_publisher.service import SERVICE
+from services.runtime.pipeline import Pipeline
 from shared.consumer import Delivery, KeyedExecutor
+
+import contract_examples as examples
 
 
 def delivery(key: str) -> Delivery:
@@ -48,8 +51,15 @@ def test_different_keys_are_handled_at_the_same_time():
     executor.shutdown()
 
 
-def test_the_omnitron_publisher_keys_by_shipment_and_lets_bad_input_through():
-    change = b'{"specversion": "1.0", "type": "ShipmentStatusChanged", "data": {"shipment_id": "b0f2"}}'
-    assert ORDERING_KEY(Delivery(change, "application/json", "k", None)) == "b0f2"
-    assert ORDERING_KEY(Delivery(b"not json", "application/json", "k", None)) is None
-    assert ORDERING_KEY(Delivery(b"[1, 2]", "application/json", "k", None)) is None
+def test_the_omnitron_publisher_keys_by_shipment_of_the_parsed_event_and_lets_bad_input_through():
+    pipeline = Pipeline(SERVICE.name, {"ShipmentStatusChanged": lambda event, uow: None}, lambda event: None,
+                        SERVICE.ordering_key)
+
+    def key(body: bytes, routing_key: str = "shipment.status_changed.shipped") -> str | None:
+        return pipeline.ordering_key(pipeline.decode(Delivery(body, "application/json", routing_key, None)))
+
+    change = examples.to_bytes(examples.envelope("ShipmentStatusChanged", examples.status_changed(3, "shipped", "registered")))
+    assert key(change) == examples.status_changed(3, "shipped", "registered")["shipment_id"]
+    assert key(b"not json") is None
+    assert key(b"[1, 2]") is None
+    assert key(change, routing_key="package.packed") is None  # refused: any thread, where it is dead-lettered

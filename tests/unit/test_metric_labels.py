@@ -5,10 +5,10 @@ import uuid
 
 from prometheus_client import REGISTRY
 
-from services.bootstrap import KNOWN_EVENT_TYPES
+from services.runtime.bootstrap import KNOWN_EVENT_TYPES
 from shared.consumer import Delivery
 from shared.failure import Decision, Verdict
-from shared.metrics import count_settled, observe_http
+from shared.metrics import count_disposed, observe_http
 
 QUEUE = f"unit-labels-{uuid.uuid4().hex[:6]}"
 
@@ -24,7 +24,7 @@ def _event_type_labels() -> set[str]:
 
 
 def test_a_message_of_an_unknown_type_is_counted_as_other_however_many_types_arrive():
-    hook = count_settled(QUEUE, KNOWN_EVENT_TYPES)
+    hook = count_disposed(QUEUE, KNOWN_EVENT_TYPES)
     failed = Decision(Verdict.DEAD_LETTER, reason="no", error_class="PermanentError")
     for n in range(50):
         hook(_delivery(f"Hostile{n}-{uuid.uuid4()}"), failed, 0.001)

@@ -1,11 +1,15 @@
 """The Omnitron publisher's batches: several packages in one bulk call, a 4xx split, each shipment in order."""
 from __future__ import annotations
 
+from functools import partial
+
 from contracts import parse_event
 from services.omnitron_publisher.batch import BatchRelay, HeldBack
+from services.omnitron_publisher.handlers import relay_to_omnitron
 from services.omnitron_publisher.omnitron import BULK_STATUS_PATH, Sent
+from services.runtime.pipeline import Pipeline
 from shared.consumer import Delivery
-from shared.errors import DependencyDown, PermanentError
+from shared.failure import DependencyDown, PermanentError
 from shared.http import PermanentHTTPError, TransientHTTPError
 
 import contract_examples as examples
@@ -47,7 +51,11 @@ class RefusingOmnitron(FakeOmnitron):
 
 
 def relay(db, omnitron, deliveries):
-    return BatchRelay(engine=db.engine, consumer=NAME, uow=lambda: db.uow(NAME), omnitron=omnitron)(None, deliveries)
+    # As the worker hands them over: decoded once, on arrival, by the service's pipeline.
+    pipeline = Pipeline(NAME, {"ShipmentStatusChanged": partial(relay_to_omnitron, omnitron=omnitron)},
+                        partial(db.uow, NAME))
+    batch = BatchRelay(engine=db.engine, consumer=NAME, pipeline=pipeline, omnitron=omnitron)
+    return batch(None, [pipeline.decode(d) for d in deliveries])
 
 
 def test_shipped_changes_of_several_packages_go_to_omnitron_in_one_bulk_call(db):

@@ -13,7 +13,7 @@ from services.domain.tables import omnitron_cursor, omnitron_relays, status_chan
 from services.omnitron_publisher.handlers import relay_to_omnitron
 from services.omnitron_publisher.settle import UnsettledCalls
 from services.omnitron_publisher.omnitron import OmnitronCall, plan_calls
-from shared.errors import DependencyDown, PermanentError
+from shared.failure import DependencyDown, PermanentError
 from shared.http import PermanentHTTPError, TransientHTTPError
 
 import contract_examples as examples
@@ -37,7 +37,7 @@ def relay(db, omnitron):
     """Relays a change the services recorded (it is recorded first, as the services would have)."""
     def relay(event, settle_s: float = 60) -> None:
         db.record_change(event.data, event.id)
-        relay_to_omnitron(event, db.uow(NAME), omnitron, settle_s)
+        db.apply(NAME, relay_to_omnitron, event, omnitron=omnitron, settle_s=settle_s)
 
     return relay
 
@@ -199,7 +199,7 @@ def test_a_change_naming_a_shipment_never_recorded_is_dead_lettered_counted_and_
     counted_before = conflicts()
 
     with pytest.raises(PermanentError, match="shipment 'shp-forged' was never recorded"):
-        relay_to_omnitron(change(6, "delivered", "shipped", shipment_id="shp-forged"), db.uow(NAME), omnitron)
+        db.apply(NAME, relay_to_omnitron, change(6, "delivered", "shipped", shipment_id="shp-forged"), omnitron=omnitron)
 
     assert omnitron.calls == []
     assert (db.relays(), db.inbox_count(NAME)) == ([], 0)
@@ -210,7 +210,7 @@ def test_a_change_naming_a_sequence_never_recorded_is_dead_lettered_and_not_sent
     relay(change(3, "shipped", "registered"))
 
     with pytest.raises(PermanentError, match="shipment 'shp-1' has no recorded change with sequence 6"):
-        relay_to_omnitron(change(6, "delivered", "shipped"), db.uow(NAME), omnitron)
+        db.apply(NAME, relay_to_omnitron, change(6, "delivered", "shipped"), omnitron=omnitron)
 
     assert [call.body["orderitem_set"][0]["status"] for call in omnitron.calls] == ["500"]
     assert db.omnitron_cursor("shp-1") == 3
@@ -222,7 +222,7 @@ def test_what_is_sent_is_the_recorded_change_whatever_the_message_naming_it_says
     db.record_change(recorded.data, recorded.id)
     forged = change(3, "delivered", "shipped", tracking_number="FORGED", carrier="other", order_item_ids=(999,))
 
-    relay_to_omnitron(forged, db.uow(NAME), omnitron)
+    db.apply(NAME, relay_to_omnitron, forged, omnitron=omnitron)
 
     assert omnitron.calls == plan_calls(recorded.data)
 
@@ -346,6 +346,6 @@ def test_a_change_recorded_before_its_data_was_kept_is_rebuilt_from_its_rows(db,
     with db.engine.begin() as connection:  # as migration 0005 leaves a change recorded before it
         connection.execute(status_changes.update().values(data=None))
 
-    relay_to_omnitron(shipped, db.uow(NAME), omnitron)
+    db.apply(NAME, relay_to_omnitron, shipped, omnitron=omnitron)
 
     assert omnitron.calls == plan_calls(shipped.data)

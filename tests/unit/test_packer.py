@@ -7,7 +7,7 @@ import pytest
 
 from contracts import parse_event
 from services.domain.tables import package_items, packages, shipments, status_changes
-from shared.errors import PermanentError
+from shared.failure import PermanentError
 from shared.inbox import inbox_table
 from shared.outbox import outbox_table
 

@@ -224,8 +224,8 @@ def test_a_dead_letter_reason_is_redacted_like_a_log_line():
     from test_batch_worker import Run, subscription
 
     from shared import naming
-    from shared.batch import Outcome
-    from shared.errors import PermanentError
+    from shared.batch import Handled
+    from shared.failure import PermanentError
 
     register_secrets("dlq-registered-pa55")
     run = Run(subscription())
@@ -233,7 +233,7 @@ def test_a_dead_letter_reason_is_redacted_like_a_log_line():
     reason = ("carrier refused dlq-registered-pa55 with Authorization: Basic dXNlcjpwYXNz "
               "for amqp://oms:pw-in-url@rabbit// and https://h.example/x?token=t0k3n")
     dead: list = []
-    run.work(lambda handle, deliveries: [Outcome(PermanentError(reason), 0.0) for _ in deliveries],
+    run.work(lambda handle, deliveries: [Handled(PermanentError(reason), 0.0) for _ in deliveries],
              until=lambda: dead.extend(run.take(run.queue + ".dlq")) or dead)
 
     assert dead[0].headers[naming.HEADER_ERROR_MESSAGE] == (

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from shared.settings import Settings
+from services.runtime.settings import ServiceSettings as Settings
 
 
 @pytest.fixture(autouse=True)
@@ -96,7 +96,7 @@ def test_an_invalid_setting_is_refused_naming_it(monkeypatch, name, value):
 
 
 def test_an_empty_metrics_port_disables_the_endpoints(monkeypatch):
-    from shared.settings import Settings
+    from services.runtime.settings import ServiceSettings as Settings
 
     monkeypatch.setenv("OMS_METRICS_PORT", "")
     assert Settings().metrics_port is None

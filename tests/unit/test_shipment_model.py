@@ -102,8 +102,3 @@ def test_a_loaded_shipment_continues_its_numbering():
 
     assert shipment.move_to(S.READY_FOR_PICKUP, T0, "READY_FOR_PICKUP")
     assert _history(shipment) == [(4, S.SHIPPED, S.READY_FOR_PICKUP)]
-
-
-def test_only_shipments_in_transit_are_tracked():
-    assert [s for s in S if Shipment("i", "p", "o", "c", [], status=s).is_tracked] == [
-        S.SHIPPED, S.ATTEMPTED_DELIVERY, S.READY_FOR_PICKUP]

@@ -7,7 +7,7 @@ from structlog.testing import capture_logs
 from contracts import parse_event
 from services.shipper.handlers import register_with_carrier
 from shared.db import utcnow
-from shared.errors import PermanentError
+from shared.failure import PermanentError
 from shared.http import PermanentHTTPError
 
 import contract_examples as examples
@@ -63,7 +63,7 @@ def test_a_registration_request_for_a_shipment_never_recorded_is_dead_lettered(d
     forged = parse_event(examples.to_bytes(examples.envelope("ShipmentStatusChanged", data)))
 
     with pytest.raises(PermanentError, match="shipment 'never-recorded' was never recorded"):
-        register_with_carrier(forged, db.uow("shipper"), carriers)
+        db.apply("shipper", register_with_carrier, forged, carriers=carriers)
 
     assert carrier.registered == []
     assert db.inbox_count("shipper") == 0
@@ -76,7 +76,7 @@ def test_a_registration_request_naming_a_sequence_never_recorded_is_dead_lettere
         **genuine.data.model_dump(mode="json"), "sequence": 7})))
 
     with pytest.raises(PermanentError, match="has no recorded change with sequence 7"):
-        register_with_carrier(forged, db.uow("shipper"), services.carriers)
+        db.apply("shipper", register_with_carrier, forged, carriers=services.carriers)
 
     assert carrier.registered == [] and db.shipment().status == "pending"
 
@@ -88,7 +88,7 @@ def test_registration_uses_the_recorded_shipment_not_the_package_a_message_names
     misleading = parse_event(examples.to_bytes(examples.envelope("ShipmentStatusChanged", {
         **genuine.data.model_dump(mode="json"), "package_id": "PKG-2", "order_number": "ORD-2"})))
 
-    register_with_carrier(misleading, db.uow("shipper"), services.carriers)
+    db.apply("shipper", register_with_carrier, misleading, carriers=services.carriers)
 
     assert carrier.registered == [(db.shipment("PKG-1").id, "PKG-1")]
     assert (db.shipment("PKG-1").status, db.shipment("PKG-2").status) == ("registered", "pending")

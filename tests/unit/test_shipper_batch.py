@@ -1,10 +1,13 @@
 """The shipper's batches: hand-overs applied in one transaction, each message still settled on its own."""
 from __future__ import annotations
 
+from functools import partial
+
+from services.runtime.pipeline import Pipeline
 from services.shipper.batch import ShipperBatch
 from services.shipper.handlers import mark_shipped, register_with_carrier
 from shared.consumer import Delivery
-from shared.errors import PermanentError
+from shared.failure import PermanentError
 
 import contract_examples as examples
 
@@ -20,11 +23,12 @@ def shipped(package_id: str) -> Delivery:
     return delivery("PackageShipped", examples.shipped(package_id), "package.shipped")
 
 
-def batch_for(db, carriers) -> ShipperBatch:
-    return ShipperBatch(engine=db.engine, handlers={
-        "ShipmentStatusChanged": lambda event: register_with_carrier(event, db.uow(NAME), carriers),
-        "PackageShipped": lambda event: mark_shipped(event, db.uow(NAME)),
-    })
+def batch_for(db, carriers):
+    """The shipper's batch, with deliveries decoded once on arrival as the worker hands them over."""
+    pipeline = Pipeline(NAME, {"ShipmentStatusChanged": partial(register_with_carrier, carriers=carriers),
+                               "PackageShipped": mark_shipped}, partial(db.uow, NAME))
+    batch = ShipperBatch(engine=db.engine, pipeline=pipeline)
+    return lambda handle, deliveries: batch(handle, [pipeline.decode(d) for d in deliveries])
 
 
 def test_hand_overs_of_a_batch_are_recorded_together_and_a_bad_message_fails_alone(db, carriers):

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pydantic
 import pytest
 
-from services.startup import StartupProblem, explain
-from shared.settings import Settings
+from services.runtime.startup import StartupProblem, explain
+from services.runtime.settings import ServiceSettings as Settings
 
 HIDDEN = "s3cret-typed-in-the-wrong-place"
 

@@ -231,7 +231,7 @@ sys.modules["opentelemetry"] = None  # any import of it fails, as without the ot
 import json
 from contracts import parse_event
 from shared import tracing, tracing_setup
-import services.messagebus, services.domain.uow, shared.relay, shared.http, services.carriers.async_client
+import services.runtime.pipeline, services.domain.uow, shared.relay, shared.http, services.carriers.async_client
 body = {json.dumps(json.dumps({**examples.example("PackageShipped"), "traceparent": TRACEPARENT}))}
 event = parse_event(body.encode())
 request = {{}}

@@ -120,13 +120,13 @@ def test_a_claim_by_one_tracker_is_not_taken_by_another_until_its_lease_expires(
     crashing = FakeCarrierClient().will_answer(RuntimeError("tracker process killed mid-round"))
     carriers.clients["sandbox"] = crashing
     with pytest.raises(RuntimeError):
-        services.tracker(lease_s=1.0).poll_once()  # claimed, then died before recording
+        services.tracker(lease_s=2.0).poll_once()  # claimed, then died before recording
     lease_until = db.shipment().next_poll_at
     assert lease_until > utcnow() and db.shipment().lease_owner is not None
 
     survivor = FakeCarrierClient().will_answer("DELIVERED")
     carriers.clients["sandbox"] = survivor
-    other = services.tracker(lease_s=1.0)
+    other = services.tracker(lease_s=2.0)
     assert other.poll_once() == 0
     assert survivor.queried == []
 
@@ -141,11 +141,12 @@ def test_a_late_answer_is_dropped_when_another_tracker_took_the_shipment_over(se
 
     def slow_answer(shipment_id):
         # While the first tracker waits on the carrier, its lease runs out and another takes over.
+        time.sleep(1.7)
         assert taker.poll_once() == 1
         return CarrierSnapshot("SBX123456789", "DELIVERED", None, None)
 
     carrier.will_answer(slow_answer, "ATTEMPTED_DELIVERY")
-    services.tracker(lease_s=0).poll_once()
+    services.tracker(lease_s=1.6).poll_once()  # long enough to ask (a request never outlives its lease)
 
     shipment = db.shipment()
     assert len(carrier.queried) == 2
@@ -268,13 +269,13 @@ def test_answers_whose_lease_runs_out_while_the_database_is_away_are_given_up_an
     outage = DatabaseOutage(db.engine, LEASE_CHECK)
 
     with capture_logs() as logs:
-        _within(20, services.tracker(lease_s=0.6).poll_once)
+        _within(20, services.tracker(lease_s=1.6).poll_once)
     assert [e["kept_for_retry"] for e in logs if e["event"] == "tracker could not record answers"][-1] == 0
     assert db.shipment().lease_owner is not None  # nothing written: the lease runs out by itself
 
     assert outage.refused
     outage.end()
-    time.sleep(0.7)
+    time.sleep(1.7)
     assert services.tracker().poll_once() == 1
     assert carrier.queried == [in_transit.id, in_transit.id]
     assert db.shipment().status == "delivered"
@@ -287,7 +288,7 @@ def test_a_carrier_lane_that_crashes_stops_the_tracker_with_its_error_instead_of
             raise RuntimeError("a defect in the pacing code")
 
     stop = threading.Event()
-    tracker = BrokenPacing(uow=lambda: db.uow("tracker"), carriers=services.carriers, stop=stop, idle_s=0.01)
+    tracker = BrokenPacing(uow=lambda: db.uow("tracker"), engine=db.engine, carriers=services.carriers, stop=stop, idle_s=0.01)
     try:
         with pytest.raises(RuntimeError, match="a defect in the pacing code"):
             _within(20, tracker.run)

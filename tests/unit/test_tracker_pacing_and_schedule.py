@@ -9,7 +9,7 @@ from sqlalchemy import select, update
 from contracts import ShipmentStatus
 from services.carriers.shipment_flows import CarrierConfig, CarrierEvent
 from services.domain.tables import carrier_events, carrier_pacing, shipments
-from services.timeline import timeline_rows
+from services.tools.timeline import timeline_rows
 from services.tracker import metrics
 from services.tracker.pacing import HEADROOM, CarrierPacing
 from services.tracker.schedule import poll_interval_s
@@ -60,7 +60,7 @@ def test_a_daily_budget_spreads_the_days_requests_over_the_day_and_counts_them(d
 
 def test_a_pause_pushes_every_replicas_next_slot_past_it(db):
     with db.engine.begin() as connection:
-        CarrierPacing(connection).pause("sandbox", 30, failures=3)
+        CarrierPacing(connection).pause("sandbox", 30)
 
     paused = reserve(db, CONFIG, 5)
 

@@ -23,7 +23,7 @@ def paused_for_s(db) -> float:
 
 def test_a_pause_longer_than_the_bound_is_written_as_the_bound(db):
     with db.engine.begin() as connection:
-        CarrierPacing(connection, max_pause_s=30).pause("sandbox", 86_400, failures=0)
+        CarrierPacing(connection, max_pause_s=30).pause("sandbox", 86_400)
     assert 25 < paused_for_s(db) <= 30
 
 

@@ -21,7 +21,7 @@ from rich.text import Text
 
 from contracts.commands import SETTABLE_STATUSES
 from contracts.ids import uuid4
-from services.cli_text import literal, shown
+from services.tools.cli_text import literal, shown
 
 #: The ``source`` of the commands the command line publishes (with the host, for the audit).
 def cli_source() -> str:
@@ -39,8 +39,8 @@ def _now() -> str:
 
 def _publish(event: dict) -> None:
     """Validated and published like ``oms-shipments publish`` does; exits 1 on a refusal or a return."""
-    from services.cli import _settings, console
-    from services.publishing import EventsReturned, publish_lines
+    from services.tools.cli import _settings, console
+    from services.tools.publishing import EventsReturned, publish_lines
 
     settings = _settings()
     try:
@@ -100,7 +100,7 @@ def register_commands(app: typer.Typer) -> None:
     @app.command("label")
     def label(package_id: str = typer.Argument(..., help="The package.")) -> None:
         """Print the shipment's label URL (from the carrier's registration)."""
-        from services.cli import _settings, console
+        from services.tools.cli import _settings, console
 
         row = _shipment_row(_settings(), package_id)
         if row is None:
@@ -116,7 +116,7 @@ def register_commands(app: typer.Typer) -> None:
     @app.command("stale")
     def stale(as_json: bool = typer.Option(False, "--json", help="One JSON object per shipment.")) -> None:
         """Shipments the tracker gave up on: resolve each with ``set-status``."""
-        from services.cli import _settings
+        from services.tools.cli import _settings
 
         rows = stale_shipments(_settings())
         if as_json:

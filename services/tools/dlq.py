@@ -34,7 +34,7 @@ from datetime import datetime, timezone
 import pika
 from kombu import Connection as KombuConnection
 
-from services.dlq_model import DeadLetter, Selector, replay_headers
+from services.tools.dlq_model import DeadLetter, Selector, replay_headers
 from shared import naming
 
 
@@ -47,9 +47,9 @@ class DlqError(RuntimeError):
 
 def services_with_queues() -> list[str]:
     """Services that consume a work queue, hence have a dead-letter queue."""
-    from services.bootstrap import service_modules
+    from services.runtime.registry import CONSUMERS
 
-    return [name for name, module in service_modules().items() if hasattr(module, "SUBSCRIPTION")]
+    return list(CONSUMERS)
 
 
 def resolve_service(name: str) -> str:

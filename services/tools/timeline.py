@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy import select
 
-from services.cli_text import literal, shown
+from services.tools.cli_text import literal, shown
 from services.domain.tables import carrier_events, omnitron_relays, packages, shipments, status_changes
 from shared.db import make_engine
 from shared.settings import Settings

@@ -1,4 +1,4 @@
-"""``oms-shipments dlq``: list, show, replay and purge dead letters (the logic is services/dlq.py)."""
+"""``oms-shipments dlq``: list, show, replay and purge dead letters (the logic is services/tools/dlq.py)."""
 from __future__ import annotations
 
 import json
@@ -12,9 +12,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from services import dlq
-from services.cli_text import literal, shown
-from services.dlq_model import DeadLetter, Selector, parse_duration
+from services.tools import dlq
+from services.tools.cli_text import literal, shown
+from services.tools.dlq_model import DeadLetter, Selector, parse_duration
 from shared import naming
 from shared.logging import configure_logging, register_secrets
 from shared.settings import Settings

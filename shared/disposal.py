@@ -1,4 +1,4 @@
-"""Settling deliveries on one channel, as the failure policy decided.
+"""Disposing of deliveries on one channel, as the failure policy decided.
 
 ack: applied.  retry: a copy with the attempt counted goes to a delay queue (or waits in
 process on the embedded broker), then the original is acked.  dead letter: a copy with
@@ -18,10 +18,9 @@ import heapq
 import itertools
 import time
 from datetime import timedelta
-from typing import Callable
+from typing import Callable, Iterable
 
 from shared import naming
-from shared.batch import ack_plan
 from shared.broker import Publisher, Unroutable
 from shared.headers import read_instant
 from shared.db import utcnow
@@ -49,7 +48,7 @@ class DelayedRetries:
         return ready
 
 
-class Settler:
+class Disposer:
     """``max_wait_s``: the longest wait a failure may ask for (OMS_MAX_RETRY_AFTER_S); a
     not-before further ahead is cut to it.  ``redeclare``: declares the service's topology
     again, after a copy came back unroutable."""
@@ -65,15 +64,15 @@ class Settler:
         self._delayed = delayed
         self._max_wait_s = max_wait_s
         self._redeclare = redeclare
-        self._unsettled: set[int] = set()
+        self._unacked: set[int] = set()
         self._log = get_logger(service=service, queue=self.queue_name)
 
     def received(self, message) -> None:
-        self._unsettled.add(message.delivery_tag)
+        self._unacked.add(message.delivery_tag)
 
     def _ack(self, message) -> None:
         message.ack()
-        self._unsettled.discard(message.delivery_tag)
+        self._unacked.discard(message.delivery_tag)
 
     def ack_all(self, messages: list) -> None:
         """Acks applied deliveries, a contiguous run of them with one ``multiple`` ack."""
@@ -83,14 +82,14 @@ class Settler:
                 self._ack(message)
             return
         by_tag = {m.delivery_tag: m for m in messages}
-        upto, singles = ack_plan(self._unsettled, by_tag)
+        upto, singles = ack_plan(self._unacked, by_tag)
         if upto is not None:
             by_tag[upto].ack(multiple=True)
-            self._unsettled = {tag for tag in self._unsettled if tag > upto}
+            self._unacked = {tag for tag in self._unacked if tag > upto}
         for tag in singles:
             self._ack(by_tag[tag])
 
-    def settle(self, message, delivery, decision: Decision) -> None:
+    def dispose(self, message, delivery, decision: Decision) -> None:
         if decision.verdict is Verdict.ACK:
             self._ack(message)
             return
@@ -206,3 +205,18 @@ class Settler:
         # Through oms.retry, like a copy back from a broker's delay queue: its headers are ours.
         for delivery in self._delayed.due():
             self._publish_copy(delivery, self.queue_name, delivery.headers, exchange=naming.RETRY_EXCHANGE)
+
+
+def ack_plan(unsettled: Iterable[int], acking: Iterable[int]) -> tuple[int | None, list[int]]:
+    """How to ack ``acking``: one ``multiple`` ack up to a tag, then the rest one by one.
+
+    ``basic.ack(multiple)`` acks every unsettled delivery up to its tag, so it may cover
+    only a run of tags that are all being acked now.
+    """
+    acking = set(acking)
+    upto = None
+    for tag in sorted(unsettled):
+        if tag not in acking:
+            break
+        upto = tag
+    return upto, sorted(tag for tag in acking if upto is None or tag > upto)

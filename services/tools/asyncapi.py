@@ -9,7 +9,7 @@ from pathlib import Path
 
 from contracts import ShipmentStatus
 from contracts.schemas import event_schemas, export_json_schemas
-from services.bootstrap import service_modules
+from services.runtime.registry import SERVICES
 from shared import naming
 from shared.broker import CONTENT_TYPE
 
@@ -88,8 +88,8 @@ def asyncapi_document(version: str = "0.1.0") -> dict:
         "action": "send", "channel": {"$ref": f"#/channels/{channel_id}"},
         "summary": "the shipment services publish ShipmentStatusChanged information changes.",
     }
-    for service, module in service_modules().items():
-        subscription = getattr(module, "SUBSCRIPTION", None)
+    for service, spec in SERVICES.items():
+        subscription = spec.subscription
         if subscription is None:
             continue
         received = _receives(subscription.routing_keys)

@@ -11,11 +11,11 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from services.cli_text import shown
-from services.dlq_cli import dlq_app
-from services.startup import StartupProblem, explain
+from services.tools.cli_text import shown
+from services.tools.dlq_cli import dlq_app
+from services.runtime.startup import StartupProblem, explain
 from shared.logging import configure_logging, get_logger, logging_configured
-from shared.settings import Settings
+from services.runtime.settings import ServiceSettings
 
 STARTUP_PROBLEM_EXIT = 2
 
@@ -57,12 +57,12 @@ app.add_typer(contracts_app, name="contracts")
 app.add_typer(docs_app, name="docs")
 
 console = Console(stderr=True)
-_current_settings: Settings | None = None  # for naming the broker or database in a start-up problem
+_current_settings: ServiceSettings | None = None  # for naming the broker or database in a start-up problem
 
 
-def _settings() -> Settings:
+def _settings() -> ServiceSettings:
     global _current_settings
-    settings = Settings()
+    settings = ServiceSettings()
     configure_logging(settings.log_level, settings.log_format)
     from shared.logging import register_secrets
 
@@ -71,9 +71,9 @@ def _settings() -> Settings:
     return settings
 
 
-def _settings_if_valid() -> Settings | None:
+def _settings_if_valid() -> ServiceSettings | None:
     try:
-        return Settings()
+        return ServiceSettings()
     except Exception:  # the problem being explained may be these very settings
         return None
 
@@ -94,7 +94,7 @@ def _options(
 
 def complete_service(incomplete: str) -> list[str]:
     """The service names for the shell's completion of ``run``."""
-    from services.bootstrap import SERVICE_NAMES
+    from services.runtime.registry import SERVICE_NAMES
 
     return [name for name in (*SERVICE_NAMES, "all") if name.startswith(incomplete)]
 
@@ -118,7 +118,7 @@ def db_upgrade(
 @topology_app.command("declare")
 def topology_declare() -> None:
     """Declare the exchange, work queues, bindings, retry and dead-letter queues."""
-    from services.bootstrap import topology
+    from services.runtime.bootstrap import topology
     from shared.broker import connect
 
     settings = _settings()
@@ -131,7 +131,7 @@ def topology_declare() -> None:
 @contracts_app.command("export")
 def contracts_export(directory: Path = typer.Argument(..., help="Where to write the documents.")) -> None:
     """Write the events' JSON Schemas and an AsyncAPI 3.0 document of the broker topology."""
-    from services.asyncapi import export_contracts
+    from services.tools.asyncapi import export_contracts
 
     for path in export_contracts(directory):
         console.print(f"wrote {path}")
@@ -140,7 +140,7 @@ def contracts_export(directory: Path = typer.Argument(..., help="Where to write 
 @docs_app.command("configuration")
 def docs_configuration(output: Path = typer.Option(Path("docs/configuration.md"), help="Where to write it.")) -> None:
     """Write the configuration reference, generated from the settings model."""
-    from services.config_reference import configuration_reference
+    from services.tools.config_reference import configuration_reference
 
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(configuration_reference())
@@ -154,8 +154,8 @@ def run(
     concurrency: int = typer.Option(None, "--concurrency", "-c", min=1, help="Handler threads per consumer."),
 ) -> None:
     """Run one service (or all of them in one process) until SIGTERM/SIGINT."""
-    from services.bootstrap import SERVICE_NAMES, bootstrap
-    from services.bootstrap import run as run_services
+    from services.runtime.bootstrap import SERVICE_NAMES, bootstrap
+    from services.runtime.bootstrap import run as run_services
 
     names = list(SERVICE_NAMES) if service == "all" else [service]
     if any(name not in SERVICE_NAMES for name in names):
@@ -169,7 +169,7 @@ def run(
 @app.command("publish")
 def publish(source: str = typer.Argument(..., help="A file of events, one JSON per line, or - for stdin.")) -> None:
     """Validate events, then publish them to oms.events with publisher confirms."""
-    from services.publishing import EventsReturned, publish_lines
+    from services.tools.publishing import EventsReturned, publish_lines
 
     settings = _settings()
     lines = sys.stdin.read().splitlines() if source == "-" else Path(source).read_text().splitlines()
@@ -189,7 +189,7 @@ def publish(source: str = typer.Argument(..., help="A file of events, one JSON p
 @app.command("status")
 def status(package_id: str) -> None:
     """A package's shipment, its status history and its Omnitron relays."""
-    from services.timeline import render_status
+    from services.tools.timeline import render_status
 
     settings = _settings()
     if not render_status(settings, package_id, Console()):
@@ -213,11 +213,12 @@ def standin_carrier(
     password: str = typer.Option("secret", envvar="SANDBOX_CARRIER_PASSWORD"),
 ) -> None:
     """Serve the sandbox carrier (the Shipment Flows protocol, scripted fates)."""
-    from services.standins.sandbox_carrier import serve_forever
+    from services.standins import serve_forever
+    from services.standins.sandbox_carrier import SandboxCarrier
 
     _settings()
     with _listening_on(host, port):
-        serve_forever(host, port, username, password)
+        serve_forever(SandboxCarrier(host, port, username, password), "sandbox carrier")
 
 
 @standin_app.command("omnitron")
@@ -225,11 +226,12 @@ def standin_omnitron(
     host: str = "127.0.0.1", port: int = 8082, token: str = typer.Option("secret-token", envvar="OMS_OMNITRON_TOKEN"),
 ) -> None:
     """Serve the Omnitron stand-in, which records every call (GET /_standin/calls)."""
-    from services.standins.omnitron import serve_forever
+    from services.standins import serve_forever
+    from services.standins.omnitron import OmnitronStandIn
 
     _settings()
     with _listening_on(host, port):
-        serve_forever(host, port, token)
+        serve_forever(OmnitronStandIn(host, port, token), "omnitron stand-in")
 
 
 @app.command("demo")
@@ -240,7 +242,7 @@ def demo(
     timeout: float = typer.Option(300, help="Give up after this many seconds."),
 ) -> None:
     """The whole pipeline in one process, with a sandbox carrier and an Omnitron stand-in."""
-    from services.demo import Demo
+    from services.tools.demo import Demo
 
     configure_logging("WARNING", "console")
     out = Console()
@@ -251,7 +253,9 @@ def demo(
     raise typer.Exit(0 if ok else 1)
 
 
-__import__("services.commands_cli").commands_cli.register_commands(app)  # cancel, update-info, set-status, label, stale
+from services.tools.commands_cli import register_commands  # noqa: E402  (it uses this module's helpers)
+
+register_commands(app)  # cancel, update-info, set-status, label, stale
 
 
 def main() -> None:  # pragma: no cover

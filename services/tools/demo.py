@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 
 from contracts import (CloudEvent, PackageCancelled, PackagePacked, PackageShipped, ShipmentStatusSet,
                        routing_key_for)
-from services.bootstrap import SERVICE_NAMES, RunningServices, bootstrap, topology
+from services.runtime.bootstrap import SERVICE_NAMES, RunningServices, bootstrap, topology
 from services.carriers.directory import CarrierDirectory, Carriers
 from services.carriers.shipment_flows import CarrierConfig
 from services.domain.tables import omnitron_cursor, shipments
@@ -30,7 +30,7 @@ from services.standins.omnitron import OmnitronStandIn
 from services.standins.sandbox_carrier import SandboxCarrier
 from shared.broker import Publisher, connect
 from shared.db import utcnow
-from shared.settings import Settings
+from services.runtime.settings import ServiceSettings
 
 FINAL = ("delivered", "delivery_failed", "cancelled")
 SOURCE = "/oms-shipments/demo"
@@ -90,7 +90,7 @@ class Demo:
         carrier_password = uuid.uuid4().hex
         with SandboxCarrier(username="demo", password=carrier_password) as carrier, \
                 OmnitronStandIn(token=self.token) as omnitron:
-            settings = Settings(
+            settings = ServiceSettings(
                 amqp_url=self.amqp_url, database_url=self.database_url, omnitron_url=omnitron.url,
                 omnitron_token=self.token, tracker_idle_s=0.1, retry_delays_s=[0.5, 1, 2],
                 log_level="WARNING", carriers_file=self.workdir / "unused.toml", metrics_port=None,

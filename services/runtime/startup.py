@@ -23,7 +23,7 @@ from sqlalchemy import Engine, text
 from services.carriers.directory import CarriersFileError
 from shared.broker import connect, is_embedded
 from shared.redaction import redact_text
-from shared.settings import Settings
+from services.runtime.settings import ServiceSettings
 
 BROKER_TIMEOUT_S = 5  # a broker that has not answered by then will not answer a person waiting either
 
@@ -32,7 +32,7 @@ class StartupProblem(Exception):
     """What is wrong and what to do, already said in words."""
 
 
-def check_run(settings: Settings, engine: Engine, services: list[str]) -> None:
+def check_run(settings: ServiceSettings, engine: Engine, services: list[str]) -> None:
     """Everything ``run`` needs before it starts a worker: raises :class:`StartupProblem`."""
     if "omnitron-publisher" in services and not (settings.omnitron_url and settings.omnitron_token):
         raise StartupProblem("the omnitron-publisher needs OMS_OMNITRON_URL and OMS_OMNITRON_TOKEN: set both "
@@ -49,13 +49,13 @@ def check_run(settings: Settings, engine: Engine, services: list[str]) -> None:
         raise StartupProblem(f"the database at {engine.url} has no schema: run `oms-shipments db upgrade`")
 
 
-def explain(exc: BaseException, settings: Settings | None) -> str | None:
+def explain(exc: BaseException, settings: ServiceSettings | None) -> str | None:
     """The one line for a start-up or configuration failure, secrets hidden; None for anything else."""
     line = _sentence(exc, settings)
     return None if line is None else redact_text(" ".join(line.split()))
 
 
-def _sentence(exc: BaseException, settings: Settings | None) -> str | None:
+def _sentence(exc: BaseException, settings: ServiceSettings | None) -> str | None:
     if isinstance(exc, StartupProblem):
         return str(exc)
     if isinstance(exc, pydantic.ValidationError):

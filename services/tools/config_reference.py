@@ -5,12 +5,12 @@ import json
 
 from pydantic import SecretStr
 
-from shared.settings import Settings
+from services.runtime.settings import ServiceSettings
 
 HEADER = """# Configuration reference
 
-Generated from `shared/settings.py` by `oms-shipments docs configuration`; a test fails
-when this page and the settings disagree. Every variable can also be set in a `.env`
+Generated from the settings models (`shared/settings.py` and each service's `settings.py`)
+by `oms-shipments docs configuration`; a test fails when this page and the settings disagree. Every variable can also be set in a `.env`
 file in the working directory. List values are JSON (`OMS_RETRY_DELAYS_S='[1, 5, 30]'`).
 
 | variable | default | meaning |
@@ -49,7 +49,7 @@ def _default(field) -> str:
 
 def configuration_reference() -> str:
     rows = []
-    for name, field in Settings.model_fields.items():
+    for name, field in ServiceSettings.model_fields.items():
         description = (field.description or "").replace("|", "\\|").replace("\n", " ")
         rows.append(f"| `OMS_{name.upper()}` | {_default(field)} | {description} |")
     return HEADER + "\n".join(rows) + "\n" + CARRIERS

@@ -1,105 +1,51 @@
-"""Wiring, once: settings → engine, carriers, Omnitron, broker topology, the services' parts.
+"""Wiring, once: settings → engine, carriers, broker topology, the outbox relay, each service's parts.
 
-Tests pass their own carriers directory or Omnitron client through :func:`bootstrap`
-instead of patching anything.
+Tests pass their own carriers directory through :func:`bootstrap` instead of patching anything.
 """
 from __future__ import annotations
 
 import signal
 import threading
-from dataclasses import dataclass, field
-from types import ModuleType
+from functools import partial
 from typing import Callable
 
-from sqlalchemy import Engine, text
+from sqlalchemy import text
 
 from contracts import EVENT_MODELS
 from services.carriers.directory import CarrierDirectory, load_carriers
 from services.domain.staged import Staging
-from services.domain.uow import UnitOfWork
-from services.startup import check_run
+from services.runtime.pipeline import Pipeline
+from services.runtime.registry import SERVICE_NAMES, SERVICES
+from services.runtime.spec import Parts, Runtime, ServiceSpec
+from services.runtime.startup import check_run
 from shared import naming
-from shared.broker import Topology, connect
-from shared.health import CannotListen, HealthServer
-from shared.metrics import OUTBOX_PUBLISHED, count_settled
 from shared.batch import run_batch
+from shared.broker import Topology, connect
 from shared.consumer import Batching, QueueWorker
 from shared.db import SessionBounds, make_engine
 from shared.failure import RetryPolicy
+from shared.health import CannotListen, HealthServer
 from shared.logging import get_logger, register_secrets
+from shared.metrics import OUTBOX_PUBLISHED, count_disposed
 from shared.relay import OutboxRelay
+from services.runtime.settings import ServiceSettings
 from shared import tracing_setup
-from shared.settings import Settings
 
 log = get_logger()
 
-SERVICE_NAMES = ("packer", "shipper", "tracker", "omnitron-publisher")
+__all__ = ["SERVICE_NAMES", "Runtime", "bootstrap", "components", "run", "topology"]
+
 #: The event types a metric may be labelled with; any other type a message claims counts as "other".
 KNOWN_EVENT_TYPES = frozenset(EVENT_MODELS)
 
-#: Services whose messages are applied in batches, one transaction per batch
-#: (OMS_BATCH_SIZE, shared/batch.py).  Only handlers that touch nothing but the database:
-#: the shipper calls the carrier between its two transactions and the Omnitron publisher
-#: calls Omnitron inside its own, so batched, a crash would repeat every call of the
-#: batch instead of one, and the batch's row locks would be held across those calls.
-#: The shipper and the Omnitron publisher batch their own way instead (their module's
-#: ``batching``): hand-overs in one transaction, each registration and Omnitron change alone
-#: unless OMS_OMNITRON_BULK_PACKAGES lets one bulk call carry several packages.
-BATCHED_SERVICES = frozenset({"packer"})
 
-
-def service_modules() -> dict[str, ModuleType]:
-    from services.omnitron_publisher import service as omnitron_publisher
-    from services.packer import service as packer
-    from services.shipper import service as shipper
-    from services.tracker import service as tracker
-
-    return {"packer": packer, "shipper": shipper, "tracker": tracker, "omnitron-publisher": omnitron_publisher}
-
-
-def topology(settings: Settings) -> Topology:
-    subscriptions = [m.SUBSCRIPTION for m in service_modules().values() if hasattr(m, "SUBSCRIPTION")]
+def topology(settings: ServiceSettings) -> Topology:
+    subscriptions = [spec.subscription for spec in SERVICES.values() if spec.subscription is not None]
     return Topology(subscriptions, list(settings.retry_delays_s), settings.queue_type)
 
 
-@dataclass
-class Runtime:
-    settings: Settings
-    engine: Engine
-    carriers: CarrierDirectory
-    stop: threading.Event
-    relay: OutboxRelay
-    omnitron_factory: Callable[[], object]
-    _omnitron: object | None = field(default=None, init=False)
-
-    def uow(self, consumer: str) -> UnitOfWork:
-        return UnitOfWork(self.engine, consumer, naming.event_source(consumer), after_commit=self.relay.wake)
-
-    def omnitron(self):
-        if self._omnitron is None:
-            self._omnitron = self.omnitron_factory()
-        return self._omnitron
-
-
-def _default_omnitron(settings: Settings):
-    from services.omnitron_publisher.omnitron import OmnitronClient
-
-    if not settings.omnitron_url or not settings.omnitron_token:
-        raise SystemExit("the omnitron-publisher needs OMS_OMNITRON_URL and OMS_OMNITRON_TOKEN")
-    # A few quick tries in hand; longer outages wait in the delay queues, not in a
-    # handler that holds the shipment's relay lock.
-    return OmnitronClient(settings.omnitron_url, settings.omnitron_token.get_secret_value(),
-                          timeout_s=settings.omnitron_timeout_s, retry_attempts=3, max_wait_s=5,
-                          max_retry_after_s=settings.max_retry_after_s)
-
-
-def bootstrap(
-    settings: Settings,
-    *,
-    stop: threading.Event | None = None,
-    carriers: CarrierDirectory | None = None,
-    omnitron_factory: Callable[[], object] | None = None,
-) -> Runtime:
+def bootstrap(settings: ServiceSettings, *, stop: threading.Event | None = None,
+              carriers: CarrierDirectory | None = None) -> Runtime:
     register_secrets(*settings.secrets())
     if carriers is None:
         carriers = CarrierDirectory(load_carriers(settings.carriers_file), max_retry_after_s=settings.max_retry_after_s)
@@ -115,46 +61,48 @@ def bootstrap(
         hold_s=settings.relay_hold_s,
         after_publish=OUTBOX_PUBLISHED.inc,
     )
-    return Runtime(settings, engine, carriers, stop, relay, omnitron_factory or (lambda: _default_omnitron(settings)))
+    return Runtime(settings, engine, carriers, stop, relay)
 
 
 def components(runtime: Runtime, services: list[str]) -> list:
     """The runnable parts of the named services, plus this process's outbox relay."""
-    from services.messagebus import dispatcher
-
-    settings = runtime.settings
-    policy = RetryPolicy(settings.max_attempts, tuple(settings.retry_delays_s))
-    shared_topology = topology(settings)
-    modules = service_modules()
+    shared_topology = topology(runtime.settings)
     parts: list = []
     for name in services:
-        module = modules[name]
-        batching = module.batching(runtime) if hasattr(module, "batching") else None
-        if name in BATCHED_SERVICES and settings.batch_size > 1:
-            engine = runtime.engine
-            batching = Batching(settings.batch_size,
-                                lambda handle, deliveries: run_batch(engine, handle, deliveries, staging=Staging))
-        if hasattr(module, "SUBSCRIPTION"):
-            parts.append(
-                QueueWorker(
-                    amqp_url=settings.amqp_url.get_secret_value(),
-                    topology=shared_topology,
-                    subscription=module.SUBSCRIPTION,
-                    handle=dispatcher(module.handlers(runtime)),
-                    policy=policy,
-                    stop=runtime.stop,
-                    prefetch=settings.prefetch,
-                    concurrency=settings.concurrency,
-                    after_settle=[count_settled(naming.work_queue(name), KNOWN_EVENT_TYPES)],
-                    batching=batching,
-                    ordering_key=getattr(module, "ORDERING_KEY", None),
-                    max_wait_s=settings.max_retry_after_s,
-                )
-            )
-        if hasattr(module, "components"):
-            parts.extend(module.components(runtime))
+        spec = SERVICES[name]
+        built = spec.build(runtime)
+        if spec.subscription is not None:
+            parts.append(_queue_worker(runtime, spec, built, shared_topology))
+        parts.extend(built.components)
     parts.append(runtime.relay)
     return parts
+
+
+def _queue_worker(runtime: Runtime, spec: ServiceSpec, built: Parts, shared_topology: Topology) -> QueueWorker:
+    settings = runtime.settings
+    pipeline = Pipeline(spec.name, built.handlers, runtime.units_of_work(spec.name), spec.ordering_key)
+    batching = None
+    if settings.batch_size > 1:
+        if spec.batched:
+            batching = Batching(settings.batch_size, partial(run_batch, runtime.engine, staging=Staging))
+        elif built.batches is not None:
+            runner = built.batches(pipeline)
+            batching = Batching(settings.batch_size, runner) if runner is not None else None
+    return QueueWorker(
+        amqp_url=settings.amqp_url.get_secret_value(),
+        topology=shared_topology,
+        subscription=spec.subscription,
+        decode=pipeline.decode,
+        handle=pipeline.handle,
+        policy=RetryPolicy(settings.max_attempts, tuple(settings.retry_delays_s)),
+        stop=runtime.stop,
+        prefetch=settings.prefetch,
+        concurrency=settings.concurrency,
+        after_disposal=[count_disposed(naming.work_queue(spec.name), KNOWN_EVENT_TYPES)],
+        batching=batching,
+        ordering_key=pipeline.ordering_key if spec.ordering_key is not None else None,
+        max_wait_s=settings.max_retry_after_s,
+    )
 
 
 def health_server(runtime: Runtime, alive: Callable[[], bool]) -> HealthServer:
@@ -222,7 +170,7 @@ def run(runtime: Runtime, services: list[str]) -> int:
     """Runs the services until SIGTERM/SIGINT; returns the process exit code.
 
     The broker, the database's schema and the Omnitron settings are checked first: a
-    problem there is reported as one line before anything starts (services/startup.py).
+    problem there is reported as one line before anything starts (services/runtime/startup.py).
     The first line logged says which port this process serves its metrics on: on a host
     running several, that is how an operator (or a scrape configuration) finds each one.
     """
@@ -231,7 +179,7 @@ def run(runtime: Runtime, services: list[str]) -> int:
         log.info("stopping: finishing work in hand", signal=signal.Signals(signum).name)
         runtime.stop.set()
 
-    check_run(runtime.settings, runtime.engine, services)  # a StartupProblem is one line, exit 2 (services/cli.py)
+    check_run(runtime.settings, runtime.engine, services)  # a StartupProblem is one line, exit 2 (services/tools/cli.py)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
