@@ -46,7 +46,8 @@ def register_with_carrier(event: CloudEvent, uow: UnitOfWork, carriers: CarrierD
     if manual.without_integration(carriers, shipment.carrier):  # never registered (CONTRACT.md §4)
         return manual.open_without_integration(event, uow, shipment.id)
     if commands_waiting:
-        shipment = waiting.before_registration(uow, shipment.id)
+        # Aside: what it commits records no inbox row; this change is applied by the block below.
+        shipment = waiting.before_registration(uow.aside(), shipment.id)
     registration = None
     if shipment.status is ShipmentStatus.PENDING:
         if shipment.carrier not in carriers:
