@@ -29,14 +29,14 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Callable, Iterable, Protocol, Sequence
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, RootTransaction
 
 from shared.failure import TransientError
 from shared.failure import describe
 from shared.faults import crash_point
 from shared.logging import get_logger
 
-log = get_logger(component="batch")
+log = get_logger(component="batch")  # type: ignore[no-untyped-call, unused-ignore]  # shared/logging.py is annotated apart
 
 
 class BatchAbandoned(TransientError):
@@ -98,7 +98,7 @@ def current(engine: Engine) -> Batch | None:
     return batch if batch is not None and batch.engine is engine else None
 
 
-def _handle_each(batch: Batch, transaction, handle: Callable[[object], None], deliveries: Sequence[object],
+def _handle_each(batch: Batch, transaction: RootTransaction, handle: Callable[[object], None], deliveries: Sequence[object],
                  staged: bool) -> list[Handled]:
     outcomes: list[Handled] = []
     token = _current.set(batch)
@@ -111,7 +111,7 @@ def _handle_each(batch: Batch, transaction, handle: Callable[[object], None], de
             started = time.perf_counter()
             try:
                 handle(delivery)
-                error = None
+                error: BaseException | None = None
             except Replay as exc:
                 if staged:
                     raise
@@ -124,7 +124,7 @@ def _handle_each(batch: Batch, transaction, handle: Callable[[object], None], de
     return outcomes
 
 
-def _staged(engine: Engine, handle, deliveries, staging: Staging) -> list[Handled] | None:
+def _staged(engine: Engine, handle: Callable[[object], None], deliveries: Sequence[object], staging: Staging) -> list[Handled] | None:
     """The fast path; None when the batch has to be applied the careful way."""
     with engine.connect() as connection:
         transaction = connection.begin()
@@ -143,7 +143,7 @@ def _staged(engine: Engine, handle, deliveries, staging: Staging) -> list[Handle
     return outcomes
 
 
-def _careful(engine: Engine, handle, deliveries) -> list[Handled]:
+def _careful(engine: Engine, handle: Callable[[object], None], deliveries: Sequence[object]) -> list[Handled]:
     with engine.connect() as connection:
         transaction = connection.begin()
         batch = Batch(engine, connection)

@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import socket
 import time
-from typing import NamedTuple
+from typing import Any, Iterable, NamedTuple
 
 from amqp import Message, spec
 from amqp.serialization import dumps
-from kombu import Connection
+from kombu.connection import Connection  # kombu's lazy __init__ exports it only implicitly
 
 from shared import naming
 from shared.broker import CONTENT_TYPE, Publisher, is_embedded
@@ -37,17 +37,17 @@ class Outgoing(NamedTuple):
     routing_key: str
     message_id: str
     event_type: str
-    headers: dict | None = None  # the event's trace context (shared/tracing.py)
+    headers: dict[str, Any] | None = None  # the event's trace context (shared/tracing.py)
 
 
-class Confirms(list):
+class Confirms(list[bool]):
     """Per message of a batch, whether the broker took it: confirmed, and routed to a queue.
 
     ``returned`` maps the index of each message the broker handed back unroutable to its
     reason (``NO_ROUTE``); those are False too.
     """
 
-    def __init__(self, taken, returned: dict[int, str] | None = None):
+    def __init__(self, taken: Iterable[bool], returned: dict[int, str] | None = None):
         super().__init__(taken)
         self.returned = returned or {}
 
@@ -94,7 +94,7 @@ class StreamingPublisher:
     def _on_nack(self, tag: int, multiple: bool) -> None:
         self._settle(tag, multiple, False)
 
-    def _on_return(self, error, _exchange: str, routing_key: str, message) -> None:
+    def _on_return(self, error: Any, _exchange: str, routing_key: str, message: Any) -> None:
         # A return names no delivery tag: the message is found by its id (returns are rare).
         reason = f"{getattr(error, 'reply_text', None) or error} (routing key {routing_key})"
         message_id = message.properties.get("message_id")

@@ -32,9 +32,9 @@ import threading
 import time
 import uuid
 import zlib
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence, cast
 
 import amqp
 from kombu.exceptions import OperationalError as BrokerUnreachable
@@ -62,7 +62,7 @@ class Delivery:
     content_type: str | None
     routing_key: str
     message_id: str | None
-    headers: dict = field(default_factory=dict)  # our own x-oms- ones only when they came through oms.retry
+    headers: dict[str, Any] = field(default_factory=dict)  # our own x-oms- ones only when they came through oms.retry
     redelivered: bool = False
     event_type: str | None = None
     content_encoding: str | None = None
@@ -84,6 +84,11 @@ class Delivery:
 Handler = Callable[[Delivery], None]
 Hook = Callable[[Delivery, Decision, float], None]
 OrderingKey = Callable[[Delivery], "str | None"]
+#: What one handler run takes: each message (a _Received, or the embedded broker's kombu
+#: Message) with its Delivery.
+Work = list[tuple[Any, Delivery]]
+#: What the broker connection fails with when it is lost (_broker_lost).
+Lost = tuple[type[BaseException], ...]
 
 
 class KeyedExecutor:
@@ -94,7 +99,7 @@ class KeyedExecutor:
         self._key = key
         self._next = 0
 
-    def submit(self, fn, work: list, *args):
+    def submit(self, fn: Callable[..., None], work: Work, *args: Any) -> Future[None]:
         key = self._key(work[0][1])
         if key is None:
             lane, self._next = self._next, (self._next + 1) % len(self._lanes)
@@ -115,13 +120,13 @@ class Batching:
     run: Callable[[Handler, Sequence[Delivery]], list[Handled]]
 
 
-def _broker_lost(connection) -> tuple[type[BaseException], ...]:
+def _broker_lost(connection: Any) -> Lost:
     # A reconnect while the broker is still down fails in ensure_connection, which kombu
     # re-raises as its OperationalError (no OSError): the same lost broker.  A channel the
     # broker closed, or a copy it returned twice, is mended the same way: a new connection
     # declares the topology again and gets the unacknowledged messages back.
-    return connection.connection_errors + connection.channel_errors + (
-        OSError, ConnectionError, BrokerUnreachable, Unroutable)
+    return cast(Lost, connection.connection_errors + connection.channel_errors + (
+        OSError, ConnectionError, BrokerUnreachable, Unroutable))
 
 
 class _Received:
@@ -147,7 +152,7 @@ class _Received:
         self._channel.basic_ack(self.delivery_tag, multiple=multiple)
 
 
-def _received(message):
+def _received(message: Any) -> Any:
     # The embedded broker's channel hands over kombu's messages; nothing outside the
     # process publishes there.
     return _Received(message) if isinstance(message, amqp.Message) else message
@@ -156,7 +161,7 @@ def _received(message):
 SHORT_STRING_BYTES = 255
 
 
-def _text(value) -> str | None:
+def _text(value: object) -> str | None:
     """An AMQP short string property as text that fits one again (a copy republishes it):
     undecodable bytes are replaced, which may lengthen them, so the text is cut to fit."""
     if value is None:
@@ -167,14 +172,14 @@ def _text(value) -> str | None:
     return text
 
 
-def _body(message) -> bytes:
+def _body(message: Any) -> bytes:
     body = message.body
     if isinstance(body, (bytes, bytearray, memoryview)):
         return bytes(body)
     return str(body).encode("utf-8", "surrogatepass")
 
 
-def _delivery(message) -> Delivery:
+def _delivery(message: Any) -> Delivery:
     info, properties = message.delivery_info or {}, message.properties or {}
     headers = message.headers if isinstance(message.headers, dict) else {}
     if info.get("exchange") != naming.RETRY_EXCHANGE:
@@ -191,7 +196,7 @@ def _delivery(message) -> Delivery:
     )
 
 
-def _bare_delivery(message) -> Delivery:
+def _bare_delivery(message: Any) -> Delivery:
     """What can still be read of a message whose Delivery could not be built: its bytes."""
     return Delivery(body=_body(message), content_type=None, routing_key="", message_id=None)
 
@@ -232,7 +237,7 @@ class QueueWorker:
         self._delayed = DelayedRetries()
         self._max_wait_s = max_wait_s
         self._returned_last = False  # the last session ended on a twice-returned copy
-        self._log = get_logger(service=self.service, queue=self.queue_name)
+        self._log = get_logger(service=self.service, queue=self.queue_name)  # type: ignore[no-untyped-call, unused-ignore]  # shared/logging.py is annotated apart
         self.ready = threading.Event()
 
     def run(self) -> None:
@@ -240,7 +245,7 @@ class QueueWorker:
                        max_backoff_s=30)
         self._log.info("worker stopped")
 
-    def _session(self, connection, connected: Callable[[], None]) -> None:
+    def _session(self, connection: Any, connected: Callable[[], None]) -> None:
         self._topology.declare(connection, services=[self.service])
         if not self._returned_last:  # a copy returned again and again backs off like an outage
             connected()
@@ -256,25 +261,25 @@ class QueueWorker:
             return
         self._log.warning("broker connection lost, reconnecting", error=str(error), retry_in_s=retry_in_s)
 
-    def _consume(self, connection) -> None:
+    def _consume(self, connection: Any) -> None:
         disposer = Disposer(service=self.service, policy=self._policy, publisher=Publisher(connection),
                           embedded=self._embedded, delayed=self._delayed, max_wait_s=self._max_wait_s,
                           redeclare=lambda: self._topology.declare(connection, services=[self.service]))
         lost = _broker_lost(connection)
-        done: queue.Queue = queue.Queue()
+        done: queue.Queue[tuple[Work, list[Handled]]] = queue.Queue()
         channel = connection.channel()
         channel.auto_decode = False  # py-amqp would decode a body by its content_encoding: it stays bytes
         channel.basic_qos(0, self._prefetch, False)
-        futures: set = set()
-        arrived: collections.deque = collections.deque()  # delivered by the broker, not yet taken
-        pending: list = []  # batching: taken, not yet in a batch
+        futures: set[Future[None]] = set()
+        arrived: collections.deque[Any] = collections.deque()  # delivered by the broker, not yet taken
+        pending: Work = []  # batching: taken, not yet in a batch
 
-        def submit(work: list) -> None:
+        def submit(work: Work) -> None:
             future = executor.submit(self._run, work, done)
             futures.add(future)
             future.add_done_callback(futures.discard)
 
-        def on_message(message) -> None:
+        def on_message(message: Any) -> None:
             # The broker's callback only notes the arrival. It runs inside drain_events, and
             # so also inside the confirm wait of any copy being published: a copy published
             # from here would nest one confirm wait in another on the same channel, and one
@@ -311,6 +316,7 @@ class QueueWorker:
                 except Exception as error:  # the message's fault or ours: it, not the worker, stops here
                     self._dead_letter_anyway(disposer, message, delivery or _bare_delivery(message), error, lost)
 
+        executor: KeyedExecutor | ThreadPoolExecutor
         if self._ordering_key is not None:
             executor = KeyedExecutor(self._concurrency, self._ordering_key, f"{self.service}-handler")
         else:
@@ -332,9 +338,9 @@ class QueueWorker:
                 admit()
                 if pending and len(futures) < self._concurrency:
                     self._take_buffered(connection, pending, admit)
-                    while pending and len(futures) < self._concurrency:
-                        submit(pending[:self._batching.size])
-                        del pending[:self._batching.size]
+                    while pending and len(futures) < self._concurrency:  # pending fills only when batching
+                        submit(pending[:cast(Batching, self._batching).size])
+                        del pending[:cast(Batching, self._batching).size]
                 self._dispose_finished(done, disposer, lost)
                 disposer.release_due_retries()
             # Stop: take no more; what has not started goes back to the broker unacked
@@ -355,9 +361,9 @@ class QueueWorker:
             except Exception:
                 pass
 
-    def _take_buffered(self, connection, pending: list, admit: Callable[[], None]) -> None:
+    def _take_buffered(self, connection: Any, pending: Work, admit: Callable[[], None]) -> None:
         """Whatever has already arrived joins the batch about to start."""
-        while len(pending) < self._batching.size:
+        while len(pending) < cast(Batching, self._batching).size:  # only when batching
             try:
                 connection.drain_events(timeout=0)
             except socket.timeout:
@@ -365,7 +371,7 @@ class QueueWorker:
             finally:
                 admit()
 
-    def _run(self, work: list, done: queue.Queue) -> None:
+    def _run(self, work: Work, done: queue.Queue[tuple[Work, list[Handled]]]) -> None:
         deliveries = [delivery for _, delivery in work]
         if self._batching:
             started = time.perf_counter()
@@ -383,8 +389,8 @@ class QueueWorker:
             outcomes = [Handled(error, time.perf_counter() - started)]
         done.put((work, outcomes))
 
-    def _dead_letter_anyway(self, disposer: Disposer, message, delivery: Delivery, error: BaseException,
-                            lost: tuple) -> Decision:
+    def _dead_letter_anyway(self, disposer: Disposer, message: Any, delivery: Delivery, error: BaseException,
+                            lost: Lost) -> Decision:
         """Dead-letters a message the worker's own path failed on; should even that fail on
         the message's headers, it goes without them (its bytes can always be published)."""
         decision = consumer_failure(error)
@@ -400,7 +406,7 @@ class QueueWorker:
             disposer.dispose(message, dataclasses.replace(delivery, headers={}), decision)
         return decision
 
-    def _dispose_finished(self, done: queue.Queue, disposer: Disposer, lost: tuple, wait_s: float = 0.0) -> None:
+    def _dispose_finished(self, done: queue.Queue[tuple[Work, list[Handled]]], disposer: Disposer, lost: Lost, wait_s: float = 0.0) -> None:
         first = True
         while True:
             try:

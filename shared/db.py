@@ -7,6 +7,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, cast
 
 from collections.abc import Mapping, Sequence
 
@@ -18,6 +19,10 @@ from sqlalchemy.types import TypeDecorator
 
 from shared.settings import Settings
 
+if TYPE_CHECKING:
+    from sqlalchemy.engine.interfaces import DBAPIConnection, Dialect
+    from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
+
 metadata = MetaData(
     naming_convention={
         "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -28,13 +33,13 @@ metadata = MetaData(
 )
 
 
-class UtcDateTime(TypeDecorator):
+class UtcDateTime(TypeDecorator[datetime]):
     """Timezone-aware UTC on every backend (SQLite keeps no zone of its own)."""
 
     impl = DateTime(timezone=True)
     cache_ok = True
 
-    def process_bind_param(self, value: datetime | None, dialect):
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is not None:
             if value.tzinfo is None:
                 raise ValueError("naive datetime given to a UTC column")
@@ -43,7 +48,7 @@ class UtcDateTime(TypeDecorator):
                 value = value.replace(tzinfo=None)
         return value
 
-    def process_result_value(self, value: datetime | None, dialect):
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is not None and value.tzinfo is None:
             value = value.replace(tzinfo=timezone.utc)
         return value
@@ -61,7 +66,7 @@ def database_now(connection: Connection) -> datetime:
     elsewhere (the embedded mode's SQLite: one process) this machine's."""
     if connection.dialect.name != "postgresql":
         return utcnow()
-    return connection.execute(_DATABASE_NOW).scalar_one().astimezone(timezone.utc)
+    return cast(datetime, connection.execute(_DATABASE_NOW).scalar_one()).astimezone(timezone.utc)
 
 
 def upsert(table: Table, columns: Sequence[str], conflict: Sequence[str], *, update: Mapping[str, str] | None = None,
@@ -118,7 +123,7 @@ class SessionBounds:
     idle_in_transaction_timeout_s: float
 
     @classmethod
-    def from_settings(cls, settings) -> "SessionBounds":
+    def from_settings(cls, settings: Settings) -> "SessionBounds":
         return cls(
             connect_timeout_s=settings.db_connect_timeout_s,
             keepalives_idle_s=settings.db_keepalives_idle_s,
@@ -129,7 +134,7 @@ class SessionBounds:
             idle_in_transaction_timeout_s=settings.db_idle_in_transaction_timeout_s,
         )
 
-    def connect_args(self, application_name: str) -> dict:
+    def connect_args(self, application_name: str) -> dict[str, Any]:
         """libpq connection parameters; the three timeouts are sent as the session's start-up options."""
         timeouts = {"statement_timeout": self.statement_timeout_s, "lock_timeout": self.lock_timeout_s,
                     "idle_in_transaction_session_timeout": self.idle_in_transaction_timeout_s}
@@ -174,7 +179,7 @@ def make_engine(url: str, pool_size: int = 5, *, bounds: SessionBounds | None = 
     return engine
 
 
-def _with_url_overrides(url: str, connect_args: dict) -> dict:
+def _with_url_overrides(url: str, connect_args: dict[str, Any]) -> dict[str, Any]:
     """A parameter the URL sets itself wins; its ``options`` come after ours, so theirs win too."""
     query = make_url(url).query
     merged = {name: value for name, value in connect_args.items() if name not in query}
@@ -193,11 +198,12 @@ PING_AFTER_IDLE_S = 5.0
 
 def _ping_idle_connections(engine: Engine) -> None:
     @event.listens_for(engine, "checkin")
-    def _returned(_dbapi_connection, record) -> None:
+    def _returned(_dbapi_connection: DBAPIConnection, record: ConnectionPoolEntry) -> None:
         record.info["returned_at"] = time.monotonic()
 
     @event.listens_for(engine, "checkout")
-    def _ping_if_idle(dbapi_connection, record, _proxy) -> None:
+    def _ping_if_idle(dbapi_connection: DBAPIConnection, record: ConnectionPoolEntry,
+                      _proxy: PoolProxiedConnection) -> None:
         returned = record.info.get("returned_at")
         if returned is None or time.monotonic() - returned < PING_AFTER_IDLE_S:
             return
@@ -212,7 +218,7 @@ def _serialize_sqlite_writers(engine: Engine) -> None:
     # (BEGIN IMMEDIATE), which gives the same "one writer per shipment" guarantee
     # that SELECT ... FOR UPDATE gives on PostgreSQL.
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection, _record):
+    def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:  # sqlite3's connection
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
@@ -226,7 +232,7 @@ def _serialize_sqlite_writers(engine: Engine) -> None:
     gate = threading.Lock()
 
     @event.listens_for(engine, "begin")
-    def _on_begin(connection):
+    def _on_begin(connection: Connection) -> None:
         gate.acquire()
         connection.info["holds_gate"] = True
         try:
@@ -235,7 +241,7 @@ def _serialize_sqlite_writers(engine: Engine) -> None:
             _release(connection)
             raise
 
-    def _release(connection) -> None:
+    def _release(connection: Connection) -> None:
         if connection.info.pop("holds_gate", False):
             gate.release()
 

@@ -18,7 +18,7 @@ import heapq
 import itertools
 import time
 from datetime import timedelta
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from shared import naming
 from shared.broker import Publisher, Unroutable
@@ -28,20 +28,23 @@ from shared.failure import Decision, RetryPolicy, Verdict
 from shared.logging import get_logger
 from shared.redaction import redact_text
 
+if TYPE_CHECKING:
+    from shared.consumer import Delivery  # which imports this module
+
 MAX_HEADER_TEXT = 1000
 
 
 class DelayedRetries:
     """The embedded broker's retry queues: it has no TTL or dead-lettering."""
 
-    def __init__(self):
-        self._heap: list = []
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, Delivery]] = []
         self._ids = itertools.count()
 
-    def add(self, due: float, delivery) -> None:
+    def add(self, due: float, delivery: Delivery) -> None:
         heapq.heappush(self._heap, (due, next(self._ids), delivery))
 
-    def due(self) -> list:
+    def due(self) -> list[Delivery]:
         now, ready = time.monotonic(), []
         while self._heap and self._heap[0][0] <= now:
             ready.append(heapq.heappop(self._heap)[2])
@@ -55,7 +58,7 @@ class Disposer:
 
     def __init__(self, *, service: str, policy: RetryPolicy, publisher: Publisher, embedded: bool,
                  delayed: DelayedRetries, max_wait_s: float = 3600,
-                 redeclare: Callable[[], None] | None = None):
+                 redeclare: Callable[[], object] | None = None):
         self.service = service
         self.queue_name = naming.work_queue(service)
         self._policy = policy
@@ -65,16 +68,17 @@ class Disposer:
         self._max_wait_s = max_wait_s
         self._redeclare = redeclare
         self._unacked: set[int] = set()
-        self._log = get_logger(service=service, queue=self.queue_name)
+        self._log = get_logger(service=service, queue=self.queue_name)  # type: ignore[no-untyped-call, unused-ignore]  # shared/logging.py is annotated apart
 
-    def received(self, message) -> None:
+    # A message: py-amqp's, as shared/consumer.py wraps it, or the embedded broker's kombu Message.
+    def received(self, message: Any) -> None:
         self._unacked.add(message.delivery_tag)
 
-    def _ack(self, message) -> None:
+    def _ack(self, message: Any) -> None:
         message.ack()
         self._unacked.discard(message.delivery_tag)
 
-    def ack_all(self, messages: list) -> None:
+    def ack_all(self, messages: list[Any]) -> None:
         """Acks applied deliveries, a contiguous run of them with one ``multiple`` ack."""
         if self._embedded or len(messages) < 2:
             # The embedded broker's channel ignores ``multiple``.
@@ -89,7 +93,7 @@ class Disposer:
         for tag in singles:
             self._ack(by_tag[tag])
 
-    def dispose(self, message, delivery, decision: Decision) -> None:
+    def dispose(self, message: Any, delivery: Delivery, decision: Decision) -> None:
         if decision.verdict is Verdict.ACK:
             self._ack(message)
             return
@@ -121,7 +125,7 @@ class Disposer:
             )
         self._ack(message)
 
-    def wait_out(self, message, delivery) -> bool:
+    def wait_out(self, message: Any, delivery: Delivery) -> bool:
         """A delivery back from its delay tier before the moment its failure asked for (a
         Retry-After longer than every tier) goes round again, unhandled, its attempts
         unchanged; True if it did.
@@ -151,13 +155,13 @@ class Disposer:
                        event_type=delivery.event_type, retry_in_s=round(left_s, 3))
         return True
 
-    def _delay(self, delivery, headers: dict, tier: float, delay_s: float) -> None:
+    def _delay(self, delivery: Delivery, headers: dict[str, Any], tier: float, delay_s: float) -> None:
         if self._embedded:
             self._delayed.add(time.monotonic() + delay_s, dataclasses.replace(delivery, headers=headers))
         else:
             self._publish_copy(delivery, naming.retry_queue(self.service, tier), headers, expiration=delay_s)
 
-    def _publish_copy(self, delivery, routing_key: str, headers: dict, expiration: float | None = None,
+    def _publish_copy(self, delivery: Delivery, routing_key: str, headers: dict[str, Any], expiration: float | None = None,
                       exchange: str = "") -> None:
         def publish() -> None:
             self._publisher.publish(
@@ -182,7 +186,7 @@ class Disposer:
             self._redeclare()
             publish()  # returned again: Unroutable, and the original stays unacknowledged
 
-    def _failure_headers(self, delivery, decision: Decision) -> dict:
+    def _failure_headers(self, delivery: Delivery, decision: Decision) -> dict[str, Any]:
         now = utcnow().isoformat()
         headers = dict(delivery.headers)
         headers.pop("x-death", None)

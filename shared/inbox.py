@@ -6,7 +6,7 @@ all, so a refused or dead-lettered message is judged as new when it is replayed.
 """
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import Column, Connection, PrimaryKeyConstraint, String, Table, bindparam, delete, select
 
@@ -36,15 +36,15 @@ class Identified(Protocol):
     id: str
 
 
-def inbox_row(consumer: str, event: Identified) -> dict:
+def inbox_row(consumer: str, event: Identified) -> dict[str, Any]:
     return {"consumer": consumer, "source": event.source, "event_id": event.id, "applied_at": utcnow()}
 
 
-def inbox_key(row: dict) -> tuple[str, str, str]:
+def inbox_key(row: dict[str, Any]) -> tuple[str, str, str]:
     return row["consumer"], row["source"], row["event_id"]
 
 
-def record_many(connection: Connection, rows: list[dict]) -> set[tuple[str, str, str]]:
+def record_many(connection: Connection, rows: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
     """Records many events at once; the (consumer, source, event id) keys that were new."""
     if connection.dialect.name == "postgresql":
         scratch = copy_to_scratch(connection, inbox_table, rows)

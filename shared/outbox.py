@@ -5,6 +5,8 @@ between a commit and a publish, and never published for a change that rolled bac
 """
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import BigInteger, Column, Connection, Integer, LargeBinary, String, Table, insert
 
 from shared.db import UtcDateTime, metadata, utcnow
@@ -23,7 +25,7 @@ outbox_table = Table(
 _INSERT = insert(outbox_table)
 
 
-def outbox_row(event_id: str, event_type: str, routing_key: str, body: bytes) -> dict:
+def outbox_row(event_id: str, event_type: str, routing_key: str, body: bytes) -> dict[str, Any]:
     return {"event_id": event_id, "event_type": event_type, "routing_key": routing_key, "body": body,
             "created_at": utcnow()}
 

@@ -26,9 +26,9 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Any, Callable, cast
 
-from sqlalchemy import Engine, delete, func, insert, select, text
+from sqlalchemy import Connection, Engine, Row, delete, func, insert, select, text
 
 from shared.broker import connect, keep_connected
 from shared.confirms import Outgoing, batch_publisher
@@ -39,6 +39,9 @@ from shared.logging import get_logger
 from shared.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, OUTBOX_RETURNED
 from shared.outbox import outbox_table
 from shared import tracing
+
+if TYPE_CHECKING:
+    from shared.confirms import PlainPublisher, StreamingPublisher
 
 _RELAY_LOCK_KEY = 0x6F6D735F6F7574  # "oms_out": one relay publishes at a time
 _LOCKED_OUT_RETRY_S = 0.01
@@ -134,7 +137,7 @@ class OutboxRelay:
         self._return_log = _ReturnLog()
         self._wake = threading.Event()
         self._after_publish = after_publish
-        self._log = get_logger(component="outbox-relay")
+        self._log = get_logger(component="outbox-relay")  # type: ignore[no-untyped-call, unused-ignore]  # shared/logging.py is annotated apart
         self._backlog_observed_at = 0.0
         self._locked_out = False
 
@@ -148,7 +151,7 @@ class OutboxRelay:
         # A last round so events committed just before a stop are not left waiting.
         self._drain_on_stop()
 
-    def _session(self, connection, connected: Callable[[], None]) -> None:
+    def _session(self, connection: Any, connected: Callable[[], None]) -> None:
         publisher = batch_publisher(self._url, connection, timeout_s=self._hold_s)
         connected()
         while not self._stop.is_set():
@@ -169,7 +172,7 @@ class OutboxRelay:
                           retry_in_s=retry_in_s)
 
     @staticmethod
-    def _keep_alive(connection) -> None:
+    def _keep_alive(connection: Any) -> None:
         # An idle relay neither reads nor writes: it reads the broker's heartbeats and
         # sends its own, or one side would close the connection as dead.
         try:
@@ -188,9 +191,9 @@ class OutboxRelay:
         except Exception as exc:
             self._log.warning("final outbox round failed; events stay stored", error=str(exc))
         finally:
-            connection.release()
+            connection.release()  # type: ignore[no-untyped-call]  # kombu's, unannotated
 
-    def _observe_backlog(self, conn) -> None:
+    def _observe_backlog(self, conn: Connection) -> None:
         # A count is a scan: at most every few seconds, not every round.
         now = time.monotonic()
         if now - self._backlog_observed_at < 5:
@@ -200,7 +203,7 @@ class OutboxRelay:
         OUTBOX_BACKLOG.set(count)
         OUTBOX_OLDEST_AGE.set((utcnow() - oldest).total_seconds() if oldest else 0)
 
-    def _locked(self, conn) -> bool:
+    def _locked(self, conn: Connection) -> bool:
         """This round's turn to publish; on PostgreSQL also bounds how long the round may leave
         its transaction idle (waiting on the broker) before the server ends it, freeing the lock."""
         if not is_postgres(self._engine):
@@ -209,14 +212,15 @@ class OutboxRelay:
             "key": _RELAY_LOCK_KEY, "idle": f"{milliseconds(self._hold_s + _IDLE_MARGIN_S)}ms"}).one()[1]
         return not self._locked_out
 
-    def relay_once(self, publisher) -> int:
+    def relay_once(self, publisher: StreamingPublisher | PlainPublisher) -> int:
         """One round: the oldest events (and those held back before) published; how many were taken."""
         with self._engine.begin() as conn:
             if not self._locked(conn):
                 return 0
             self._observe_backlog(conn)
             oldest = select(outbox_table.c.id).order_by(outbox_table.c.id).limit(self._batch + self._held_before)
-            rows = conn.execute(delete(outbox_table).where(outbox_table.c.id.in_(oldest)).returning(*_COLUMNS)).all()
+            rows = cast("list[Row[Any]]",  # all() hands back a list
+                        conn.execute(delete(outbox_table).where(outbox_table.c.id.in_(oldest)).returning(*_COLUMNS)).all())
             if not rows:
                 self._held_before = 0
                 return 0
@@ -235,7 +239,7 @@ class OutboxRelay:
         return len(outcome.sent)
 
     @staticmethod
-    def _publish(publisher, rows: list) -> "_Round":
+    def _publish(publisher: StreamingPublisher | PlainPublisher, rows: list[Row[Any]]) -> "_Round":
         """Publishes the rows wave by wave; a subject whose event was not taken has its later ones held."""
         bodies = [bytes(row.body) for row in rows]
         keys = [ordering_key(body) for body in bodies]
@@ -258,7 +262,7 @@ class OutboxRelay:
                     continue
                 outcome.held.append(rows[index])
                 if keys[index] is not None:
-                    blocked.add(keys[index])
+                    blocked.add(cast(str, keys[index]))  # not None, just checked
                 if position in taken.returned:
                     outcome.returned.append((rows[index], taken.returned[position]))
                 else:
@@ -279,8 +283,8 @@ class OutboxRelay:
 
 @dataclass
 class _Round:
-    sent: list = field(default_factory=list)  # rows the broker took: deleted
-    held: list = field(default_factory=list)  # rows put back: refused, returned, or behind one of those
-    returned: list = field(default_factory=list)  # (row, the broker's reason)
+    sent: list[Row[Any]] = field(default_factory=list)  # rows the broker took: deleted
+    held: list[Row[Any]] = field(default_factory=list)  # rows put back: refused, returned, or behind one of those
+    returned: list[tuple[Row[Any], str]] = field(default_factory=list)  # (row, the broker's reason)
     refused: int = 0  # nacked
     behind: int = 0  # held only because an earlier event of their subject was not taken

@@ -107,7 +107,7 @@ class Settings(BaseSettings):
 
     @field_validator("metrics_port", mode="before")
     @classmethod
-    def _empty_disables(cls, value):
+    def _empty_disables(cls, value: object) -> object:
         # `OMS_METRICS_PORT=` (set, empty) is how a deployment turns the endpoints off.
         return None if isinstance(value, str) and not value.strip() else value
 
