@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic_core import ErrorDetails
 
 from contracts.events import EVENT_MODELS
 from contracts.ids import uuid4
@@ -84,7 +85,7 @@ class CloudEvent(BaseModel):
         return json.dumps(body, separators=(",", ":")).encode()
 
 
-def _message(item: dict) -> str:
+def _message(item: ErrorDetails) -> str:
     """pydantic's message, in the contract's words where pydantic's would puzzle an operator."""
     if item["type"] == "string_unicode":
         return "text holds a lone surrogate (not Unicode text)"
@@ -115,7 +116,7 @@ def _header(attribute: str) -> str:
     return repr(name[:64])
 
 
-def _ce_headers(headers: Mapping | None) -> dict[str, Any]:
+def _ce_headers(headers: Mapping[Any, Any] | None) -> dict[str, Any]:
     """The ``ce-`` headers by attribute name (header names compared without case)."""
     found: dict[str, Any] = {}
     for name, value in (headers or {}).items():
@@ -154,7 +155,7 @@ def _structured_attributes(content_type: str | None, body: bytes) -> dict[str, A
     return raw
 
 
-def _attributes(body: bytes, content_type: str | None, headers: Mapping | None) -> dict[str, Any]:
+def _attributes(body: bytes, content_type: str | None, headers: Mapping[Any, Any] | None) -> dict[str, Any]:
     media_type = _media_type(content_type)
     if media_type.startswith(BATCH_CONTENT_TYPE):
         raise EventRejected(f"batched content mode ({content_type!r}) is not accepted: one event per message")
@@ -165,14 +166,14 @@ def _attributes(body: bytes, content_type: str | None, headers: Mapping | None) 
     return _structured_attributes(content_type, body)
 
 
-def peek_data(body: bytes, content_type: str | None = None, headers: Mapping | None = None) -> Any:
+def peek_data(body: bytes, content_type: str | None = None, headers: Mapping[Any, Any] | None = None) -> Any:
     """The event's ``data`` as a JSON value, unchecked, in either content mode: for routing a
     message (an ordering key) before it is parsed. Raises :class:`EventRejected` like
     :func:`parse_event` for bodies it cannot read."""
     return _attributes(body, content_type, headers).get("data")
 
 
-def parse_event(body: bytes, content_type: str | None = None, headers: Mapping | None = None) -> CloudEvent:
+def parse_event(body: bytes, content_type: str | None = None, headers: Mapping[Any, Any] | None = None) -> CloudEvent:
     """A broker message (body, AMQP content type, headers) → an envelope whose ``data`` is the
     typed event model, in either content mode.
 

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from contracts.envelope import CloudEvent
 from contracts.events import EVENT_MODELS
 
 
-def event_schemas() -> dict[str, dict]:
+def event_schemas() -> dict[str, dict[str, Any]]:
     """One JSON Schema per event type: the envelope with that event's ``data``."""
     envelope = CloudEvent.model_json_schema()
     schemas = {}

@@ -42,7 +42,7 @@ Url = LongText
 PositiveInt = Annotated[int, Field(strict=True, ge=1, le=MAX_ID)]
 
 
-def first_repeat(values: list) -> Any:
+def first_repeat(values: list[Any]) -> Any:
     """The first value that comes twice in ``values``, or None."""
     seen = set()
     for value in values:

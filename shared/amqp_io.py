@@ -15,6 +15,8 @@ from __future__ import annotations
 import errno
 import socket
 import struct
+from collections.abc import Callable
+from typing import Any
 
 from amqp import serialization
 from amqp.spec import Basic
@@ -24,7 +26,7 @@ from kombu.transport import pyamqp
 _READ_AHEAD = 64 * 1024
 
 
-def _short_string(raw):
+def _short_string(raw: Any) -> Any:
     """An AMQP short string (a property such as ``message_id``, a header's name) as text,
     or as the bytes it is when it is not UTF-8.
 
@@ -47,7 +49,7 @@ serialization.pstr_t = _short_string  # read by its property and field-table dec
 #: consumer's log. Those headers are dropped; the message goes on like any other.
 UNDECODABLE_HEADERS = "oms_undecodable_headers"
 _HEADERS_FLAG = 0x2000
-_decode_basic_properties = serialization.decode_properties_basic
+_decode_basic_properties: Callable[[bytes, int], tuple[dict[str, Any], int]] = serialization.decode_properties_basic
 _UNREADABLE = (ValueError, OverflowError, OSError, RecursionError, struct.error, KeyError, IndexError, TypeError)
 # How many bytes follow each AMQP field type code: fixed, or a 32-bit length first.
 _FIXED_SIZE = {"t": 1, "b": 1, "B": 1, "s": 2, "U": 2, "u": 2, "I": 4, "i": 4, "f": 4, "D": 5,
@@ -55,17 +57,20 @@ _FIXED_SIZE = {"t": 1, "b": 1, "B": 1, "s": 2, "U": 2, "u": 2, "I": 4, "i": 4, "
 _LENGTH_PREFIXED = frozenset("SxFA")
 
 
-def _field_end(buf, position: int) -> int:
+def _field_end(buf: bytes, position: int) -> int:
     """Where the field whose type code is at ``position`` ends, without reading its value."""
     code = chr(buf[position])
     if code in _LENGTH_PREFIXED:
+        length: int
         length, = struct.unpack_from(">I", buf, position + 1)
         return position + 5 + length
     return position + 1 + _FIXED_SIZE[code]  # an unknown code: KeyError, nothing after it can be placed
 
 
-def _readable_headers(buf, position: int, end: int) -> tuple[dict, list]:
+def _readable_headers(buf: bytes, position: int, end: int) -> tuple[dict[str | bytes, Any], list[str | bytes]]:
     """The header table's entries that decode, and the names of those that do not."""
+    headers: dict[str | bytes, Any]
+    unreadable: list[str | bytes]
     headers, unreadable = {}, []
     while position < end:
         name_length = buf[position]
@@ -79,7 +84,7 @@ def _readable_headers(buf, position: int, end: int) -> tuple[dict, list]:
     return headers, unreadable
 
 
-def _properties_reading_headers_one_by_one(buf, offset: int) -> tuple[dict, int, list]:
+def _properties_reading_headers_one_by_one(buf: bytes, offset: int) -> tuple[dict[str, Any], int, list[str | bytes]]:
     flags, = struct.unpack_from(">H", buf, offset)
     position = offset + 2
     for flag in (0x8000, 0x4000):  # content type and encoding: the short strings before the table
@@ -95,7 +100,7 @@ def _properties_reading_headers_one_by_one(buf, offset: int) -> tuple[dict, int,
     return properties, end + skipped, unreadable
 
 
-def _decode_basic_properties_or_flag_headers(buf, offset: int) -> tuple[dict, int]:
+def _decode_basic_properties_or_flag_headers(buf: bytes, offset: int) -> tuple[dict[str, Any], int]:
     # py-amqp decodes a header table in its frame reader, on the connection's thread: a
     # timestamp past year 9999 (ValueError, OverflowError), arrays nested a thousand deep
     # (RecursionError) raised out of the consumer, and the message came back to the next
@@ -115,7 +120,7 @@ def _decode_basic_properties_or_flag_headers(buf, offset: int) -> tuple[dict, in
 serialization.PROPERTY_CLASSES[Basic.CLASS_ID] = _decode_basic_properties_or_flag_headers
 
 
-class ReadAheadTCPTransport(TCPTransport):
+class ReadAheadTCPTransport(TCPTransport):  # type: ignore[misc]  # py-amqp has no types: its class is Any
     # py-amqp puts back a partly read frame through ``_read_buffer``: what is unread.
     @property
     def _read_buffer(self) -> bytes:
@@ -125,7 +130,7 @@ class ReadAheadTCPTransport(TCPTransport):
     def _read_buffer(self, unread: bytes) -> None:
         self._buffer, self._position = unread, 0
 
-    def _read(self, n, initial=False, _errnos=(errno.EAGAIN, errno.EINTR)):
+    def _read(self, n: int, initial: bool = False, _errnos: tuple[int, ...] = (errno.EAGAIN, errno.EINTR)) -> bytes:
         available = len(self._buffer) - self._position
         if available >= n:
             start = self._position
@@ -156,8 +161,8 @@ class ReadAheadTCPTransport(TCPTransport):
 
 
 class _Connection(pyamqp.Connection):
-    def Transport(self, host, connect_timeout, ssl=False, read_timeout=None, write_timeout=None,
-                  socket_settings=None, **kwargs):
+    def Transport(self, host: str, connect_timeout: float | None, ssl: Any = False, read_timeout: float | None = None,
+                  write_timeout: float | None = None, socket_settings: Any = None, **kwargs: Any) -> Any:
         if ssl:
             return super().Transport(host, connect_timeout, ssl, read_timeout, write_timeout, socket_settings,
                                      **kwargs)

@@ -1,11 +1,14 @@
 """kombu connections, the topology (declared from names in shared/naming.py) and confirmed publishing."""
+# mypy: untyped-calls-exclude=kombu
+# (kombu has few annotations: its connections, exchanges and queues are called here as they are.)
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
-from kombu import Connection, Exchange, Queue
+from kombu.connection import Connection
+from kombu.entity import Exchange, Queue
 
 from shared import naming
 from shared.amqp_io import ReadAheadTransport
@@ -96,10 +99,10 @@ class Topology:
     delivery_limit: int = 50
     exchange: Exchange = field(init=False)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         self.exchange = events_exchange()
 
-    def _queue_arguments(self, extra: dict | None = None) -> dict:
+    def _queue_arguments(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         arguments = dict(extra or {})
         if self.queue_type == "quorum":
             arguments["x-queue-type"] = "quorum"
@@ -191,10 +194,10 @@ class Publisher:
 
     def __init__(self, connection: Connection):
         self._connection = connection
-        self._channel = None
+        self._channel: Any = None  # a kombu channel, once opened
         self._returned: Unroutable | None = None
 
-    def _ensure(self):
+    def _ensure(self) -> Any:
         if self._channel is None:
             channel = self._connection.channel()
             events = getattr(channel, "events", None)
@@ -203,7 +206,7 @@ class Publisher:
             self._channel = channel
         return self._channel
 
-    def _on_return(self, error, exchange: str, routing_key: str, message) -> None:
+    def _on_return(self, error: Any, exchange: str, routing_key: str, message: Any) -> None:
         self._returned = Unroutable(exchange, routing_key, getattr(error, "reply_code", None),
                                     getattr(error, "reply_text", None) or str(error))
 
@@ -215,13 +218,13 @@ class Publisher:
         exchange: str = naming.EVENTS_EXCHANGE,
         message_id: str | None = None,
         event_type: str | None = None,
-        headers: dict | None = None,
+        headers: dict[Any, Any] | None = None,
         content_type: str | None = CONTENT_TYPE,
         content_encoding: str | None = "binary",
         expiration: float | None = None,
     ) -> None:
         """``content_type`` or ``content_encoding`` None: the property is left out."""
-        properties: dict = {"delivery_mode": 2}
+        properties: dict[str, Any] = {"delivery_mode": 2}
         if message_id:
             properties["message_id"] = message_id
         if event_type:

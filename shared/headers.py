@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime, timezone
+from typing import Any
 
 from shared import naming
 
@@ -21,19 +22,19 @@ COMPRESSION_HEADER = "compression"
 _SHOWN_VALUE = 80
 
 
-def is_own(name) -> bool:
+def is_own(name: object) -> bool:
     """An ``x-oms-`` header (in any case): ours, trusted only through ``oms.retry``."""
     return isinstance(name, str) and name.lower().startswith(naming.OWN_HEADER_PREFIX)
 
 
-def without_own(headers) -> dict:
+def without_own(headers: object) -> dict[Any, Any]:
     """The headers without ours: what is kept of a delivery that did not come through ``oms.retry``."""
     if not isinstance(headers, dict):
         return {}
     return {name: value for name, value in headers.items() if not is_own(name)}
 
 
-def read_count(value) -> int:
+def read_count(value: Any) -> int:
     """A count (attempts, replays): 0 when it is not a number, clamped to 0..MAX_COUNT."""
     if isinstance(value, bytes):
         value = value.decode("ascii", "replace")
@@ -46,7 +47,7 @@ def read_count(value) -> int:
     return min(max(count, 0), MAX_COUNT)
 
 
-def read_instant(value) -> datetime | None:
+def read_instant(value: object) -> datetime | None:
     """A moment, timezone-aware; None when unreadable.
 
     ISO 8601 text (what the services write) or an AMQP timestamp. A moment without a
@@ -67,7 +68,7 @@ def read_instant(value) -> datetime | None:
     return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
 
 
-def encoding_refusal(content_encoding, headers) -> str | None:
+def encoding_refusal(content_encoding: object, headers: object) -> str | None:
     """Why a body must not be decoded (contract §1), or None when it is plain UTF-8."""
     if content_encoding not in (None, "") and str(content_encoding).strip().lower() not in READABLE_ENCODINGS:
         return (f"content encoding {_shown(content_encoding)} is not read: bodies are UTF-8 "
@@ -78,6 +79,6 @@ def encoding_refusal(content_encoding, headers) -> str | None:
     return None
 
 
-def _shown(value) -> str:
+def _shown(value: object) -> str:
     text = repr(value)
     return text if len(text) <= _SHOWN_VALUE else text[:_SHOWN_VALUE] + "…"

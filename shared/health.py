@@ -13,7 +13,7 @@ import errno
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
+from typing import Any, Callable, cast
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -44,7 +44,8 @@ def _server_class(host: str) -> type[ThreadingHTTPServer]:
     return IPv6Server
 
 
-def bind_first_free(host: str, port: int, handler, search: int = PORT_SEARCH) -> ThreadingHTTPServer:
+def bind_first_free(host: str, port: int, handler: type[BaseHTTPRequestHandler],
+                    search: int = PORT_SEARCH) -> ThreadingHTTPServer:
     """A listening server on ``port``, or the next free port above it; ``0`` means any free port.
 
     Binding and listening both happen here, in one step per port: two processes that start
@@ -60,7 +61,9 @@ def bind_first_free(host: str, port: int, handler, search: int = PORT_SEARCH) ->
             refusal = exc
             if exc.errno != errno.EADDRINUSE:
                 break  # a refused address or a privileged port: no other port will do better
-    raise CannotListen(refusal.errno, _why_not(host, port, last, refusal)) from refusal
+    # The loop tried at least the configured port (any real port is in range): a refusal was kept.
+    refused = cast(OSError, refusal)
+    raise CannotListen(refused.errno, _why_not(host, port, last, refused)) from refusal
 
 
 def _why_not(host: str, port: int, last: int, exc: OSError) -> str:
@@ -83,7 +86,7 @@ class HealthServer:
         self.host = host
         self.port = self._server.server_address[1]
 
-    def _handler_class(self):
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -110,7 +113,7 @@ class HealthServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, *args) -> None:  # scrapes every few seconds are no news
+            def log_message(self, *args: Any) -> None:  # scrapes every few seconds are no news
                 pass
 
         return Handler

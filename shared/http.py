@@ -10,10 +10,11 @@ import contextvars
 import math
 import re
 import time
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from typing import Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import httpcore
@@ -23,6 +24,9 @@ import tenacity
 
 from shared import tracing
 from shared.failure import PermanentError, TransientError
+
+if TYPE_CHECKING:
+    import ssl
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -292,7 +296,7 @@ class _DeadlineStream(httpcore.NetworkStream):
         return data
 
     def _check_head(self, data: bytes) -> None:
-        self._head += data
+        self._head += data  # type: ignore[operator]  # read() checks a head only while one comes in
         end = self._head.find(b"\r\n\r\n")
         if end < 0 and len(self._head) > MAX_HEAD_BYTES:
             raise BadHeadError(f"answer head over {MAX_HEAD_BYTES} bytes")
@@ -311,22 +315,25 @@ class _DeadlineStream(httpcore.NetworkStream):
     def close(self) -> None:
         self._inner.close()
 
-    def start_tls(self, ssl_context, server_hostname: str | None = None, timeout: float | None = None):
+    def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
+                  timeout: float | None = None) -> httpcore.NetworkStream:
         return _DeadlineStream(self._inner.start_tls(ssl_context, server_hostname, _within_deadline(timeout)))
 
-    def get_extra_info(self, info: str):
+    def get_extra_info(self, info: str) -> Any:
         return self._inner.get_extra_info(info)
 
 
 class _DeadlineBackend(httpcore.NetworkBackend):
-    def __init__(self):
+    def __init__(self) -> None:
         self._inner = httpcore.SyncBackend()
 
-    def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+    def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+                    socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None) -> httpcore.NetworkStream:
         return _DeadlineStream(self._inner.connect_tcp(host, port, _within_deadline(timeout, httpcore.ConnectTimeout),
                                                        local_address, socket_options))
 
-    def connect_unix_socket(self, path, timeout=None, socket_options=None):
+    def connect_unix_socket(self, path: str, timeout: float | None = None,
+                            socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None) -> httpcore.NetworkStream:
         return _DeadlineStream(self._inner.connect_unix_socket(path, _within_deadline(timeout, httpcore.ConnectTimeout),
                                                                socket_options))
 
@@ -335,7 +342,7 @@ class _DeadlineBackend(httpcore.NetworkBackend):
 
 
 class _DeadlineTransport(httpx.HTTPTransport):
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         # httpx builds its connection pool without a way to pass a network backend.
         defaults = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=5.0)
@@ -352,7 +359,7 @@ def bounded_client(timeout_s: float) -> httpx.Client:
 
 
 @contextmanager
-def _deadline(seconds: float):
+def _deadline(seconds: float) -> Iterator[None]:
     token = _request_deadline.set(time.monotonic() + seconds)
     try:
         yield
@@ -361,7 +368,7 @@ def _deadline(seconds: float):
 
 
 def request_bounded(http: httpx.Client, method: str, url: str, *, total_s: float,
-                    max_body_bytes: int = MAX_BODY_BYTES, **kwargs) -> httpx.Response:
+                    max_body_bytes: int = MAX_BODY_BYTES, **kwargs: Any) -> httpx.Response:
     """``http.request``, its answer complete within ``total_s`` and its body at most ``max_body_bytes``.
 
     A longer body, a compressed one (we ask for none), an interim answer or a deadline

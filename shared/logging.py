@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Any, TextIO, cast
 
 import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
 
 from shared.printable import visible
 from shared.redaction import hidden_value, is_secret_name, redact_text
@@ -19,7 +21,7 @@ from shared.redaction import register_secrets as register_secrets  # the logging
 TRACEBACK_KEYS = frozenset({"exception", "stack"})  # multi-line by nature, written by us
 
 
-def _redact(value):
+def _redact(value: Any) -> Any:
     if isinstance(value, str):
         return redact_text(value)
     if isinstance(value, dict):
@@ -29,11 +31,11 @@ def _redact(value):
     return value
 
 
-def redact_secrets(_logger, _name, event_dict: dict) -> dict:
-    return _redact(event_dict)
+def redact_secrets(_logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDict:
+    return cast("EventDict", _redact(event_dict))
 
 
-def _made_visible(value, keep: str = ""):
+def _made_visible(value: Any, keep: str = "") -> Any:
     if isinstance(value, str):
         return visible(value, keep)
     if isinstance(value, dict):
@@ -43,7 +45,7 @@ def _made_visible(value, keep: str = ""):
     return value
 
 
-def make_visible(_logger, _name, event_dict: dict) -> dict:
+def make_visible(_logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDict:
     """Console lines only: control characters written out (a traceback keeps its line breaks)."""
     return {key: _made_visible(value, "\n" if key in TRACEBACK_KEYS else "") for key, value in event_dict.items()}
 
@@ -55,13 +57,13 @@ def logging_configured() -> bool:
     return _configured
 
 
-def configure_logging(level: str = "INFO", fmt: str = "auto", stream=None) -> None:
+def configure_logging(level: str = "INFO", fmt: str = "auto", stream: TextIO | None = None) -> None:
     global _configured
     stream = stream or sys.stderr
     as_console = fmt == "console" or (fmt == "auto" and stream.isatty())
     renderer = structlog.dev.ConsoleRenderer() if as_console else structlog.processors.JSONRenderer()
     # What every line goes through before it is rendered, ours and the libraries' alike.
-    before_rendering = [
+    before_rendering: list[Processor] = [
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.format_exc_info,
@@ -88,6 +90,6 @@ def configure_logging(level: str = "INFO", fmt: str = "auto", stream=None) -> No
     _configured = True
 
 
-def get_logger(**context):
+def get_logger(**context: Any) -> Any:
     # Lazy: modules take their logger at import, before configure_logging has run.
     return structlog.get_logger(**context)

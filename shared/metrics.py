@@ -1,6 +1,8 @@
 """Prometheus metrics of the plumbing, fed by small hooks (consumer, relay, HTTP clients)."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prometheus_client import Counter, Gauge, Histogram
 
 from shared.consumer import Delivery
@@ -36,7 +38,7 @@ HTTP_SECONDS = Histogram(
 OTHER = "other"
 
 
-def count_disposed(queue: str, known_event_types: frozenset[str]):
+def count_disposed(queue: str, known_event_types: frozenset[str]) -> Callable[[Delivery, Decision, float], None]:
     """A consumer hook: counts each message disposed of and times its handler, by event type
     (one of ``known_event_types``, or "other")."""
 

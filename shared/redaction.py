@@ -99,7 +99,7 @@ def is_secret_name(name: str) -> bool:
         "authorization", "proxy-authorization"}
 
 
-def hidden_value(value) -> str:
+def hidden_value(value: object) -> str:
     """The value of a secret-named field: ``***``, after its scheme if it has one (``Token ***``)."""
     scheme = _LEADING_SCHEME.match(value) if isinstance(value, str) else None
     return f"{scheme.group()}{REDACTED}" if scheme else REDACTED

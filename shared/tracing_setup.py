@@ -66,7 +66,7 @@ def start_from_environment(service_name: str, environ: Mapping[str, str] | None 
     exporters = wanted_exporters(environ)
     if not exporters:
         return False
-    log = get_logger(component="tracing")  # type: ignore[no-untyped-call]
+    log = get_logger(component="tracing")
     try:
         from opentelemetry import trace
         from opentelemetry.sdk.resources import Resource
