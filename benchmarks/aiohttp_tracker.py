@@ -9,6 +9,7 @@ is the client's. Needs ``pip install aiohttp``; the services do not depend on it
 
     python -m benchmarks.aiohttp_tracker run tracker
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -32,8 +33,9 @@ class AiohttpPool:
 
     async def get(self, path: str, headers: dict[str, str], timeout_s: float) -> tuple[int, dict[str, str], bytes]:
         try:
-            async with self._open().get(self._base + path, headers=headers,
-                                        timeout=aiohttp.ClientTimeout(total=timeout_s)) as response:
+            async with self._open().get(
+                self._base + path, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout_s)
+            ) as response:
                 body = await response.read()
                 return response.status, {k.lower(): v for k, v in response.headers.items()}, body
         except asyncio.TimeoutError as exc:

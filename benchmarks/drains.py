@@ -5,6 +5,7 @@ connected and taken its first delivery) to the moment the wanted number of event
 applied and, where it says so, the outbox it filled is empty again: the relay's
 publishes are part of the work.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,10 +38,12 @@ class Drain:
         return self.cpu_s * 1000 / self.events
 
 
-def _watch(env: Environment, process: Service, consumer: str, wanted: int, empty_outbox: bool,
-           timeout_s: float) -> Drain:
+def _watch(
+    env: Environment, process: Service, consumer: str, wanted: int, empty_outbox: bool, timeout_s: float
+) -> Drain:
     """Polls the consumer's inbox (and the outbox) until ``wanted`` events are applied."""
     with psycopg.connect(env.database_url, autocommit=True) as db:
+
         def applied() -> int:
             return db.execute("SELECT count(*) FROM inbox WHERE consumer = %s", (consumer,)).fetchone()[0]
 
@@ -115,13 +118,29 @@ def omnitron_publisher(env: Environment, omnitron_url: str, wanted: int) -> Drai
 
 def _status_event(n: int) -> tuple[str, bytes]:
     event_id = str(uuid.uuid4())
-    body = {"specversion": "1.0", "id": event_id, "source": "/oms-shipments/tracker", "type": "ShipmentStatusChanged",
-            "time": "2026-11-27T12:30:00Z", "subject": f"RELAY-{n}", "datacontenttype": "application/json",
-            "data": {"shipment_id": str(uuid.uuid4()), "package_id": f"RELAY-{n}", "order_number": f"ORD-R-{n}",
-                     "carrier": "sandbox", "tracking_number": f"SBX{n:09d}",
-                     "tracking_url": f"https://track.example/SBX{n:09d}", "previous_status": "shipped",
-                     "status": "delivered", "carrier_status": "DELIVERED", "sequence": 4,
-                     "changed_at": "2026-11-27T12:30:01Z", "order_item_ids": [n]}}
+    body = {
+        "specversion": "1.0",
+        "id": event_id,
+        "source": "/oms-shipments/tracker",
+        "type": "ShipmentStatusChanged",
+        "time": "2026-11-27T12:30:00Z",
+        "subject": f"RELAY-{n}",
+        "datacontenttype": "application/json",
+        "data": {
+            "shipment_id": str(uuid.uuid4()),
+            "package_id": f"RELAY-{n}",
+            "order_number": f"ORD-R-{n}",
+            "carrier": "sandbox",
+            "tracking_number": f"SBX{n:09d}",
+            "tracking_url": f"https://track.example/SBX{n:09d}",
+            "previous_status": "shipped",
+            "status": "delivered",
+            "carrier_status": "DELIVERED",
+            "sequence": 4,
+            "changed_at": "2026-11-27T12:30:01Z",
+            "order_item_ids": [n],
+        },
+    }
     return event_id, json.dumps(body, separators=(",", ":")).encode()
 
 
@@ -138,6 +157,7 @@ def relay(env: Environment, count: int) -> Drain:
     process = env.service("packer")
     try:
         with psycopg.connect(env.database_url, autocommit=True) as db:
+
             def stored() -> int:
                 return db.execute("SELECT count(*) FROM outbox").fetchone()[0]
 

@@ -5,6 +5,7 @@ once, timed from the first publish to the last package's final Omnitron call.  L
 and memory come from a paced run (a soak): packages at a steady rate, each carrier
 status timed from the carrier first answering it to Omnitron receiving its call.
 """
+
 from __future__ import annotations
 
 import threading

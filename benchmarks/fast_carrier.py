@@ -11,6 +11,7 @@ window, the most requests one shipment had in flight at once, and the total.
 Run it in its own process so it does not share an interpreter with what it measures:
 ``python -m benchmarks.fast_carrier --port 0 --latency-ms 100`` prints its port.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,8 +61,11 @@ class CarrierProtocol(asyncio.Protocol):
 
     def _handle(self, method: bytes, path: str, headers: dict) -> None:
         if path == "/_stats":
-            body = {"max_per_second": self.stats.max_per_window(), "max_in_flight_per_shipment":
-                    self.stats.max_in_flight, "requests": len(self.stats.arrivals)}
+            body = {
+                "max_per_second": self.stats.max_per_window(),
+                "max_in_flight_per_shipment": self.stats.max_in_flight,
+                "requests": len(self.stats.arrivals),
+            }
             return self._reply(200, body)
         self.stats.arrivals.append(time.monotonic())
         parts = path.strip("/").split("/")
@@ -75,11 +79,25 @@ class CarrierProtocol(asyncio.Protocol):
         self.stats.in_flight[shipment_id] += 1
         self.stats.max_in_flight = max(self.stats.max_in_flight, self.stats.in_flight[shipment_id])
         if len(parts) == 3:
-            body = {"shipmentId": shipment_id, "events": [
-                {"status": "SHIPPING", "date": "2026-11-27T12:00:00Z", "description": "In transit", "location": "Hub"}]}
+            body = {
+                "shipmentId": shipment_id,
+                "events": [
+                    {
+                        "status": "SHIPPING",
+                        "date": "2026-11-27T12:00:00Z",
+                        "description": "In transit",
+                        "location": "Hub",
+                    }
+                ],
+            }
         else:
-            body = {"shipmentId": shipment_id, "trackingNumber": "BEN" + shipment_id[:9], "status": "SHIPPING",
-                    "statusDate": "2026-11-27T12:00:00Z", "description": "In transit"}
+            body = {
+                "shipmentId": shipment_id,
+                "trackingNumber": "BEN" + shipment_id[:9],
+                "status": "SHIPPING",
+                "statusDate": "2026-11-27T12:00:00Z",
+                "description": "In transit",
+            }
         if self.latency_s:
             asyncio.get_running_loop().call_later(self.latency_s, self._reply, 200, body, shipment_id)
         else:
@@ -91,16 +109,17 @@ class CarrierProtocol(asyncio.Protocol):
         if self.transport.is_closing():
             return
         payload = json.dumps(body).encode()
-        self.transport.write(b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-                             % (status, _REASONS[status].encode(), len(payload), payload))
+        self.transport.write(
+            b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+            % (status, _REASONS[status].encode(), len(payload), payload)
+        )
 
 
 async def serve(port: int, latency_s: float, username: str, password: str) -> None:
     stats = Stats()
     auth = b"Basic " + base64.b64encode(f"{username}:{password}".encode())
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: CarrierProtocol(stats, latency_s, auth), "127.0.0.1", port,
-                                      backlog=1024)
+    server = await loop.create_server(lambda: CarrierProtocol(stats, latency_s, auth), "127.0.0.1", port, backlog=1024)
     print(server.sockets[0].getsockname()[1], flush=True)
     async with server:
         await server.serve_forever()

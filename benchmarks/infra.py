@@ -4,6 +4,7 @@ Everything is real: ``oms-shipments run …`` subprocesses against the local Rab
 PostgreSQL.  The vhost and database are created for the run and removed after it,
 whatever happens.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,8 +34,9 @@ BIN = Path(sys.executable).with_name("oms-shipments")
 # run <service>` does as it starts without flags (OMS_BENCH_CONCURRENCY=4 gives the shipper
 # and the Omnitron publisher four handler threads, as docker-compose.yml deploys them).
 _THREADS = os.environ.get("OMS_BENCH_CONCURRENCY")
-AS_DEPLOYED = ({"shipper": {"OMS_CONCURRENCY": _THREADS}, "omnitron-publisher": {"OMS_CONCURRENCY": _THREADS}}
-               if _THREADS else {})
+AS_DEPLOYED = (
+    {"shipper": {"OMS_CONCURRENCY": _THREADS}, "omnitron-publisher": {"OMS_CONCURRENCY": _THREADS}} if _THREADS else {}
+)
 
 
 def rabbitmqctl(*args: str) -> str:
@@ -155,8 +157,13 @@ class Service:
 
     def start(self) -> "Service":
         self._log = open(self.log_path, "ab")
-        self.process = subprocess.Popen([str(BIN), "run", self.name], env=self.env, stdout=self._log,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
+        self.process = subprocess.Popen(
+            [str(BIN), "run", self.name],
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         return self
 
     def _status(self, field: str) -> int:
@@ -222,16 +229,24 @@ def wait_for(predicate, timeout_s: float, what: str, interval_s: float = 0.05, p
 def machine_busy_s() -> float:
     """CPU time the whole machine has spent busy (every core, every process), from /proc/stat."""
     user, nice, system, _idle, _iowait, irq, softirq, steal = map(
-        int, Path("/proc/stat").read_text().splitlines()[0].split()[1:9])
+        int, Path("/proc/stat").read_text().splitlines()[0].split()[1:9]
+    )
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 def machine() -> dict[str, str]:
     """What the numbers were measured on."""
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor())
-    memory_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
-                     if line.startswith("MemTotal"))
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    memory_kb = next(
+        int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")
+    )
     with psycopg.connect(PG_DSN) as connection:
         postgres = connection.execute("SHOW server_version").fetchone()[0]
     rabbit = rabbitmqctl("version").strip()

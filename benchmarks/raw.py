@@ -3,6 +3,7 @@
 The same broker, database, message bodies and persistence as the services: durable
 queues, persistent messages, one table row per message.
 """
+
 from __future__ import annotations
 
 import time

@@ -7,6 +7,7 @@ first, against the same broker and database, then each service drains a backlog,
 relay drains a stored outbox, and the whole pipeline runs a burst and a paced soak.
 Run it on a quiet machine: every process here shares the same cores.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,16 +26,26 @@ from shared import naming
 
 def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--packages", type=int, default=20_000,
-                        help="PackagePacked in the packer drain and the raw consume baseline")
-    parser.add_argument("--service-events", type=int, default=3_000,
-                        help="events timed in the shipper and omnitron-publisher drains")
+    parser.add_argument(
+        "--packages", type=int, default=20_000, help="PackagePacked in the packer drain and the raw consume baseline"
+    )
+    parser.add_argument(
+        "--service-events", type=int, default=3_000, help="events timed in the shipper and omnitron-publisher drains"
+    )
     parser.add_argument("--relay-events", type=int, default=30_000, help="stored events in the relay drain")
     parser.add_argument("--e2e-packages", type=int, default=3_000, help="packages in the end-to-end burst")
-    parser.add_argument("--soak-minutes", type=float, default=1.0,
-                        help="minutes of the paced end-to-end run (latency, RSS); 10 for the soak figure")
-    parser.add_argument("--soak-rate", type=float, default=None,
-                        help="packages/s of the paced run (default: 100, or 80%% of the burst rate if lower)")
+    parser.add_argument(
+        "--soak-minutes",
+        type=float,
+        default=1.0,
+        help="minutes of the paced end-to-end run (latency, RSS); 10 for the soak figure",
+    )
+    parser.add_argument(
+        "--soak-rate",
+        type=float,
+        default=None,
+        help="packages/s of the paced run (default: 100, or 80%% of the burst rate if lower)",
+    )
     parser.add_argument("--poll-interval", type=float, default=1.0, help="the carrier's poll interval, seconds")
     parser.add_argument("--output", type=Path, help="also write the report (Markdown) here")
     return parser.parse_args(argv)
@@ -45,17 +56,27 @@ def run(args: argparse.Namespace) -> str:
     about = machine()
     print("measuring on: " + json.dumps(about), file=sys.stderr)
     with Environment() as env, StandIn("carrier") as carrier, StandIn("omnitron") as omnitron:
-        env.write_carriers({"sandbox": {
-            "url": carrier.url, "username": "bench", "password": CARRIER_PASSWORD, "api_version": "1",
-            "poll_interval_s": args.poll_interval, "max_requests_per_s": 5000}})
+        env.write_carriers(
+            {
+                "sandbox": {
+                    "url": carrier.url,
+                    "username": "bench",
+                    "password": CARRIER_PASSWORD,
+                    "api_version": "1",
+                    "poll_interval_s": args.poll_interval,
+                    "max_requests_per_s": 5000,
+                }
+            }
+        )
         bodies = [json.dumps(package_packed(n, "RAW")).encode() for n in range(args.packages)]
 
         def phase(name: str):
             print(f"[{time.time() - started:6.0f}s] {name} (load {os.getloadavg()[0]:.2f})", file=sys.stderr)
 
         phase("raw baselines")
-        baselines = raw.baselines(env, bodies, per_message_count=min(3_000, args.packages),
-                                  publish_count=min(5_000, args.packages))
+        baselines = raw.baselines(
+            env, bodies, per_message_count=min(3_000, args.packages), publish_count=min(5_000, args.packages)
+        )
         handovers = min(args.service_events, args.packages) // 2
         drains.queue_handovers(env, handovers, "DRAIN")
         phase("packer drain")
@@ -80,8 +101,10 @@ def run(args: argparse.Namespace) -> str:
         results = report.Results(baselines, packer, shipper, omnitron_drain, relay, burst, soak, peaks, handovers)
     load_after = " ".join(f"{v:.2f}" for v in os.getloadavg())
     header = "\n".join(f"- {key}: {value}" for key, value in about.items())
-    text = (f"{header}\n- load average at the end: {load_after}\n- duration: {(time.time() - started) / 60:.1f} min\n"
-            f"- command: `python -m benchmarks.run {' '.join(sys.argv[1:])}`\n\n{report.table(results)}\n")
+    text = (
+        f"{header}\n- load average at the end: {load_after}\n- duration: {(time.time() - started) / 60:.1f} min\n"
+        f"- command: `python -m benchmarks.run {' '.join(sys.argv[1:])}`\n\n{report.table(results)}\n"
+    )
     return text
 
 

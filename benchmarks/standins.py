@@ -8,6 +8,7 @@ process of their own keeps them from competing with the benchmark for one interp
 
     python -m benchmarks.standins carrier|omnitron   # prints its URL, serves until stdin closes
 """
+
 from __future__ import annotations
 
 import json
@@ -26,9 +27,13 @@ OMNITRON_TOKEN = "bench-omnitron-token"
 # Carrier answers: registered at once, then in transit, then delivered (a poll later).
 FATE = ["SHIPPING", "DELIVERED"]
 # What a carrier status becomes in Omnitron (CONTRACT.md §3, §5): how a latency is matched.
-OMNITRON_CALL = {"CREATED": ("extra", "registered"), "READY_FOR_PICKUP": ("bulk", "520"),
-                 "ATTEMPTED_DELIVERY": ("bulk", "540"), "DELIVERED": ("bulk", "550"),
-                 "DELIVERY_FAILED": ("extra", "delivery_failed")}
+OMNITRON_CALL = {
+    "CREATED": ("extra", "registered"),
+    "READY_FOR_PICKUP": ("bulk", "520"),
+    "ATTEMPTED_DELIVERY": ("bulk", "540"),
+    "DELIVERED": ("bulk", "550"),
+    "DELIVERY_FAILED": ("extra", "delivery_failed"),
+}
 FINAL_CALL = ("bulk", "550")
 _MATCHED = frozenset(OMNITRON_CALL.values())
 _BENCH = "/_standin/bench/"
@@ -43,8 +48,11 @@ class BenchCarrier(SandboxCarrier):
     def handle(self, method, path, headers, body):
         if path == _BENCH + "answers":
             with self._lock:
-                return 200, [[sid, self.orders.get(sid, ""), status, at]
-                             for (sid, status), at in self.first_answered.items()], {}
+                return (
+                    200,
+                    [[sid, self.orders.get(sid, ""), status, at] for (sid, status), at in self.first_answered.items()],
+                    {},
+                )
         reply = super().handle(method, path, headers, body)
         answer = reply[1]
         if reply[0] in (200, 201) and isinstance(answer, dict) and "status" in answer:
@@ -107,8 +115,12 @@ class StandIn:
 
     def __init__(self, kind: str):
         self.kind = kind
-        self._process = subprocess.Popen([sys.executable, "-m", "benchmarks.standins", kind], stdin=subprocess.PIPE,
-                                         stdout=subprocess.PIPE, text=True)
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.standins", kind],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         self.url = self._process.stdout.readline().strip()
         if not self.url.startswith("http"):
             raise RuntimeError(f"the {kind} stand-in did not start")

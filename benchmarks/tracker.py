@@ -23,6 +23,7 @@ back to back under the same machine load: ``http11`` (the tracker's own) and ``a
 (``benchmarks/aiohttp_tracker.py``; needs ``pip install aiohttp``). Each row notes the
 load average (``os.getloadavg``) it was measured under.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,8 +44,10 @@ from services.migrations import upgrade
 PG_DSN = os.environ.get("OMS_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 BIN = Path(sys.executable).with_name("oms-shipments")
 #: The command that runs one tracker, per HTTP client of its carrier requests.
-TRACKER_COMMANDS = {"http11": [str(BIN), "run", "tracker"],
-                    "aiohttp": [sys.executable, "-m", "benchmarks.aiohttp_tracker", "run", "tracker"]}
+TRACKER_COMMANDS = {
+    "http11": [str(BIN), "run", "tracker"],
+    "aiohttp": [sys.executable, "-m", "benchmarks.aiohttp_tracker", "run", "tracker"],
+}
 PASSWORD = "bench-secret"
 
 SEED = """
@@ -56,8 +59,11 @@ SELECT md5('shipment' || i), 'PKG-' || i, 'ORD-' || i, 'bench', 'shipped', 3, 'S
        'BEN' || i, now(), now(), now() - interval '1 minute' FROM generate_series(1, {n:d}) AS i;
 ANALYZE shipments;
 """
-RESET = ["UPDATE shipments SET next_poll_at = now() - interval '1 minute', lease_owner = NULL, polls = 0",
-         "DELETE FROM carrier_pacing", "VACUUM ANALYZE shipments"]
+RESET = [
+    "UPDATE shipments SET next_poll_at = now() - interval '1 minute', lease_owner = NULL, polls = 0",
+    "DELETE FROM carrier_pacing",
+    "VACUUM ANALYZE shipments",
+]
 DUE_QUERY_PLAN = """
 EXPLAIN UPDATE shipments SET lease_owner = 'x', lease_until = now() + interval '60 s',
                              next_poll_at = now() + interval '60 s'
@@ -91,8 +97,11 @@ class Database:
 
 class Carrier:
     def __init__(self, latency_ms: float):
-        self.process = subprocess.Popen([sys.executable, "-m", "benchmarks.fast_carrier", "--latency-ms",
-                                         str(latency_ms), "--password", PASSWORD], stdout=subprocess.PIPE, text=True)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.fast_carrier", "--latency-ms", str(latency_ms), "--password", PASSWORD],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         self.url = f"http://127.0.0.1:{int(self.process.stdout.readline())}"
 
     def stats(self) -> dict:
@@ -104,16 +113,28 @@ class Carrier:
         self.process.wait(10)
 
 
-def start_trackers(count: int, database: Database, carrier: Carrier, workdir: Path, client: str = "http11",
-                   **carrier_keys) -> list:
+def start_trackers(
+    count: int, database: Database, carrier: Carrier, workdir: Path, client: str = "http11", **carrier_keys
+) -> list:
     carriers_file = workdir / "carriers.toml"
     keys = {"url": carrier.url, "username": "bench", "password": PASSWORD, **carrier_keys}
     carriers_file.write_text("[carriers.bench]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in keys.items()))
-    env = {**os.environ, "OMS_DATABASE_URL": database.url, "OMS_AMQP_URL": "memory://",
-           "OMS_CARRIERS_FILE": str(carriers_file), "OMS_LOG_LEVEL": "WARNING", "OMS_LOG_FORMAT": "json",
-           "OMS_TRACKER_IDLE_S": "0.1", "OMS_METRICS_PORT": "0"}
-    return [subprocess.Popen(TRACKER_COMMANDS[client], env=env, stdout=open(workdir / f"tracker-{n}.log", "wb"),
-                             stderr=subprocess.STDOUT) for n in range(count)]
+    env = {
+        **os.environ,
+        "OMS_DATABASE_URL": database.url,
+        "OMS_AMQP_URL": "memory://",
+        "OMS_CARRIERS_FILE": str(carriers_file),
+        "OMS_LOG_LEVEL": "WARNING",
+        "OMS_LOG_FORMAT": "json",
+        "OMS_TRACKER_IDLE_S": "0.1",
+        "OMS_METRICS_PORT": "0",
+    }
+    return [
+        subprocess.Popen(
+            TRACKER_COMMANDS[client], env=env, stdout=open(workdir / f"tracker-{n}.log", "wb"), stderr=subprocess.STDOUT
+        )
+        for n in range(count)
+    ]
 
 
 def stop_trackers(processes: list) -> None:
@@ -131,8 +152,9 @@ def polled(database: Database) -> int:
     return database.run("SELECT coalesce(sum(polls), 0) FROM shipments")[0][0]
 
 
-def throughput(database: Database, size: int, latency_ms: float, workdir: Path,
-               measure_s: float, client: str = "http11") -> tuple[float, int, float]:
+def throughput(
+    database: Database, size: int, latency_ms: float, workdir: Path, measure_s: float, client: str = "http11"
+) -> tuple[float, int, float]:
     """(polls per second over ``measure_s`` of steady state, polls then, seconds measured).
 
     Every one of the ``size`` shipments is due, so the due query runs against the whole
@@ -142,8 +164,9 @@ def throughput(database: Database, size: int, latency_ms: float, workdir: Path,
     for statement in RESET:
         database.run(statement)
     carrier = Carrier(latency_ms)
-    trackers = start_trackers(1, database, carrier, workdir, client, poll_interval_s=86_400,
-                              max_requests_per_s=1_000_000)
+    trackers = start_trackers(
+        1, database, carrier, workdir, client, poll_interval_s=86_400, max_requests_per_s=1_000_000
+    )
     started, first = time.monotonic(), None
     try:
         while time.monotonic() - started < 120 + measure_s:
@@ -176,13 +199,19 @@ def rate_limited(database: Database, trackers: int, limit: float, seconds: float
     return stats
 
 
-def throughput_row(database: Database, size: int, latency: float, workdir: Path, measure_s: float,
-                   client: str) -> tuple:
+def throughput_row(
+    database: Database, size: int, latency: float, workdir: Path, measure_s: float, client: str
+) -> tuple:
     rate, count, took = throughput(database, size, latency, workdir, measure_s, client)
     target = 2000 if latency == 0 else 1000
-    return (f"throughput, 1 tracker ({client}), carrier {latency:g} ms", f"{size:,}", f"{rate:,.0f} queries/s",
-            f">= {target:,}/s", "met" if rate >= target else "MISSED",
-            f"{count:,} polls in {took:.1f} s of steady state; load {os.getloadavg()[0]:.1f}")
+    return (
+        f"throughput, 1 tracker ({client}), carrier {latency:g} ms",
+        f"{size:,}",
+        f"{rate:,.0f} queries/s",
+        f">= {target:,}/s",
+        "met" if rate >= target else "MISSED",
+        f"{count:,} polls in {took:.1f} s of steady state; load {os.getloadavg()[0]:.1f}",
+    )
 
 
 def main() -> None:
@@ -191,8 +220,12 @@ def main() -> None:
     parser.add_argument("--latencies", default="0,100", help="carrier latencies in ms")
     parser.add_argument("--limit", type=float, default=500, help="max_requests_per_s of the rate-limit runs")
     parser.add_argument("--limit-seconds", type=float, default=20)
-    parser.add_argument("--measure-seconds", type=float, default=15,
-                        help="steady-state seconds of each throughput run (the table keeps every row due)")
+    parser.add_argument(
+        "--measure-seconds",
+        type=float,
+        default=15,
+        help="steady-state seconds of each throughput run (the table keeps every row due)",
+    )
     parser.add_argument("--clients", default="http11", help="HTTP clients of the tracker: http11,aiohttp")
     parser.add_argument("--no-limit-runs", action="store_true", help="throughput runs only")
     args = parser.parse_args()
@@ -216,17 +249,25 @@ def main() -> None:
                 for trackers in (1, 3):
                     stats = rate_limited(database, trackers, args.limit, args.limit_seconds, workdir)
                     peak = stats["max_per_second"]
-                    rows.append((f"rate limit, {trackers} tracker(s), carrier 0 ms", f"{size:,}",
-                                 f"busiest 1-s window {peak} requests", f"<= {args.limit:g} (+5%)",
-                                 "met" if peak <= args.limit * 1.05 else "MISSED",
-                                 f"{stats['requests']} requests in {args.limit_seconds:g} s; "
-                                 f"max in flight per shipment {stats['max_in_flight_per_shipment']}"))
+                    rows.append(
+                        (
+                            f"rate limit, {trackers} tracker(s), carrier 0 ms",
+                            f"{size:,}",
+                            f"busiest 1-s window {peak} requests",
+                            f"<= {args.limit:g} (+5%)",
+                            "met" if peak <= args.limit * 1.05 else "MISSED",
+                            f"{stats['requests']} requests in {args.limit_seconds:g} s; "
+                            f"max in flight per shipment {stats['max_in_flight_per_shipment']}",
+                        )
+                    )
                     print(f"... {rows[-1]}", file=sys.stderr, flush=True)
         finally:
             database.drop()
     print(f"Command: {' '.join(sys.argv)}\n")
-    print(f"Tracker benchmark ({os.cpu_count()} CPUs; tracker, carrier and PostgreSQL on one machine; "
-          "carrier: benchmarks/fast_carrier.py, an asyncio HTTP/1.1 keep-alive server)\n")
+    print(
+        f"Tracker benchmark ({os.cpu_count()} CPUs; tracker, carrier and PostgreSQL on one machine; "
+        "carrier: benchmarks/fast_carrier.py, an asyncio HTTP/1.1 keep-alive server)\n"
+    )
     print("| run | active shipments | measured | target | | notes |")
     print("|---|---:|---:|---:|---|---|")
     for row in rows:

@@ -3,6 +3,7 @@
 Nothing here imports from ``shared`` or ``services``: other people's systems are written
 against these models (or the JSON Schemas exported from them), never against our internals.
 """
+
 from contracts.commands import PackageCancelled, ShipmentInfoUpdated, ShipmentStatusSet
 from contracts.envelope import MAX_BODY_BYTES, CloudEvent, EventRejected, parse_event, peek_data
 from contracts.events import (

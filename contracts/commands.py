@@ -4,6 +4,7 @@ What Akinon's OMS does with its shipment commands, as events: a cancellation bef
 hand-over, a correction of the shipment information, a status set by an employee. Each
 names a package (its shipment may not exist yet: the command then waits for the packing).
 """
+
 from __future__ import annotations
 
 from typing import Literal
@@ -38,8 +39,9 @@ class ShipmentInfoUpdated(_Command):
 
     @model_validator(mode="after")
     def _something_to_update(self) -> "ShipmentInfoUpdated":
-        if all(value is None for value in (self.carrier, self.tracking_number, self.tracking_url,
-                                           self.shipping_company)):
+        if all(
+            value is None for value in (self.carrier, self.tracking_number, self.tracking_url, self.shipping_company)
+        ):
             raise ValueError("at least one of carrier, tracking_number, tracking_url, shipping_company is needed")
         return self
 
@@ -47,8 +49,14 @@ class ShipmentInfoUpdated(_Command):
 #: The statuses an employee may set (CONTRACT.md §2, ShipmentStatusSet).
 SETTABLE_STATUSES = ("ready_for_pickup", "attempted_delivery", "delivered", "delivery_failed")
 #: The statuses a shipment may be in for an employee to set one.
-SETTABLE_FROM = frozenset({ShipmentStatus.SHIPPED, ShipmentStatus.READY_FOR_PICKUP,
-                           ShipmentStatus.ATTEMPTED_DELIVERY, ShipmentStatus.DELIVERY_FAILED})
+SETTABLE_FROM = frozenset(
+    {
+        ShipmentStatus.SHIPPED,
+        ShipmentStatus.READY_FOR_PICKUP,
+        ShipmentStatus.ATTEMPTED_DELIVERY,
+        ShipmentStatus.DELIVERY_FAILED,
+    }
+)
 
 
 class ShipmentStatusSet(_Command):

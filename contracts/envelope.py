@@ -9,6 +9,7 @@ becomes an event (CONTRACT.md §2).
 
 Both modes then pass the same checks: the envelope, the event type, its data.
 """
+
 from __future__ import annotations
 
 import json
@@ -65,8 +66,15 @@ class CloudEvent(BaseModel):
         return value if info.data.get("traceparent") is not None else None
 
     @classmethod
-    def new(cls, type: str, source: str, data: BaseModel, subject: str | None = None,
-            traceparent: str | None = None, tracestate: str | None = None) -> "CloudEvent":
+    def new(
+        cls,
+        type: str,
+        source: str,
+        data: BaseModel,
+        subject: str | None = None,
+        traceparent: str | None = None,
+        tracestate: str | None = None,
+    ) -> "CloudEvent":
         return cls(
             specversion="1.0",
             id=uuid4(),
@@ -122,7 +130,7 @@ def _ce_headers(headers: Mapping[Any, Any] | None) -> dict[str, Any]:
     for name, value in (headers or {}).items():
         if not isinstance(name, str) or not name.lower().startswith(CE_PREFIX):
             continue  # a name that is not text (undecodable bytes) cannot be an attribute's
-        attribute = name[len(CE_PREFIX):].lower()
+        attribute = name[len(CE_PREFIX) :].lower()
         if attribute in found:
             raise EventRejected(f"binary-mode headers name the attribute {attribute[:64]!r} twice")
         found[attribute] = value

@@ -3,6 +3,7 @@
 Unknown fields are ignored (forward compatibility); required fields are enforced; every
 value is checked as strictly as it is typed (contracts/values.py).
 """
+
 from __future__ import annotations
 
 from typing import Literal
@@ -127,8 +128,7 @@ EVENT_MODELS: dict[str, type[BaseModel]] = {
     **COMMAND_MODELS,
 }
 
-_FIXED_ROUTING_KEYS = {"PackagePacked": "package.packed", "PackageShipped": "package.shipped",
-                       **COMMAND_ROUTING_KEYS}
+_FIXED_ROUTING_KEYS = {"PackagePacked": "package.packed", "PackageShipped": "package.shipped", **COMMAND_ROUTING_KEYS}
 # A status change travels under its status; an information change (status = previous status)
 # under the second prefix (CONTRACT.md §1).
 _STATUS_ROUTING_PREFIXES = ("shipment.status_changed.", "shipment.info_changed.")

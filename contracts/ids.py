@@ -4,6 +4,7 @@
 hands the interpreter lock to another thread: in a busy service each id then waits for
 the lock to come back.  These come from the same source, read 4 KiB at a time.
 """
+
 from __future__ import annotations
 
 import os
@@ -30,6 +31,6 @@ def uuid4() -> str:
     with _lock:
         if _used + 16 > _POOL_BYTES:
             _pool, _used = os.urandom(_POOL_BYTES), 0
-        raw = _pool[_used:_used + 16]
+        raw = _pool[_used : _used + 16]
         _used += 16
     return str(uuid.UUID(bytes=raw, version=4))

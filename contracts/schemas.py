@@ -1,4 +1,5 @@
 """JSON Schema export of every event, for the systems that publish to us."""
+
 from __future__ import annotations
 
 import json

@@ -3,6 +3,7 @@
 "Never go back" is one question, :func:`can_transition`: every status has a rank, a
 shipment only ever moves to a higher rank, and a final status never changes again.
 """
+
 from __future__ import annotations
 
 from enum import Enum
@@ -23,9 +24,7 @@ class ShipmentStatus(str, Enum):
         return self in FINAL_STATUSES
 
 
-FINAL_STATUSES = frozenset(
-    {ShipmentStatus.DELIVERED, ShipmentStatus.DELIVERY_FAILED, ShipmentStatus.CANCELLED}
-)
+FINAL_STATUSES = frozenset({ShipmentStatus.DELIVERED, ShipmentStatus.DELIVERY_FAILED, ShipmentStatus.CANCELLED})
 
 # Attempted delivery ranks below ready-for-pickup: after a failed attempt a carrier
 # often holds the parcel at a branch, while a parcel waiting at a pickup point is
@@ -70,6 +69,5 @@ def can_transition(current: ShipmentStatus | None, new: ShipmentStatus) -> bool:
 def allowed_transitions() -> dict[ShipmentStatus, frozenset[ShipmentStatus]]:
     """The whole transition table, for docs and tests."""
     return {
-        current: frozenset(new for new in ShipmentStatus if can_transition(current, new))
-        for current in ShipmentStatus
+        current: frozenset(new for new in ShipmentStatus if can_transition(current, new)) for current in ShipmentStatus
     }

@@ -8,6 +8,7 @@ for models the services build themselves, and the exported JSON Schemas say it t
 - strings: at most 255 characters (long texts and URLs: 2,000), no U+0000, no lone surrogate;
 - times: RFC 3339 text (or a ``datetime`` in Python), placeable on the UTC time line.
 """
+
 from __future__ import annotations
 
 import re
@@ -63,14 +64,18 @@ def _decimal_text_or_number(value: Any) -> Any:
     if isinstance(value, bool):
         raise ValueError("an amount is a decimal string or a number, not true or false")
     if isinstance(value, str) and not _DECIMAL_TEXT.fullmatch(value):
-        raise ValueError("an amount as text is digits with an optional fraction of up to 4 places, like \"120.50\"")
+        raise ValueError('an amount as text is digits with an optional fraction of up to 4 places, like "120.50"')
     return value
 
 
 #: Money: a decimal string ("120.50") or a number, finite, zero or more, at most 16 digits
 #: before the point and 4 after.
-Money = Annotated[Decimal, BeforeValidator(_decimal_text_or_number),
-                  Field(ge=0, max_digits=20, decimal_places=4, allow_inf_nan=False), WithJsonSchema(_MONEY_SCHEMA)]
+Money = Annotated[
+    Decimal,
+    BeforeValidator(_decimal_text_or_number),
+    Field(ge=0, max_digits=20, decimal_places=4, allow_inf_nan=False),
+    WithJsonSchema(_MONEY_SCHEMA),
+]
 
 # An RFC 3339 date and time starts like this; pydantic checks the rest. Without it pydantic
 # would also take numbers and digit strings as Unix timestamps.
@@ -81,7 +86,7 @@ def _time_text(value: Any) -> Any:
     if isinstance(value, datetime):
         return value
     if not isinstance(value, str) or len(value) > 64 or not _DATE_TIME_START.match(value):
-        raise ValueError("a time is an RFC 3339 date and time, like \"2026-11-27T10:00:00Z\"")
+        raise ValueError('a time is an RFC 3339 date and time, like "2026-11-27T10:00:00Z"')
     return value
 
 

@@ -7,6 +7,7 @@ checked before the recursive decoder sees the text: in a handler thread, whose C
 be far smaller than the main thread's, a few thousand levels would crash the process
 rather than raise.
 """
+
 from __future__ import annotations
 
 import json

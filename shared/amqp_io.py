@@ -10,6 +10,7 @@ And py-amqp's decoders made total: a short string that is not UTF-8 stays bytes,
 header py-amqp cannot decode costs only that header: the message's other headers
 are read one by one and the unreadable ones dropped, instead of the connection.
 """
+
 from __future__ import annotations
 
 import errno
@@ -52,8 +53,23 @@ _HEADERS_FLAG = 0x2000
 _decode_basic_properties: Callable[[bytes, int], tuple[dict[str, Any], int]] = serialization.decode_properties_basic
 _UNREADABLE = (ValueError, OverflowError, OSError, RecursionError, struct.error, KeyError, IndexError, TypeError)
 # How many bytes follow each AMQP field type code: fixed, or a 32-bit length first.
-_FIXED_SIZE = {"t": 1, "b": 1, "B": 1, "s": 2, "U": 2, "u": 2, "I": 4, "i": 4, "f": 4, "D": 5,
-               "L": 8, "l": 8, "d": 8, "T": 8, "V": 0}
+_FIXED_SIZE = {
+    "t": 1,
+    "b": 1,
+    "B": 1,
+    "s": 2,
+    "U": 2,
+    "u": 2,
+    "I": 4,
+    "i": 4,
+    "f": 4,
+    "D": 5,
+    "L": 8,
+    "l": 8,
+    "d": 8,
+    "T": 8,
+    "V": 0,
+}
 _LENGTH_PREFIXED = frozenset("SxFA")
 
 
@@ -62,7 +78,7 @@ def _field_end(buf: bytes, position: int) -> int:
     code = chr(buf[position])
     if code in _LENGTH_PREFIXED:
         length: int
-        length, = struct.unpack_from(">I", buf, position + 1)
+        (length,) = struct.unpack_from(">I", buf, position + 1)
         return position + 5 + length
     return position + 1 + _FIXED_SIZE[code]  # an unknown code: KeyError, nothing after it can be placed
 
@@ -74,7 +90,7 @@ def _readable_headers(buf: bytes, position: int, end: int) -> tuple[dict[str | b
     headers, unreadable = {}, []
     while position < end:
         name_length = buf[position]
-        name = serialization.pstr_t(bytes(buf[position + 1:position + 1 + name_length]))
+        name = serialization.pstr_t(bytes(buf[position + 1 : position + 1 + name_length]))
         position += 1 + name_length
         try:
             headers[name], position = serialization._read_item(buf, position)
@@ -85,16 +101,20 @@ def _readable_headers(buf: bytes, position: int, end: int) -> tuple[dict[str | b
 
 
 def _properties_reading_headers_one_by_one(buf: bytes, offset: int) -> tuple[dict[str, Any], int, list[str | bytes]]:
-    flags, = struct.unpack_from(">H", buf, offset)
+    (flags,) = struct.unpack_from(">H", buf, offset)
     position = offset + 2
     for flag in (0x8000, 0x4000):  # content type and encoding: the short strings before the table
         if flags & flag:
             position += 1 + buf[position]
-    length, = struct.unpack_from(">I", buf, position)
+    (length,) = struct.unpack_from(">I", buf, position)
     headers, unreadable = _readable_headers(buf, position + 4, position + 4 + length)
     skipped = 4 + length
-    rest = (bytes(buf[:offset]) + struct.pack(">H", flags & ~_HEADERS_FLAG) + bytes(buf[offset + 2:position])
-            + bytes(buf[position + skipped:]))
+    rest = (
+        bytes(buf[:offset])
+        + struct.pack(">H", flags & ~_HEADERS_FLAG)
+        + bytes(buf[offset + 2 : position])
+        + bytes(buf[position + skipped :])
+    )
     properties, end = _decode_basic_properties(rest, offset)
     properties["application_headers"] = headers
     return properties, end + skipped, unreadable
@@ -112,8 +132,9 @@ def _decode_basic_properties_or_flag_headers(buf: bytes, offset: int) -> tuple[d
     except _UNREADABLE as error:
         properties, end, unreadable = _properties_reading_headers_one_by_one(buf, offset)
         names = ", ".join(repr(name) for name in unreadable[:5]) or "the table"
-        properties[UNDECODABLE_HEADERS] = (f"AMQP header {names[:300]} could not be read "
-                                           f"({type(error).__name__}: {str(error)[:200]}) and was dropped")
+        properties[UNDECODABLE_HEADERS] = (
+            f"AMQP header {names[:300]} could not be read ({type(error).__name__}: {str(error)[:200]}) and was dropped"
+        )
         return properties, end
 
 
@@ -124,7 +145,7 @@ class ReadAheadTCPTransport(TCPTransport):  # type: ignore[misc]  # py-amqp has 
     # py-amqp puts back a partly read frame through ``_read_buffer``: what is unread.
     @property
     def _read_buffer(self) -> bytes:
-        return self._buffer[self._position:]
+        return self._buffer[self._position :]
 
     @_read_buffer.setter
     def _read_buffer(self, unread: bytes) -> None:
@@ -135,8 +156,8 @@ class ReadAheadTCPTransport(TCPTransport):  # type: ignore[misc]  # py-amqp has 
         if available >= n:
             start = self._position
             self._position += n
-            return self._buffer[start:self._position]
-        chunks = [self._buffer[self._position:]]
+            return self._buffer[start : self._position]
+        chunks = [self._buffer[self._position :]]
         self._buffer, self._position = b"", 0
         try:
             while available < n:
@@ -145,7 +166,7 @@ class ReadAheadTCPTransport(TCPTransport):  # type: ignore[misc]  # py-amqp has 
                 except OSError as exc:
                     if exc.errno in _errnos:
                         if initial and self.raise_on_initial_eintr:
-                            raise socket.timeout()
+                            raise socket.timeout() from exc
                         continue
                     raise
                 if not received:
@@ -161,13 +182,26 @@ class ReadAheadTCPTransport(TCPTransport):  # type: ignore[misc]  # py-amqp has 
 
 
 class _Connection(pyamqp.Connection):
-    def Transport(self, host: str, connect_timeout: float | None, ssl: Any = False, read_timeout: float | None = None,
-                  write_timeout: float | None = None, socket_settings: Any = None, **kwargs: Any) -> Any:
+    def Transport(
+        self,
+        host: str,
+        connect_timeout: float | None,
+        ssl: Any = False,
+        read_timeout: float | None = None,
+        write_timeout: float | None = None,
+        socket_settings: Any = None,
+        **kwargs: Any,
+    ) -> Any:
         if ssl:
-            return super().Transport(host, connect_timeout, ssl, read_timeout, write_timeout, socket_settings,
-                                     **kwargs)
-        return ReadAheadTCPTransport(host, connect_timeout=connect_timeout, read_timeout=read_timeout,
-                                     write_timeout=write_timeout, socket_settings=socket_settings, **kwargs)
+            return super().Transport(host, connect_timeout, ssl, read_timeout, write_timeout, socket_settings, **kwargs)
+        return ReadAheadTCPTransport(
+            host,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            write_timeout=write_timeout,
+            socket_settings=socket_settings,
+            **kwargs,
+        )
 
 
 class ReadAheadTransport(pyamqp.Transport):

@@ -21,22 +21,22 @@ Only services whose handlers have no effect outside the database batch: a crash 
 the commit repeats the whole batch, and an HTTP call inside a batch would be repeated
 for every delivery in it (and would hold the batch's row locks while it waits).
 """
+
 from __future__ import annotations
 
 import time
 from collections import Counter
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Callable, Iterable, Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
 from sqlalchemy import Connection, Engine, RootTransaction
 
-from shared.failure import TransientError
-from shared.failure import describe
+from shared.failure import TransientError, describe
 from shared.faults import crash_point
 from shared.logging import get_logger
 
-log = get_logger(component="batch")  # type: ignore[no-untyped-call, unused-ignore]  # shared/logging.py is annotated apart
+log = get_logger(component="batch")
 
 
 class BatchAbandoned(TransientError):
@@ -98,8 +98,13 @@ def current(engine: Engine) -> Batch | None:
     return batch if batch is not None and batch.engine is engine else None
 
 
-def _handle_each(batch: Batch, transaction: RootTransaction, handle: Callable[[object], None], deliveries: Sequence[object],
-                 staged: bool) -> list[Handled]:
+def _handle_each(
+    batch: Batch,
+    transaction: RootTransaction,
+    handle: Callable[[object], None],
+    deliveries: Sequence[object],
+    staged: bool,
+) -> list[Handled]:
     outcomes: list[Handled] = []
     token = _current.set(batch)
     try:
@@ -124,7 +129,9 @@ def _handle_each(batch: Batch, transaction: RootTransaction, handle: Callable[[o
     return outcomes
 
 
-def _staged(engine: Engine, handle: Callable[[object], None], deliveries: Sequence[object], staging: Staging) -> list[Handled] | None:
+def _staged(
+    engine: Engine, handle: Callable[[object], None], deliveries: Sequence[object], staging: Staging
+) -> list[Handled] | None:
     """The fast path; None when the batch has to be applied the careful way."""
     with engine.connect() as connection:
         transaction = connection.begin()
@@ -157,8 +164,12 @@ def _careful(engine: Engine, handle: Callable[[object], None], deliveries: Seque
     return outcomes
 
 
-def run_batch(engine: Engine, handle: Callable[[object], None], deliveries: Sequence[object],
-              staging: Callable[[], Staging] | None = None) -> list[Handled]:
+def run_batch(
+    engine: Engine,
+    handle: Callable[[object], None],
+    deliveries: Sequence[object],
+    staging: Callable[[], Staging] | None = None,
+) -> list[Handled]:
     """Runs ``handle`` for each delivery inside one transaction; one outcome per delivery."""
     if staging is not None:
         outcomes = _staged(engine, handle, deliveries, staging())

@@ -1,4 +1,5 @@
 """kombu connections, the topology (declared from names in shared/naming.py) and confirmed publishing."""
+
 # mypy: untyped-calls-exclude=kombu
 # (kombu has few annotations: its connections, exchanges and queues are called here as they are.)
 from __future__ import annotations
@@ -122,8 +123,9 @@ class Topology:
             }
         # No exchange on the Queue itself: kombu would add a binding with an empty
         # routing key.  The bindings are exactly the subscription's, made in declare().
-        return Queue(naming.work_queue(subscription.service), durable=True,
-                     queue_arguments=self._queue_arguments(arguments))
+        return Queue(
+            naming.work_queue(subscription.service), durable=True, queue_arguments=self._queue_arguments(arguments)
+        )
 
     def dead_letter_queue(self, service: str) -> Queue:
         # Classic in every mode: operators read dead letters again and again (dlq list,
@@ -176,9 +178,16 @@ class Unroutable(Exception):
     """
 
     def __init__(self, exchange: str, routing_key: str, reply_code: int | None, reply_text: str):
-        self.exchange, self.routing_key, self.reply_code, self.reply_text = exchange, routing_key, reply_code, reply_text
-        super().__init__(f"the broker returned a message published to {exchange or '(the default exchange)'} "
-                         f"with routing key {routing_key!r}: {reply_code} {reply_text} (no queue takes it)")
+        self.exchange, self.routing_key, self.reply_code, self.reply_text = (
+            exchange,
+            routing_key,
+            reply_code,
+            reply_text,
+        )
+        super().__init__(
+            f"the broker returned a message published to {exchange or '(the default exchange)'} "
+            f"with routing key {routing_key!r}: {reply_code} {reply_text} (no queue takes it)"
+        )
 
 
 class Publisher:
@@ -207,8 +216,9 @@ class Publisher:
         return self._channel
 
     def _on_return(self, error: Any, exchange: str, routing_key: str, message: Any) -> None:
-        self._returned = Unroutable(exchange, routing_key, getattr(error, "reply_code", None),
-                                    getattr(error, "reply_text", None) or str(error))
+        self._returned = Unroutable(
+            exchange, routing_key, getattr(error, "reply_code", None), getattr(error, "reply_text", None) or str(error)
+        )
 
     def publish(
         self,
@@ -233,8 +243,9 @@ class Publisher:
             properties["expiration"] = str(int(expiration * 1000))
         try:
             channel = self._ensure()
-            message = channel.prepare_message(body, None, content_type, content_encoding, dict(headers or {}),
-                                              properties)
+            message = channel.prepare_message(
+                body, None, content_type, content_encoding, dict(headers or {}), properties
+            )
             self._returned = None
             channel.basic_publish(message, exchange=exchange, routing_key=routing_key, mandatory=True)
         except Exception:

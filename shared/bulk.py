@@ -6,6 +6,7 @@ one round trip with nothing to build.  Rows that must meet an ON CONFLICT first 
 temporary table shaped like their target (one per connection, emptied at every commit),
 and one ``INSERT … SELECT`` takes them from there.
 """
+
 from __future__ import annotations
 
 from typing import Any, cast
@@ -28,6 +29,7 @@ def copy_to_scratch(connection: Connection, table: Table, rows: list[dict[str, A
     scratch = f"{table.name}_scratch"
     # Every time: a scratch table made in a transaction that rolled back is gone again.
     connection.exec_driver_sql(
-        f'CREATE TEMPORARY TABLE IF NOT EXISTS "{scratch}" (LIKE "{table.name}") ON COMMIT DELETE ROWS')
+        f'CREATE TEMPORARY TABLE IF NOT EXISTS "{scratch}" (LIKE "{table.name}") ON COMMIT DELETE ROWS'
+    )
     copy_rows(connection, scratch, rows)
     return scratch

@@ -15,6 +15,7 @@ The batch's frames are written with py-amqp's frame writer, but collected and se
 dozen messages per socket write: its ``basic_publish`` would also try a non-blocking read
 before each message and write each one on its own, several system calls per message.
 """
+
 from __future__ import annotations
 
 import socket
@@ -27,7 +28,6 @@ from kombu.connection import Connection  # kombu's lazy __init__ exports it only
 
 from shared import naming
 from shared.broker import CONTENT_TYPE, Publisher, is_embedded
-
 
 _WRITE_EVERY = 64  # messages per socket write
 
@@ -135,10 +135,17 @@ class StreamingPublisher:
                 args = publish_args.get(outgoing.routing_key)
                 if args is None:
                     args = publish_args[outgoing.routing_key] = dumps(
-                        "Bssbb", (0, self._exchange, outgoing.routing_key, True, False))  # mandatory
-                message = Message(outgoing.body, delivery_mode=2, content_type=CONTENT_TYPE,
-                                  content_encoding="binary", message_id=outgoing.message_id,
-                                  type=outgoing.event_type, application_headers=outgoing.headers or {})
+                        "Bssbb", (0, self._exchange, outgoing.routing_key, True, False)
+                    )  # mandatory
+                message = Message(
+                    outgoing.body,
+                    delivery_mode=2,
+                    content_type=CONTENT_TYPE,
+                    content_encoding="binary",
+                    message_id=outgoing.message_id,
+                    type=outgoing.event_type,
+                    application_headers=outgoing.headers or {},
+                )
                 self._waiting[self._next_tag] = index
                 self._next_tag += 1
                 write_frame(1, channel_id, spec.Basic.Publish, args, message)
@@ -159,9 +166,13 @@ class PlainPublisher:
 
     def publish_batch(self, messages: list[Outgoing]) -> Confirms:
         for outgoing in messages:
-            self._publisher.publish(outgoing.body, routing_key=outgoing.routing_key,
-                                    message_id=outgoing.message_id, event_type=outgoing.event_type,
-                                    headers=outgoing.headers)
+            self._publisher.publish(
+                outgoing.body,
+                routing_key=outgoing.routing_key,
+                message_id=outgoing.message_id,
+                event_type=outgoing.event_type,
+                headers=outgoing.headers,
+            )
         return Confirms([True] * len(messages))
 
 

@@ -22,6 +22,7 @@ dead-lettered undecoded; and whatever fails in the worker's own path (reading th
 message, its ordering key, the not-before check, disposing of it) dead-letters that one
 message with the error as its reason: the connection thread never dies of a message.
 """
+
 from __future__ import annotations
 
 import collections
@@ -40,13 +41,13 @@ import amqp
 from kombu.exceptions import OperationalError as BrokerUnreachable
 
 from shared import naming
-from shared.batch import Handled
 from shared.amqp_io import UNDECODABLE_HEADERS
-from shared.broker import Publisher, Topology, Subscription, Unroutable, is_embedded, keep_connected
+from shared.batch import Handled
+from shared.broker import Publisher, Subscription, Topology, Unroutable, is_embedded, keep_connected
+from shared.disposal import DelayedRetries, Disposer
 from shared.failure import Decision, RetryPolicy, Verdict, consumer_failure, decide, refused, safe_text
 from shared.headers import encoding_refusal, read_count, without_own
 from shared.logging import get_logger
-from shared.disposal import DelayedRetries, Disposer
 
 # How long the connection thread waits for a frame while work is in hand: it also
 # disposes of finished work, so this bounds the delay between a commit and its ack.
@@ -125,8 +126,12 @@ def _broker_lost(connection: Any) -> Lost:
     # re-raises as its OperationalError (no OSError): the same lost broker.  A channel the
     # broker closed, or a copy it returned twice, is mended the same way: a new connection
     # declares the topology again and gets the unacknowledged messages back.
-    return cast(Lost, connection.connection_errors + connection.channel_errors + (
-        OSError, ConnectionError, BrokerUnreachable, Unroutable))
+    return cast(
+        Lost,
+        connection.connection_errors
+        + connection.channel_errors
+        + (OSError, ConnectionError, BrokerUnreachable, Unroutable),
+    )
 
 
 class _Received:
@@ -237,12 +242,13 @@ class QueueWorker:
         self._delayed = DelayedRetries()
         self._max_wait_s = max_wait_s
         self._returned_last = False  # the last session ended on a twice-returned copy
-        self._log = get_logger(service=self.service, queue=self.queue_name)  # type: ignore[no-untyped-call, unused-ignore]  # shared/logging.py is annotated apart
+        self._log = get_logger(service=self.service, queue=self.queue_name)
         self.ready = threading.Event()
 
     def run(self) -> None:
-        keep_connected(self._url, self._stop, self._session, recoverable=_broker_lost, lost=self._lost,
-                       max_backoff_s=30)
+        keep_connected(
+            self._url, self._stop, self._session, recoverable=_broker_lost, lost=self._lost, max_backoff_s=30
+        )
         self._log.info("worker stopped")
 
     def _session(self, connection: Any, connected: Callable[[], None]) -> None:
@@ -256,15 +262,24 @@ class QueueWorker:
         self.ready.clear()
         self._returned_last = isinstance(error, Unroutable)
         if self._returned_last:
-            self._log.error("a retry or dead-letter copy was returned twice; its original stays unacknowledged, "
-                            "reconnecting", error=str(error), retry_in_s=retry_in_s)
+            self._log.error(
+                "a retry or dead-letter copy was returned twice; its original stays unacknowledged, reconnecting",
+                error=str(error),
+                retry_in_s=retry_in_s,
+            )
             return
         self._log.warning("broker connection lost, reconnecting", error=str(error), retry_in_s=retry_in_s)
 
     def _consume(self, connection: Any) -> None:
-        disposer = Disposer(service=self.service, policy=self._policy, publisher=Publisher(connection),
-                          embedded=self._embedded, delayed=self._delayed, max_wait_s=self._max_wait_s,
-                          redeclare=lambda: self._topology.declare(connection, services=[self.service]))
+        disposer = Disposer(
+            service=self.service,
+            policy=self._policy,
+            publisher=Publisher(connection),
+            embedded=self._embedded,
+            delayed=self._delayed,
+            max_wait_s=self._max_wait_s,
+            redeclare=lambda: self._topology.declare(connection, services=[self.service]),
+        )
         lost = _broker_lost(connection)
         done: queue.Queue[tuple[Work, list[Handled]]] = queue.Queue()
         channel = connection.channel()
@@ -322,11 +337,19 @@ class QueueWorker:
         else:
             executor = ThreadPoolExecutor(max_workers=self._concurrency, thread_name_prefix=f"{self.service}-handler")
         consumer_tag = f"{self.service}-{uuid.uuid4().hex}"
-        channel.basic_consume(queue=self.queue_name, no_ack=False, consumer_tag=consumer_tag,
-                              callback=lambda message: on_message(_received(message)))
+        channel.basic_consume(
+            queue=self.queue_name,
+            no_ack=False,
+            consumer_tag=consumer_tag,
+            callback=lambda message: on_message(_received(message)),
+        )
         self.ready.set()
-        self._log.info("consuming", prefetch=self._prefetch, concurrency=self._concurrency,
-                       batch=self._batching.size if self._batching else 1)
+        self._log.info(
+            "consuming",
+            prefetch=self._prefetch,
+            concurrency=self._concurrency,
+            batch=self._batching.size if self._batching else 1,
+        )
         try:
             while not self._stop.is_set():
                 try:
@@ -339,8 +362,8 @@ class QueueWorker:
                 if pending and len(futures) < self._concurrency:
                     self._take_buffered(connection, pending, admit)
                     while pending and len(futures) < self._concurrency:  # pending fills only when batching
-                        submit(pending[:cast(Batching, self._batching).size])
-                        del pending[:cast(Batching, self._batching).size]
+                        submit(pending[: cast(Batching, self._batching).size])
+                        del pending[: cast(Batching, self._batching).size]
                 self._dispose_finished(done, disposer, lost)
                 disposer.release_due_retries()
             # Stop: take no more; what has not started goes back to the broker unacked
@@ -389,24 +412,34 @@ class QueueWorker:
             outcomes = [Handled(error, time.perf_counter() - started)]
         done.put((work, outcomes))
 
-    def _dead_letter_anyway(self, disposer: Disposer, message: Any, delivery: Delivery, error: BaseException,
-                            lost: Lost) -> Decision:
+    def _dead_letter_anyway(
+        self, disposer: Disposer, message: Any, delivery: Delivery, error: BaseException, lost: Lost
+    ) -> Decision:
         """Dead-letters a message the worker's own path failed on; should even that fail on
         the message's headers, it goes without them (its bytes can always be published)."""
         decision = consumer_failure(error)
-        self._log.error("the consumer could not take a message; dead-lettering it", message_id=delivery.message_id,
-                        error_class=decision.error_class, error=decision.reason)
+        self._log.error(
+            "the consumer could not take a message; dead-lettering it",
+            message_id=delivery.message_id,
+            error_class=decision.error_class,
+            error=decision.reason,
+        )
         try:
             disposer.dispose(message, delivery, decision)
         except lost:
             raise
         except Exception as again:
-            self._log.error("dead-lettering it with its headers failed; without them", message_id=delivery.message_id,
-                            error=safe_text(again))
+            self._log.error(
+                "dead-lettering it with its headers failed; without them",
+                message_id=delivery.message_id,
+                error=safe_text(again),
+            )
             disposer.dispose(message, dataclasses.replace(delivery, headers={}), decision)
         return decision
 
-    def _dispose_finished(self, done: queue.Queue[tuple[Work, list[Handled]]], disposer: Disposer, lost: Lost, wait_s: float = 0.0) -> None:
+    def _dispose_finished(
+        self, done: queue.Queue[tuple[Work, list[Handled]]], disposer: Disposer, lost: Lost, wait_s: float = 0.0
+    ) -> None:
         first = True
         while True:
             try:
@@ -431,12 +464,18 @@ class QueueWorker:
                 disposed.append((delivery, decision, outcome.elapsed_s))
             disposer.ack_all(applied)
             if self._batching:
-                self._log.debug("batch settled", size=len(work), applied=len(applied), failed=failed,
-                                message_ids=[delivery.message_id for _, delivery in work])
+                self._log.debug(
+                    "batch settled",
+                    size=len(work),
+                    applied=len(applied),
+                    failed=failed,
+                    message_ids=[delivery.message_id for _, delivery in work],
+                )
             for delivery, decision, elapsed in disposed:
                 for hook in self._after_disposal:
                     try:
                         hook(delivery, decision, elapsed)
                     except Exception as error:  # the message is disposed of; a metric must not stop the worker
-                        self._log.error("an after-disposal hook failed", message_id=delivery.message_id,
-                                        error=safe_text(error))
+                        self._log.error(
+                            "an after-disposal hook failed", message_id=delivery.message_id, error=safe_text(error)
+                        )

@@ -1,19 +1,32 @@
 """The database engine: one metadata for the whole schema, PostgreSQL or embedded SQLite."""
+
 from __future__ import annotations
 
 import math
 import os
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, cast
 
-from collections.abc import Mapping, Sequence
-
-from sqlalchemy import Connection, DateTime, Engine, MetaData, Table, TextClause, bindparam, create_engine, event, func, select, text
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy import (
+    Connection,
+    DateTime,
+    Engine,
+    MetaData,
+    Table,
+    TextClause,
+    bindparam,
+    create_engine,
+    event,
+    func,
+    select,
+    text,
+)
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.sql.selectable import TextualSelect
 from sqlalchemy.types import TypeDecorator
 
@@ -69,8 +82,15 @@ def database_now(connection: Connection) -> datetime:
     return cast(datetime, connection.execute(_DATABASE_NOW).scalar_one()).astimezone(timezone.utc)
 
 
-def upsert(table: Table, columns: Sequence[str], conflict: Sequence[str], *, update: Mapping[str, str] | None = None,
-           where: str | None = None, returning: Sequence[str] = ()) -> TextClause | TextualSelect:
+def upsert(
+    table: Table,
+    columns: Sequence[str],
+    conflict: Sequence[str],
+    *,
+    update: Mapping[str, str] | None = None,
+    where: str | None = None,
+    returning: Sequence[str] = (),
+) -> TextClause | TextualSelect:
     """``INSERT … ON CONFLICT`` written out once, the same SQL for PostgreSQL and SQLite.
 
     SQLAlchemy's dialect inserts with ``ON CONFLICT`` have no cache key: each execution
@@ -79,8 +99,10 @@ def upsert(table: Table, columns: Sequence[str], conflict: Sequence[str], *, upd
     its SQL (``excluded.<column>`` is the row that was refused); without it a conflict
     does nothing.
     """
-    sql = (f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join(':' + c for c in columns)}) "
-           f"ON CONFLICT ({', '.join(conflict)}) ")
+    sql = (
+        f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join(':' + c for c in columns)}) "
+        f"ON CONFLICT ({', '.join(conflict)}) "
+    )
     if update:
         sql += "DO UPDATE SET " + ", ".join(f"{column} = {value}" for column, value in update.items())
         sql += f" WHERE {where}" if where else ""
@@ -136,8 +158,11 @@ class SessionBounds:
 
     def connect_args(self, application_name: str) -> dict[str, Any]:
         """libpq connection parameters; the three timeouts are sent as the session's start-up options."""
-        timeouts = {"statement_timeout": self.statement_timeout_s, "lock_timeout": self.lock_timeout_s,
-                    "idle_in_transaction_session_timeout": self.idle_in_transaction_timeout_s}
+        timeouts = {
+            "statement_timeout": self.statement_timeout_s,
+            "lock_timeout": self.lock_timeout_s,
+            "idle_in_transaction_session_timeout": self.idle_in_transaction_timeout_s,
+        }
         return {
             "connect_timeout": max(2, math.ceil(self.connect_timeout_s)),  # libpq: whole seconds, 1 means 2
             "keepalives": 1,
@@ -159,22 +184,28 @@ def default_application_name() -> str:
     return f"oms-shipments[{os.getpid()}]"
 
 
-def make_engine(url: str, pool_size: int = 5, *, bounds: SessionBounds | None = None,
-                application_name: str | None = None) -> Engine:
+def make_engine(
+    url: str, pool_size: int = 5, *, bounds: SessionBounds | None = None, application_name: str | None = None
+) -> Engine:
     url = normalize_url(url)
     if url.startswith("sqlite"):
-        engine = create_engine(url, pool_size=8, max_overflow=8, hide_parameters=True,
-                               connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(
+            url,
+            pool_size=8,
+            max_overflow=8,
+            hide_parameters=True,
+            connect_args={"timeout": 30, "check_same_thread": False},
+        )
         _serialize_sqlite_writers(engine)
         return engine
     if bounds is None:
         bounds = SessionBounds.from_settings(Settings())
-    connect_args = _with_url_overrides(url, bounds.connect_args(
-        application_name or default_application_name()))
+    connect_args = _with_url_overrides(url, bounds.connect_args(application_name or default_application_name()))
     # hide_parameters: SQLAlchemy writes a failed statement's parameters (addresses, phone
     # numbers) into the error's text, which ends up in logs and dead-letter headers.
-    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, hide_parameters=True,
-                           connect_args=connect_args)
+    engine = create_engine(
+        url, pool_size=pool_size, max_overflow=pool_size, hide_parameters=True, connect_args=connect_args
+    )
     _ping_idle_connections(engine)
     return engine
 
@@ -202,8 +233,9 @@ def _ping_idle_connections(engine: Engine) -> None:
         record.info["returned_at"] = time.monotonic()
 
     @event.listens_for(engine, "checkout")
-    def _ping_if_idle(dbapi_connection: DBAPIConnection, record: ConnectionPoolEntry,
-                      _proxy: PoolProxiedConnection) -> None:
+    def _ping_if_idle(
+        dbapi_connection: DBAPIConnection, record: ConnectionPoolEntry, _proxy: PoolProxiedConnection
+    ) -> None:
         returned = record.info.get("returned_at")
         if returned is None or time.monotonic() - returned < PING_AFTER_IDLE_S:
             return
@@ -222,7 +254,9 @@ def _serialize_sqlite_writers(engine: Engine) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")  # WAL stays consistent; the embedded mode trades the last commits on power loss for speed
+        cursor.execute(
+            "PRAGMA synchronous=NORMAL"
+        )  # WAL stays consistent; the embedded mode trades the last commits on power loss for speed
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()

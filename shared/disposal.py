@@ -11,6 +11,7 @@ original stays unacknowledged (the worker reconnects, the broker delivers it aga
 A copy keeps the original's body, content type and content encoding exactly, absent
 ones absent: what it was, it stays, so a replay of it is judged like the original.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -22,9 +23,9 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from shared import naming
 from shared.broker import Publisher, Unroutable
-from shared.headers import read_instant
 from shared.db import utcnow
 from shared.failure import Decision, RetryPolicy, Verdict
+from shared.headers import read_instant
 from shared.logging import get_logger
 from shared.redaction import redact_text
 
@@ -56,9 +57,17 @@ class Disposer:
     not-before further ahead is cut to it.  ``redeclare``: declares the service's topology
     again, after a copy came back unroutable."""
 
-    def __init__(self, *, service: str, policy: RetryPolicy, publisher: Publisher, embedded: bool,
-                 delayed: DelayedRetries, max_wait_s: float = 3600,
-                 redeclare: Callable[[], object] | None = None):
+    def __init__(
+        self,
+        *,
+        service: str,
+        policy: RetryPolicy,
+        publisher: Publisher,
+        embedded: bool,
+        delayed: DelayedRetries,
+        max_wait_s: float = 3600,
+        redeclare: Callable[[], object] | None = None,
+    ):
         self.service = service
         self.queue_name = naming.work_queue(service)
         self._policy = policy
@@ -68,7 +77,7 @@ class Disposer:
         self._max_wait_s = max_wait_s
         self._redeclare = redeclare
         self._unacked: set[int] = set()
-        self._log = get_logger(service=service, queue=self.queue_name)  # type: ignore[no-untyped-call, unused-ignore]  # shared/logging.py is annotated apart
+        self._log = get_logger(service=service, queue=self.queue_name)
 
     # A message: py-amqp's, as shared/consumer.py wraps it, or the embedded broker's kombu Message.
     def received(self, message: Any) -> None:
@@ -102,8 +111,9 @@ class Disposer:
             wait_s = min(decision.wait_s, self._max_wait_s)
             if wait_s:
                 headers[naming.HEADER_NOT_BEFORE] = (utcnow() + timedelta(seconds=wait_s)).isoformat()
-            self._delay(delivery, headers, decision.delay_s,
-                        self._policy.jittered(decision.delay_s, decision.min_delay_s))
+            self._delay(
+                delivery, headers, decision.delay_s, self._policy.jittered(decision.delay_s, decision.min_delay_s)
+            )
             self._log.warning(
                 "handler failed, will retry",
                 message_id=delivery.message_id,
@@ -144,15 +154,23 @@ class Disposer:
             return False
         headers = {name: value for name, value in delivery.headers.items() if name != "x-death"}  # the broker's
         if left_s > self._max_wait_s:
-            self._log.warning("a not-before beyond the longest wait allowed is cut to it", message_id=delivery.message_id,
-                              asked_s=left_s, max_wait_s=self._max_wait_s)
+            self._log.warning(
+                "a not-before beyond the longest wait allowed is cut to it",
+                message_id=delivery.message_id,
+                asked_s=left_s,
+                max_wait_s=self._max_wait_s,
+            )
             left_s = self._max_wait_s
             headers[naming.HEADER_NOT_BEFORE] = (now + timedelta(seconds=left_s)).isoformat()
         tier = self._policy.tier(1, left_s)
         self._delay(delivery, headers, tier, min(tier, left_s))
         self._ack(message)
-        self._log.info("waiting out the requested delay", message_id=delivery.message_id,
-                       event_type=delivery.event_type, retry_in_s=round(left_s, 3))
+        self._log.info(
+            "waiting out the requested delay",
+            message_id=delivery.message_id,
+            event_type=delivery.event_type,
+            retry_in_s=round(left_s, 3),
+        )
         return True
 
     def _delay(self, delivery: Delivery, headers: dict[str, Any], tier: float, delay_s: float) -> None:
@@ -161,8 +179,14 @@ class Disposer:
         else:
             self._publish_copy(delivery, naming.retry_queue(self.service, tier), headers, expiration=delay_s)
 
-    def _publish_copy(self, delivery: Delivery, routing_key: str, headers: dict[str, Any], expiration: float | None = None,
-                      exchange: str = "") -> None:
+    def _publish_copy(
+        self,
+        delivery: Delivery,
+        routing_key: str,
+        headers: dict[str, Any],
+        expiration: float | None = None,
+        exchange: str = "",
+    ) -> None:
         def publish() -> None:
             self._publisher.publish(
                 delivery.body,
@@ -181,8 +205,11 @@ class Disposer:
         except Unroutable as returned:
             if self._redeclare is None:
                 raise
-            self._log.error("a retry or dead-letter copy was returned; declaring the topology again",
-                            message_id=delivery.message_id, error=str(returned))
+            self._log.error(
+                "a retry or dead-letter copy was returned; declaring the topology again",
+                message_id=delivery.message_id,
+                error=str(returned),
+            )
             self._redeclare()
             publish()  # returned again: Unroutable, and the original stays unacknowledged
 

@@ -5,6 +5,7 @@ ack: applied (or a duplicate).  retry: published to a delay queue with the attem
 counted in our own header, then acked.  dead-letter: published to the service's
 ``.dlq`` with the reason, then acked.  Nothing is acked without one of these.
 """
+
 from __future__ import annotations
 
 import random
@@ -168,8 +169,14 @@ def decide(error: BaseException | None, failed_attempts: int, policy: RetryPolic
             Verdict.DEAD_LETTER, reason=f"gave up after {attempt} attempts: {reason}", error_class=error_class
         )
     tier = policy.tier(attempt, at_least)
-    return Decision(Verdict.RETRY, delay_s=tier, reason=reason, error_class=error_class,
-                    min_delay_s=min(at_least, tier), wait_s=at_least if at_least > tier else 0.0)
+    return Decision(
+        Verdict.RETRY,
+        delay_s=tier,
+        reason=reason,
+        error_class=error_class,
+        min_delay_s=min(at_least, tier),
+        wait_s=at_least if at_least > tier else 0.0,
+    )
 
 
 def safe_text(error: BaseException) -> str:
@@ -188,5 +195,8 @@ def refused(reason: str) -> Decision:
 
 def consumer_failure(error: BaseException) -> Decision:
     """The worker's own path failed on a message: that message is dead-lettered, with why."""
-    return Decision(Verdict.DEAD_LETTER, reason=f"the consumer could not take this message: {safe_text(error)}",
-                    error_class=type(error).__name__)
+    return Decision(
+        Verdict.DEAD_LETTER,
+        reason=f"the consumer could not take this message: {safe_text(error)}",
+        error_class=type(error).__name__,
+    )

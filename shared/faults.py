@@ -9,6 +9,7 @@ Points count units, not round trips: a batch of units of work applied by one com
 or a batch of events confirmed at once, passes the point once per unit, right after
 that commit or confirm.
 """
+
 from __future__ import annotations
 
 import os

@@ -4,6 +4,7 @@ A header value is whatever the sender's field table held: text, undecodable byte
 integers of any size, NaN and infinite floats, decimals, booleans, timestamps (py-amqp
 hands them over as naive UTC datetimes), nested tables and arrays, or nothing.
 """
+
 from __future__ import annotations
 
 import math
@@ -71,9 +72,11 @@ def read_instant(value: object) -> datetime | None:
 def encoding_refusal(content_encoding: object, headers: object) -> str | None:
     """Why a body must not be decoded (contract §1), or None when it is plain UTF-8."""
     if content_encoding not in (None, "") and str(content_encoding).strip().lower() not in READABLE_ENCODINGS:
-        return (f"content encoding {_shown(content_encoding)} is not read: bodies are UTF-8 "
-                f"(absent, utf-8 or binary); dead-lettered undecoded")
-    for name, value in (headers.items() if isinstance(headers, dict) else ()):
+        return (
+            f"content encoding {_shown(content_encoding)} is not read: bodies are UTF-8 "
+            f"(absent, utf-8 or binary); dead-lettered undecoded"
+        )
+    for name, value in headers.items() if isinstance(headers, dict) else ():
         if isinstance(name, str) and name.lower() == COMPRESSION_HEADER:
             return f"a compressed body ({name} header {_shown(value)}) is not read; dead-lettered undecoded"
     return None

@@ -7,6 +7,7 @@ carry host names, user names or a driver's echo of the URL) goes to the log, red
 Several processes share one host with the same configuration: the server takes the
 configured port or, when another process holds it, the next free one above it.
 """
+
 from __future__ import annotations
 
 import errno
@@ -44,8 +45,9 @@ def _server_class(host: str) -> type[ThreadingHTTPServer]:
     return IPv6Server
 
 
-def bind_first_free(host: str, port: int, handler: type[BaseHTTPRequestHandler],
-                    search: int = PORT_SEARCH) -> ThreadingHTTPServer:
+def bind_first_free(
+    host: str, port: int, handler: type[BaseHTTPRequestHandler], search: int = PORT_SEARCH
+) -> ThreadingHTTPServer:
     """A listening server on ``port``, or the next free port above it; ``0`` means any free port.
 
     Binding and listening both happen here, in one step per port: two processes that start
@@ -68,14 +70,23 @@ def bind_first_free(host: str, port: int, handler: type[BaseHTTPRequestHandler],
 
 def _why_not(host: str, port: int, last: int, exc: OSError) -> str:
     if exc.errno == errno.EADDRINUSE and port:
-        return (f"every port from {port} to {last} on {host} is taken; set OMS_METRICS_PORT to the start "
-                "of a free range, or 0 for any free port")
+        return (
+            f"every port from {port} to {last} on {host} is taken; set OMS_METRICS_PORT to the start "
+            "of a free range, or 0 for any free port"
+        )
     return f"cannot listen on {host}:{port}: {exc.strerror or exc} (OMS_METRICS_HOST, OMS_METRICS_PORT)"
 
 
 class HealthServer:
-    def __init__(self, *, port: int, stop: threading.Event, checks: dict[str, Check],
-                 alive: Callable[[], bool] = lambda: True, host: str = "0.0.0.0"):
+    def __init__(
+        self,
+        *,
+        port: int,
+        stop: threading.Event,
+        checks: dict[str, Check],
+        alive: Callable[[], bool] = lambda: True,
+        host: str = "0.0.0.0",
+    ):
         self._stop = stop
         self._checks = checks
         self._alive = alive

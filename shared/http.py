@@ -4,6 +4,7 @@ Knows nothing about carriers or Omnitron. The split is the one the contract draw
 every peer: 429, 5xx, timeouts and refused connections may heal by themselves and are
 retried; any other 4xx will fail the same way again and must reach a human instead.
 """
+
 from __future__ import annotations
 
 import contextvars
@@ -46,8 +47,9 @@ class TransientHTTPError(TransientError):
     the lost attempt may land after a later request.
     """
 
-    def __init__(self, message: str, status: int | None = None, retry_after: float | None = None,
-                 ambiguous: bool = False):
+    def __init__(
+        self, message: str, status: int | None = None, retry_after: float | None = None, ambiguous: bool = False
+    ):
         super().__init__(message, retry_after_s=retry_after)
         self.message = message
         self.status = status
@@ -78,8 +80,10 @@ MAX_HEADERS = 100
 MAX_HEAD_BYTES = 64 * 1024
 #: The grammar an answer's head is held to (RFC 9112 §4 and §5, without obsolete line folding).
 STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?: [\t\x20-\x7e\x80-\xff]*)?\r\n")
-HEADER_LINE = re.compile(rb"([-!#$%&'*+.^_`|~0-9A-Za-z]+):[ \t]*((?:[\x21-\x7e\x80-\xff]+[ \t]+)*[\x21-\x7e\x80-\xff]*)"
-                         rb"[ \t]*\r\n")
+HEADER_LINE = re.compile(
+    rb"([-!#$%&'*+.^_`|~0-9A-Za-z]+):[ \t]*((?:[\x21-\x7e\x80-\xff]+[ \t]+)*[\x21-\x7e\x80-\xff]*)"
+    rb"[ \t]*\r\n"
+)
 
 
 def redact_url(url: str | httpx.URL) -> str:
@@ -94,8 +98,9 @@ def redact_url(url: str | httpx.URL) -> str:
 DEFAULT_MAX_RETRY_AFTER_S = 3600.0
 
 
-def parse_retry_after(value: str | None, bound_s: float = DEFAULT_MAX_RETRY_AFTER_S,
-                      peer: str | None = None) -> float | None:
+def parse_retry_after(
+    value: str | None, bound_s: float = DEFAULT_MAX_RETRY_AFTER_S, peer: str | None = None
+) -> float | None:
     """``Retry-After`` as seconds from now (delta-seconds or an HTTP-date, RFC 9110 §10.2.3), at most ``bound_s``.
 
     None when there is no header: our own backoff decides. A value larger than the bound,
@@ -108,8 +113,13 @@ def parse_retry_after(value: str | None, bound_s: float = DEFAULT_MAX_RETRY_AFTE
     seconds = _retry_after_seconds(value.strip())
     if seconds is not None and 0 <= seconds <= bound_s:
         return seconds
-    log.warning("http.retry_after_bounded", retry_after=value[:80], waited_s=bound_s, peer=peer,
-                reason="unreadable" if seconds is None else "out of range")
+    log.warning(
+        "http.retry_after_bounded",
+        retry_after=value[:80],
+        waited_s=bound_s,
+        peer=peer,
+        reason="unreadable" if seconds is None else "out of range",
+    )
     return bound_s
 
 
@@ -168,7 +178,11 @@ _NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, http
 
 
 def call_with_retries(
-    fn: Callable[[], T], *, attempts: int, max_wait_s: float, sleep: Callable[[float], None] = time.sleep,
+    fn: Callable[[], T],
+    *,
+    attempts: int,
+    max_wait_s: float,
+    sleep: Callable[[float], None] = time.sleep,
     on_failure: Callable[[TransientHTTPError], None] | None = None,
 ) -> T:
     """``fn()``, retried on transient failures; the last one is re-raised after ``attempts``.
@@ -188,19 +202,26 @@ def call_with_retries(
 
     def announce(state: tenacity.RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
-        log.warning("http.retrying", attempt=state.attempt_number, of=attempts,
-                    wait_s=round(state.upcoming_sleep, 3), error=str(error))
+        log.warning(
+            "http.retrying",
+            attempt=state.attempt_number,
+            of=attempts,
+            wait_s=round(state.upcoming_sleep, 3),
+            error=str(error),
+        )
 
     def once() -> T:
         try:
             try:
                 return fn()
             except httpx.TimeoutException as exc:
-                raise TransientHTTPError(f"timed out ({type(exc).__name__})",
-                                         ambiguous=not isinstance(exc, _NEVER_SENT)) from exc
+                raise TransientHTTPError(
+                    f"timed out ({type(exc).__name__})", ambiguous=not isinstance(exc, _NEVER_SENT)
+                ) from exc
             except httpx.TransportError as exc:
-                raise TransientHTTPError(f"connection failed ({type(exc).__name__}: {exc})",
-                                         ambiguous=not isinstance(exc, _NEVER_SENT)) from exc
+                raise TransientHTTPError(
+                    f"connection failed ({type(exc).__name__}: {exc})", ambiguous=not isinstance(exc, _NEVER_SENT)
+                ) from exc
         except TransientHTTPError as exc:
             if on_failure is not None:
                 on_failure(exc)
@@ -302,7 +323,7 @@ class _DeadlineStream(httpcore.NetworkStream):
             raise BadHeadError(f"answer head over {MAX_HEAD_BYTES} bytes")
         if end < 0 and data:
             return
-        head, self._head = bytes(self._head[:end + 4]), None
+        head, self._head = bytes(self._head[: end + 4]), None
         if end < 0:  # closed before the head ended: h11 reports that
             return
         if (problem := head_problem(head)) is not None:
@@ -315,8 +336,9 @@ class _DeadlineStream(httpcore.NetworkStream):
     def close(self) -> None:
         self._inner.close()
 
-    def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
-                  timeout: float | None = None) -> httpcore.NetworkStream:
+    def start_tls(
+        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.NetworkStream:
         return _DeadlineStream(self._inner.start_tls(ssl_context, server_hostname, _within_deadline(timeout)))
 
     def get_extra_info(self, info: str) -> Any:
@@ -327,15 +349,26 @@ class _DeadlineBackend(httpcore.NetworkBackend):
     def __init__(self) -> None:
         self._inner = httpcore.SyncBackend()
 
-    def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
-                    socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None) -> httpcore.NetworkStream:
-        return _DeadlineStream(self._inner.connect_tcp(host, port, _within_deadline(timeout, httpcore.ConnectTimeout),
-                                                       local_address, socket_options))
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.NetworkStream:
+        return _DeadlineStream(
+            self._inner.connect_tcp(
+                host, port, _within_deadline(timeout, httpcore.ConnectTimeout), local_address, socket_options
+            )
+        )
 
-    def connect_unix_socket(self, path: str, timeout: float | None = None,
-                            socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None) -> httpcore.NetworkStream:
-        return _DeadlineStream(self._inner.connect_unix_socket(path, _within_deadline(timeout, httpcore.ConnectTimeout),
-                                                               socket_options))
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None
+    ) -> httpcore.NetworkStream:
+        return _DeadlineStream(
+            self._inner.connect_unix_socket(path, _within_deadline(timeout, httpcore.ConnectTimeout), socket_options)
+        )
 
     def sleep(self, seconds: float) -> None:
         self._inner.sleep(seconds)
@@ -347,9 +380,12 @@ class _DeadlineTransport(httpx.HTTPTransport):
         # httpx builds its connection pool without a way to pass a network backend.
         defaults = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=5.0)
         self._pool = httpcore.ConnectionPool(
-            ssl_context=self._pool._ssl_context, max_connections=defaults.max_connections,
-            max_keepalive_connections=defaults.max_keepalive_connections, keepalive_expiry=defaults.keepalive_expiry,
-            network_backend=_DeadlineBackend())
+            ssl_context=self._pool._ssl_context,
+            max_connections=defaults.max_connections,
+            max_keepalive_connections=defaults.max_keepalive_connections,
+            keepalive_expiry=defaults.keepalive_expiry,
+            network_backend=_DeadlineBackend(),
+        )
 
 
 def bounded_client(timeout_s: float) -> httpx.Client:
@@ -367,15 +403,20 @@ def _deadline(seconds: float) -> Iterator[None]:
         _request_deadline.reset(token)
 
 
-def request_bounded(http: httpx.Client, method: str, url: str, *, total_s: float,
-                    max_body_bytes: int = MAX_BODY_BYTES, **kwargs: Any) -> httpx.Response:
+def request_bounded(
+    http: httpx.Client, method: str, url: str, *, total_s: float, max_body_bytes: int = MAX_BODY_BYTES, **kwargs: Any
+) -> httpx.Response:
     """``http.request``, its answer complete within ``total_s`` and its body at most ``max_body_bytes``.
 
     A longer body, a compressed one (we ask for none), an interim answer or a deadline
     passed raise ``httpx`` transport errors, which :func:`call_with_retries` treats as
     transient, as for any answer that did not arrive whole.
     """
-    with _deadline(total_s), tracing.http_call(method, url, kwargs) as call, http.stream(method, url, **kwargs) as response:
+    with (
+        _deadline(total_s),
+        tracing.http_call(method, url, kwargs) as call,
+        http.stream(method, url, **kwargs) as response,
+    ):
         call.answered(response.status_code)
         encoding = response.headers.get("content-encoding", "identity").strip().lower()
         if encoding not in ("", "identity"):

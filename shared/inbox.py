@@ -4,6 +4,7 @@ An event is its ``source`` and ``id`` together (CloudEvents 1.0): the same id fr
 sources is two events. A handler that fails rolls its transaction back, inbox row and
 all, so a refused or dead-lettered message is judged as new when it is replayed.
 """
+
 from __future__ import annotations
 
 from typing import Any, Protocol
@@ -51,13 +52,13 @@ def record_many(connection: Connection, rows: list[dict[str, Any]]) -> set[tuple
         columns = ", ".join((*_KEY, "applied_at"))
         recorded = connection.exec_driver_sql(
             f'INSERT INTO inbox ({columns}) SELECT {columns} FROM "{scratch}" '
-            f'ON CONFLICT DO NOTHING RETURNING {", ".join(_KEY)}')
+            f"ON CONFLICT DO NOTHING RETURNING {', '.join(_KEY)}"
+        )
         return {tuple(key) for key in recorded}
     from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
     # One multi-row statement (a text statement cannot return rows for many parameter sets).
-    statement = sqlite_insert(inbox_table).on_conflict_do_nothing().returning(
-        *(inbox_table.c[name] for name in _KEY))
+    statement = sqlite_insert(inbox_table).on_conflict_do_nothing().returning(*(inbox_table.c[name] for name in _KEY))
     return {tuple(key) for key in connection.execute(statement, rows)}
 
 

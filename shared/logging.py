@@ -5,6 +5,7 @@ lines escape every control character by themselves; the console renderer prints 
 it is, so on a console each value is made visible first (shared/printable.py): nothing
 a message holds can move the cursor, recolour the terminal or start a line of its own.
 """
+
 from __future__ import annotations
 
 import logging
@@ -25,7 +26,9 @@ def _redact(value: Any) -> Any:
     if isinstance(value, str):
         return redact_text(value)
     if isinstance(value, dict):
-        return {k: hidden_value(v) if isinstance(k, str) and is_secret_name(k) else _redact(v) for k, v in value.items()}
+        return {
+            k: hidden_value(v) if isinstance(k, str) and is_secret_name(k) else _redact(v) for k, v in value.items()
+        }
     if isinstance(value, (list, tuple)):
         return type(value)(_redact(v) for v in value)
     return value
@@ -80,10 +83,12 @@ def configure_logging(level: str = "INFO", fmt: str = "auto", stream: TextIO | N
     # rendered by the same processors, so the stream is one format (one JSON object per line)
     # with one redaction; the logger's name says whose line it is.
     handler = logging.StreamHandler(stream)
-    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[structlog.stdlib.add_logger_name, *before_rendering],
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
-    ))
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, *before_rendering],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)

@@ -1,4 +1,5 @@
 """Prometheus metrics of the plumbing, fed by small hooks (consumer, relay, HTTP clients)."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -9,25 +10,34 @@ from shared.consumer import Delivery
 from shared.failure import Decision, Verdict
 
 MESSAGES = Counter(
-    "oms_messages_total", "Messages disposed of by a consumer, by outcome (ack, retry, dead_letter).",
+    "oms_messages_total",
+    "Messages disposed of by a consumer, by outcome (ack, retry, dead_letter).",
     ["queue", "event_type", "outcome"],
 )
 MESSAGES_FAILED = Counter(
-    "oms_messages_failed_total", "Handler failures, by error class.", ["queue", "event_type", "error_class"],
+    "oms_messages_failed_total",
+    "Handler failures, by error class.",
+    ["queue", "event_type", "error_class"],
 )
 HANDLER_SECONDS = Histogram(
-    "oms_handler_seconds", "Time a handler took for one message.", ["queue", "event_type"],
+    "oms_handler_seconds",
+    "Time a handler took for one message.",
+    ["queue", "event_type"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 OUTBOX_PUBLISHED = Counter("oms_outbox_published_total", "Events the outbox relay published with confirms.")
 OUTBOX_BACKLOG = Gauge("oms_outbox_backlog", "Events stored in the outbox, not yet published.")
 OUTBOX_OLDEST_AGE = Gauge("oms_outbox_oldest_age_seconds", "Age of the oldest unpublished outbox event.")
 OUTBOX_RETURNED = Counter(
-    "oms_outbox_returned_total", "Events the broker returned to the outbox relay (no queue bound for their "
-    "routing key); they stay stored and go again each round.", ["routing_key"],
+    "oms_outbox_returned_total",
+    "Events the broker returned to the outbox relay (no queue bound for their "
+    "routing key); they stay stored and go again each round.",
+    ["routing_key"],
 )
 HTTP_SECONDS = Histogram(
-    "oms_http_client_seconds", "Outgoing HTTP requests to carriers and Omnitron.", ["target", "method", "status"],
+    "oms_http_client_seconds",
+    "Outgoing HTTP requests to carriers and Omnitron.",
+    ["target", "method", "status"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 

@@ -5,6 +5,7 @@ Queues are named ``oms-shipments.<service>``; the service's dead letters go to
 ``oms-shipments.<service>.delay.<seconds>s`` before they flow back to the work queue
 through ``oms.retry``, the one exchange whose deliveries may carry our own headers.
 """
+
 from __future__ import annotations
 
 EVENTS_EXCHANGE = "oms.events"

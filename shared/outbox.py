@@ -3,6 +3,7 @@
 The relay (shared/relay.py) publishes them afterwards, so an event is never lost
 between a commit and a publish, and never published for a change that rolled back.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -26,8 +27,13 @@ _INSERT = insert(outbox_table)
 
 
 def outbox_row(event_id: str, event_type: str, routing_key: str, body: bytes) -> dict[str, Any]:
-    return {"event_id": event_id, "event_type": event_type, "routing_key": routing_key, "body": body,
-            "created_at": utcnow()}
+    return {
+        "event_id": event_id,
+        "event_type": event_type,
+        "routing_key": routing_key,
+        "body": body,
+        "created_at": utcnow(),
+    }
 
 
 class Outbox:

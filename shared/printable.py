@@ -6,6 +6,7 @@ draws a fake one; a carriage return or a newline can forge a log line. Shown thr
 :func:`visible`, each such character reads as its escape (``\\x1b``, ``\\r``, ``\\u202e``)
 and does nothing.
 """
+
 from __future__ import annotations
 
 import re

@@ -7,6 +7,7 @@ an ``Authorization`` header's credentials (``Basic …``, ``Token …``, ``Beare
 ``password=``/``token=``/``api_key=``-like pairs in query strings, DSNs and dumped
 mappings. What is redacted becomes ``***``; the rest of the text stays readable.
 """
+
 from __future__ import annotations
 
 import re
@@ -25,13 +26,15 @@ _AUTH_SCHEMES = "basic|bearer|token|digest|negotiate|apikey"
 # or a mapping's "'authorization': 'Bearer …'": everything after the scheme is the secret.
 _AUTHORIZATION_HEADER = re.compile(
     r"(?i)(?P<name>\b(?:proxy-)?authorization\b['\"]?\s{0,8}[:=]\s{0,8}['\"]?)"
-    rf"(?P<scheme>(?:{_AUTH_SCHEMES})\s{{1,8}})?(?P<credentials>[^\s'\",;}}\]]+)")
+    rf"(?P<scheme>(?:{_AUTH_SCHEMES})\s{{1,8}})?(?P<credentials>[^\s'\",;}}\]]+)"
+)
 # A scheme word followed by something that looks like a credential (8+ characters of a
 # token's alphabet, at least one of them a digit or a symbol, so prose like "Token expired"
 # stays as it is).
 _SCHEME_CREDENTIALS = re.compile(
     rf"(?i)\b(?P<scheme>(?:{_AUTH_SCHEMES})\s{{1,8}})(?=[A-Za-z]{{0,256}}[0-9+/=._~-])"
-    r"(?P<credentials>[A-Za-z0-9+/=._~-]{8,})")
+    r"(?P<credentials>[A-Za-z0-9+/=._~-]{8,})"
+)
 # A name holding one of these words names a secret; a match starts at the word (what comes
 # before it in the name is left as it is).
 _SECRET_WORD = r"(?:password|passwd|pwd|secret|token|api[_-]?key|apikey|signature|credential)"
@@ -42,8 +45,7 @@ _SECRET_STEMS = ("pass", "pwd", "secret", "token", "key", "signature", "credenti
 _QUERY_SIGNATURE_NAMES = ("sig=", "key=", "auth=")
 _QUERY_SIGNATURE = re.compile(r"(?i)(?P<name>[?&;](?:sig|key|auth)=)(?P<value>[^\s&#'\",;]+)")
 # "password": "…" in a dumped JSON object or Python mapping.
-_SECRET_ITEM = re.compile(
-    rf"(?i)(?P<name>{_SECRET_WORD}[\w.-]{{0,40}}['\"]\s{{0,8}}:\s{{0,8}}['\"])(?P<value>[^'\"]*)")
+_SECRET_ITEM = re.compile(rf"(?i)(?P<name>{_SECRET_WORD}[\w.-]{{0,40}}['\"]\s{{0,8}}:\s{{0,8}}['\"])(?P<value>[^'\"]*)")
 
 _registered: frozenset[str] = frozenset()
 _registering = threading.Lock()
@@ -96,7 +98,9 @@ _LEADING_SCHEME = re.compile(rf"(?i)^\s*(?:{_AUTH_SCHEMES})\s+")
 def is_secret_name(name: str) -> bool:
     """A mapping key whose value is a secret whatever it holds (``password``, ``authorization``)."""
     return bool(re.fullmatch(_SECRET_NAME, name, re.IGNORECASE)) or name.lower() in {
-        "authorization", "proxy-authorization"}
+        "authorization",
+        "proxy-authorization",
+    }
 
 
 def hidden_value(value: object) -> str:

@@ -19,6 +19,7 @@ CloudEvents ``subject``: one package, one shipment) in the batch, which therefor
 out in waves, one event per subject each (order between subjects is not kept, and
 need not be).
 """
+
 from __future__ import annotations
 
 import json
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Callable, cast
 
 from sqlalchemy import Connection, Engine, Row, delete, func, insert, select, text
 
+from shared import tracing
 from shared.broker import connect, keep_connected
 from shared.confirms import Outgoing, batch_publisher
 from shared.db import is_postgres, milliseconds, utcnow
@@ -38,7 +40,6 @@ from shared.faults import crash_point
 from shared.logging import get_logger
 from shared.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, OUTBOX_RETURNED
 from shared.outbox import outbox_table
-from shared import tracing
 
 if TYPE_CHECKING:
     from shared.confirms import PlainPublisher, StreamingPublisher
@@ -46,12 +47,19 @@ if TYPE_CHECKING:
 _RELAY_LOCK_KEY = 0x6F6D735F6F7574  # "oms_out": one relay publishes at a time
 _LOCKED_OUT_RETRY_S = 0.01
 # The lock, and this round's idle-in-transaction timeout, in one round trip.
-_LOCK_FOR_A_ROUND = text("SELECT set_config('idle_in_transaction_session_timeout', :idle, true), "
-                         "pg_try_advisory_xact_lock(:key)")
+_LOCK_FOR_A_ROUND = text(
+    "SELECT set_config('idle_in_transaction_session_timeout', :idle, true), pg_try_advisory_xact_lock(:key)"
+)
 #: The server ends a round's session this long after the confirm wait (``hold_s``) would have given up.
 _IDLE_MARGIN_S = 5.0
-_COLUMNS = (outbox_table.c.id, outbox_table.c.event_id, outbox_table.c.event_type, outbox_table.c.routing_key,
-            outbox_table.c.body, outbox_table.c.created_at)
+_COLUMNS = (
+    outbox_table.c.id,
+    outbox_table.c.event_id,
+    outbox_table.c.event_type,
+    outbox_table.c.routing_key,
+    outbox_table.c.body,
+    outbox_table.c.created_at,
+)
 
 
 _SUBJECT = b'"subject":'
@@ -73,7 +81,7 @@ def ordering_key(body: bytes) -> str | None:
     if at < 0:
         return None
     try:
-        value, _ = _decode_json(body[at + len(_SUBJECT):].decode("utf-8", "replace"))
+        value, _ = _decode_json(body[at + len(_SUBJECT) :].decode("utf-8", "replace"))
     except ValueError:
         return None
     return value if isinstance(value, str) else None
@@ -137,7 +145,7 @@ class OutboxRelay:
         self._return_log = _ReturnLog()
         self._wake = threading.Event()
         self._after_publish = after_publish
-        self._log = get_logger(component="outbox-relay")  # type: ignore[no-untyped-call, unused-ignore]  # shared/logging.py is annotated apart
+        self._log = get_logger(component="outbox-relay")
         self._backlog_observed_at = 0.0
         self._locked_out = False
 
@@ -146,8 +154,9 @@ class OutboxRelay:
         self._wake.set()
 
     def run(self) -> None:
-        keep_connected(self._url, self._stop, self._session, recoverable=lambda _: (Exception,), lost=self._lost,
-                       max_backoff_s=10)
+        keep_connected(
+            self._url, self._stop, self._session, recoverable=lambda _: (Exception,), lost=self._lost, max_backoff_s=10
+        )
         # A last round so events committed just before a stop are not left waiting.
         self._drain_on_stop()
 
@@ -168,8 +177,9 @@ class OutboxRelay:
                 self._keep_alive(connection)
 
     def _lost(self, error: BaseException, retry_in_s: float) -> None:  # broker or database away
-        self._log.warning("outbox relay interrupted", error=describe(error), error_class=type(error).__name__,
-                          retry_in_s=retry_in_s)
+        self._log.warning(
+            "outbox relay interrupted", error=describe(error), error_class=type(error).__name__, retry_in_s=retry_in_s
+        )
 
     @staticmethod
     def _keep_alive(connection: Any) -> None:
@@ -208,8 +218,9 @@ class OutboxRelay:
         its transaction idle (waiting on the broker) before the server ends it, freeing the lock."""
         if not is_postgres(self._engine):
             return True  # SQLite: one writer at a time anyway
-        self._locked_out = not conn.execute(_LOCK_FOR_A_ROUND, {
-            "key": _RELAY_LOCK_KEY, "idle": f"{milliseconds(self._hold_s + _IDLE_MARGIN_S)}ms"}).one()[1]
+        self._locked_out = not conn.execute(
+            _LOCK_FOR_A_ROUND, {"key": _RELAY_LOCK_KEY, "idle": f"{milliseconds(self._hold_s + _IDLE_MARGIN_S)}ms"}
+        ).one()[1]
         return not self._locked_out
 
     def relay_once(self, publisher: StreamingPublisher | PlainPublisher) -> int:
@@ -219,8 +230,10 @@ class OutboxRelay:
                 return 0
             self._observe_backlog(conn)
             oldest = select(outbox_table.c.id).order_by(outbox_table.c.id).limit(self._batch + self._held_before)
-            rows = cast("list[Row[Any]]",  # all() hands back a list
-                        conn.execute(delete(outbox_table).where(outbox_table.c.id.in_(oldest)).returning(*_COLUMNS)).all())
+            rows = cast(
+                "list[Row[Any]]",  # all() hands back a list
+                conn.execute(delete(outbox_table).where(outbox_table.c.id.in_(oldest)).returning(*_COLUMNS)).all(),
+            )
             if not rows:
                 self._held_before = 0
                 return 0
@@ -253,9 +266,19 @@ class OutboxRelay:
                 outcome.behind += len(wave) - len(ready)
             if not ready:
                 continue
-            taken = tracing.traced_publish(publisher.publish_batch, [
-                Outgoing(bodies[i], rows[i].routing_key, rows[i].event_id, rows[i].event_type,
-                         tracing.message_headers(bodies[i])) for i in ready])
+            taken = tracing.traced_publish(
+                publisher.publish_batch,
+                [
+                    Outgoing(
+                        bodies[i],
+                        rows[i].routing_key,
+                        rows[i].event_id,
+                        rows[i].event_type,
+                        tracing.message_headers(bodies[i]),
+                    )
+                    for i in ready
+                ],
+            )
             for position, (index, ok) in enumerate(zip(ready, taken)):
                 if ok:
                     outcome.sent.append(rows[index])
@@ -273,10 +296,15 @@ class OutboxRelay:
         for row, reason in outcome.returned:
             OUTBOX_RETURNED.labels(row.routing_key).inc()
             if self._return_log.due(row.event_id):
-                self._log.warning("the broker returned an event: no queue is bound for it; it stays stored, goes "
-                                  "again each round, and its subject's later events wait behind it",
-                                  event_id=row.event_id, event_type=row.event_type, routing_key=row.routing_key,
-                                  reason=reason, waiting_behind=outcome.behind)
+                self._log.warning(
+                    "the broker returned an event: no queue is bound for it; it stays stored, goes "
+                    "again each round, and its subject's later events wait behind it",
+                    event_id=row.event_id,
+                    event_type=row.event_type,
+                    routing_key=row.routing_key,
+                    reason=reason,
+                    waiting_behind=outcome.behind,
+                )
         if outcome.refused:
             self._log.warning("the broker refused events; they stay stored and go again", refused=outcome.refused)
 

@@ -2,6 +2,7 @@
 
 A missing service fails the test with the command that starts it; nothing is skipped.
 """
+
 from __future__ import annotations
 
 import os
@@ -10,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-import harness
 from services.standins.omnitron import OmnitronStandIn
 from services.standins.sandbox_carrier import SandboxCarrier
 
+import harness
 from harness import CARRIER_PASSWORD, OMNITRON_TOKEN  # noqa: F401  (names the tests of this folder use)
 
 
@@ -56,16 +57,35 @@ def omnitron():
 class Pipeline:
     """The services as separate ``oms-shipments run`` processes, wired to one vhost and database."""
 
-    def __init__(self, tmp_path: Path, amqp_url: str, database_url: str, carrier, omnitron, poll_interval_s: float,
-                 extra_env: dict[str, str] | None = None, max_requests_per_s: float = 500):
+    def __init__(
+        self,
+        tmp_path: Path,
+        amqp_url: str,
+        database_url: str,
+        carrier,
+        omnitron,
+        poll_interval_s: float,
+        extra_env: dict[str, str] | None = None,
+        max_requests_per_s: float = 500,
+    ):
         self.tmp_path = tmp_path
         self.amqp_url = amqp_url
         self.database_url = database_url
         self.carrier = carrier
         self.omnitron = omnitron
-        carriers_file = harness.write_carriers_file(tmp_path / "carriers.toml", {"sandbox": {
-            "url": carrier.url, "username": "user", "password": CARRIER_PASSWORD, "api_version": "1",
-            "poll_interval_s": poll_interval_s, "max_requests_per_s": max_requests_per_s}})
+        carriers_file = harness.write_carriers_file(
+            tmp_path / "carriers.toml",
+            {
+                "sandbox": {
+                    "url": carrier.url,
+                    "username": "user",
+                    "password": CARRIER_PASSWORD,
+                    "api_version": "1",
+                    "poll_interval_s": poll_interval_s,
+                    "max_requests_per_s": max_requests_per_s,
+                }
+            },
+        )
         self.env = {
             **os.environ,
             "OMS_AMQP_URL": amqp_url,
@@ -92,8 +112,9 @@ class Pipeline:
         started = []
         for _ in range(copies):
             index = len(self.processes)
-            process = harness.ServiceProcess(service, self.env, self.tmp_path / f"{service}-{index}.log",
-                                             extra_args=list(args)).start()
+            process = harness.ServiceProcess(
+                service, self.env, self.tmp_path / f"{service}-{index}.log", extra_args=list(args)
+            ).start()
             self.processes.append(process)
             started.append(process)
         return started
@@ -138,10 +159,12 @@ def pipeline_factory(request, tmp_path, amqp_url, database_url, carrier, omnitro
     made = []
     request.node.pipelines = made
 
-    def make(poll_interval_s: float = 0.3, extra_env: dict[str, str] | None = None,
-             max_requests_per_s: float = 500) -> Pipeline:
-        pipeline = Pipeline(tmp_path, amqp_url, database_url, carrier, omnitron, poll_interval_s, extra_env,
-                            max_requests_per_s)
+    def make(
+        poll_interval_s: float = 0.3, extra_env: dict[str, str] | None = None, max_requests_per_s: float = 500
+    ) -> Pipeline:
+        pipeline = Pipeline(
+            tmp_path, amqp_url, database_url, carrier, omnitron, poll_interval_s, extra_env, max_requests_per_s
+        )
         made.append(pipeline)
         return pipeline
 

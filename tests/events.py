@@ -1,4 +1,5 @@
 """Event bodies as an upstream system would write them: JSON bytes, built by hand."""
+
 from __future__ import annotations
 
 import json
@@ -6,21 +7,49 @@ import uuid
 
 
 def envelope(event_type: str, data: dict, event_id: str | None = None, **extra) -> dict:
-    return {"specversion": "1.0", "id": event_id or str(uuid.uuid4()), "source": "/oms/instore/store-42",
-            "type": event_type, "time": "2026-11-27T10:00:00Z", "datacontenttype": "application/json",
-            "data": data, **extra}
+    return {
+        "specversion": "1.0",
+        "id": event_id or str(uuid.uuid4()),
+        "source": "/oms/instore/store-42",
+        "type": event_type,
+        "time": "2026-11-27T10:00:00Z",
+        "datacontenttype": "application/json",
+        "data": data,
+        **extra,
+    }
 
 
-def package_packed(package_id: str, order_number: str, item_ids: list[int], carrier: str = "sandbox",
-                   payment: bool = False) -> dict:
+def package_packed(
+    package_id: str, order_number: str, item_ids: list[int], carrier: str = "sandbox", payment: bool = False
+) -> dict:
     data = {
-        "package_id": package_id, "order_number": order_number, "carrier": carrier,
-        "delivery_type": "CUSTOMER", "packed_at": "2026-11-27T10:00:00Z",
-        "items": [{"order_item_id": i, "sku": f"SKU-{i}", "barcode": f"869{i:010d}", "name": "Shirt",
-                   "quantity": 1 + i % 3, "deci": 1.5} for i in item_ids],
-        "destination": {"name": "Ada", "surname": "Lovelace", "phone": "+905551112233", "country_code": "TR",
-                        "city": "Istanbul", "district": "Beyoglu", "township": "", "zipcode": "34433",
-                        "address_line": "Istiklal Cd. 1"},
+        "package_id": package_id,
+        "order_number": order_number,
+        "carrier": carrier,
+        "delivery_type": "CUSTOMER",
+        "packed_at": "2026-11-27T10:00:00Z",
+        "items": [
+            {
+                "order_item_id": i,
+                "sku": f"SKU-{i}",
+                "barcode": f"869{i:010d}",
+                "name": "Shirt",
+                "quantity": 1 + i % 3,
+                "deci": 1.5,
+            }
+            for i in item_ids
+        ],
+        "destination": {
+            "name": "Ada",
+            "surname": "Lovelace",
+            "phone": "+905551112233",
+            "country_code": "TR",
+            "city": "Istanbul",
+            "district": "Beyoglu",
+            "township": "",
+            "zipcode": "34433",
+            "address_line": "Istiklal Cd. 1",
+        },
         "delivery_note": "Ring twice",
     }
     if payment:
@@ -36,12 +65,26 @@ def to_bytes(event: dict) -> bytes:
     return json.dumps(event).encode()
 
 
-def shipment_status_changed(shipment_id: str, sequence: int, status: str, previous_status: str | None,
-                            item_ids: list[int]) -> dict:
+def shipment_status_changed(
+    shipment_id: str, sequence: int, status: str, previous_status: str | None, item_ids: list[int]
+) -> dict:
     n = shipment_id.rsplit("-", 1)[-1]
-    return envelope("ShipmentStatusChanged", {
-        "shipment_id": shipment_id, "package_id": f"PKG-{n}", "order_number": f"ORD-{n}", "carrier": "sandbox",
-        "tracking_number": f"SBX{n}", "tracking_url": f"https://track.example/SBX{n}",
-        "previous_status": previous_status, "status": status, "carrier_status": None, "sequence": sequence,
-        "changed_at": "2026-11-27T12:30:00Z", "order_item_ids": item_ids,
-    }, source="/oms-shipments/tracker", subject=f"PKG-{n}")
+    return envelope(
+        "ShipmentStatusChanged",
+        {
+            "shipment_id": shipment_id,
+            "package_id": f"PKG-{n}",
+            "order_number": f"ORD-{n}",
+            "carrier": "sandbox",
+            "tracking_number": f"SBX{n}",
+            "tracking_url": f"https://track.example/SBX{n}",
+            "previous_status": previous_status,
+            "status": status,
+            "carrier_status": None,
+            "sequence": sequence,
+            "changed_at": "2026-11-27T12:30:00Z",
+            "order_item_ids": item_ids,
+        },
+        source="/oms-shipments/tracker",
+        subject=f"PKG-{n}",
+    )

@@ -3,6 +3,7 @@
 Nothing here mocks a client: services run as ``oms-shipments run …`` subprocesses
 against the local RabbitMQ and PostgreSQL, carriers and Omnitron are HTTP servers.
 """
+
 from __future__ import annotations
 
 import json
@@ -47,8 +48,12 @@ def require_rabbitmq() -> None:
 
 
 def require_postgres() -> None:
-    require_port("127.0.0.1", 5432, "PostgreSQL",
-                 "pg_ctlcluster --skip-systemctl-redirect $(pg_lsclusters -h | awk '{print $1; exit}') main start")
+    require_port(
+        "127.0.0.1",
+        5432,
+        "PostgreSQL",
+        "pg_ctlcluster --skip-systemctl-redirect $(pg_lsclusters -h | awk '{print $1; exit}') main start",
+    )
 
 
 def rabbitmqctl(*args: str) -> str:
@@ -122,7 +127,10 @@ class ServiceProcess:
         self._log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [str(BIN), "run", self.service, *self.extra_args],
-            env=self.env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         return self
 
@@ -171,13 +179,27 @@ class RawPublisher:
         self._channel = self._connection.channel()
         self._channel.confirm_delivery()
 
-    def publish(self, routing_key: str, body: bytes, *, message_id: str | None = None, event_type: str | None = None,
-                content_type: str | None = "application/cloudevents+json", exchange: str = "oms.events",
-                headers: dict | None = None) -> None:
+    def publish(
+        self,
+        routing_key: str,
+        body: bytes,
+        *,
+        message_id: str | None = None,
+        event_type: str | None = None,
+        content_type: str | None = "application/cloudevents+json",
+        exchange: str = "oms.events",
+        headers: dict | None = None,
+    ) -> None:
         self._channel.basic_publish(
-            exchange=exchange, routing_key=routing_key, body=body,
+            exchange=exchange,
+            routing_key=routing_key,
+            body=body,
             properties=pika.BasicProperties(
-                delivery_mode=2, content_type=content_type, message_id=message_id, type=event_type, headers=headers,
+                delivery_mode=2,
+                content_type=content_type,
+                message_id=message_id,
+                type=event_type,
+                headers=headers,
             ),
             mandatory=True,
         )

@@ -7,6 +7,7 @@ is asked again, and every request must be one reserved rate-limit slot), and eac
 takes a timeout so no request outlives the tracker's lease on its shipment.
 Request building and parsing are the pure functions of ``shipment_flows``.
 """
+
 from __future__ import annotations
 
 import base64
@@ -16,6 +17,7 @@ from urllib.parse import quote
 
 import httpx
 
+from services.carriers.http11 import Http11Pool
 from services.carriers.shipment_flows import (
     CarrierConfig,
     CarrierEvent,
@@ -25,17 +27,20 @@ from services.carriers.shipment_flows import (
     parse_history,
     parse_query,
 )
-from services.carriers.http11 import Http11Pool
-from shared.http import DEFAULT_MAX_RETRY_AFTER_S, TransientHTTPError, raise_for_response, redact_url
 from shared import tracing
+from shared.http import DEFAULT_MAX_RETRY_AFTER_S, TransientHTTPError, raise_for_response, redact_url
 from shared.logging import register_secrets
 
 DEFAULT_MAX_CONNECTIONS = 256
 
 
 class AsyncShipmentFlowsClient:
-    def __init__(self, config: CarrierConfig, max_connections: int = DEFAULT_MAX_CONNECTIONS,
-                 max_retry_after_s: float = DEFAULT_MAX_RETRY_AFTER_S):
+    def __init__(
+        self,
+        config: CarrierConfig,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        max_retry_after_s: float = DEFAULT_MAX_RETRY_AFTER_S,
+    ):
         self.config = config
         register_secrets(config.password)
         # max_connections is the caller's to keep: the tracker never has more requests in flight;
@@ -45,8 +50,11 @@ class AsyncShipmentFlowsClient:
         self._pool = Http11Pool(config.url, max_idle=max_connections)
         # Built once: httpx.BasicAuth would run an auth flow for every request.
         credentials = base64.b64encode(f"{config.username}:{config.password}".encode()).decode()
-        self._headers = {"authorization": f"Basic {credentials}", "accept": "application/json",
-                         "x-akinon-api-version": config.api_version}
+        self._headers = {
+            "authorization": f"Basic {credentials}",
+            "accept": "application/json",
+            "x-akinon-api-version": config.api_version,
+        }
 
     def __repr__(self) -> str:
         return f"AsyncShipmentFlowsClient(code={self.config.code!r}, url={redact_url(self.config.url)!r})"
@@ -76,9 +84,15 @@ class AsyncShipmentFlowsClient:
             raise TransientHTTPError(f"connection failed ({type(exc).__name__}: {exc})") from exc
         if not 200 <= status < 300:
             headers = {name: value.encode("latin-1") for name, value in answer_headers.items()}
-            raise_for_response(httpx.Response(status, headers=headers, content=body,
-                                              request=httpx.Request("GET", self.config.url + "/shipments/" + path)),
-                               self._max_retry_after_s)
+            raise_for_response(
+                httpx.Response(
+                    status,
+                    headers=headers,
+                    content=body,
+                    request=httpx.Request("GET", self.config.url + "/shipments/" + path),
+                ),
+                self._max_retry_after_s,
+            )
         return decode_json(body, f"GET {path}")
 
 

@@ -6,6 +6,7 @@ names an environment variable, ``password_file = "/run/secrets/x"`` a file (a mo
 Secret; one trailing newline is not part of it). ``password = "..."`` inline still works,
 with a warning. Exactly one of the three; errors name the variable or the file, never a value.
 """
+
 from __future__ import annotations
 
 import os
@@ -21,10 +22,17 @@ from services.carriers.async_client import AsyncShipmentFlowsClient
 from services.carriers.shipment_flows import CarrierConfig, ShipmentFlowsClient
 from shared.http import DEFAULT_MAX_RETRY_AFTER_S
 
-_NUMBER_FIELDS = ("poll_interval_s", "max_requests_per_s", "timeout_s",
-                  # the tracker's (CarrierConfig says what each one means)
-                  "max_requests_per_day", "near_delivery_poll_interval_s", "quiet_after_s",
-                  "max_poll_interval_s", "max_tracking_age_s")
+_NUMBER_FIELDS = (
+    "poll_interval_s",
+    "max_requests_per_s",
+    "timeout_s",
+    # the tracker's (CarrierConfig says what each one means)
+    "max_requests_per_day",
+    "near_delivery_poll_interval_s",
+    "quiet_after_s",
+    "max_poll_interval_s",
+    "max_tracking_age_s",
+)
 _TEXT_FIELDS = ("url", "username", "password", "locale")
 _PASSWORD_SOURCES = ("password", "password_env", "password_file")
 _FIELDS = {"api_version", *_TEXT_FIELDS, *_NUMBER_FIELDS, *_PASSWORD_SOURCES}
@@ -70,12 +78,13 @@ def load_carriers(path: Path, environ: Mapping[str, str] | None = None) -> dict[
             raise CarriersFileError(f"carrier {code!r}: expected a table [carriers.{code}], got {table!r:.80}")
         if "integration" in table:
             if table["integration"] != "none":
-                raise CarriersFileError(f"carrier {code!r}: integration must be \"none\" (a carrier without "
-                                        f"integration) or left out, got {table['integration']!r:.80}")
+                raise CarriersFileError(
+                    f'carrier {code!r}: integration must be "none" (a carrier without '
+                    f"integration) or left out, got {table['integration']!r:.80}"
+                )
             unknown = set(table) - _MANUAL_FIELDS
             if unknown:
-                raise CarriersFileError(f"carrier {code!r}: a carrier without integration takes no "
-                                        f"{sorted(unknown)}")
+                raise CarriersFileError(f"carrier {code!r}: a carrier without integration takes no {sorted(unknown)}")
             manual.append(code)
             continue
         unknown = set(table) - _FIELDS
@@ -101,8 +110,10 @@ def _password(path: Path, code: str, table: dict, environ: Mapping[str, str]) ->
     """The carrier's password from the one place its table names."""
     given = [key for key in _PASSWORD_SOURCES if key in table]
     if not given:
-        raise CarriersFileError(f"carrier {code!r}: missing its password: password_env (an environment variable) "
-                                "or password_file (a file, e.g. a mounted Secret)")
+        raise CarriersFileError(
+            f"carrier {code!r}: missing its password: password_env (an environment variable) "
+            "or password_file (a file, e.g. a mounted Secret)"
+        )
     if len(given) > 1:
         raise CarriersFileError(f"carrier {code!r}: {' and '.join(given)} both given; keep one")
     (key,) = given
@@ -111,8 +122,9 @@ def _password(path: Path, code: str, table: dict, environ: Mapping[str, str]) ->
     if key == "password_env":
         name = table[key]
         if not isinstance(name, str) or not _ENV_NAME.fullmatch(name):
-            raise CarriersFileError(f"carrier {code!r}: password_env must name an environment variable, "
-                                    f"got {str(name)[:80]!r}")
+            raise CarriersFileError(
+                f"carrier {code!r}: password_env must name an environment variable, got {str(name)[:80]!r}"
+            )
         value = environ.get(name)
         if not value:
             raise CarriersFileError(f"carrier {code!r}: password_env names {name}, which is not set or empty")
@@ -124,10 +136,13 @@ def _password(path: Path, code: str, table: dict, environ: Mapping[str, str]) ->
         with open(file, "rb") as handle:
             raw = handle.read(_MAX_PASSWORD_FILE_BYTES + 1)
     except OSError as exc:
-        raise CarriersFileError(f"carrier {code!r}: password_file {file[:200]} cannot be read "
-                                f"({exc.strerror or type(exc).__name__})") from None
+        raise CarriersFileError(
+            f"carrier {code!r}: password_file {file[:200]} cannot be read ({exc.strerror or type(exc).__name__})"
+        ) from None
     if len(raw) > _MAX_PASSWORD_FILE_BYTES:
-        raise CarriersFileError(f"carrier {code!r}: password_file {file[:200]} is over {_MAX_PASSWORD_FILE_BYTES} bytes")
+        raise CarriersFileError(
+            f"carrier {code!r}: password_file {file[:200]} is over {_MAX_PASSWORD_FILE_BYTES} bytes"
+        )
     try:
         value = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -171,14 +186,18 @@ class CarrierDirectory:
         config = self.configs[code]
         if config in _inline:
             _inline.discard(config)
-            log.warning("a carrier password is written in the carriers file; name it by reference instead "
-                        "(password_env or password_file)", carrier=code)
+            log.warning(
+                "a carrier password is written in the carriers file; name it by reference instead "
+                "(password_env or password_file)",
+                carrier=code,
+            )
 
     def open_async(self, code: str, max_connections: int = 256) -> AsyncShipmentFlowsClient:
         """A new asyncio client for one event loop; the caller closes it (``aclose``)."""
         self._warn_if_inline(code)
-        return AsyncShipmentFlowsClient(self.configs[code], max_connections=max_connections,
-                                        max_retry_after_s=self.max_retry_after_s)
+        return AsyncShipmentFlowsClient(
+            self.configs[code], max_connections=max_connections, max_retry_after_s=self.max_retry_after_s
+        )
 
     def client(self, code: str) -> ShipmentFlowsClient:
         with self._lock:

@@ -20,6 +20,7 @@ an answer that drips in byte by byte ends at the deadline. Any of these raises
 test_http11_against_h11.py`` checks the verdicts against ``h11``. At most ``max_idle``
 connections are kept, each for at most ``idle_expiry_s``.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -32,6 +33,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from shared.http import HEADER_LINE, MAX_BODY_BYTES, MAX_HEAD_BYTES, MAX_HEADERS, STATUS_LINE
+
 #: A kept-alive connection unused for longer is closed rather than reused: servers close
 #: idle ones after a few seconds, and reusing one the server is just closing costs a retry.
 IDLE_EXPIRY_S = 5.0
@@ -56,14 +58,19 @@ Answer = tuple[int, dict[str, str], bytes]
 
 
 class Http11Pool:
-    def __init__(self, base_url: str, max_idle: int = 256, max_body_bytes: int = MAX_BODY_BYTES,
-                 idle_expiry_s: float = IDLE_EXPIRY_S):
+    def __init__(
+        self,
+        base_url: str,
+        max_idle: int = 256,
+        max_body_bytes: int = MAX_BODY_BYTES,
+        idle_expiry_s: float = IDLE_EXPIRY_S,
+    ):
         parts = urlsplit(base_url)
         self._tls = parts.scheme == "https"
         self._host = parts.hostname or "localhost"
         self._port = parts.port or (443 if self._tls else 80)
         self._prefix = parts.path.rstrip("/")
-        default_port = (443 if self._tls else 80)
+        default_port = 443 if self._tls else 80
         self._host_header = self._host if self._port == default_port else f"{self._host}:{self._port}"
         self._ssl = ssl.create_default_context() if self._tls else None
         self._max_idle, self._max_body, self._idle_expiry_s = max_idle, max_body_bytes, idle_expiry_s
@@ -79,8 +86,12 @@ class Http11Pool:
         fields = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
         # A line break in a value (a carriers file's api_version, say) would forge a header: never sent.
         breaks = len(headers)
-        if fields.count("\n") != breaks or fields.count("\r") != breaks or "\x00" in fields or any(
-                c in path for c in " \r\n\x00"):
+        if (
+            fields.count("\n") != breaks
+            or fields.count("\r") != breaks
+            or "\x00" in fields
+            or any(c in path for c in " \r\n\x00")
+        ):
             raise ValueError(f"a header value or the path holds a line break or NUL: {sorted(headers)}")
         request = f"GET {self._prefix}{path} HTTP/1.1\r\nHost: {self._host_header}\r\n{fields}\r\n".encode("latin-1")
         try:

@@ -1,4 +1,5 @@
 """Where the carriers are configured (``OMS_CARRIERS_FILE``)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,4 +14,3 @@ class CarrierSettings(BaseSettings):
     model_config = SOURCES
 
     carriers_file: Path = Field(Path("carriers.toml"), description="The carriers file (TOML).")
-

@@ -4,6 +4,7 @@ Request building and answer parsing are pure functions over plain dicts; only
 :class:`ShipmentFlowsClient` does HTTP. Callers never see a raw carrier dict: they get
 :class:`Registration`, :class:`CarrierSnapshot` and :class:`CarrierEvent`.
 """
+
 from __future__ import annotations
 
 import base64
@@ -19,10 +20,18 @@ import httpx
 import structlog
 
 from contracts import PackagePacked, ShipmentStatus
-from shared.metrics import observe_http
-from shared.http import (DEFAULT_MAX_RETRY_AFTER_S, PermanentHTTPError, TransientHTTPError, bounded_client,
-                         call_with_retries, raise_for_response, redact_url, request_bounded)
+from shared.http import (
+    DEFAULT_MAX_RETRY_AFTER_S,
+    PermanentHTTPError,
+    TransientHTTPError,
+    bounded_client,
+    call_with_retries,
+    raise_for_response,
+    redact_url,
+    request_bounded,
+)
 from shared.logging import register_secrets
+from shared.metrics import observe_http
 
 log = structlog.get_logger(__name__)
 
@@ -351,17 +360,25 @@ class ShipmentFlowsClient:
                 "authorization": self._authorization,
             }
             started = time.monotonic()
-            response = request_bounded(self._http, method, url, total_s=self.config.timeout_s, json=json,
-                                       headers=headers)
+            response = request_bounded(
+                self._http, method, url, total_s=self.config.timeout_s, json=json, headers=headers
+            )
             elapsed_ms = round((time.monotonic() - started) * 1000, 1)
             observe_http(f"carrier:{self.config.code}", method, response.status_code, elapsed_ms / 1000)
-            self._log.debug("carrier.request", method=method, path=path, request_id=request_id,
-                            status=response.status_code, elapsed_ms=elapsed_ms)
+            self._log.debug(
+                "carrier.request",
+                method=method,
+                path=path,
+                request_id=request_id,
+                status=response.status_code,
+                elapsed_ms=elapsed_ms,
+            )
             raise_for_response(response, self._max_retry_after_s)
             return response
 
-        response = call_with_retries(attempt, attempts=self._retry_attempts, max_wait_s=self._max_wait_s,
-                                     sleep=self._sleep)
+        response = call_with_retries(
+            attempt, attempts=self._retry_attempts, max_wait_s=self._max_wait_s, sleep=self._sleep
+        )
         if response.status_code == 204 or not response.content:
             return None
         return decode_json(response.content, f"{method} {path}")

@@ -1,4 +1,5 @@
 """Deleting a registration at a carrier: ``DELETE {base}/shipments/{shipmentId}``."""
+
 from __future__ import annotations
 
 import time
@@ -23,8 +24,9 @@ def delete_at_carrier(carriers: CarrierDirectory, carrier: str, shipment_id: str
         log.info("carrier had no such shipment: counted as deleted", carrier=carrier, shipment_id=shipment_id)
 
 
-def delete_best_effort(carriers: CarrierDirectory, carrier: str, shipment_id: str, attempts: int,
-                       sleep=time.sleep) -> bool:
+def delete_best_effort(
+    carriers: CarrierDirectory, carrier: str, shipment_id: str, attempts: int, sleep=time.sleep
+) -> bool:
     """Deletes an old registration, retried up to ``attempts`` times (each with the client's own
     quick retries), then logged: the change that made it old has committed already."""
     for attempt in range(1, max(1, attempts) + 1):
@@ -34,12 +36,22 @@ def delete_best_effort(carriers: CarrierDirectory, carrier: str, shipment_id: st
             return True
         except TransientHTTPError as exc:
             if attempt >= attempts:
-                log.error("old registration not deleted at the carrier: delete it by hand", carrier=carrier,
-                          shipment_id=shipment_id, error=str(exc), attempts=attempt)
+                log.error(
+                    "old registration not deleted at the carrier: delete it by hand",
+                    carrier=carrier,
+                    shipment_id=shipment_id,
+                    error=str(exc),
+                    attempts=attempt,
+                )
                 return False
             sleep(min(5.0, 0.25 * 2 ** (attempt - 1)))
         except PermanentHTTPError as exc:
-            log.error("the carrier refused to delete the old registration: delete it by hand", carrier=carrier,
-                      shipment_id=shipment_id, status=exc.status, error=exc.message)
+            log.error(
+                "the carrier refused to delete the old registration: delete it by hand",
+                carrier=carrier,
+                shipment_id=shipment_id,
+                status=exc.status,
+                error=exc.message,
+            )
             return False
     return False

@@ -8,6 +8,7 @@ registration: the second one judges again, so a change that raced the call is ne
 overwritten. A refusal is a ``PermanentError``: the message is dead-lettered with the
 reason, not recorded as applied, and its replay is judged as new.
 """
+
 from __future__ import annotations
 
 from contracts import CloudEvent, ShipmentStatus
@@ -67,8 +68,10 @@ def cancel_package(event: CloudEvent, uow: UnitOfWork, carriers: CarrierDirector
             log.info("already cancelled; nothing to do")
             return
         if shipment.status.is_final or _handed_over(shipment, shipped_at):
-            raise PermanentError(f"cannot cancel {cancelled.package_id}: {HANDED_OVER}; shipment is "
-                                 f"{shipment.status.value}" + (", a PackageShipped has arrived" if shipped_at else ""))
+            raise PermanentError(
+                f"cannot cancel {cancelled.package_id}: {HANDED_OVER}; shipment is "
+                f"{shipment.status.value}" + (", a PackageShipped has arrived" if shipped_at else "")
+            )
         if shipment.status is ShipmentStatus.PENDING:
             # Never registered: the carrier is never asked. A registration in flight is
             # deleted by the shipper once its answer comes (services/commands/registration.py).
@@ -90,8 +93,10 @@ def cancel_package(event: CloudEvent, uow: UnitOfWork, carriers: CarrierDirector
         shipped_at, shipment = _locked(uow, cancelled.package_id)
         if shipment.status is not ShipmentStatus.CANCELLED:
             if shipment.status.is_final or _handed_over(shipment, shipped_at):
-                raise PermanentError(f"cannot cancel {cancelled.package_id}: {HANDED_OVER} while its registration "
-                                     f"was deleted at {carrier}; shipment is {shipment.status.value}")
+                raise PermanentError(
+                    f"cannot cancel {cancelled.package_id}: {HANDED_OVER} while its registration "
+                    f"was deleted at {carrier}; shipment is {shipment.status.value}"
+                )
             _cancel(uow, shipment, cancelled)
         uow.commit()
 
@@ -122,17 +127,20 @@ def set_shipment_status(event: CloudEvent, uow: UnitOfWork) -> None:
             log.info("status set to the status it has; nothing to do", status=target.value)
             return
         if current not in SETTABLE_FROM:
-            raise PermanentError(f"cannot set {command.package_id} to {target.value}: a status is set by hand only "
-                                 f"from shipped, ready_for_pickup, attempted_delivery or delivery_failed; the shipment "
-                                 f"is {current.value}")
+            raise PermanentError(
+                f"cannot set {command.package_id} to {target.value}: a status is set by hand only "
+                f"from shipped, ready_for_pickup, attempted_delivery or delivery_failed; the shipment "
+                f"is {current.value}"
+            )
         if not shipment.set_by_hand(target, utcnow(), command.reason):
-            raise PermanentError(f"cannot set {command.package_id} to {target.value}: earlier than its status "
-                                 f"{current.value} (a status never moves back)")
+            raise PermanentError(
+                f"cannot set {command.package_id} to {target.value}: earlier than its status "
+                f"{current.value} (a status never moves back)"
+            )
         uow.inbox.first_time(event)
         uow.save(shipment, **(STOP_TRACKING if target.is_final else {}))
         uow.commit()
-        log.info("status set by hand", status=target.value, previous_status=current.value,
-                 sequence=shipment.sequence)
+        log.info("status set by hand", status=target.value, previous_status=current.value, sequence=shipment.sequence)
 
 
 # ---- ShipmentInfoUpdated ---------------------------------------------------------------
@@ -149,12 +157,16 @@ def _judge_info(info: ShipmentInfoUpdated, shipment: Shipment, carriers: Carrier
     target = new_carrier or shipment.carrier
     if not without_integration(carriers, target):
         if info.tracking_number is not None or info.tracking_url is not None:
-            raise PermanentError(f"{what}: {target} is an integrated carrier: its own tracking number and URL "
-                                 "stand (tracking follows the carrier's shipmentId)")
+            raise PermanentError(
+                f"{what}: {target} is an integrated carrier: its own tracking number and URL "
+                "stand (tracking follows the carrier's shipmentId)"
+            )
         if new_carrier is not None:
             if shipment.status not in (ShipmentStatus.PENDING, ShipmentStatus.REGISTERED):
-                raise PermanentError(f"{what}: a change to the integrated carrier {new_carrier} is allowed only in "
-                                     f"pending and registered; the shipment is {shipment.status.value}")
+                raise PermanentError(
+                    f"{what}: a change to the integrated carrier {new_carrier} is allowed only in "
+                    f"pending and registered; the shipment is {shipment.status.value}"
+                )
             if new_carrier in shipment.registered_carriers:
                 raise PermanentError(f"{what}: the shipment was registered at {new_carrier} before")
     return new_carrier
@@ -172,8 +184,11 @@ def update_shipment_info(event: CloudEvent, uow: UnitOfWork, carriers: CarrierDi
         if shipment.info_updated_at is not None and info.updated_at < shipment.info_updated_at:
             uow.inbox.first_time(event)
             uow.commit()
-            log.info("older than the shipment info update already applied; nothing to do",
-                     updated_at=info.updated_at.isoformat(), applied_updated_at=shipment.info_updated_at.isoformat())
+            log.info(
+                "older than the shipment info update already applied; nothing to do",
+                updated_at=info.updated_at.isoformat(),
+                applied_updated_at=shipment.info_updated_at.isoformat(),
+            )
             return
         new_carrier = _judge_info(info, shipment, carriers)
         old = (shipment.carrier, shipment.status, shipment.sequence)
@@ -184,8 +199,10 @@ def update_shipment_info(event: CloudEvent, uow: UnitOfWork, carriers: CarrierDi
         try:
             registration = carriers.client(new_carrier).register(shipment.id, packed)
         except PermanentHTTPError as exc:
-            raise PermanentError(f"the carrier {new_carrier} refused the registration, so the update is refused: "
-                                 f"HTTP {exc.status}: {exc.message}") from exc
+            raise PermanentError(
+                f"the carrier {new_carrier} refused the registration, so the update is refused: "
+                f"HTTP {exc.status}: {exc.message}"
+            ) from exc
         crash_point("after_carrier_registration")
     with uow:
         if not uow.inbox.first_time(event):
@@ -201,8 +218,13 @@ def update_shipment_info(event: CloudEvent, uow: UnitOfWork, carriers: CarrierDi
         if new_carrier is not None:
             schedule = dict(STOP_TRACKING)  # no answer from the old carrier is recorded after this commit
             if registration is not None and shipment.status is ShipmentStatus.PENDING:
-                shipment.register(registration.tracking_number, registration.tracking_url, registration.label_url,
-                                  registration.carrier_status, utcnow())
+                shipment.register(
+                    registration.tracking_number,
+                    registration.tracking_url,
+                    registration.label_url,
+                    registration.carrier_status,
+                    utcnow(),
+                )
                 if shipped_at is not None and shipment.move_to(ShipmentStatus.SHIPPED, utcnow()):
                     schedule = {"next_poll_at": utcnow(), "lease_owner": None, "lease_until": None}
             elif registration is None and shipped_at is not None and ship_by_hand(shipment, None, utcnow()):
@@ -213,8 +235,9 @@ def update_shipment_info(event: CloudEvent, uow: UnitOfWork, carriers: CarrierDi
             shipment.record_info(utcnow())
         uow.save(shipment, **schedule)
         uow.commit()
-        log.info("shipment info updated", carrier=shipment.carrier, previous_carrier=old_carrier,
-                 sequence=shipment.sequence)
+        log.info(
+            "shipment info updated", carrier=shipment.carrier, previous_carrier=old_carrier, sequence=shipment.sequence
+        )
     if new_carrier is not None and was_registered:
         delete_best_effort(carriers, old_carrier, shipment.id, max_attempts)
 
@@ -223,8 +246,9 @@ def old_carrier_registered(shipment: Shipment) -> bool:
     return shipment.carrier in shipment.registered_carriers or shipment.status is not ShipmentStatus.PENDING
 
 
-def _apply_info(shipment: Shipment, info: ShipmentInfoUpdated, new_carrier: str | None, registration,
-                carriers: CarrierDirectory) -> None:
+def _apply_info(
+    shipment: Shipment, info: ShipmentInfoUpdated, new_carrier: str | None, registration, carriers: CarrierDirectory
+) -> None:
     shipment.info_updated_at = info.updated_at
     if new_carrier is not None:
         shipment.carrier = new_carrier

@@ -6,6 +6,7 @@ and ``shipping_company`` given there; later statuses come only from ShipmentStat
 The hand-given fields are kept on the package row, since a PackageShipped may come before
 its PackagePacked.
 """
+
 from __future__ import annotations
 
 from sqlalchemy import bindparam, select, update
@@ -21,9 +22,11 @@ from shared.logging import get_logger
 log = get_logger(service="shipper")
 
 HANDOVER_FIELDS = ("tracking_number", "tracking_url", "shipping_company")
-_KEEP_HANDOVER = (update(packages).where(packages.c.package_id == bindparam("b_package_id"),
-                                         packages.c.handover.is_(None))
-                  .values(handover=bindparam("handover", type_=packages.c.handover.type)))
+_KEEP_HANDOVER = (
+    update(packages)
+    .where(packages.c.package_id == bindparam("b_package_id"), packages.c.handover.is_(None))
+    .values(handover=bindparam("handover", type_=packages.c.handover.type))
+)
 _HANDOVER_OF = select(packages.c.handover).where(packages.c.package_id == bindparam("package_id"))
 
 
@@ -47,8 +50,9 @@ def ship_by_hand(shipment: Shipment, handover: dict | None, at) -> bool:
     return shipment.move_to(ShipmentStatus.SHIPPED, at)
 
 
-def on_handover(uow: UnitOfWork, shipped: PackageShipped, shipment: Shipment | None,
-                carriers: CarrierDirectory | None) -> bool:
+def on_handover(
+    uow: UnitOfWork, shipped: PackageShipped, shipment: Shipment | None, carriers: CarrierDirectory | None
+) -> bool:
     """Inside the PackageShipped's unit of work, after the hand-over was recorded and the
     shipment locked: keeps the hand-given fields; for a carrier without integration applies
     the hand-over itself (True: the caller has nothing more to do)."""
@@ -59,14 +63,19 @@ def on_handover(uow: UnitOfWork, shipped: PackageShipped, shipment: Shipment | N
         return False
     if not without_integration(carriers, shipment.carrier):
         if fields:
-            log.warning("tracking fields of a hand-over ignored: the integrated carrier's own stand",
-                        carrier=shipment.carrier, fields=sorted(fields))
+            log.warning(
+                "tracking fields of a hand-over ignored: the integrated carrier's own stand",
+                carrier=shipment.carrier,
+                fields=sorted(fields),
+            )
         return False
-    if ship_by_hand(shipment, uow._connection.execute(_HANDOVER_OF, {"package_id": shipped.package_id}).scalar(),
-                    utcnow()):
+    if ship_by_hand(
+        shipment, uow._connection.execute(_HANDOVER_OF, {"package_id": shipped.package_id}).scalar(), utcnow()
+    ):
         uow.save(shipment, next_poll_at=None)
-        log.info("shipped without carrier integration", carrier=shipment.carrier,
-                 tracking_number=shipment.tracking_number)
+        log.info(
+            "shipped without carrier integration", carrier=shipment.carrier, tracking_number=shipment.tracking_number
+        )
     return True
 
 
@@ -81,11 +90,12 @@ def open_without_integration(event: CloudEvent, uow: UnitOfWork, shipment_id: st
 
         take_waiting(uow, shipment.package_id, shipment, shipped_at is not None)
         if shipped_at is not None and ship_by_hand(
-                shipment, uow._connection.execute(_HANDOVER_OF, {"package_id": shipment.package_id}).scalar(),
-                utcnow()):
+            shipment, uow._connection.execute(_HANDOVER_OF, {"package_id": shipment.package_id}).scalar(), utcnow()
+        ):
             uow.save(shipment, next_poll_at=None)
             log.info("shipped without carrier integration", carrier=shipment.carrier)
         else:
-            log.info("carrier without integration: not registered; shipped by its PackageShipped",
-                     carrier=shipment.carrier)
+            log.info(
+                "carrier without integration: not registered; shipped by its PackageShipped", carrier=shipment.carrier
+            )
         uow.commit()

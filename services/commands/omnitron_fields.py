@@ -5,6 +5,7 @@ where a change has them; a change of a status with an Omnitron code is also sent
 ``extra_field`` when it has a hand-given ``shipping_company``, and when it is an
 information change (so Omnitron shows the new tracking information).
 """
+
 from __future__ import annotations
 
 from contracts import ShipmentStatusChanged

@@ -7,6 +7,7 @@
   sent to (CONTRACT.md §2: "a registration request already sent is deleted at the carrier
   whether or not its answer came").
 """
+
 from __future__ import annotations
 
 from contracts import ShipmentStatus
@@ -29,6 +30,8 @@ def orphaned(shipment: Shipment, registered_at: str) -> bool:
 
 
 def delete_orphan(carriers: CarrierDirectory, registered_at: str, shipment_id: str, attempts: int = 3) -> None:
-    log.info("registration answered after the shipment was cancelled or moved to another carrier: deleted there",
-             carrier=registered_at)
+    log.info(
+        "registration answered after the shipment was cancelled or moved to another carrier: deleted there",
+        carrier=registered_at,
+    )
     delete_best_effort(carriers, registered_at, shipment_id, attempts)

@@ -1,4 +1,5 @@
 """How the shipper takes the operator commands: its extra bindings and handlers."""
+
 from __future__ import annotations
 
 from contracts.commands import COMMAND_ROUTING_KEYS as _KEYS
@@ -15,7 +16,8 @@ def command_handlers(runtime, consumer: str) -> dict:
     max_attempts, unbound = runtime.settings.max_attempts, runtime.units_of_work(consumer)
     return {
         "PackageCancelled": lambda event, _bound: cancel_package(event, unbound(), runtime.carriers),
-        "ShipmentInfoUpdated": lambda event, _bound: update_shipment_info(event, unbound(), runtime.carriers,
-                                                                          max_attempts),
+        "ShipmentInfoUpdated": lambda event, _bound: update_shipment_info(
+            event, unbound(), runtime.carriers, max_attempts
+        ),
         "ShipmentStatusSet": lambda event, _bound: set_shipment_status(event, unbound()),
     }

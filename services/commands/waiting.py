@@ -13,9 +13,10 @@ no hand-over) is applied there, before any registration, so the carrier is never
 every other one is published again (through the outbox, the same ``source`` and ``id``)
 and judged by its handler like any command, refusals dead-lettered with their reason.
 """
+
 from __future__ import annotations
 
-from sqlalchemy import bindparam, delete, insert, select
+from sqlalchemy import bindparam, delete, select
 
 from contracts import CloudEvent, ShipmentStatus
 from contracts.commands import COMMAND_ROUTING_KEYS, PackageCancelled
@@ -27,12 +28,20 @@ from shared.logging import get_logger
 log = get_logger(service="shipper")
 
 _SEEN_PACKAGE = upsert(packages, ("package_id", "first_seen_at"), ["package_id"])
-_LOCK_PACKED = (select(packages.c.packed.is_not(None).label("packed"))
-                .where(packages.c.package_id == bindparam("package_id")).with_for_update())
-_KEEP = upsert(waiting_commands, ("source", "event_id", "package_id", "event_type", "body", "received_at"),
-               ["source", "event_id"])
-_WAITING = (select(waiting_commands).where(waiting_commands.c.package_id == bindparam("package_id"))
-            .order_by(waiting_commands.c.id).with_for_update())
+_LOCK_PACKED = (
+    select(packages.c.packed.is_not(None).label("packed"))
+    .where(packages.c.package_id == bindparam("package_id"))
+    .with_for_update()
+)
+_KEEP = upsert(
+    waiting_commands, ("source", "event_id", "package_id", "event_type", "body", "received_at"), ["source", "event_id"]
+)
+_WAITING = (
+    select(waiting_commands)
+    .where(waiting_commands.c.package_id == bindparam("package_id"))
+    .order_by(waiting_commands.c.id)
+    .with_for_update()
+)
 _TAKE = delete(waiting_commands).where(waiting_commands.c.id == bindparam("b_id"))
 
 
@@ -45,8 +54,17 @@ def keep_if_unpacked(uow: UnitOfWork, event: CloudEvent) -> bool:
     if connection.execute(_LOCK_PACKED, {"package_id": package_id}).scalar_one():
         return False
     body = event.model_copy(update={"subject": event.subject or package_id}).to_bytes().decode()
-    connection.execute(_KEEP, {"source": event.source, "event_id": event.id, "package_id": package_id,
-                               "event_type": event.type, "body": body, "received_at": utcnow()})
+    connection.execute(
+        _KEEP,
+        {
+            "source": event.source,
+            "event_id": event.id,
+            "package_id": package_id,
+            "event_type": event.type,
+            "body": body,
+            "received_at": utcnow(),
+        },
+    )
     log.info("package not packed yet: the command waits for its PackagePacked")
     return True
 
@@ -62,15 +80,20 @@ def take_waiting(uow: UnitOfWork, package_id: str, shipment, handed_over: bool) 
     for row in rows:
         event = parse_event(row.body.encode())
         connection.execute(_TAKE, {"b_id": row.id})
-        if (isinstance(event.data, PackageCancelled) and shipment.status is ShipmentStatus.PENDING
-                and not handed_over and uow.inbox.first_time(event)):
+        if (
+            isinstance(event.data, PackageCancelled)
+            and shipment.status is ShipmentStatus.PENDING
+            and not handed_over
+            and uow.inbox.first_time(event)
+        ):
             shipment.move_to(ShipmentStatus.CANCELLED, utcnow(), reason=event.data.reason)
             uow.save(shipment, next_poll_at=None, lease_owner=None, lease_until=None)
             log.info("waiting cancellation applied before registration", event_id=event.id)
             continue
         uow.outbox.add(event.id, event.type, COMMAND_ROUTING_KEYS[event.type], row.body.encode())
-        log.info("waiting command published again, now that the package is packed", event_id=event.id,
-                 event_type=event.type)
+        log.info(
+            "waiting command published again, now that the package is packed", event_id=event.id, event_type=event.type
+        )
     return len(rows)
 
 

@@ -1,4 +1,5 @@
 """The shipment aggregate: its status moves only forward, one numbered change at a time."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -11,8 +12,10 @@ from contracts.ids import uuid4
 def same_packing(first: PackagePacked, second: PackagePacked) -> bool:
     """Equal data as the contract types it: values compared parsed (``"120.50"`` = ``120.5``,
     one instant in any offset, absent = ``null``, unknown fields ignored), items in any order."""
+
     def by_item(packed: PackagePacked) -> PackagePacked:
         return packed.model_copy(update={"items": sorted(packed.items, key=lambda item: item.order_item_id)})
+
     return by_item(first) == by_item(second)
 
 
@@ -47,8 +50,9 @@ class Shipment:
         shipment.move_to(ShipmentStatus.PENDING, at)
         return shipment
 
-    def move_to(self, status: ShipmentStatus, at: datetime, carrier_status: str | None = None,
-                reason: str | None = None) -> bool:
+    def move_to(
+        self, status: ShipmentStatus, at: datetime, carrier_status: str | None = None, reason: str | None = None
+    ) -> bool:
         """Applies a status if it moves forward; records the change. False: stale or repeated."""
         if not can_transition(self.status, status):
             return False
@@ -93,8 +97,14 @@ class Shipment:
             )
         )
 
-    def register(self, tracking_number: str, tracking_url: str | None, label_url: str | None,
-                 carrier_status: str | None, at: datetime) -> bool:
+    def register(
+        self,
+        tracking_number: str,
+        tracking_url: str | None,
+        label_url: str | None,
+        carrier_status: str | None,
+        at: datetime,
+    ) -> bool:
         if self.status is not ShipmentStatus.PENDING:
             return False
         self.tracking_number = tracking_number

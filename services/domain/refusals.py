@@ -4,6 +4,7 @@ A second PackagePacked with other content for a packed package, or a ShipmentSta
 naming a shipment or a sequence the services never recorded, is not a broken message (it
 parses) but a conflict with the database: an operator wants to see how often it happens.
 """
+
 from __future__ import annotations
 
 from prometheus_client import Counter
@@ -36,5 +37,9 @@ def never_recorded(named, shipment_known: bool) -> PermanentError:
         reason = f"shipment {named.shipment_id!r} has no recorded change with sequence {named.sequence}"
     else:
         reason = f"shipment {named.shipment_id!r} was never recorded"
-    return conflicting("ShipmentStatusChanged", f"a status change the services never recorded: {reason}",
-                       shipment_id=named.shipment_id, sequence=named.sequence)
+    return conflicting(
+        "ShipmentStatusChanged",
+        f"a status change the services never recorded: {reason}",
+        shipment_id=named.shipment_id,
+        sequence=named.sequence,
+    )

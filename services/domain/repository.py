@@ -1,4 +1,5 @@
 """Loading and saving packages and shipments; the only domain code that writes SQL."""
+
 from __future__ import annotations
 
 import json
@@ -20,32 +21,50 @@ from services.domain.tables import (
 from shared.bulk import copy_rows, copy_to_scratch
 from shared.db import UtcDateTime, upsert, utcnow
 
-
 # The columns a PackagePacked fills in on a package row (the row may exist already).
 _PACKED_COLUMNS = ("order_number", "carrier", "delivery_type", "packed_at", "packed", "packed_event_id")
 
 # It creates the row, or fills in a row a PackageShipped created, or leaves a packed one
 # alone (no row returned); either way the row stays locked (ON CONFLICT locks the row it
 # meets even when its WHERE declines the update).
-_RECORD_PACKED = upsert(packages, ("package_id", "first_seen_at", *_PACKED_COLUMNS), ["package_id"],
-                        update={c: f"excluded.{c}" for c in _PACKED_COLUMNS}, where="packages.packed IS NULL",
-                        returning=["package_id"])
+_RECORD_PACKED = upsert(
+    packages,
+    ("package_id", "first_seen_at", *_PACKED_COLUMNS),
+    ["package_id"],
+    update={c: f"excluded.{c}" for c in _PACKED_COLUMNS},
+    where="packages.packed IS NULL",
+    returning=["package_id"],
+)
 _SEEN_PACKAGE = upsert(packages, ("package_id", "first_seen_at"), ["package_id"])
 # The hand-over in one statement: it creates the row, or sets a first hand-over on it, or
 # leaves an earlier one alone; the row stays locked either way (see _RECORD_PACKED).
-_RECORD_SHIPPED = upsert(packages, ("package_id", "first_seen_at", "shipped_at", "shipped_event_id"), ["package_id"],
-                         update={"shipped_at": "excluded.shipped_at", "shipped_event_id": "excluded.shipped_event_id"},
-                         where="packages.shipped_at IS NULL")
+_RECORD_SHIPPED = upsert(
+    packages,
+    ("package_id", "first_seen_at", "shipped_at", "shipped_event_id"),
+    ["package_id"],
+    update={"shipped_at": "excluded.shipped_at", "shipped_event_id": "excluded.shipped_event_id"},
+    where="packages.shipped_at IS NULL",
+)
 _LOCK_PACKAGE = select(packages).where(packages.c.package_id == bindparam("package_id")).with_for_update()
 _PACKED_OF = select(packages.c.packed).where(packages.c.package_id == bindparam("package_id"))
-_ITEMS_OF = (select(package_items.c.order_item_id).where(package_items.c.package_id == bindparam("package_id"))
-             .order_by(package_items.c.order_item_id))
+_ITEMS_OF = (
+    select(package_items.c.order_item_id)
+    .where(package_items.c.package_id == bindparam("package_id"))
+    .order_by(package_items.c.order_item_id)
+)
 _SHIPMENT = select(shipments).where(shipments.c.id == bindparam("shipment_id"))
-_RECORDED_CHANGE = (select(status_changes, shipments.c.package_id, shipments.c.order_number, shipments.c.carrier,
-                           shipments.c.tracking_number, shipments.c.tracking_url)
-                    .join(shipments, shipments.c.id == status_changes.c.shipment_id)
-                    .where(status_changes.c.shipment_id == bindparam("shipment_id"),
-                           status_changes.c.sequence == bindparam("sequence")))
+_RECORDED_CHANGE = (
+    select(
+        status_changes,
+        shipments.c.package_id,
+        shipments.c.order_number,
+        shipments.c.carrier,
+        shipments.c.tracking_number,
+        shipments.c.tracking_url,
+    )
+    .join(shipments, shipments.c.id == status_changes.c.shipment_id)
+    .where(status_changes.c.shipment_id == bindparam("shipment_id"), status_changes.c.sequence == bindparam("sequence"))
+)
 _SHIPMENT_FOR_UPDATE = _SHIPMENT.with_for_update()
 _SHIPMENT_OF_PACKAGE = select(shipments).where(shipments.c.package_id == bindparam("package_id"))
 _SHIPMENT_OF_PACKAGE_FOR_UPDATE = _SHIPMENT_OF_PACKAGE.with_for_update()
@@ -55,30 +74,58 @@ _INSERT_SHIPMENT = insert(shipments)
 _INSERT_CHANGE = insert(status_changes)
 _INSERT_ITEMS = insert(package_items)
 _INSERT_RELAY = insert(omnitron_relays)
-_MOVE_CURSOR = (update(omnitron_cursor).where(omnitron_cursor.c.shipment_id == bindparam("b_shipment_id"))
-                .values(last_sequence=bindparam("last_sequence"), last_relay=bindparam("last_relay")))
-_UNSETTLED_OF = (select(omnitron_cursor.c.unsettled_sequence, omnitron_cursor.c.unsettled_until)
-                 .where(omnitron_cursor.c.shipment_id == bindparam("shipment_id")))
-_SET_UNSETTLED = (update(omnitron_cursor).where(omnitron_cursor.c.shipment_id == bindparam("b_shipment_id"))
-                  .values(unsettled_sequence=bindparam("unsettled_sequence"),
-                          unsettled_until=bindparam("unsettled_until", type_=UtcDateTime())))
-_DUE_UNSETTLED = (select(omnitron_cursor.c.shipment_id)
-                  .where(omnitron_cursor.c.unsettled_until <= bindparam("now", type_=UtcDateTime()))
-                  .order_by(omnitron_cursor.c.unsettled_until).limit(bindparam("limit")))
+_MOVE_CURSOR = (
+    update(omnitron_cursor)
+    .where(omnitron_cursor.c.shipment_id == bindparam("b_shipment_id"))
+    .values(last_sequence=bindparam("last_sequence"), last_relay=bindparam("last_relay"))
+)
+_UNSETTLED_OF = select(omnitron_cursor.c.unsettled_sequence, omnitron_cursor.c.unsettled_until).where(
+    omnitron_cursor.c.shipment_id == bindparam("shipment_id")
+)
+_SET_UNSETTLED = (
+    update(omnitron_cursor)
+    .where(omnitron_cursor.c.shipment_id == bindparam("b_shipment_id"))
+    .values(
+        unsettled_sequence=bindparam("unsettled_sequence"),
+        unsettled_until=bindparam("unsettled_until", type_=UtcDateTime()),
+    )
+)
+_DUE_UNSETTLED = (
+    select(omnitron_cursor.c.shipment_id)
+    .where(omnitron_cursor.c.unsettled_until <= bindparam("now", type_=UtcDateTime()))
+    .order_by(omnitron_cursor.c.unsettled_until)
+    .limit(bindparam("limit"))
+)
 # SKIP LOCKED: a handler relaying a newer change holds the row; the next round comes back to it.
-_LOCK_UNSETTLED = (select(omnitron_cursor)
-                   .where(omnitron_cursor.c.shipment_id == bindparam("shipment_id"),
-                          omnitron_cursor.c.unsettled_until <= bindparam("now", type_=UtcDateTime()))
-                   .with_for_update(skip_locked=True))
-_WAITING_FOR_PACKING = (packages.c.packed.is_(None), packages.c.shipped_at.is_not(None),
-                        packages.c.first_seen_at < bindparam("seen_before", type_=UtcDateTime()))
+_LOCK_UNSETTLED = (
+    select(omnitron_cursor)
+    .where(
+        omnitron_cursor.c.shipment_id == bindparam("shipment_id"),
+        omnitron_cursor.c.unsettled_until <= bindparam("now", type_=UtcDateTime()),
+    )
+    .with_for_update(skip_locked=True)
+)
+_WAITING_FOR_PACKING = (
+    packages.c.packed.is_(None),
+    packages.c.shipped_at.is_not(None),
+    packages.c.first_seen_at < bindparam("seen_before", type_=UtcDateTime()),
+)
 _COUNT_WAITING_FOR_PACKING = select(func.count()).select_from(packages).where(*_WAITING_FOR_PACKING)
-_OLDEST_WAITING_FOR_PACKING = (select(packages.c.package_id).where(*_WAITING_FOR_PACKING)
-                               .order_by(packages.c.first_seen_at).limit(bindparam("sample")))
+_OLDEST_WAITING_FOR_PACKING = (
+    select(packages.c.package_id)
+    .where(*_WAITING_FOR_PACKING)
+    .order_by(packages.c.first_seen_at)
+    .limit(bindparam("sample"))
+)
 
 # One statement creates the cursor or locks it (a no-op update takes the row lock).
-_LOCK_CURSOR = upsert(omnitron_cursor, ("shipment_id", "last_sequence"), ["shipment_id"],
-                      update={"last_sequence": "omnitron_cursor.last_sequence"}, returning=["last_sequence"])
+_LOCK_CURSOR = upsert(
+    omnitron_cursor,
+    ("shipment_id", "last_sequence"),
+    ["shipment_id"],
+    update={"last_sequence": "omnitron_cursor.last_sequence"},
+    returning=["last_sequence"],
+)
 
 
 # A relay sent: the cursor moves on and the relay is logged in one round trip (PostgreSQL
@@ -99,11 +146,19 @@ _RECORD_SENT = text(
 _holders = package_items.alias("holders")
 _mine = package_items.alias("mine")
 _me = shipments.alias("me")
-_ITEMS_OF_SHIPMENT = (select(_mine.c.order_item_id).join(_me, _me.c.package_id == _mine.c.package_id)
-                      .where(_me.c.id == bindparam("shipment_id")))
+_ITEMS_OF_SHIPMENT = (
+    select(_mine.c.order_item_id)
+    .join(_me, _me.c.package_id == _mine.c.package_id)
+    .where(_me.c.id == bindparam("shipment_id"))
+)
 _ITEM_HOLDERS = (
-    select(_holders.c.order_item_id, _holders.c.package_id, packages.c.packed_at,
-           shipments.c.id.label("shipment_id"), omnitron_cursor.c.unsettled_until)
+    select(
+        _holders.c.order_item_id,
+        _holders.c.package_id,
+        packages.c.packed_at,
+        shipments.c.id.label("shipment_id"),
+        omnitron_cursor.c.unsettled_until,
+    )
     .join(packages, packages.c.package_id == _holders.c.package_id)
     .join(shipments, shipments.c.package_id == _holders.c.package_id)
     .outerjoin(omnitron_cursor, omnitron_cursor.c.shipment_id == shipments.c.id)
@@ -113,11 +168,19 @@ _ITEM_HOLDERS = (
 )
 # The same for several shipments at once (a batch of Omnitron changes): one statement, so
 # the item rows are locked in one item order however many shipments ask.
-_ITEMS_OF_SHIPMENTS = (select(_mine.c.order_item_id).join(_me, _me.c.package_id == _mine.c.package_id)
-                       .where(_me.c.id.in_(bindparam("shipment_ids", expanding=True))))
+_ITEMS_OF_SHIPMENTS = (
+    select(_mine.c.order_item_id)
+    .join(_me, _me.c.package_id == _mine.c.package_id)
+    .where(_me.c.id.in_(bindparam("shipment_ids", expanding=True)))
+)
 _ITEM_HOLDERS_MANY = (
-    select(_holders.c.order_item_id, _holders.c.package_id, packages.c.packed_at,
-           shipments.c.id.label("shipment_id"), omnitron_cursor.c.unsettled_until)
+    select(
+        _holders.c.order_item_id,
+        _holders.c.package_id,
+        packages.c.packed_at,
+        shipments.c.id.label("shipment_id"),
+        omnitron_cursor.c.unsettled_until,
+    )
     .join(packages, packages.c.package_id == _holders.c.package_id)
     .join(shipments, shipments.c.package_id == _holders.c.package_id)
     .outerjoin(omnitron_cursor, omnitron_cursor.c.shipment_id == shipments.c.id)
@@ -129,30 +192,57 @@ _ITEM_HOLDERS_MANY = (
 
 def packed_row(packed: PackagePacked, event_id: str) -> dict:
     return {
-        "package_id": packed.package_id, "first_seen_at": utcnow(), "order_number": packed.order_number,
-        "carrier": packed.carrier, "delivery_type": packed.delivery_type, "packed_at": packed.packed_at,
-        "packed": packed.model_dump(mode="json"), "packed_event_id": event_id,
+        "package_id": packed.package_id,
+        "first_seen_at": utcnow(),
+        "order_number": packed.order_number,
+        "carrier": packed.carrier,
+        "delivery_type": packed.delivery_type,
+        "packed_at": packed.packed_at,
+        "packed": packed.model_dump(mode="json"),
+        "packed_event_id": event_id,
     }
 
 
 def item_rows(packed: PackagePacked) -> list[dict]:
-    return [{"package_id": packed.package_id, "order_item_id": item.order_item_id, "sku": item.sku,
-             "barcode": item.barcode, "name": item.name, "quantity": item.quantity, "deci": item.deci}
-            for item in packed.items]
+    return [
+        {
+            "package_id": packed.package_id,
+            "order_item_id": item.order_item_id,
+            "sku": item.sku,
+            "barcode": item.barcode,
+            "name": item.name,
+            "quantity": item.quantity,
+            "deci": item.deci,
+        }
+        for item in packed.items
+    ]
 
 
 def shipment_row(shipment: Shipment) -> dict:
     now = utcnow()
-    return {"id": shipment.id, "package_id": shipment.package_id, "order_number": shipment.order_number,
-            "carrier": shipment.carrier, "status": shipment.status.value, "sequence": shipment.sequence,
-            "created_at": now, "updated_at": now}
+    return {
+        "id": shipment.id,
+        "package_id": shipment.package_id,
+        "order_number": shipment.order_number,
+        "carrier": shipment.carrier,
+        "status": shipment.status.value,
+        "sequence": shipment.sequence,
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
 def change_row(change: ShipmentStatusChanged, event_id: str) -> dict:
-    return {"shipment_id": change.shipment_id, "sequence": change.sequence,
-            "previous_status": change.previous_status.value if change.previous_status else None,
-            "status": change.status.value, "carrier_status": change.carrier_status,
-            "changed_at": change.changed_at, "event_id": event_id, "data": change.model_dump_json()}
+    return {
+        "shipment_id": change.shipment_id,
+        "sequence": change.sequence,
+        "previous_status": change.previous_status.value if change.previous_status else None,
+        "status": change.status.value,
+        "carrier_status": change.carrier_status,
+        "changed_at": change.changed_at,
+        "event_id": event_id,
+        "data": change.model_dump_json(),
+    }
 
 
 def _record_packed_many_sqlite():
@@ -162,7 +252,8 @@ def _record_packed_many_sqlite():
 
     statement = sqlite_insert(packages)
     return statement.on_conflict_do_update(
-        index_elements=["package_id"], set_={c: statement.excluded[c] for c in _PACKED_COLUMNS},
+        index_elements=["package_id"],
+        set_={c: statement.excluded[c] for c in _PACKED_COLUMNS},
         where=packages.c.packed.is_(None),
     ).returning(packages.c.package_id)
 
@@ -170,7 +261,7 @@ def _record_packed_many_sqlite():
 # Many packages at once: from a scratch table (shared/bulk.py) into the real one.
 _RECORD_PACKED_MANY_PG = (
     "INSERT INTO packages (package_id, first_seen_at, {columns}) "
-    "SELECT package_id, first_seen_at, {columns} FROM \"{scratch}\" "
+    'SELECT package_id, first_seen_at, {columns} FROM "{scratch}" '
     "ON CONFLICT (package_id) DO UPDATE SET "
     + ", ".join(f"{name} = excluded.{name}" for name in _PACKED_COLUMNS)
     + " WHERE packages.packed IS NULL RETURNING package_id"
@@ -213,8 +304,15 @@ class PackageRepository:
 
     def record_shipped(self, package_id: str, shipped_at: datetime, event_id: str) -> None:
         """Remembers the hand-over even before the package is known, holding its row lock."""
-        self._c.execute(_RECORD_SHIPPED, {"package_id": package_id, "first_seen_at": utcnow(), "shipped_at": shipped_at,
-                                          "shipped_event_id": event_id})
+        self._c.execute(
+            _RECORD_SHIPPED,
+            {
+                "package_id": package_id,
+                "first_seen_at": utcnow(),
+                "shipped_at": shipped_at,
+                "shipped_event_id": event_id,
+            },
+        )
 
     def lock_handover(self, package_id: str) -> datetime | None:
         """Locks the package (the order every writer follows: package, then shipment); when it was shipped."""
@@ -241,10 +339,18 @@ class ShipmentRepository:
     def _load(self, row) -> Shipment:
         items = self._c.execute(_ITEMS_OF, {"package_id": row.package_id}).scalars().all()
         return Shipment(
-            id=row.id, package_id=row.package_id, order_number=row.order_number, carrier=row.carrier,
-            order_item_ids=list(items), status=ShipmentStatus(row.status), sequence=row.sequence,
-            carrier_status=row.carrier_status, tracking_number=row.tracking_number,
-            tracking_url=row.tracking_url, label_url=row.label_url, shipping_company=row.shipping_company,
+            id=row.id,
+            package_id=row.package_id,
+            order_number=row.order_number,
+            carrier=row.carrier,
+            order_item_ids=list(items),
+            status=ShipmentStatus(row.status),
+            sequence=row.sequence,
+            carrier_status=row.carrier_status,
+            tracking_number=row.tracking_number,
+            tracking_url=row.tracking_url,
+            label_url=row.label_url,
+            shipping_company=row.shipping_company,
             registered_carriers=json.loads(row.registered_carriers) if row.registered_carriers else [],
             info_updated_at=row.info_updated_at,
         )
@@ -264,15 +370,26 @@ class ShipmentRepository:
 
     def save(self, shipment: Shipment, **schedule) -> None:
         """Writes the shipment's state; ``schedule`` sets tracker columns (next_poll_at, lease...)."""
-        self._c.execute(_SAVE_SHIPMENT, {
-            "b_shipment_id": shipment.id, "status": shipment.status.value, "sequence": shipment.sequence,
-            "carrier_status": shipment.carrier_status, "tracking_number": shipment.tracking_number,
-            "tracking_url": shipment.tracking_url, "label_url": shipment.label_url,
-            "shipping_company": shipment.shipping_company,
-            "registered_carriers": json.dumps(shipment.registered_carriers) if shipment.registered_carriers else None,
-            "info_updated_at": shipment.info_updated_at, "carrier": shipment.carrier,
-            "updated_at": utcnow(), **schedule,
-        })
+        self._c.execute(
+            _SAVE_SHIPMENT,
+            {
+                "b_shipment_id": shipment.id,
+                "status": shipment.status.value,
+                "sequence": shipment.sequence,
+                "carrier_status": shipment.carrier_status,
+                "tracking_number": shipment.tracking_number,
+                "tracking_url": shipment.tracking_url,
+                "label_url": shipment.label_url,
+                "shipping_company": shipment.shipping_company,
+                "registered_carriers": json.dumps(shipment.registered_carriers)
+                if shipment.registered_carriers
+                else None,
+                "info_updated_at": shipment.info_updated_at,
+                "carrier": shipment.carrier,
+                "updated_at": utcnow(),
+                **schedule,
+            },
+        )
 
     def record_change(self, change, event_id: str) -> None:
         self._c.execute(_INSERT_CHANGE, change_row(change, event_id))
@@ -288,11 +405,18 @@ class ShipmentRepository:
         # the shipment's (tracking data as it stands now).
         items = self._c.execute(_ITEMS_OF, {"package_id": row.package_id}).scalars().all()
         return ShipmentStatusChanged(
-            shipment_id=row.shipment_id, package_id=row.package_id, order_number=row.order_number,
-            carrier=row.carrier, tracking_number=row.tracking_number, tracking_url=row.tracking_url,
+            shipment_id=row.shipment_id,
+            package_id=row.package_id,
+            order_number=row.order_number,
+            carrier=row.carrier,
+            tracking_number=row.tracking_number,
+            tracking_url=row.tracking_url,
             previous_status=ShipmentStatus(row.previous_status) if row.previous_status else None,
-            status=ShipmentStatus(row.status), carrier_status=row.carrier_status,
-            sequence=row.sequence, changed_at=row.changed_at, order_item_ids=list(items),
+            status=ShipmentStatus(row.status),
+            carrier_status=row.carrier_status,
+            sequence=row.sequence,
+            changed_at=row.changed_at,
+            order_item_ids=list(items),
         )
 
 
@@ -363,41 +487,70 @@ class OmnitronRelayLog:
         return found
 
     def record_skipped(self, change, event_id: str) -> None:
-        self._c.execute(_INSERT_RELAY, self._relay(change.shipment_id, change.sequence, change.status.value,
-                                                   "skipped_stale", 0, event_id))
+        self._c.execute(
+            _INSERT_RELAY,
+            self._relay(change.shipment_id, change.sequence, change.status.value, "skipped_stale", 0, event_id),
+        )
 
     def record_sent(self, change, calls: list[dict], event_id: str, superseded_items=()) -> None:
         """The cursor moves on to ``change``, whose calls (as JSON) are kept as the newest relay;
         ``superseded_items``: its order items left out, held by a package packed later."""
         relay = self._relay(change.shipment_id, change.sequence, change.status.value, "sent", len(calls), event_id)
         relay["superseded_items"] = json.dumps(sorted(superseded_items)) if superseded_items else None
-        relay["last_relay"] = json.dumps({"sequence": change.sequence, "status": change.status.value,
-                                          "event_id": event_id, "calls": calls}, separators=(",", ":"))
+        relay["last_relay"] = json.dumps(
+            {"sequence": change.sequence, "status": change.status.value, "event_id": event_id, "calls": calls},
+            separators=(",", ":"),
+        )
         if self._c.dialect.name == "postgresql":
             self._c.execute(_RECORD_SENT, relay)
             return
-        self._c.execute(_MOVE_CURSOR, {"b_shipment_id": change.shipment_id, "last_sequence": change.sequence,
-                                       "last_relay": relay.pop("last_relay")})
+        self._c.execute(
+            _MOVE_CURSOR,
+            {
+                "b_shipment_id": change.shipment_id,
+                "last_sequence": change.sequence,
+                "last_relay": relay.pop("last_relay"),
+            },
+        )
         self._c.execute(_INSERT_RELAY, relay)
 
     def record_resent(self, shipment_id: str, last_relay: dict) -> None:
-        self._c.execute(_INSERT_RELAY, self._relay(shipment_id, last_relay["sequence"], last_relay["status"],
-                                                   "resent", len(last_relay["calls"]), last_relay["event_id"]))
+        self._c.execute(
+            _INSERT_RELAY,
+            self._relay(
+                shipment_id,
+                last_relay["sequence"],
+                last_relay["status"],
+                "resent",
+                len(last_relay["calls"]),
+                last_relay["event_id"],
+            ),
+        )
 
     @staticmethod
     def _relay(shipment_id: str, sequence: int, status: str, outcome: str, calls: int, event_id: str) -> dict:
-        return {"shipment_id": shipment_id, "sequence": sequence, "status": status, "outcome": outcome,
-                "calls": calls, "event_id": event_id, "relayed_at": utcnow()}
+        return {
+            "shipment_id": shipment_id,
+            "sequence": sequence,
+            "status": status,
+            "outcome": outcome,
+            "calls": calls,
+            "event_id": event_id,
+            "relayed_at": utcnow(),
+        }
 
     # -- calls that may still land (call with the cursor locked) --------------------------
     def mark_unsettled(self, shipment_id: str, sequence: int, until: datetime) -> None:
         """A call for ``sequence`` got no answer: it may land at Omnitron until ``until``."""
         row = self._c.execute(_UNSETTLED_OF, {"shipment_id": shipment_id}).one()
-        self._c.execute(_SET_UNSETTLED, {
-            "b_shipment_id": shipment_id,
-            "unsettled_sequence": max(row.unsettled_sequence or 0, sequence),
-            "unsettled_until": max(row.unsettled_until or until, until),
-        })
+        self._c.execute(
+            _SET_UNSETTLED,
+            {
+                "b_shipment_id": shipment_id,
+                "unsettled_sequence": max(row.unsettled_sequence or 0, sequence),
+                "unsettled_until": max(row.unsettled_until or until, until),
+            },
+        )
 
     def due_unsettled(self, now: datetime, limit: int) -> list[str]:
         return list(self._c.execute(_DUE_UNSETTLED, {"now": now, "limit": limit}).scalars())
@@ -407,13 +560,19 @@ class OmnitronRelayLog:
         row = self._c.execute(_LOCK_UNSETTLED, {"shipment_id": shipment_id, "now": now}).first()
         if row is None:
             return None
-        return UnsettledRelay(row.shipment_id, row.last_sequence, json.loads(row.last_relay) if row.last_relay else None,
-                              row.unsettled_sequence)
+        return UnsettledRelay(
+            row.shipment_id,
+            row.last_sequence,
+            json.loads(row.last_relay) if row.last_relay else None,
+            row.unsettled_sequence,
+        )
 
     def postpone_unsettled(self, shipment_id: str, sequence: int, until: datetime) -> None:
-        self._c.execute(_SET_UNSETTLED, {"b_shipment_id": shipment_id, "unsettled_sequence": sequence,
-                                         "unsettled_until": until})
+        self._c.execute(
+            _SET_UNSETTLED, {"b_shipment_id": shipment_id, "unsettled_sequence": sequence, "unsettled_until": until}
+        )
 
     def settled(self, shipment_id: str) -> None:
-        self._c.execute(_SET_UNSETTLED, {"b_shipment_id": shipment_id, "unsettled_sequence": None,
-                                         "unsettled_until": None})
+        self._c.execute(
+            _SET_UNSETTLED, {"b_shipment_id": shipment_id, "unsettled_sequence": None, "unsettled_until": None}
+        )

@@ -10,12 +10,18 @@ checks the expectations against what those statements return.  A surprise raises
 savepoints, where the real repositories ask the database.  So does any question these
 repositories cannot answer without the database.
 """
+
 from __future__ import annotations
 
 from contracts import PackagePacked
 from services.domain.model import Shipment
 from services.domain.repository import (
-    change_row, insert_many, item_rows, packed_row, record_packed_many, shipment_row,
+    change_row,
+    insert_many,
+    item_rows,
+    packed_row,
+    record_packed_many,
+    shipment_row,
 )
 from services.domain.tables import package_items, shipments, status_changes
 from shared.batch import Replay

@@ -1,4 +1,5 @@
 """The shipment schema (one schema for all services; migrations in services/migrations)."""
+
 from __future__ import annotations
 
 from sqlalchemy import (
@@ -38,12 +39,20 @@ packages = Table(
     Column("packed_event_id", String(255)),
     Column("shipped_at", UtcDateTime),
     Column("shipped_event_id", String(255)),
-    Column("handover", JSON, doc="a hand-over's tracking_number, tracking_url, shipping_company (carriers without integration)"),
+    Column(
+        "handover",
+        JSON,
+        doc="a hand-over's tracking_number, tracking_url, shipping_company (carriers without integration)",
+    ),
     Column("first_seen_at", UtcDateTime, nullable=False),
     # Hand-overs still waiting for their PackagePacked (the tracker reports old ones):
     # few rows, whatever the size of the table.
-    Index("ix_packages_waiting_for_packing", "first_seen_at",
-          postgresql_where=text("packed IS NULL"), sqlite_where=text("packed IS NULL")),
+    Index(
+        "ix_packages_waiting_for_packing",
+        "first_seen_at",
+        postgresql_where=text("packed IS NULL"),
+        sqlite_where=text("packed IS NULL"),
+    ),
 )
 
 package_items = Table(
@@ -82,10 +91,20 @@ shipments = Table(
     Column("polls", Integer, nullable=False, server_default=text("0")),
     Column("last_polled_at", UtcDateTime),
     # Tracker columns from migration 0002 (see services/tracker/queue.py).
-    Column("poll_priority", SmallInteger, nullable=False, server_default=text("1"),
-           doc="0: delivery is near (polled first when the carrier's budget is short); 1: in transit"),
-    Column("history_wanted", Boolean, nullable=False, server_default=false(),
-           doc="a change was recorded without the carrier's history: fetch it on the next poll"),
+    Column(
+        "poll_priority",
+        SmallInteger,
+        nullable=False,
+        server_default=text("1"),
+        doc="0: delivery is near (polled first when the carrier's budget is short); 1: in transit",
+    ),
+    Column(
+        "history_wanted",
+        Boolean,
+        nullable=False,
+        server_default=false(),
+        doc="a change was recorded without the carrier's history: fetch it on the next poll",
+    ),
     Column("stale_at", UtcDateTime, doc="when the tracker gave up on the shipment (too old, no final status)"),
     # Operator commands (migration 0007, services/commands/).
     Column("shipping_company", String(255), doc="hand-given (PackageShipped, ShipmentInfoUpdated)"),
@@ -154,8 +173,12 @@ omnitron_cursor = Table(
     Column("last_relay", Text, doc="the newest relayed change: status, event id and its calls (JSON)"),
     Column("unsettled_sequence", Integer, doc="the newest sequence of a call that may still land"),
     Column("unsettled_until", UtcDateTime, doc="when such a call has surely landed or never will"),
-    Index("ix_omnitron_cursor_unsettled", "unsettled_until",
-          postgresql_where=text("unsettled_until IS NOT NULL"), sqlite_where=text("unsettled_until IS NOT NULL")),
+    Index(
+        "ix_omnitron_cursor_unsettled",
+        "unsettled_until",
+        postgresql_where=text("unsettled_until IS NOT NULL"),
+        sqlite_where=text("unsettled_until IS NOT NULL"),
+    ),
 )
 
 omnitron_relays = Table(
@@ -165,12 +188,20 @@ omnitron_relays = Table(
     Column("shipment_id", String(64), nullable=False, index=True),
     Column("sequence", Integer, nullable=False),
     Column("status", String(32), nullable=False),
-    Column("outcome", String(32), nullable=False, doc="sent, skipped_stale, or resent (the newest sent again after an unanswered call)"),
+    Column(
+        "outcome",
+        String(32),
+        nullable=False,
+        doc="sent, skipped_stale, or resent (the newest sent again after an unanswered call)",
+    ),
     Column("calls", Integer, nullable=False),
     Column("event_id", String(255), nullable=False),
     Column("relayed_at", UtcDateTime, nullable=False),
-    Column("superseded_items", Text,
-           doc="order items of the change held by a package packed later: recorded, not sent (JSON list)"),
+    Column(
+        "superseded_items",
+        Text,
+        doc="order items of the change held by a package packed later: recorded, not sent (JSON list)",
+    ),
 )
 
 # Commands (CONTRACT.md §2 "Operator commands") that arrived before their package's

@@ -9,6 +9,7 @@ repositories only stage rows (services/domain/staged.py) and ``commit()`` hands 
 the batch; on its careful path the unit is a SAVEPOINT in the batch's transaction,
 ``commit()`` releases it and a failure rolls back to it.
 """
+
 from __future__ import annotations
 
 from typing import Callable, TypeVar
@@ -16,19 +17,19 @@ from typing import Callable, TypeVar
 from sqlalchemy import Connection, Engine
 
 from contracts import CloudEvent
+from contracts.events import routing_key_for
 from services.domain.model import Shipment
 from services.domain.repository import (
     OmnitronRelayLog,
     PackageRepository,
     ShipmentRepository,
 )
-from contracts.events import routing_key_for
 from services.domain.staged import staged_repositories
-from shared import batch as batches, tracing
+from shared import batch as batches
+from shared import tracing
 from shared.faults import crash_point
 from shared.inbox import Identified, Inbox
 from shared.outbox import Outbox
-
 
 R = TypeVar("R")
 
@@ -45,8 +46,14 @@ class UnitOfWork:
     only a commit keeps it.  Work that must not count as applying the event takes
     :meth:`aside`."""
 
-    def __init__(self, engine: Engine, consumer: str, source: str, after_commit: Callable[[], None] | None = None,
-                 event: Identified | None = None):
+    def __init__(
+        self,
+        engine: Engine,
+        consumer: str,
+        source: str,
+        after_commit: Callable[[], None] | None = None,
+        event: Identified | None = None,
+    ):
         self._engine = engine
         self._consumer = consumer
         self._source = source
@@ -143,8 +150,9 @@ class UnitOfWork:
     def commit(self) -> None:
         for shipment in self._touched:
             for change in shipment.changes:
-                envelope = tracing.stamped(CloudEvent.new("ShipmentStatusChanged", self._source, change,
-                                                          subject=change.package_id))
+                envelope = tracing.stamped(
+                    CloudEvent.new("ShipmentStatusChanged", self._source, change, subject=change.package_id)
+                )
                 self.shipments.record_change(change, envelope.id)
                 self.outbox.add(envelope.id, envelope.type, routing_key_for(envelope.type, change), envelope.to_bytes())
             shipment.changes.clear()

@@ -1,4 +1,5 @@
 """Alembic migrations of the whole schema; ``oms-shipments db upgrade`` runs them."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -49,8 +50,9 @@ def create_database(database_url: str) -> bool:
     engine = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
     try:
         with engine.connect() as connection:
-            if connection.execute(text("SELECT 1 FROM pg_database WHERE datname = :name"),
-                                  {"name": url.database}).first():
+            if connection.execute(
+                text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": url.database}
+            ).first():
                 return False
             connection.execute(text(f"CREATE DATABASE {engine.dialect.identifier_preparer.quote(url.database)}"))
             return True

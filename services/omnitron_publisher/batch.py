@@ -21,6 +21,7 @@ each committed before the next call: a crash repeats only the call in hand.
 A change that cannot go now (Omnitron unavailable) holds back the shipment's later
 changes in the batch: they are retried with it, never sent before it.
 """
+
 from __future__ import annotations
 
 import threading
@@ -43,7 +44,6 @@ from shared.inbox import Inbox
 from shared.logging import get_logger
 
 log = get_logger(service="omnitron-publisher", component="batch")
-
 
 
 class HeldBack(TransientError):
@@ -75,8 +75,16 @@ class _Change:
 class BatchRelay:
     """Relays a batch of deliveries; one outcome per delivery, in their order."""
 
-    def __init__(self, *, engine: Engine, consumer: str, pipeline: Pipeline, omnitron: OmnitronClient,
-                 settle_s: float = 60.0, bulk_packages: int = 100):
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        consumer: str,
+        pipeline: Pipeline,
+        omnitron: OmnitronClient,
+        settle_s: float = 60.0,
+        bulk_packages: int = 100,
+    ):
         self._engine = engine
         self._consumer = consumer
         self._pipeline = pipeline
@@ -141,7 +149,7 @@ class BatchRelay:
     def _wave(self, wave: list[_Change]) -> None:
         bulk = [c for c in wave if c.recorded is not None and c.recorded.status in OMNITRON_ITEM_STATUS]
         for start in range(0, len(bulk), self._bulk_packages):
-            together = bulk[start:start + self._bulk_packages]
+            together = bulk[start : start + self._bulk_packages]
             if len(together) > 1:
                 self._relay_together(together)
         for change in wave:
@@ -171,8 +179,14 @@ class BatchRelay:
         for change in changes:
             change.done(fates.get(change.index))
         for change in applied:
-            log.info("relayed to Omnitron", event_id=change.event.id, shipment_id=change.recorded.shipment_id,
-                     status=change.recorded.status.value, sequence=change.recorded.sequence, together=len(changes))
+            log.info(
+                "relayed to Omnitron",
+                event_id=change.event.id,
+                shipment_id=change.recorded.shipment_id,
+                status=change.recorded.status.value,
+                sequence=change.recorded.sequence,
+                together=len(changes),
+            )
 
     def _together(self, connection, changes: list[_Change]) -> dict[int, BaseException | None]:
         """Sends the group's bulk call(s) inside the open transaction; each change's failure (None: applied)."""
@@ -185,14 +199,20 @@ class BatchRelay:
             else:
                 log.info("duplicate event ignored", event_id=change.event.id)
                 fates[change.index] = None
-        last = {shipment_id: relays.lock_last_sequence(shipment_id)
-                for shipment_id in sorted({c.recorded.shipment_id for c in fresh})}
+        last = {
+            shipment_id: relays.lock_last_sequence(shipment_id)
+            for shipment_id in sorted({c.recorded.shipment_id for c in fresh})
+        }
         sending = []
         for change in fresh:
             recorded = change.recorded
             if recorded.sequence <= last[recorded.shipment_id]:
-                log.info("older than the last relayed change; not sent", sequence=recorded.sequence,
-                         last_relayed_sequence=last[recorded.shipment_id], shipment_id=recorded.shipment_id)
+                log.info(
+                    "older than the last relayed change; not sent",
+                    sequence=recorded.sequence,
+                    last_relayed_sequence=last[recorded.shipment_id],
+                    shipment_id=recorded.shipment_id,
+                )
                 relays.record_skipped(recorded, change.event.id)
                 fates[change.index] = None
             else:
@@ -201,8 +221,9 @@ class BatchRelay:
         planned = {}
         for change in sending:
             followed: FollowedItems = items[change.recorded.shipment_id]
-            planned[change.index] = plan_calls(change.recorded.model_copy(
-                update={"order_item_ids": followed.followed(change.recorded.order_item_ids)}))
+            planned[change.index] = plan_calls(
+                change.recorded.model_copy(update={"order_item_ids": followed.followed(change.recorded.order_item_ids)})
+            )
         unsettled: dict[int, bool] = {}
         failed: dict[int, BaseException] = {}
         for call, members in _merged(sending, planned):
@@ -213,13 +234,15 @@ class BatchRelay:
             if failure is None:
                 calls = planned[change.index]
                 relays.record_sent(recorded, [call.to_json() for call in calls], change.event.id, followed.superseded)
-                settled_by = _unsettled_until(unsettled.get(change.index, False), bool(calls), followed,
-                                              self._settle_s)
+                settled_by = _unsettled_until(unsettled.get(change.index, False), bool(calls), followed, self._settle_s)
                 if settled_by is not None:
                     relays.mark_unsettled(recorded.shipment_id, recorded.sequence, settled_by)
                 if followed.superseded:
-                    log.info("order items followed by a package packed later; not sent for them",
-                             order_item_ids=sorted(followed.superseded), sequence=recorded.sequence)
+                    log.info(
+                        "order items followed by a package packed later; not sent for them",
+                        order_item_ids=sorted(followed.superseded),
+                        sequence=recorded.sequence,
+                    )
                 fates[change.index] = None
                 continue
             inbox.forget(change.event)  # judged as new when it comes again
@@ -227,22 +250,27 @@ class BatchRelay:
                 if unsettled.get(change.index) or failure.ambiguous:
                     # The cursor is ours: the mark commits with the rest of the group.
                     relays.mark_unsettled(recorded.shipment_id, recorded.sequence, _settled_by(self._settle_s))
-                    log.warning("Omnitron call unanswered; it may still land", sequence=recorded.sequence,
-                                settle_s=self._settle_s)
+                    log.warning(
+                        "Omnitron call unanswered; it may still land",
+                        sequence=recorded.sequence,
+                        settle_s=self._settle_s,
+                    )
                 failure = DependencyDown(f"Omnitron unavailable: {failure}", retry_after_s=failure.retry_after)
             fates[change.index] = failure
         return fates
 
-    def _send(self, call: OmnitronCall, members: list[_Change], planned: dict, unsettled: dict,
-              failed: dict) -> None:
+    def _send(self, call: OmnitronCall, members: list[_Change], planned: dict, unsettled: dict, failed: dict) -> None:
         try:
             sent = self._omnitron.send(call)
         except PermanentHTTPError as refused:
             if len(members) == 1:
                 failed[members[0].index] = refused
                 return
-            log.warning("Omnitron refused a call of several changes; one call per change", changes=len(members),
-                        error=str(refused))
+            log.warning(
+                "Omnitron refused a call of several changes; one call per change",
+                changes=len(members),
+                error=str(refused),
+            )
             for member in members:
                 [own] = planned[member.index]
                 self._send(own, [member], planned, unsettled, failed)
@@ -270,8 +298,15 @@ def _merged(sending: list[_Change], planned: dict) -> list[tuple[OmnitronCall, l
                     break
             else:
                 calls.append((list(call.body["orderitem_set"]), ids, [change]))
-    return [(OmnitronCall("PATCH", BULK_STATUS_PATH, {"orderitem_set": entries},
-                          tuple(entry["id"] for entry in entries)), members) for entries, _, members in calls]
+    return [
+        (
+            OmnitronCall(
+                "PATCH", BULK_STATUS_PATH, {"orderitem_set": entries}, tuple(entry["id"] for entry in entries)
+            ),
+            members,
+        )
+        for entries, _, members in calls
+    ]
 
 
 def _waves(changes: list[_Change]) -> list[list[_Change]]:

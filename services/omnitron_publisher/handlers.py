@@ -12,6 +12,7 @@ An order item held by several packages follows the package packed last: a change
 only for the items whose latest package it belongs to, under row locks on every holder
 of those items, so the packages' changes reach Omnitron one after the other.
 """
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -39,8 +40,11 @@ def relay_to_omnitron(event: CloudEvent, uow: UnitOfWork, omnitron: OmnitronClie
             raise never_recorded(named, uow.shipments.get(named.shipment_id) is not None)
         last_sequence = uow.omnitron_relays.lock_last_sequence(change.shipment_id)
         if change.sequence <= last_sequence:
-            log.info("older than the last relayed change; not sent", sequence=change.sequence,
-                     last_relayed_sequence=last_sequence)
+            log.info(
+                "older than the last relayed change; not sent",
+                sequence=change.sequence,
+                last_relayed_sequence=last_sequence,
+            )
             uow.omnitron_relays.record_skipped(change, event.id)
             uow.commit()
             return
@@ -66,10 +70,18 @@ def relay_to_omnitron(event: CloudEvent, uow: UnitOfWork, omnitron: OmnitronClie
         # Omnitron being down is never a reason to give up on a status.
         raise DependencyDown(f"Omnitron unavailable: {failure}", retry_after_s=failure.retry_after) from failure
     if items.superseded:
-        log.info("order items followed by a package packed later; not sent for them",
-                 order_item_ids=sorted(items.superseded), sequence=change.sequence)
-    log.info("relayed to Omnitron", status=change.status.value, sequence=change.sequence, calls=len(calls),
-             unsettled=unsettled)
+        log.info(
+            "order items followed by a package packed later; not sent for them",
+            order_item_ids=sorted(items.superseded),
+            sequence=change.sequence,
+        )
+    log.info(
+        "relayed to Omnitron",
+        status=change.status.value,
+        sequence=change.sequence,
+        calls=len(calls),
+        unsettled=unsettled,
+    )
 
 
 def _settled_by(settle_s: float):

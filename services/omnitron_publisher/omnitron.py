@@ -4,6 +4,7 @@
 :class:`OmnitronClient` sends one of them. Keeping the two apart lets the publisher
 record what it is about to send before sending it, and lets tests compare whole plans.
 """
+
 from __future__ import annotations
 
 import time
@@ -16,10 +17,17 @@ import structlog
 
 from contracts import OMNITRON_ITEM_STATUS, ShipmentStatusChanged
 from services.commands.omnitron_fields import also_extra_field, extra_field_details
-from shared.metrics import observe_http
-from shared.http import (DEFAULT_MAX_RETRY_AFTER_S, TransientHTTPError, bounded_client, call_with_retries,
-                         raise_for_response, redact_url, request_bounded)
+from shared.http import (
+    DEFAULT_MAX_RETRY_AFTER_S,
+    TransientHTTPError,
+    bounded_client,
+    call_with_retries,
+    raise_for_response,
+    redact_url,
+    request_bounded,
+)
 from shared.logging import register_secrets
+from shared.metrics import observe_http
 
 log = structlog.get_logger(__name__)
 
@@ -35,7 +43,12 @@ class OmnitronCall:
     order_item_ids: tuple[int, ...]
 
     def to_json(self) -> dict:
-        return {"method": self.method, "path": self.path, "body": self.body, "order_item_ids": list(self.order_item_ids)}
+        return {
+            "method": self.method,
+            "path": self.path,
+            "body": self.body,
+            "order_item_ids": list(self.order_item_ids),
+        }
 
     @classmethod
     def from_json(cls, stored: dict) -> "OmnitronCall":
@@ -140,12 +153,14 @@ class OmnitronClient:
             nonlocal unsettled
             unsettled = unsettled or failure.ambiguous
             failure.ambiguous = unsettled
+
         headers = {"authorization": self._authorization, "accept": "application/json"}
 
         def attempt() -> int:
             started = time.monotonic()
-            response = request_bounded(self._http, call.method, url, total_s=self._timeout_s, json=call.body,
-                                       headers=headers)
+            response = request_bounded(
+                self._http, call.method, url, total_s=self._timeout_s, json=call.body, headers=headers
+            )
             observe_http("omnitron", call.method, response.status_code, time.monotonic() - started)
             log.debug(
                 "omnitron.request",
@@ -158,8 +173,9 @@ class OmnitronClient:
             raise_for_response(response, self._max_retry_after_s)
             return response.status_code
 
-        status = call_with_retries(attempt, attempts=self._retry_attempts, max_wait_s=self._max_wait_s,
-                                   sleep=self._sleep, on_failure=note)
+        status = call_with_retries(
+            attempt, attempts=self._retry_attempts, max_wait_s=self._max_wait_s, sleep=self._sleep, on_failure=note
+        )
         return Sent(status, unsettled)
 
     def close(self) -> None:

@@ -1,4 +1,5 @@
 """The Omnitron publisher: relays every shipment status change to Omnitron."""
+
 from __future__ import annotations
 
 from functools import partial
@@ -21,9 +22,14 @@ def omnitron_client(runtime: Runtime) -> OmnitronClient:
         raise SystemExit("the omnitron-publisher needs OMS_OMNITRON_URL and OMS_OMNITRON_TOKEN")
     # A few quick tries in hand; longer outages wait in the delay queues, not in a
     # handler that holds the shipment's relay lock.
-    return OmnitronClient(settings.omnitron_url, settings.omnitron_token.get_secret_value(),
-                          timeout_s=settings.omnitron_timeout_s, retry_attempts=3, max_wait_s=5,
-                          max_retry_after_s=settings.max_retry_after_s)
+    return OmnitronClient(
+        settings.omnitron_url,
+        settings.omnitron_token.get_secret_value(),
+        timeout_s=settings.omnitron_timeout_s,
+        retry_attempts=3,
+        max_wait_s=5,
+        max_retry_after_s=settings.max_retry_after_s,
+    )
 
 
 def build(runtime: Runtime) -> Parts:
@@ -37,8 +43,14 @@ def build(runtime: Runtime) -> Parts:
         ``--concurrency`` spreads the shipments over the threads."""
         if settings.omnitron_bulk_packages <= 1:
             return None
-        return BatchRelay(engine=runtime.engine, consumer=NAME, pipeline=pipeline, omnitron=omnitron,
-                          settle_s=settle_s, bulk_packages=settings.omnitron_bulk_packages)
+        return BatchRelay(
+            engine=runtime.engine,
+            consumer=NAME,
+            pipeline=pipeline,
+            omnitron=omnitron,
+            settle_s=settle_s,
+            bulk_packages=settings.omnitron_bulk_packages,
+        )
 
     return Parts(
         handlers={"ShipmentStatusChanged": partial(relay_to_omnitron, omnitron=omnitron, settle_s=settle_s)},
@@ -52,6 +64,9 @@ def shipment_of(event: CloudEvent) -> str:
     return event.data.shipment_id
 
 
-SERVICE = ServiceSpec(NAME, build,
-                      subscription=Subscription(NAME, ("shipment.status_changed.*", "shipment.info_changed.*")),
-                      ordering_key=shipment_of)
+SERVICE = ServiceSpec(
+    NAME,
+    build,
+    subscription=Subscription(NAME, ("shipment.status_changed.*", "shipment.info_changed.*")),
+    ordering_key=shipment_of,
+)

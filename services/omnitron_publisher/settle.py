@@ -13,6 +13,7 @@ down), re-sending an older one could undo it, so the loop waits for it. Order it
 package packed later has taken over since are left out of the resend (they follow that
 package now).
 """
+
 from __future__ import annotations
 
 import threading
@@ -29,16 +30,20 @@ from shared.logging import get_logger
 
 log = get_logger(service="omnitron-publisher", component="settle")
 
-RESENDS = Counter("oms_omnitron_resends_total",
-                  "Newest statuses sent to Omnitron again after an unanswered call, by outcome.", ["outcome"])
+RESENDS = Counter(
+    "oms_omnitron_resends_total",
+    "Newest statuses sent to Omnitron again after an unanswered call, by outcome.",
+    ["outcome"],
+)
 
 #: Shipments settled per round; the rest wait for the next.
 ROUND_LIMIT = 100
 
 
 class UnsettledCalls:
-    def __init__(self, *, engine: Engine, omnitron: OmnitronClient, stop: threading.Event, settle_s: float,
-                 every_s: float = 1.0):
+    def __init__(
+        self, *, engine: Engine, omnitron: OmnitronClient, stop: threading.Event, settle_s: float, every_s: float = 1.0
+    ):
         self._engine = engine
         self._omnitron = omnitron
         self._stop = stop
@@ -90,17 +95,31 @@ class UnsettledCalls:
                 unsettled = self._omnitron.send(call).unsettled or unsettled
         except TransientHTTPError as exc:
             RESENDS.labels("failed").inc()
-            log.warning("newest status not sent again yet", shipment_id=state.shipment_id, sequence=relay["sequence"],
-                        error=str(exc), retry_in_s=self._settle_s)
+            log.warning(
+                "newest status not sent again yet",
+                shipment_id=state.shipment_id,
+                sequence=relay["sequence"],
+                error=str(exc),
+                retry_in_s=self._settle_s,
+            )
             return "unsettled"
         except PermanentHTTPError as exc:  # Omnitron will not take it again (an order closed since)
             RESENDS.labels("refused").inc()
-            log.warning("Omnitron refused the newest status sent again", shipment_id=state.shipment_id,
-                        sequence=relay["sequence"], error=str(exc))
+            log.warning(
+                "Omnitron refused the newest status sent again",
+                shipment_id=state.shipment_id,
+                sequence=relay["sequence"],
+                error=str(exc),
+            )
             return "refused"
         RESENDS.labels("sent").inc()
-        log.info("newest status sent again after an unanswered call", shipment_id=state.shipment_id,
-                 status=relay["status"], sequence=relay["sequence"], unsettled_before=state.unsettled_sequence)
+        log.info(
+            "newest status sent again after an unanswered call",
+            shipment_id=state.shipment_id,
+            status=relay["status"],
+            sequence=relay["sequence"],
+            unsettled_before=state.unsettled_sequence,
+        )
         return "unsettled" if unsettled else "sent"
 
 

@@ -1,4 +1,5 @@
 """PackagePacked → the package, its items and a shipment in ``pending``."""
+
 from __future__ import annotations
 
 from collections.abc import Container

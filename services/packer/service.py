@@ -1,4 +1,5 @@
 """The packer service: consumes ``package.packed``, in batches."""
+
 from __future__ import annotations
 
 from functools import partial

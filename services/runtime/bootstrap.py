@@ -2,6 +2,7 @@
 
 Tests pass their own carriers directory through :func:`bootstrap` instead of patching anything.
 """
+
 from __future__ import annotations
 
 import signal
@@ -16,9 +17,10 @@ from services.carriers.directory import CarrierDirectory, load_carriers
 from services.domain.staged import Staging
 from services.runtime.pipeline import Pipeline
 from services.runtime.registry import SERVICE_NAMES, SERVICES
+from services.runtime.settings import ServiceSettings
 from services.runtime.spec import Parts, Runtime, ServiceSpec
 from services.runtime.startup import check_run
-from shared import naming
+from shared import naming, tracing_setup
 from shared.batch import run_batch
 from shared.broker import Topology, connect
 from shared.consumer import Batching, QueueWorker
@@ -28,8 +30,6 @@ from shared.health import CannotListen, HealthServer
 from shared.logging import get_logger, register_secrets
 from shared.metrics import OUTBOX_PUBLISHED, count_disposed
 from shared.relay import OutboxRelay
-from services.runtime.settings import ServiceSettings
-from shared import tracing_setup
 
 log = get_logger()
 
@@ -44,8 +44,9 @@ def topology(settings: ServiceSettings) -> Topology:
     return Topology(subscriptions, list(settings.retry_delays_s), settings.queue_type)
 
 
-def bootstrap(settings: ServiceSettings, *, stop: threading.Event | None = None,
-              carriers: CarrierDirectory | None = None) -> Runtime:
+def bootstrap(
+    settings: ServiceSettings, *, stop: threading.Event | None = None, carriers: CarrierDirectory | None = None
+) -> Runtime:
     register_secrets(*settings.secrets())
     if carriers is None:
         carriers = CarrierDirectory(load_carriers(settings.carriers_file), max_retry_after_s=settings.max_retry_after_s)
@@ -116,9 +117,13 @@ def health_server(runtime: Runtime, alive: Callable[[], bool]) -> HealthServer:
         with runtime.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
 
-    return HealthServer(port=runtime.settings.metrics_port, host=runtime.settings.metrics_host,
-                        stop=runtime.stop, alive=alive,
-                        checks={"broker": broker_answers, "database": database_answers})
+    return HealthServer(
+        port=runtime.settings.metrics_port,
+        host=runtime.settings.metrics_host,
+        stop=runtime.stop,
+        alive=alive,
+        checks={"broker": broker_answers, "database": database_answers},
+    )
 
 
 class RunningServices:
@@ -131,8 +136,11 @@ class RunningServices:
         self.runtime = runtime
         self.failed = threading.Event()
         self._threads: list[threading.Thread] = []
-        self.health = (health_server(runtime, alive=lambda: all(t.is_alive() for t in self._threads))
-                       if runtime.settings.metrics_port is not None else None)
+        self.health = (
+            health_server(runtime, alive=lambda: all(t.is_alive() for t in self._threads))
+            if runtime.settings.metrics_port is not None
+            else None
+        )
         parts = components(runtime, services) + ([self.health] if self.health else [])
         self._threads = [
             threading.Thread(target=self._guarded, args=(part,), name=type(part).__name__, daemon=True)
@@ -179,7 +187,9 @@ def run(runtime: Runtime, services: list[str]) -> int:
         log.info("stopping: finishing work in hand", signal=signal.Signals(signum).name)
         runtime.stop.set()
 
-    check_run(runtime.settings, runtime.engine, services)  # a StartupProblem is one line, exit 2 (services/tools/cli.py)
+    check_run(
+        runtime.settings, runtime.engine, services
+    )  # a StartupProblem is one line, exit 2 (services/tools/cli.py)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)

@@ -16,6 +16,7 @@
 
 :meth:`Pipeline.apply` is where one event's handling begins and ends.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -28,8 +29,8 @@ from contracts import CloudEvent, EventRejected, parse_event
 from contracts.events import event_type_of_routing_key, travels_under
 from services.domain.uow import AlreadyApplied, UnitOfWork
 from services.runtime.spec import Handler
-from shared.consumer import Delivery
 from shared import tracing
+from shared.consumer import Delivery
 from shared.failure import PermanentError
 from shared.logging import get_logger
 
@@ -43,9 +44,13 @@ class Decoded:
 
 
 class Pipeline:
-    def __init__(self, service: str, handlers: Mapping[str, Handler],
-                 unit_of_work: Callable[..., UnitOfWork],
-                 ordering_key: Callable[[CloudEvent], str | None] | None = None):
+    def __init__(
+        self,
+        service: str,
+        handlers: Mapping[str, Handler],
+        unit_of_work: Callable[..., UnitOfWork],
+        ordering_key: Callable[[CloudEvent], str | None] | None = None,
+    ):
         self._handlers = handlers
         self._unit_of_work = unit_of_work
         self._ordering_key = ordering_key
@@ -67,8 +72,9 @@ class Pipeline:
         # A key that is no event's (a queue's name: the default exchange, a broker dead-letter
         # copy) only ever comes from the services' own paths, and says nothing about the type.
         routing_key = delivery.published_routing_key
-        if event_type_of_routing_key(routing_key) is not None and not travels_under(event.type, event.data,
-                                                                                     routing_key):
+        if event_type_of_routing_key(routing_key) is not None and not travels_under(
+            event.type, event.data, routing_key
+        ):
             return f"a {event.type} event under routing key {routing_key!r}, which is not its own: refused"
         return None
 
@@ -92,8 +98,10 @@ class Pipeline:
 
     def apply(self, event: CloudEvent, routing_key: str | None = None) -> None:
         """One event's handling, from its beginning to its end: applied once, or not at all."""
-        with structlog.contextvars.bound_contextvars(**_log_context(event)), \
-                tracing.handling(event, routing_key or event.type):
+        with (
+            structlog.contextvars.bound_contextvars(**_log_context(event)),
+            tracing.handling(event, routing_key or event.type),
+        ):
             try:
                 self._handlers[event.type](event, self._unit_of_work(event=event))
             except AlreadyApplied:

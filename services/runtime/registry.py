@@ -1,4 +1,5 @@
 """Every service of the process, in one static list."""
+
 from __future__ import annotations
 
 from services.omnitron_publisher.service import SERVICE as OMNITRON_PUBLISHER

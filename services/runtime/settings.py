@@ -1,4 +1,5 @@
 """Every setting of a service process: the shared ones and each service's own, in one model."""
+
 from __future__ import annotations
 
 from services.carriers.settings import CarrierSettings

@@ -5,6 +5,7 @@ registry (``services/runtime/registry.py``) lists them all.  A spec builds its p
 from a :class:`Runtime`: the adapters the bootstrap made once (or a test's fakes).
 Nothing here imports a service, so a service's module never imports the wiring back.
 """
+
 from __future__ import annotations
 
 import threading
@@ -17,9 +18,9 @@ from sqlalchemy import Engine
 from contracts import CloudEvent
 from services.carriers.directory import CarrierDirectory
 from services.domain.uow import UnitOfWork
+from services.runtime.settings import ServiceSettings
 from shared import naming
 from shared.broker import Subscription
-from services.runtime.settings import ServiceSettings
 
 if TYPE_CHECKING:
     from services.runtime.pipeline import Pipeline

@@ -8,6 +8,7 @@ vhost or database) into that one line; anything else is a fault of ours and keep
 traceback. :func:`check_run` makes ``run`` meet those failures at once, before any
 worker starts, instead of in a reconnect loop that would retry them forever.
 """
+
 from __future__ import annotations
 
 import socket
@@ -21,9 +22,9 @@ import sqlalchemy.exc
 from sqlalchemy import Engine, text
 
 from services.carriers.directory import CarriersFileError
+from services.runtime.settings import ServiceSettings
 from shared.broker import connect, is_embedded
 from shared.redaction import redact_text
-from services.runtime.settings import ServiceSettings
 
 BROKER_TIMEOUT_S = 5  # a broker that has not answered by then will not answer a person waiting either
 
@@ -35,8 +36,10 @@ class StartupProblem(Exception):
 def check_run(settings: ServiceSettings, engine: Engine, services: list[str]) -> None:
     """Everything ``run`` needs before it starts a worker: raises :class:`StartupProblem`."""
     if "omnitron-publisher" in services and not (settings.omnitron_url and settings.omnitron_token):
-        raise StartupProblem("the omnitron-publisher needs OMS_OMNITRON_URL and OMS_OMNITRON_TOKEN: set both "
-                             "(`oms-shipments standin omnitron` serves a stand-in)")
+        raise StartupProblem(
+            "the omnitron-publisher needs OMS_OMNITRON_URL and OMS_OMNITRON_TOKEN: set both "
+            "(`oms-shipments standin omnitron` serves a stand-in)"
+        )
     url = settings.amqp_url.get_secret_value()
     if not is_embedded(url):
         with connect(url) as connection:
@@ -61,8 +64,11 @@ def _sentence(exc: BaseException, settings: ServiceSettings | None) -> str | Non
     if isinstance(exc, pydantic.ValidationError):
         return _invalid_settings(exc)
     if isinstance(exc, CarriersFileError):
-        named = str(exc) if str(exc).startswith("carriers file") or settings is None \
+        named = (
+            str(exc)
+            if str(exc).startswith("carriers file") or settings is None
             else f"carriers file {settings.carriers_file}: {exc}"
+        )
         return f"{named}; the file's format is in docs/configuration.md"
     database = _database_failure(exc)
     if database is not None:
@@ -76,8 +82,9 @@ def _sentence(exc: BaseException, settings: ServiceSettings | None) -> str | Non
 
 def _invalid_settings(exc: pydantic.ValidationError) -> str:
     # The values themselves are left out: a mistyped one may be a secret.
-    problems = "; ".join(f"OMS_{'_'.join(str(part) for part in error['loc']).upper()}: {error['msg']}"
-                         for error in exc.errors())
+    problems = "; ".join(
+        f"OMS_{'_'.join(str(part) for part in error['loc']).upper()}: {error['msg']}" for error in exc.errors()
+    )
     return f"invalid configuration: {problems}; fix it in the environment or in .env (docs/configuration.md)"
 
 
@@ -104,8 +111,16 @@ def _is_broker_failure(exc: BaseException) -> bool:
     # kombu wraps what the socket says (refused, unknown host, timed out); amqp raises the
     # broker's own refusals of the login and of the vhost as they are. The dead-letter tools
     # speak pika, which raises an unknown host name as the resolver's error.
-    return isinstance(exc, (kombu.exceptions.OperationalError, amqp.exceptions.AccessRefused,
-                            amqp.exceptions.NotAllowed, pika.exceptions.AMQPConnectionError, socket.gaierror))
+    return isinstance(
+        exc,
+        (
+            kombu.exceptions.OperationalError,
+            amqp.exceptions.AccessRefused,
+            amqp.exceptions.NotAllowed,
+            pika.exceptions.AMQPConnectionError,
+            socket.gaierror,
+        ),
+    )
 
 
 def _broker_sentence(exc: BaseException, where: str) -> str:
@@ -114,7 +129,9 @@ def _broker_sentence(exc: BaseException, where: str) -> str:
     if isinstance(exc, (amqp.exceptions.AccessRefused, pika.exceptions.ProbableAuthenticationError)):
         return f"the broker at {where} refused the login: check the user and password in OMS_AMQP_URL"
     if isinstance(exc, amqp.exceptions.NotAllowed):
-        return (f"the broker at {where} refused the vhost ({exc.reply_text}): create it with "
-                f"`rabbitmqctl add_vhost` and `rabbitmqctl set_permissions`, or fix OMS_AMQP_URL")
+        return (
+            f"the broker at {where} refused the vhost ({exc.reply_text}): create it with "
+            f"`rabbitmqctl add_vhost` and `rabbitmqctl set_permissions`, or fix OMS_AMQP_URL"
+        )
     detail = str(exc) or type(exc).__name__
     return f"cannot reach the broker at {where}: {detail}; start RabbitMQ or fix OMS_AMQP_URL"

@@ -10,6 +10,7 @@ operator command may too; each stays one at a time, committed before the next ca
 crash repeats only the call in hand), in its place among the hand-overs: the batch keeps
 the order the events arrived in.
 """
+
 from __future__ import annotations
 
 import time

@@ -3,11 +3,13 @@
 Both paths lock the package row first, then the shipment row, so a PackageShipped
 that races a registration is seen by whichever of the two commits second.
 """
+
 from __future__ import annotations
 
 from contracts import CloudEvent, PackageShipped, ShipmentStatus, ShipmentStatusChanged
 from services.carriers.directory import CarrierDirectory
-from services.commands import manual, registration as commands_registration, waiting
+from services.commands import manual, waiting
+from services.commands import registration as commands_registration
 from services.domain.model import Shipment
 from services.domain.refusals import never_recorded
 from services.domain.uow import UnitOfWork
@@ -40,8 +42,11 @@ def register_with_carrier(event: CloudEvent, uow: UnitOfWork, carriers: CarrierD
         # Events leave the outbox only after their commit: a genuine one always finds its change.
         raise never_recorded(named, shipment is not None)
     if change.status is not ShipmentStatus.PENDING:
-        log.warning("registration requested for a change that is not 'pending'; nothing to do",
-                    recorded_status=change.status.value, sequence=change.sequence)
+        log.warning(
+            "registration requested for a change that is not 'pending'; nothing to do",
+            recorded_status=change.status.value,
+            sequence=change.sequence,
+        )
         return
     if manual.without_integration(carriers, shipment.carrier):  # never registered (CONTRACT.md §4)
         return manual.open_without_integration(event, uow, shipment.id)
@@ -62,13 +67,15 @@ def register_with_carrier(event: CloudEvent, uow: UnitOfWork, carriers: CarrierD
         shipment = uow.shipments.get(shipment.id, for_update=True)
         if registration is not None and commands_registration.may_record(shipment, registered_at):
             shipment.register(
-                registration.tracking_number, registration.tracking_url, registration.label_url,
-                registration.carrier_status, utcnow(),
+                registration.tracking_number,
+                registration.tracking_url,
+                registration.label_url,
+                registration.carrier_status,
+                utcnow(),
             )
             schedule = _ship_if_handed_over(shipment, shipped_at)
             uow.save(shipment, **schedule)
-            log.info("registered with carrier", tracking_number=shipment.tracking_number,
-                     shipped=bool(schedule))
+            log.info("registered with carrier", tracking_number=shipment.tracking_number, shipped=bool(schedule))
         uow.commit()
     if registration is not None and commands_registration.orphaned(shipment, registered_at):
         commands_registration.delete_orphan(carriers, registered_at, shipment.id)

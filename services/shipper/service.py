@@ -1,10 +1,10 @@
 """The shipper service: registers pending shipments, applies hand-overs and the operator commands."""
+
 from __future__ import annotations
 
 from functools import partial
 
 from services.commands.service import COMMAND_ROUTING_KEYS, command_handlers
-from services.runtime.pipeline import Pipeline
 from services.runtime.spec import Parts, Runtime, ServiceSpec
 from services.shipper.batch import ShipperBatch
 from services.shipper.handlers import mark_shipped, register_with_carrier
@@ -25,5 +25,8 @@ def build(runtime: Runtime) -> Parts:
     )
 
 
-SERVICE = ServiceSpec(NAME, build, subscription=Subscription(
-    NAME, ("shipment.status_changed.pending", "package.shipped", *COMMAND_ROUTING_KEYS)))
+SERVICE = ServiceSpec(
+    NAME,
+    build,
+    subscription=Subscription(NAME, ("shipment.status_changed.pending", "package.shipped", *COMMAND_ROUTING_KEYS)),
+)

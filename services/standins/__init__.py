@@ -7,6 +7,7 @@ misbehaves for one subject only (one shipment, one order item) among many normal
 :meth:`StandInServer.misbehave` with a :class:`RawAnswer` (``services/standins/hostile.py``
 builds one for each way a peer's answer can be wrong), written to the socket as it is.
 """
+
 from __future__ import annotations
 
 import json
@@ -148,8 +149,9 @@ class StandInServer:
         with self._lock:
             self._stalls.extend([seconds] * n)
 
-    def misbehave(self, subject: str, answer: RawAnswer | None,
-                  when: Callable[[str, str], bool] = lambda method, path: True) -> None:
+    def misbehave(
+        self, subject: str, answer: RawAnswer | None, when: Callable[[str, str], bool] = lambda method, path: True
+    ) -> None:
         """Answer every request about ``subject`` (and ``when(method, path)``) with ``answer``; None: normal again."""
         with self._lock:
             if answer is None:
@@ -161,12 +163,16 @@ class StandInServer:
         with self._lock:
             return max(self._max_in_flight.values(), default=0)
 
-    def _write_raw(self, handler: BaseHTTPRequestHandler, answer: RawAnswer, started: float, method: str,
-                   path: str, subject: str) -> None:
+    def _write_raw(
+        self, handler: BaseHTTPRequestHandler, answer: RawAnswer, started: float, method: str, path: str, subject: str
+    ) -> None:
         seen = {k.lower(): v for k, v in handler.headers.items() if k.lower() != "authorization"}
         with self._lock:
-            self.requests.append(RequestRecord(started, time.monotonic(), method, path, subject, 0,
-                                               {**seen, "x-standin-answer": answer.name}))
+            self.requests.append(
+                RequestRecord(
+                    started, time.monotonic(), method, path, subject, 0, {**seen, "x-standin-answer": answer.name}
+                )
+            )
         handler.close_connection = True
         try:
             for n, part in enumerate(answer.parts):

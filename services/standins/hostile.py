@@ -5,6 +5,7 @@ Each function returns a :class:`~services.standins.RawAnswer` for
 HTTP (framing, headers, timing) as well as in its JSON. ``CARRIER_ANSWERS`` names every
 one that makes a carrier's query answer unusable, for tests that go through them all.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,9 @@ from services.standins import RawAnswer
 MIB = 1 << 20
 
 
-def http_answer(body: bytes, status: int = 200, headers: dict[str, str] | None = None,
-                name: str = "answer") -> RawAnswer:
+def http_answer(
+    body: bytes, status: int = 200, headers: dict[str, str] | None = None, name: str = "answer"
+) -> RawAnswer:
     """A well-framed answer (``Content-Length``) with any body and headers."""
     head = f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
     head += "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
@@ -28,11 +30,18 @@ def json_answer(document, status: int = 200, name: str = "json") -> RawAnswer:
 
 
 def query_body(shipment_id: str, status: str = "SHIPPING", **changes) -> dict:
-    return {"shipmentId": shipment_id, "trackingNumber": "HOSTILE1", "status": status,
-            "statusDate": "2026-11-27T12:00:00Z", "description": "In transit", **changes}
+    return {
+        "shipmentId": shipment_id,
+        "trackingNumber": "HOSTILE1",
+        "status": status,
+        "statusDate": "2026-11-27T12:00:00Z",
+        "description": "In transit",
+        **changes,
+    }
 
 
 # ---- wrong in the JSON ------------------------------------------------------------------
+
 
 def about_another_shipment(shipment_id: str) -> RawAnswer:
     return json_answer(query_body("someone-else-" + shipment_id, "DELIVERED"), name="another shipmentId")
@@ -82,6 +91,7 @@ def history_events_not_a_list(shipment_id: str) -> RawAnswer:
 
 # ---- wrong below the JSON ---------------------------------------------------------------
 
+
 def interim(shipment_id: str) -> RawAnswer:
     final = json_answer(query_body(shipment_id, "DELIVERED")).parts[0]
     return RawAnswer((b"HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n" + final,), name="interim 1xx")
@@ -101,34 +111,45 @@ def oversized_chunked(shipment_id: str) -> RawAnswer:
 def drip(shipment_id: str, seconds: float = 60.0) -> RawAnswer:
     """The right answer, one byte at a time, spread over ``seconds``."""
     whole = json_answer(query_body(shipment_id, "DELIVERED")).parts[0]
-    return RawAnswer(tuple(whole[i:i + 1] for i in range(len(whole))), pause_s=seconds / len(whole), name="drip")
+    return RawAnswer(tuple(whole[i : i + 1] for i in range(len(whole))), pause_s=seconds / len(whole), name="drip")
 
 
 def huge_header(shipment_id: str) -> RawAnswer:
-    return http_answer(json.dumps(query_body(shipment_id, "DELIVERED")).encode(), headers={"X-Big": "a" * 70_000},
-                       name="huge header")
+    return http_answer(
+        json.dumps(query_body(shipment_id, "DELIVERED")).encode(), headers={"X-Big": "a" * 70_000}, name="huge header"
+    )
 
 
 def too_many_headers(shipment_id: str) -> RawAnswer:
-    return http_answer(json.dumps(query_body(shipment_id, "DELIVERED")).encode(),
-                       headers={f"X-H{n}": "1" for n in range(500)}, name="too many headers")
+    return http_answer(
+        json.dumps(query_body(shipment_id, "DELIVERED")).encode(),
+        headers={f"X-H{n}": "1" for n in range(500)},
+        name="too many headers",
+    )
 
 
 def control_character_in_header(shipment_id: str) -> RawAnswer:
-    return http_answer(json.dumps(query_body(shipment_id, "DELIVERED")).encode(), headers={"X-Bad": "a\x01b"},
-                       name="control character in a header")
+    return http_answer(
+        json.dumps(query_body(shipment_id, "DELIVERED")).encode(),
+        headers={"X-Bad": "a\x01b"},
+        name="control character in a header",
+    )
 
 
 def bad_chunk_size(shipment_id: str) -> RawAnswer:
     body = json.dumps(query_body(shipment_id, "DELIVERED")).encode()
-    return RawAnswer((b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n" + body + b"\r\n0\r\n\r\n",),
-                     name="bad chunk size")
+    return RawAnswer(
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n" + body + b"\r\n0\r\n\r\n",),
+        name="bad chunk size",
+    )
 
 
 def content_length_beyond_the_body(shipment_id: str) -> RawAnswer:
     body = json.dumps(query_body(shipment_id, "DELIVERED")).encode()
-    return RawAnswer((f"HTTP/1.1 200 OK\r\nContent-Length: {len(body) + 100}\r\n\r\n".encode() + body,),
-                     name="Content-Length beyond the body")
+    return RawAnswer(
+        (f"HTTP/1.1 200 OK\r\nContent-Length: {len(body) + 100}\r\n\r\n".encode() + body,),
+        name="Content-Length beyond the body",
+    )
 
 
 def content_length_not_a_number(shipment_id: str) -> RawAnswer:
@@ -138,8 +159,9 @@ def content_length_not_a_number(shipment_id: str) -> RawAnswer:
 
 def closed_mid_body(shipment_id: str) -> RawAnswer:
     body = json.dumps(query_body(shipment_id, "DELIVERED")).encode()
-    return RawAnswer((f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body[:10],),
-                     name="closed mid-body")
+    return RawAnswer(
+        (f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body[:10],), name="closed mid-body"
+    )
 
 
 def not_http(shipment_id: str) -> RawAnswer:
@@ -147,15 +169,37 @@ def not_http(shipment_id: str) -> RawAnswer:
 
 
 def retry_after(value: str, status: int = 503) -> RawAnswer:
-    return http_answer(b'{"errors": [{"code": "busy", "message": "slow down"}]}', status,
-                       headers={"Retry-After": value}, name=f"Retry-After {value[:20]}")
+    return http_answer(
+        b'{"errors": [{"code": "busy", "message": "slow down"}]}',
+        status,
+        headers={"Retry-After": value},
+        name=f"Retry-After {value[:20]}",
+    )
 
 
 #: Every answer that makes a carrier's query answer an error (the drip aside: it takes time).
 CARRIER_ANSWERS: dict[str, Callable[[str], RawAnswer]] = {
-    f.__name__: f for f in (
-        about_another_shipment, status_too_long, text_too_long, text_with_nul, lone_surrogate, not_json,
-        not_an_object, status_a_number, deeply_nested, interim, oversized, oversized_chunked, huge_header,
-        too_many_headers, control_character_in_header, bad_chunk_size, content_length_beyond_the_body,
-        content_length_not_a_number, closed_mid_body, not_http)
+    f.__name__: f
+    for f in (
+        about_another_shipment,
+        status_too_long,
+        text_too_long,
+        text_with_nul,
+        lone_surrogate,
+        not_json,
+        not_an_object,
+        status_a_number,
+        deeply_nested,
+        interim,
+        oversized,
+        oversized_chunked,
+        huge_header,
+        too_many_headers,
+        control_character_in_header,
+        bad_chunk_size,
+        content_length_beyond_the_body,
+        content_length_not_a_number,
+        closed_mid_body,
+        not_http,
+    )
 }

@@ -4,6 +4,7 @@ Errors look like Django REST Framework's (``{"detail": …}``, ``{"field": [...]
 as Omnitron's do. Accepted calls are kept in :attr:`OmnitronStandIn.calls` and served
 at ``GET /_standin/calls`` so a test in another process can read them.
 """
+
 from __future__ import annotations
 
 import json
@@ -75,10 +76,22 @@ class OmnitronStandIn(StandInServer):
             entries = body.get("orderitem_set")
             if not isinstance(entries, list) or not entries:
                 return 400, {"orderitem_set": ["This field is required and must be a non-empty list."]}, {}
-            bad = [i for i, e in enumerate(entries) if not (isinstance(e, dict) and isinstance(e.get("id"), int)
-                                                            and isinstance(e.get("status"), str) and e["status"])]
+            bad = [
+                i
+                for i, e in enumerate(entries)
+                if not (
+                    isinstance(e, dict)
+                    and isinstance(e.get("id"), int)
+                    and isinstance(e.get("status"), str)
+                    and e["status"]
+                )
+            ]
             if bad:
-                return 400, {"orderitem_set": [f"entry {i}: 'id' (int) and 'status' (str) are required" for i in bad]}, {}
+                return (
+                    400,
+                    {"orderitem_set": [f"entry {i}: 'id' (int) and 'status' (str) are required" for i in bad]},
+                    {},
+                )
             ids = [e["id"] for e in entries]
             # One call may carry several packages' items (CONTRACT.md §5), never one item twice.
             twice = sorted({i for i in ids if ids.count(i) > 1})
@@ -86,7 +99,11 @@ class OmnitronStandIn(StandInServer):
                 return 400, {"orderitem_set": [f"order item {i} appears more than once" for i in twice]}, {}
         refused = sorted(set(ids) & self.reject_item_ids)
         if refused:
-            return 400, {"non_field_errors": [f"Order item {i} cannot be updated: its order is closed." for i in refused]}, {}
+            return (
+                400,
+                {"non_field_errors": [f"Order item {i} cannot be updated: its order is closed." for i in refused]},
+                {},
+            )
         with self._lock:
             self.calls.append({"method": method, "path": path, "body": body, "at": now_iso()})
         if item is not None:

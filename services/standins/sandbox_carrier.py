@@ -3,6 +3,7 @@
 Shipments move through a scripted *fate*: each query answers the next carrier status
 of the script. Faults and latency come from :class:`StandInServer`.
 """
+
 from __future__ import annotations
 
 import base64
@@ -100,7 +101,9 @@ class SandboxCarrier(StandInServer):
                     return 200, self._snapshot(found[0]), {}
             return error_reply(404, "not_found", f"unknown tracking number {parts[1]}")
         if headers.get("authorization") != self._expected_auth:
-            return error_reply(401, "unauthorized", "bad or missing credentials", {"WWW-Authenticate": 'Basic realm="sandbox"'})
+            return error_reply(
+                401, "unauthorized", "bad or missing credentials", {"WWW-Authenticate": 'Basic realm="sandbox"'}
+            )
         missing = [h for h in ("x-akinon-request-id", "x-akinon-api-version") if not headers.get(h)]
         if missing:
             return error_reply(400, "missing_header", f"required header(s) missing: {', '.join(missing)}")
@@ -113,8 +116,10 @@ class SandboxCarrier(StandInServer):
             if shipment is None:
                 return error_reply(404, "not_found", f"unknown shipment {parts[1]}")
             if len(parts) == 3 and parts[2] == "history" and method == "GET":
-                events = [{"status": s, "date": d, "description": _DESCRIPTIONS.get(s, s), "location": shipment.city}
-                          for s, d in shipment.history]
+                events = [
+                    {"status": s, "date": d, "description": _DESCRIPTIONS.get(s, s), "location": shipment.city}
+                    for s, d in shipment.history
+                ]
                 return 200, {"shipmentId": shipment.shipment_id, "events": events}, {}
             if len(parts) == 2 and method == "GET":
                 if not shipment.deleted and shipment.script:
@@ -146,12 +151,14 @@ class SandboxCarrier(StandInServer):
             if existing is not None:  # idempotent: the same shipment, the same tracking number
                 return 200, self._registration(existing), {}
             if self.rejecting and body["orderNumber"].startswith("REJECT-"):
-                return error_reply(400, "address_not_serviceable",
-                                   f"order {body['orderNumber']}: destination district is not served")
+                return error_reply(
+                    400, "address_not_serviceable", f"order {body['orderNumber']}: destination district is not served"
+                )
             city = (body["destination"].get("city") or {}).get("name") or ""
             number = int.from_bytes(hashlib.sha256(body["shipmentId"].encode()).digest()[:8], "big") % 10**9
-            shipment = _Shipment(body["shipmentId"], body["orderNumber"], city, f"SBX{number:09d}",
-                                 list(self.fate(body["orderNumber"])))
+            shipment = _Shipment(
+                body["shipmentId"], body["orderNumber"], city, f"SBX{number:09d}", list(self.fate(body["orderNumber"]))
+            )
             shipment.answer("CREATED")
             self._shipments[shipment.shipment_id] = shipment
             self.registrations[shipment.shipment_id] = body
@@ -168,5 +175,10 @@ class SandboxCarrier(StandInServer):
 
     def _snapshot(self, shipment: _Shipment) -> dict:
         status, date = shipment.history[-1]
-        return {"shipmentId": shipment.shipment_id, "trackingNumber": shipment.tracking_number,
-                "status": status, "statusDate": date, "description": _DESCRIPTIONS.get(status, status)}
+        return {
+            "shipmentId": shipment.shipment_id,
+            "trackingNumber": shipment.tracking_number,
+            "status": status,
+            "statusDate": date,
+            "description": _DESCRIPTIONS.get(status, status),
+        }

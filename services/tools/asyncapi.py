@@ -2,6 +2,7 @@
 services declare (names from shared/naming.py, bindings from each service's SUBSCRIPTION),
 with the events' JSON Schemas as message payloads — so the document cannot drift.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,9 +20,16 @@ EVENT_CHANNELS = {
     "PackageShipped": ("packageShipped", "package.shipped", "upstream (OMS, Instore app, ERP)"),
     "ShipmentStatusChanged": ("shipmentStatusChanged", "shipment.status_changed.{status}", "the shipment services"),
     "PackageCancelled": ("packageCancelled", "package.cancelled", "upstream, or `oms-shipments cancel`"),
-    "ShipmentInfoUpdated": ("shipmentInfoUpdated", "package.shipment_info_updated",
-                            "upstream, or `oms-shipments update-info`"),
-    "ShipmentStatusSet": ("shipmentStatusSet", "package.shipment_status_set", "upstream, or `oms-shipments set-status`"),
+    "ShipmentInfoUpdated": (
+        "shipmentInfoUpdated",
+        "package.shipment_info_updated",
+        "upstream, or `oms-shipments update-info`",
+    ),
+    "ShipmentStatusSet": (
+        "shipmentStatusSet",
+        "package.shipment_status_set",
+        "upstream, or `oms-shipments set-status`",
+    ),
 }
 # Information changes (ShipmentInfoUpdated) travel as ShipmentStatusChanged under a second address.
 INFO_CHANGED_CHANNEL = ("shipmentInfoChanged", "shipment.info_changed.{status}")
@@ -34,8 +42,11 @@ def _receives(routing_keys: tuple[str, ...]) -> list[str]:
         for event_type, (_, address, _) in EVENT_CHANNELS.items():
             prefix = address.split("{", 1)[0]
             info_prefix = INFO_CHANGED_CHANNEL[1].split("{", 1)[0] if event_type == "ShipmentStatusChanged" else None
-            if (key == address or (prefix.endswith(".") and key.startswith(prefix))
-                    or (info_prefix and key.startswith(info_prefix))):
+            if (
+                key == address
+                or (prefix.endswith(".") and key.startswith(prefix))
+                or (info_prefix and key.startswith(info_prefix))
+            ):
                 if event_type not in types:
                     types.append(event_type)
     return types
@@ -46,9 +57,13 @@ def _queue_channel(name: str, messages: list[str], bindings: list[str], descript
         "address": name,
         "description": description,
         "messages": {m: {"$ref": f"#/components/messages/{m}"} for m in messages},
-        "bindings": {"amqp": {"is": "queue", "bindingVersion": "0.3.0",
-                              "queue": {"name": name, "durable": True, "exclusive": False, "autoDelete": False,
-                                        "vhost": "/"}}},
+        "bindings": {
+            "amqp": {
+                "is": "queue",
+                "bindingVersion": "0.3.0",
+                "queue": {"name": name, "durable": True, "exclusive": False, "autoDelete": False, "vhost": "/"},
+            }
+        },
     }
     if bindings:
         channel["x-oms-bindings"] = [{"exchange": naming.EVENTS_EXCHANGE, "routingKey": key} for key in bindings]
@@ -67,25 +82,35 @@ def asyncapi_document(version: str = "0.1.0") -> dict:
             "bindings": {"amqp": {"is": "routingKey", "exchange": EXCHANGE_BINDING, "bindingVersion": "0.3.0"}},
         }
         if "{status}" in address:
-            channel["parameters"] = {"status": {"enum": [s.value for s in ShipmentStatus],
-                                                "description": "The shipment status the change moved to."}}
+            channel["parameters"] = {
+                "status": {
+                    "enum": [s.value for s in ShipmentStatus],
+                    "description": "The shipment status the change moved to.",
+                }
+            }
         channels[channel_id] = channel
         operations[f"publish{event_type}"] = {
-            "action": "send", "channel": {"$ref": f"#/channels/{channel_id}"},
+            "action": "send",
+            "channel": {"$ref": f"#/channels/{channel_id}"},
             "summary": f"{publisher} publish {event_type} (persistent, AMQP message_id = the event id).",
         }
     channel_id, address = INFO_CHANGED_CHANNEL
     channels[channel_id] = {
         "address": address,
         "description": "ShipmentStatusChanged information changes (status = previous_status; ShipmentInfoUpdated) "
-                       f"on the {naming.EVENTS_EXCHANGE} topic exchange; published by the shipment services.",
+        f"on the {naming.EVENTS_EXCHANGE} topic exchange; published by the shipment services.",
         "messages": {"ShipmentStatusChanged": {"$ref": "#/components/messages/ShipmentStatusChanged"}},
         "bindings": {"amqp": {"is": "routingKey", "exchange": EXCHANGE_BINDING, "bindingVersion": "0.3.0"}},
-        "parameters": {"status": {"enum": [s.value for s in ShipmentStatus],
-                                  "description": "The shipment's status, unchanged by the information change."}},
+        "parameters": {
+            "status": {
+                "enum": [s.value for s in ShipmentStatus],
+                "description": "The shipment's status, unchanged by the information change.",
+            }
+        },
     }
     operations["publishShipmentInfoChanged"] = {
-        "action": "send", "channel": {"$ref": f"#/channels/{channel_id}"},
+        "action": "send",
+        "channel": {"$ref": f"#/channels/{channel_id}"},
         "summary": "the shipment services publish ShipmentStatusChanged information changes.",
     }
     for service, spec in SERVICES.items():
@@ -95,23 +120,31 @@ def asyncapi_document(version: str = "0.1.0") -> dict:
         received = _receives(subscription.routing_keys)
         work, dlq = naming.work_queue(service), naming.dead_letter_queue(service)
         channels[work] = _queue_channel(work, received, list(subscription.routing_keys), f"The {service}'s work queue.")
-        channels[dlq] = _queue_channel(dlq, received, [], f"The {service}'s dead letters, with x-oms-* failure headers.")
+        channels[dlq] = _queue_channel(
+            dlq, received, [], f"The {service}'s dead letters, with x-oms-* failure headers."
+        )
         operations[f"{service}.consume"] = {
-            "action": "receive", "channel": {"$ref": f"#/channels/{work}"},
+            "action": "receive",
+            "channel": {"$ref": f"#/channels/{work}"},
             "summary": f"The {service} consumes its work queue (ack after commit; retries via delay queues).",
         }
     messages = {}
     for event_type, schema in schemas.items():
         messages[event_type] = {
-            "name": event_type, "title": event_type, "contentType": CONTENT_TYPE,
+            "name": event_type,
+            "title": event_type,
+            "contentType": CONTENT_TYPE,
             "payload": {"schemaFormat": "application/schema+json;version=draft-2020-12", "schema": schema},
             "bindings": {"amqp": {"messageType": event_type, "bindingVersion": "0.3.0"}},
         }
     return {
         "asyncapi": "3.0.0",
-        "info": {"title": "oms-shipments", "version": version,
-                 "description": "Events the shipment services consume (CloudEvents 1.0 in structured JSON or binary "
-                                "content mode, ce- headers as AMQP strings) and publish (structured JSON)."},
+        "info": {
+            "title": "oms-shipments",
+            "version": version,
+            "description": "Events the shipment services consume (CloudEvents 1.0 in structured JSON or binary "
+            "content mode, ce- headers as AMQP strings) and publish (structured JSON).",
+        },
         "defaultContentType": CONTENT_TYPE,
         "servers": {"rabbitmq": {"host": "localhost:5672", "protocol": "amqp", "protocolVersion": "0.9.1"}},
         "channels": channels,

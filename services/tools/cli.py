@@ -1,4 +1,5 @@
 """The ``oms-shipments`` command line (CONTRACT.md §6)."""
+
 from __future__ import annotations
 
 import errno
@@ -11,11 +12,11 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from services.runtime.settings import ServiceSettings
+from services.runtime.startup import StartupProblem, explain
 from services.tools.cli_text import shown
 from services.tools.dlq_cli import dlq_app
-from services.runtime.startup import StartupProblem, explain
 from shared.logging import configure_logging, get_logger, logging_configured
-from services.runtime.settings import ServiceSettings
 
 STARTUP_PROBLEM_EXIT = 2
 
@@ -42,8 +43,11 @@ class OperatorCli(typer.Typer):
             sys.exit(STARTUP_PROBLEM_EXIT)
 
 
-app = OperatorCli(help="Event-driven shipments for an OMS: packer, shipper, tracker, Omnitron publisher.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+app = OperatorCli(
+    help="Event-driven shipments for an OMS: packer, shipper, tracker, Omnitron publisher.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
 topology_app = typer.Typer(help="The broker topology.", no_args_is_help=True)
 docs_app = typer.Typer(help="Generated documentation.", no_args_is_help=True)
@@ -86,8 +90,9 @@ def _print_version(asked: bool) -> None:
 
 @app.callback()
 def _options(
-    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
-                                 help="Print the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+    ),
 ) -> None:
     pass
 
@@ -149,8 +154,9 @@ def docs_configuration(output: Path = typer.Option(Path("docs/configuration.md")
 
 @app.command("run")
 def run(
-    service: str = typer.Argument(..., help="packer, shipper, tracker, omnitron-publisher, or all",
-                                  autocompletion=complete_service),
+    service: str = typer.Argument(
+        ..., help="packer, shipper, tracker, omnitron-publisher, or all", autocompletion=complete_service
+    ),
     concurrency: int = typer.Option(None, "--concurrency", "-c", min=1, help="Handler threads per consumer."),
 ) -> None:
     """Run one service (or all of them in one process) until SIGTERM/SIGINT."""
@@ -177,7 +183,7 @@ def publish(source: str = typer.Argument(..., help="A file of events, one JSON p
         published, errors = publish_lines(settings.amqp_url.get_secret_value(), lines)
     except EventsReturned as returned:
         console.print(str(returned), style="red", markup=False, highlight=False)
-        raise typer.Exit(1)
+        raise typer.Exit(1) from None
     for number, reason in errors:
         console.print(Text.assemble((f"line {number}: ", "red"), (shown(reason), "red")))
     if errors:
@@ -209,7 +215,9 @@ def _listening_on(host: str, port: int):
 
 @standin_app.command("carrier")
 def standin_carrier(
-    host: str = "127.0.0.1", port: int = 8081, username: str = "user",
+    host: str = "127.0.0.1",
+    port: int = 8081,
+    username: str = "user",
     password: str = typer.Option("secret", envvar="SANDBOX_CARRIER_PASSWORD"),
 ) -> None:
     """Serve the sandbox carrier (the Shipment Flows protocol, scripted fates)."""
@@ -223,7 +231,9 @@ def standin_carrier(
 
 @standin_app.command("omnitron")
 def standin_omnitron(
-    host: str = "127.0.0.1", port: int = 8082, token: str = typer.Option("secret-token", envvar="OMS_OMNITRON_TOKEN"),
+    host: str = "127.0.0.1",
+    port: int = 8082,
+    token: str = typer.Option("secret-token", envvar="OMS_OMNITRON_TOKEN"),
 ) -> None:
     """Serve the Omnitron stand-in, which records every call (GET /_standin/calls)."""
     from services.standins import serve_forever
@@ -248,8 +258,11 @@ def demo(
     out = Console()
     ok = Demo(packages, amqp_url, database_url, out).run(timeout)
     out.print()
-    out.print("[green]every package is final and relayed to Omnitron[/green]" if ok
-              else "[red]timed out before every package was final[/red]")
+    out.print(
+        "[green]every package is final and relayed to Omnitron[/green]"
+        if ok
+        else "[red]timed out before every package was final[/red]"
+    )
     raise typer.Exit(0 if ok else 1)
 
 

@@ -5,6 +5,7 @@ A package id, a reason, a header or a carrier's description is printed as a Rich
 control character written out (shared/printable.py), so that no escape sequence a message
 holds reaches the operator's terminal. Lines are put together with ``Text.assemble``.
 """
+
 from __future__ import annotations
 
 from rich.text import Text

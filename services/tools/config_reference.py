@@ -1,4 +1,5 @@
 """docs/configuration.md, generated from the settings model so it cannot drift."""
+
 from __future__ import annotations
 
 import json

@@ -6,6 +6,7 @@ against real servers.  The sandbox carrier and the Omnitron stand-in are real HT
 servers on loopback.  The embedded broker has no TTL, dead-lettering or redelivery:
 the demo relies on none of them (retries wait in-process there).
 """
+
 from __future__ import annotations
 
 import tempfile
@@ -19,18 +20,17 @@ from rich.live import Live
 from rich.table import Table
 from sqlalchemy import func, select
 
-from contracts import (CloudEvent, PackageCancelled, PackagePacked, PackageShipped, ShipmentStatusSet,
-                       routing_key_for)
-from services.runtime.bootstrap import SERVICE_NAMES, RunningServices, bootstrap, topology
+from contracts import CloudEvent, PackageCancelled, PackagePacked, PackageShipped, ShipmentStatusSet, routing_key_for
 from services.carriers.directory import CarrierDirectory, Carriers
 from services.carriers.shipment_flows import CarrierConfig
 from services.domain.tables import omnitron_cursor, shipments
 from services.migrations import upgrade
+from services.runtime.bootstrap import SERVICE_NAMES, RunningServices, bootstrap, topology
+from services.runtime.settings import ServiceSettings
 from services.standins.omnitron import OmnitronStandIn
 from services.standins.sandbox_carrier import SandboxCarrier
 from shared.broker import Publisher, connect
 from shared.db import utcnow
-from services.runtime.settings import ServiceSettings
 
 FINAL = ("delivered", "delivery_failed", "cancelled")
 SOURCE = "/oms-shipments/demo"
@@ -55,21 +55,36 @@ def demo_events(count: int) -> list[CloudEvent]:
     events = []
     for n in range(count):
         package_id = f"DEMO-{n:05d}"
-        packed = PackagePacked.model_validate({
-            "package_id": package_id, "order_number": f"ORD-DEMO-{n:05d}",
-            "carrier": MANUAL_CARRIER if is_manual(n) else "sandbox",
-            "delivery_type": "CUSTOMER", "packed_at": utcnow(),
-            "items": [{"order_item_id": 100_000 + n, "sku": f"SKU-{n % 7}", "quantity": 1 + n % 2, "deci": 1.5}],
-            "destination": {"name": "Ada", "surname": "Lovelace", "phone": "+905551112233", "country_code": "TR",
-                            "city": "Istanbul", "district": "Beyoglu", "zipcode": "34433",
-                            "address_line": "Istiklal Cd. 1"},
-            "payment": {"amount": "120.50", "currency": "TRY"} if n % 4 == 0 else None,
-        })
-        shipped = PackageShipped(package_id=package_id, shipped_at=utcnow(),
-                                 **({"tracking_number": f"SC-{n:05d}", "shipping_company": "Kadikoy Courier"}
-                                    if is_manual(n) else {}))
-        pair = [CloudEvent.new("PackagePacked", source, packed, subject=package_id),
-                CloudEvent.new("PackageShipped", source, shipped, subject=package_id)]
+        packed = PackagePacked.model_validate(
+            {
+                "package_id": package_id,
+                "order_number": f"ORD-DEMO-{n:05d}",
+                "carrier": MANUAL_CARRIER if is_manual(n) else "sandbox",
+                "delivery_type": "CUSTOMER",
+                "packed_at": utcnow(),
+                "items": [{"order_item_id": 100_000 + n, "sku": f"SKU-{n % 7}", "quantity": 1 + n % 2, "deci": 1.5}],
+                "destination": {
+                    "name": "Ada",
+                    "surname": "Lovelace",
+                    "phone": "+905551112233",
+                    "country_code": "TR",
+                    "city": "Istanbul",
+                    "district": "Beyoglu",
+                    "zipcode": "34433",
+                    "address_line": "Istiklal Cd. 1",
+                },
+                "payment": {"amount": "120.50", "currency": "TRY"} if n % 4 == 0 else None,
+            }
+        )
+        shipped = PackageShipped(
+            package_id=package_id,
+            shipped_at=utcnow(),
+            **({"tracking_number": f"SC-{n:05d}", "shipping_company": "Kadikoy Courier"} if is_manual(n) else {}),
+        )
+        pair = [
+            CloudEvent.new("PackagePacked", source, packed, subject=package_id),
+            CloudEvent.new("PackageShipped", source, shipped, subject=package_id),
+        ]
         if is_cancelled(n):
             cancelled = PackageCancelled(package_id=package_id, reason="customer cancelled", cancelled_at=utcnow())
             pair[1] = CloudEvent.new("PackageCancelled", source, cancelled, subject=package_id)
@@ -88,16 +103,36 @@ class Demo:
 
     def run(self, timeout_s: float) -> bool:
         carrier_password = uuid.uuid4().hex
-        with SandboxCarrier(username="demo", password=carrier_password) as carrier, \
-                OmnitronStandIn(token=self.token) as omnitron:
+        with (
+            SandboxCarrier(username="demo", password=carrier_password) as carrier,
+            OmnitronStandIn(token=self.token) as omnitron,
+        ):
             settings = ServiceSettings(
-                amqp_url=self.amqp_url, database_url=self.database_url, omnitron_url=omnitron.url,
-                omnitron_token=self.token, tracker_idle_s=0.1, retry_delays_s=[0.5, 1, 2],
-                log_level="WARNING", carriers_file=self.workdir / "unused.toml", metrics_port=None,
+                amqp_url=self.amqp_url,
+                database_url=self.database_url,
+                omnitron_url=omnitron.url,
+                omnitron_token=self.token,
+                tracker_idle_s=0.1,
+                retry_delays_s=[0.5, 1, 2],
+                log_level="WARNING",
+                carriers_file=self.workdir / "unused.toml",
+                metrics_port=None,
             )
-            carriers = CarrierDirectory(Carriers({"sandbox": CarrierConfig(
-                code="sandbox", url=carrier.url, username="demo", password=carrier_password,
-                poll_interval_s=0.3, max_requests_per_s=500)}, manual=[MANUAL_CARRIER]))
+            carriers = CarrierDirectory(
+                Carriers(
+                    {
+                        "sandbox": CarrierConfig(
+                            code="sandbox",
+                            url=carrier.url,
+                            username="demo",
+                            password=carrier_password,
+                            poll_interval_s=0.3,
+                            max_requests_per_s=500,
+                        )
+                    },
+                    manual=[MANUAL_CARRIER],
+                )
+            )
             upgrade(self.database_url)
             with connect(self.amqp_url) as connection:
                 topology(settings).declare(connection)
@@ -113,29 +148,49 @@ class Demo:
         with connect(self.amqp_url) as connection:
             publisher = Publisher(connection)
             for event in demo_events(self.packages) if events is None else events:
-                publisher.publish(event.to_bytes(), routing_key=routing_key_for(event.type, event.data),
-                                  message_id=event.id, event_type=event.type)
+                publisher.publish(
+                    event.to_bytes(),
+                    routing_key=routing_key_for(event.type, event.data),
+                    message_id=event.id,
+                    event_type=event.type,
+                )
 
     def _deliver_by_hand(self, engine, done: set[str]) -> None:
         """The manual courier's parcels, once shipped, are delivered by an employee's ShipmentStatusSet."""
         with engine.connect() as connection:
-            shipped = connection.execute(select(shipments.c.package_id).where(
-                shipments.c.carrier == MANUAL_CARRIER, shipments.c.status == "shipped")).scalars().all()
-        events = [CloudEvent.new("ShipmentStatusSet", SOURCE, ShipmentStatusSet(
-                      package_id=package_id, status="delivered", reason="the courier handed it over",
-                      set_at=utcnow()), subject=package_id)
-                  for package_id in shipped if package_id not in done]
+            shipped = (
+                connection.execute(
+                    select(shipments.c.package_id).where(
+                        shipments.c.carrier == MANUAL_CARRIER, shipments.c.status == "shipped"
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        events = [
+            CloudEvent.new(
+                "ShipmentStatusSet",
+                SOURCE,
+                ShipmentStatusSet(
+                    package_id=package_id, status="delivered", reason="the courier handed it over", set_at=utcnow()
+                ),
+                subject=package_id,
+            )
+            for package_id in shipped
+            if package_id not in done
+        ]
         if events:
             self._publish(events)
             done.update(event.data.package_id for event in events)
 
     def _counts(self, engine) -> tuple[Counter, int]:
         with engine.connect() as connection:
-            by_status = Counter(dict(connection.execute(
-                select(shipments.c.status, func.count()).group_by(shipments.c.status)).all()))
+            by_status = Counter(
+                dict(connection.execute(select(shipments.c.status, func.count()).group_by(shipments.c.status)).all())
+            )
             relayed_final = connection.execute(
-                select(func.count()).select_from(shipments.join(
-                    omnitron_cursor, omnitron_cursor.c.shipment_id == shipments.c.id))
+                select(func.count())
+                .select_from(shipments.join(omnitron_cursor, omnitron_cursor.c.shipment_id == shipments.c.id))
                 .where(shipments.c.status.in_(FINAL), omnitron_cursor.c.last_sequence == shipments.c.sequence)
             ).scalar_one()
         return by_status, relayed_final
@@ -151,8 +206,9 @@ class Demo:
         calls.add_row("Omnitron calls", str(len(omnitron.calls)))
         calls.add_row("final and relayed to Omnitron", f"{relayed_final}/{self.packages}")
         calls.add_row("cancelled by PackageCancelled", str(sum(1 for n in range(self.packages) if is_cancelled(n))))
-        calls.add_row(f"with {MANUAL_CARRIER} (no integration)",
-                      str(sum(1 for n in range(self.packages) if is_manual(n))))
+        calls.add_row(
+            f"with {MANUAL_CARRIER} (no integration)", str(sum(1 for n in range(self.packages) if is_manual(n)))
+        )
         return Group(table, calls)
 
     def _watch(self, runtime, carrier, omnitron, timeout_s: float) -> bool:

@@ -21,6 +21,7 @@ ones absent, so a replayed message is judged as its original was.
 Every pass reads at most the messages that were in the queue when it started, so
 messages that fail again during a replay are not replayed a second time.
 """
+
 from __future__ import annotations
 
 import ssl
@@ -86,8 +87,10 @@ def open_connection(amqp_url: str, heartbeat: int = 60) -> pika.BlockingConnecti
         return pika.BlockingConnection(parameters)
     except pika.exceptions.AMQPError as exc:
         # The exception text never holds the password; the URL is not repeated here.
-        raise DlqError(f"cannot reach the broker at {parameters.host}:{parameters.port} vhost "
-                       f"{parameters.virtual_host!r}: {type(exc).__name__} {str(exc) or '(no answer)'}") from None
+        raise DlqError(
+            f"cannot reach the broker at {parameters.host}:{parameters.port} vhost "
+            f"{parameters.virtual_host!r}: {type(exc).__name__} {str(exc) or '(no answer)'}"
+        ) from None
 
 
 def queue_depth(connection: pika.BlockingConnection, queue: str) -> int | None:
@@ -139,7 +142,9 @@ class Reader:
         self.channel.basic_ack(tag)
 
 
-def peek(connection: pika.BlockingConnection, queue: str, limit: int | None = None, offset: int = 0) -> list[DeadLetter]:
+def peek(
+    connection: pika.BlockingConnection, queue: str, limit: int | None = None, offset: int = 0
+) -> list[DeadLetter]:
     letters = []
     with reading(connection, queue) as reader:
         for _, letter in reader:
@@ -201,21 +206,32 @@ def _republish(channel, target: str, letter: DeadLetter) -> None:
     # user_id is left out: the broker refuses one that is not the publishing user's;
     # expiration too: a replayed message must not expire on its way back.
     properties = pika.BasicProperties(
-        content_type=original.content_type, content_encoding=original.content_encoding,
-        headers=replay_headers(letter, datetime.now(timezone.utc)), delivery_mode=2,
-        priority=original.priority, correlation_id=original.correlation_id, reply_to=original.reply_to,
-        message_id=original.message_id, timestamp=original.timestamp, type=original.type, app_id=original.app_id,
+        content_type=original.content_type,
+        content_encoding=original.content_encoding,
+        headers=replay_headers(letter, datetime.now(timezone.utc)),
+        delivery_mode=2,
+        priority=original.priority,
+        correlation_id=original.correlation_id,
+        reply_to=original.reply_to,
+        message_id=original.message_id,
+        timestamp=original.timestamp,
+        type=original.type,
+        app_id=original.app_id,
     )
     try:
         channel.basic_publish(naming.RETRY_EXCHANGE, target, letter.body, properties, mandatory=True)
     except (pika.exceptions.UnroutableError, pika.exceptions.NackError) as exc:
-        raise DlqError(f"the broker did not take message {letter.message_id} for {target} "
-                       f"({type(exc).__name__}); it stays in {letter.queue}; "
-                       f"run `oms-shipments topology declare`") from None
+        raise DlqError(
+            f"the broker did not take message {letter.message_id} for {target} "
+            f"({type(exc).__name__}); it stays in {letter.queue}; "
+            f"run `oms-shipments topology declare`"
+        ) from None
     except pika.exceptions.ChannelClosedByBroker as exc:
-        raise DlqError(f"the broker refused message {letter.message_id} for {target} through "
-                       f"{naming.RETRY_EXCHANGE} ({exc.reply_code} {exc.reply_text}); it stays in {letter.queue}; "
-                       f"run `oms-shipments topology declare`") from None
+        raise DlqError(
+            f"the broker refused message {letter.message_id} for {target} through "
+            f"{naming.RETRY_EXCHANGE} ({exc.reply_code} {exc.reply_text}); it stays in {letter.queue}; "
+            f"run `oms-shipments topology declare`"
+        ) from None
 
 
 class _Pacer:
@@ -233,8 +249,17 @@ class _Pacer:
         self._next = max(self._next, time.monotonic()) + self._interval
 
 
-def _take(connection, queues: list[str], selector: Selector, *, replay: bool, limit: int | None,
-          dry_run: bool, rate: float | None = None, on_taken=None) -> list[Outcome]:
+def _take(
+    connection,
+    queues: list[str],
+    selector: Selector,
+    *,
+    replay: bool,
+    limit: int | None,
+    dry_run: bool,
+    rate: float | None = None,
+    on_taken=None,
+) -> list[Outcome]:
     now = datetime.now(timezone.utc)
     pacer = _Pacer(connection, rate)
     outcomes: list[Outcome] = []
@@ -269,14 +294,28 @@ def _take(connection, queues: list[str], selector: Selector, *, replay: bool, li
     return outcomes
 
 
-def replay(connection: pika.BlockingConnection, queues: list[str], selector: Selector = Selector(), *,
-           limit: int | None = None, rate: float | None = None, dry_run: bool = False, on_taken=None) -> list[Outcome]:
+def replay(
+    connection: pika.BlockingConnection,
+    queues: list[str],
+    selector: Selector = Selector(),
+    *,
+    limit: int | None = None,
+    rate: float | None = None,
+    dry_run: bool = False,
+    on_taken=None,
+) -> list[Outcome]:
     """Moves the selected dead letters back to their work queues, in order, confirmed before acked."""
-    return _take(connection, queues, selector, replay=True, limit=limit, dry_run=dry_run, rate=rate,
-                 on_taken=on_taken)
+    return _take(connection, queues, selector, replay=True, limit=limit, dry_run=dry_run, rate=rate, on_taken=on_taken)
 
 
-def purge(connection: pika.BlockingConnection, queues: list[str], selector: Selector = Selector(), *,
-          limit: int | None = None, dry_run: bool = False, on_taken=None) -> list[Outcome]:
+def purge(
+    connection: pika.BlockingConnection,
+    queues: list[str],
+    selector: Selector = Selector(),
+    *,
+    limit: int | None = None,
+    dry_run: bool = False,
+    on_taken=None,
+) -> list[Outcome]:
     """Removes the selected dead letters for good; the others stay, in order."""
     return _take(connection, queues, selector, replay=False, limit=limit, dry_run=dry_run, on_taken=on_taken)

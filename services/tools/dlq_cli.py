@@ -1,4 +1,5 @@
 """``oms-shipments dlq``: list, show, replay and purge dead letters (the logic is services/tools/dlq.py)."""
+
 from __future__ import annotations
 
 import json
@@ -24,15 +25,21 @@ out = Console()
 err = Console(stderr=True)
 TABLE_ROWS = 50  # a replay of thousands lists the first ones, then counts the rest
 
-Queue = Annotated[Optional[str], typer.Option(
-    "--queue", "-q", help="A service (shipper) or its queue (oms-shipments.shipper.dlq).")]
+Queue = Annotated[
+    Optional[str], typer.Option("--queue", "-q", help="A service (shipper) or its queue (oms-shipments.shipper.dlq).")
+]
 All = Annotated[bool, typer.Option("--all", help="Every service's dead-letter queue.")]
 Type = Annotated[Optional[str], typer.Option("--type", help="Only this event type (the CloudEvent's type).")]
 ErrorClass = Annotated[Optional[str], typer.Option("--error-class", help="Only this error class (x-oms-error-class).")]
-PackageId = Annotated[Optional[str], typer.Option("--package-id", help="Only this package (the event's data.package_id).")]
-OlderThan = Annotated[Optional[str], typer.Option(
-    "--older-than", help="Only dead-lettered longer ago than this (45s, 10m, 2h, 1d).")]
-NewerThan = Annotated[Optional[str], typer.Option("--newer-than", help="Only dead-lettered within this (45s, 10m, 2h, 1d).")]
+PackageId = Annotated[
+    Optional[str], typer.Option("--package-id", help="Only this package (the event's data.package_id).")
+]
+OlderThan = Annotated[
+    Optional[str], typer.Option("--older-than", help="Only dead-lettered longer ago than this (45s, 10m, 2h, 1d).")
+]
+NewerThan = Annotated[
+    Optional[str], typer.Option("--newer-than", help="Only dead-lettered within this (45s, 10m, 2h, 1d).")
+]
 Limit = Annotated[Optional[int], typer.Option("--limit", "-n", min=1, help="Take at most this many, oldest first.")]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Move nothing; list what would be taken.")]
 
@@ -81,9 +88,13 @@ def _queues(queue: str | None, all_queues: bool, required: bool) -> list[str]:
 
 def _selector(event_type, error_class, package_id, older_than, newer_than) -> Selector:
     try:
-        return Selector(event_type, error_class, package_id,
-                        parse_duration(older_than) if older_than else None,
-                        parse_duration(newer_than) if newer_than else None)
+        return Selector(
+            event_type,
+            error_class,
+            package_id,
+            parse_duration(older_than) if older_than else None,
+            parse_duration(newer_than) if newer_than else None,
+        )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
 
@@ -101,9 +112,16 @@ def _age(at: datetime | None) -> str:
 def _letters_table(letters: list[DeadLetter], title: str | None = None) -> Table:
     table = Table("queue", "#", "message id", "type", "package", "error class", "reason", "failed", title=title)
     for letter in letters[:TABLE_ROWS]:
-        table.add_row(literal(letter.queue), literal(letter.position), literal(letter.message_id),
-                      literal(letter.event_type), literal(letter.package_id), literal(letter.error_class),
-                      literal(letter.error_message), literal(_age(letter.dead_lettered_at)))
+        table.add_row(
+            literal(letter.queue),
+            literal(letter.position),
+            literal(letter.message_id),
+            literal(letter.event_type),
+            literal(letter.package_id),
+            literal(letter.error_class),
+            literal(letter.error_message),
+            literal(_age(letter.dead_lettered_at)),
+        )
     if len(letters) > TABLE_ROWS:
         table.caption = f"… and {len(letters) - TABLE_ROWS} more"
     return table
@@ -157,9 +175,17 @@ def show(
         out.print("no dead letters")
         return
     for letter in letters:
-        out.print(Text.assemble((shown(letter.queue), "bold"), f" #{letter.position}  message ",
-                                shown(letter.message_id), "  ", shown(letter.event_type), "  package ",
-                                shown(letter.package_id)))
+        out.print(
+            Text.assemble(
+                (shown(letter.queue), "bold"),
+                f" #{letter.position}  message ",
+                shown(letter.message_id),
+                "  ",
+                shown(letter.event_type),
+                "  package ",
+                shown(letter.package_id),
+            )
+        )
         table = Table("header", "value", show_header=False, box=None, padding=(0, 2))
         for key, value in sorted(letter.headers.items(), key=lambda item: str(item[0])):
             table.add_row(literal(key), literal(value))
@@ -182,9 +208,17 @@ def _report(outcomes: list[dlq.Outcome], verb: str, dry_run: bool) -> None:
 
 @dlq_app.command("replay")
 def replay(
-    queue: Queue = None, all_queues: All = False, event_type: Type = None, error_class: ErrorClass = None,
-    package_id: PackageId = None, older_than: OlderThan = None, newer_than: NewerThan = None, limit: Limit = None,
-    rate: Annotated[Optional[float], typer.Option("--rate", min=0.001, help="At most this many messages a second.")] = None,
+    queue: Queue = None,
+    all_queues: All = False,
+    event_type: Type = None,
+    error_class: ErrorClass = None,
+    package_id: PackageId = None,
+    older_than: OlderThan = None,
+    newer_than: NewerThan = None,
+    limit: Limit = None,
+    rate: Annotated[
+        Optional[float], typer.Option("--rate", min=0.001, help="At most this many messages a second.")
+    ] = None,
     dry_run: DryRun = False,
 ) -> None:
     """Send dead letters back to their service's work queue, retry count reset, in their order."""
@@ -198,8 +232,7 @@ def replay(
 
     with _broker() as connection:
         try:
-            outcomes = dlq.replay(connection, queues, selector, limit=limit, rate=rate, dry_run=dry_run,
-                                  on_taken=count)
+            outcomes = dlq.replay(connection, queues, selector, limit=limit, rate=rate, dry_run=dry_run, on_taken=count)
         except dlq.DlqError:
             if moved and not dry_run:
                 err.print(f"[yellow]{moved} dead letter(s) were replayed before this error[/yellow]")
@@ -209,9 +242,16 @@ def replay(
 
 @dlq_app.command("purge")
 def purge(
-    queue: Queue = None, all_queues: All = False, event_type: Type = None, error_class: ErrorClass = None,
-    package_id: PackageId = None, older_than: OlderThan = None, newer_than: NewerThan = None, limit: Limit = None,
-    dry_run: DryRun = False, yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+    queue: Queue = None,
+    all_queues: All = False,
+    event_type: Type = None,
+    error_class: ErrorClass = None,
+    package_id: PackageId = None,
+    older_than: OlderThan = None,
+    newer_than: NewerThan = None,
+    limit: Limit = None,
+    dry_run: DryRun = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
 ) -> None:
     """Delete dead letters for good; asks first unless --yes."""
     queues = _queues(queue, all_queues, required=True)

@@ -4,6 +4,7 @@ Pure data: nothing here talks to a broker (services/tools/dlq.py does). The fail
 are the ones shared/consumer.py writes; a message the broker dead-lettered itself
 (a quorum queue's delivery limit) has only ``x-death``, and its reason is taken from there.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,7 +16,6 @@ import pika
 
 from shared import naming
 from shared.headers import read_count, read_instant, without_own
-
 from shared.naming import (  # noqa: E402  (re-exported for the CLI and tests)
     HEADER_PREVIOUS_ATTEMPTS,
     HEADER_PREVIOUS_ERROR_CLASS,
@@ -28,9 +28,16 @@ from shared.naming import (  # noqa: E402  (re-exported for the CLI and tests)
 
 # The failed attempt's bookkeeping: a replay starts a fresh retry cycle without it (and
 # is handled at once: a wait its last failure asked for is over).
-_RESET_HEADERS = (naming.HEADER_ATTEMPTS, naming.HEADER_ERROR_CLASS, naming.HEADER_ERROR_MESSAGE,
-                  naming.HEADER_FIRST_FAILURE, naming.HEADER_LAST_FAILURE, naming.HEADER_NOT_BEFORE,
-                  "x-death", "x-delivery-count")
+_RESET_HEADERS = (
+    naming.HEADER_ATTEMPTS,
+    naming.HEADER_ERROR_CLASS,
+    naming.HEADER_ERROR_MESSAGE,
+    naming.HEADER_FIRST_FAILURE,
+    naming.HEADER_LAST_FAILURE,
+    naming.HEADER_NOT_BEFORE,
+    "x-death",
+    "x-delivery-count",
+)
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)?\s*$", re.IGNORECASE)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -121,16 +128,27 @@ class DeadLetter:
             body, encoding = self.body.decode("utf-8"), "utf-8"
         except UnicodeDecodeError:
             body, encoding = self.body.hex(), "hex"
-        when = {name: (value.isoformat() if value else None) for name, value in (
-            ("first_failure_at", self.first_failure_at), ("last_failure_at", self.last_failure_at))}
+        when = {
+            name: (value.isoformat() if value else None)
+            for name, value in (("first_failure_at", self.first_failure_at), ("last_failure_at", self.last_failure_at))
+        }
         return {
-            "queue": self.queue, "position": self.position, "message_id": self.message_id,
-            "content_type": self.properties.content_type, "event_type": self.event_type,
-            "package_id": self.package_id, "routing_key": _text(self.headers.get(naming.HEADER_ROUTING_KEY)),
-            "attempts": self.attempts, "error_class": self.error_class, "error_message": self.error_message,
-            **when, "replay_count": self.replay_count,
+            "queue": self.queue,
+            "position": self.position,
+            "message_id": self.message_id,
+            "content_type": self.properties.content_type,
+            "event_type": self.event_type,
+            "package_id": self.package_id,
+            "routing_key": _text(self.headers.get(naming.HEADER_ROUTING_KEY)),
+            "attempts": self.attempts,
+            "error_class": self.error_class,
+            "error_message": self.error_message,
+            **when,
+            "replay_count": self.replay_count,
             "headers": {key: _jsonable(value) for key, value in self.headers.items()},
-            "body": body, "body_encoding": encoding, "body_bytes": len(self.body),
+            "body": body,
+            "body_encoding": encoding,
+            "body_bytes": len(self.body),
         }
 
 
@@ -192,16 +210,20 @@ def replay_headers(letter: DeadLetter, now: datetime) -> dict:
     message the broker dead-lettered straight from upstream loses any it came with."""
     kept = letter.headers if _own_headers_are_ours(letter) else without_own(letter.headers)
     headers = {key: value for key, value in kept.items() if key not in _RESET_HEADERS}
-    headers.update({
-        naming.HEADER_REPLAYED_FROM: letter.queue,
-        HEADER_PREVIOUS_ERROR_CLASS: letter.error_class or "",
-        HEADER_PREVIOUS_ERROR_MESSAGE: letter.error_message or "",
-        HEADER_PREVIOUS_ATTEMPTS: letter.attempts,
-        HEADER_REPLAY_COUNT: letter.replay_count + 1,
-        HEADER_REPLAYED_AT: now.isoformat(),
-    })
-    for name, value in ((HEADER_PREVIOUS_FIRST_FAILURE, letter.first_failure_at),
-                        (HEADER_PREVIOUS_LAST_FAILURE, letter.last_failure_at)):
+    headers.update(
+        {
+            naming.HEADER_REPLAYED_FROM: letter.queue,
+            HEADER_PREVIOUS_ERROR_CLASS: letter.error_class or "",
+            HEADER_PREVIOUS_ERROR_MESSAGE: letter.error_message or "",
+            HEADER_PREVIOUS_ATTEMPTS: letter.attempts,
+            HEADER_REPLAY_COUNT: letter.replay_count + 1,
+            HEADER_REPLAYED_AT: now.isoformat(),
+        }
+    )
+    for name, value in (
+        (HEADER_PREVIOUS_FIRST_FAILURE, letter.first_failure_at),
+        (HEADER_PREVIOUS_LAST_FAILURE, letter.last_failure_at),
+    ):
         if value is not None:
             headers[name] = value.isoformat()
     return headers

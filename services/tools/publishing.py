@@ -1,4 +1,5 @@
 """``oms-shipments publish``: validate every line by the contract, then publish with confirms."""
+
 from __future__ import annotations
 
 from contracts import EventRejected, parse_event, routing_key_for
@@ -11,9 +12,11 @@ class EventsReturned(RuntimeError):
     def __init__(self, published: int, returned: list[tuple[int, str]]):
         self.published, self.returned = published, returned
         lines = "; ".join(f"line {number}: {reason}" for number, reason in returned)
-        super().__init__(f"{len(returned)} of {published + len(returned)} events were returned by the broker, "
-                         f"no queue is bound for them ({lines}); declare the topology "
-                         f"(`oms-shipments topology declare`) and publish those lines again")
+        super().__init__(
+            f"{len(returned)} of {published + len(returned)} events were returned by the broker, "
+            f"no queue is bound for them ({lines}); declare the topology "
+            f"(`oms-shipments topology declare`) and publish those lines again"
+        )
 
 
 def publish_lines(amqp_url: str, lines: list[str]) -> tuple[int, list[tuple[int, str]]]:

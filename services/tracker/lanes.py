@@ -8,6 +8,7 @@ passed by more than the tolerance (an overloaded event loop) takes a new slot in
 of going out late, which keeps the carrier's one-second windows within
 ``rate * (1 + tolerance) + 1`` whatever happens on our side.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -150,14 +151,23 @@ class CarrierLane:
     async def _reserve_failed(self, error: Exception) -> None:
         self._reserve_failures += 1
         retry_in_s = database_retry_s(self._reserve_failures)
-        log.warning("carrier slots not reserved", carrier=self.config.code, error=str(error),
-                    error_class=type(error).__name__, waiting=len(self.waiting), retry_in_s=retry_in_s)
+        log.warning(
+            "carrier slots not reserved",
+            carrier=self.config.code,
+            error=str(error),
+            error_class=type(error).__name__,
+            waiting=len(self.waiting),
+            retry_in_s=retry_in_s,
+        )
         await asyncio.sleep(retry_in_s)  # not _wait: answers coming back must not hurry the retry
 
     def _no_slots(self, reservation: Reservation, reserved_at: float) -> None:
         if reservation.budget_left == 0:
-            log.warning("carrier's daily request budget spent", carrier=self.config.code,
-                        max_requests_per_day=self.config.max_requests_per_day)
+            log.warning(
+                "carrier's daily request budget spent",
+                carrier=self.config.code,
+                max_requests_per_day=self.config.max_requests_per_day,
+            )
             self.closed_until = reserved_at + reservation.seconds_to_next_day
             self._hand_back(reservation.seconds_to_next_day)
         elif reservation.paused_for_s > 0:  # another replica paused the carrier
@@ -227,8 +237,13 @@ class CarrierLane:
             metrics.HISTORY_FETCHES.labels(self.config.code, "ok").inc()
         except Exception as exc:  # the status is recorded anyway; the history is fetched next time
             metrics.HISTORY_FETCHES.labels(self.config.code, "failed").inc()
-            log.warning("carrier history failed", shipment_id=job.claim.shipment_id, carrier=self.config.code,
-                        error=str(exc), error_class=type(exc).__name__)
+            log.warning(
+                "carrier history failed",
+                shipment_id=job.claim.shipment_id,
+                carrier=self.config.code,
+                error=str(exc),
+                error_class=type(exc).__name__,
+            )
             if isinstance(exc, TransientHTTPError):
                 self._failed(exc)
         self.host.deliver(job)

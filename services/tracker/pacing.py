@@ -24,6 +24,7 @@ an older version) still pauses no longer than this one allows.
 (``CarrierConfig.paced_rate_per_s``), and a per-day counter caps the day exactly, so a
 burst of priority work can never spend tomorrow's budget today.
 """
+
 from __future__ import annotations
 
 import math
@@ -39,8 +40,13 @@ from shared.http import DEFAULT_MAX_RETRY_AFTER_S
 
 _LONG_AGO = datetime(2000, 1, 1, tzinfo=timezone.utc)
 # Creates the carrier's row or, with a no-op update, locks the existing one.
-_LOCK_PACING = upsert(carrier_pacing, ("carrier", "tat", "day_count"), ["carrier"],
-                      update={"carrier": "excluded.carrier"}, returning=[c.name for c in carrier_pacing.c])
+_LOCK_PACING = upsert(
+    carrier_pacing,
+    ("carrier", "tat", "day_count"),
+    ["carrier"],
+    update={"carrier": "excluded.carrier"},
+    returning=[c.name for c in carrier_pacing.c],
+)
 #: Slots are spaced for 95% of the limit: what the carrier measures also includes network
 #: and scheduling jitter on both sides, which can bunch evenly sent requests a little.
 HEADROOM = 0.95
@@ -63,8 +69,7 @@ class CarrierPacing:
         return min(row.paused_until, now + self._max_pause) if row.paused_until else now
 
     def _lock(self, carrier: str):
-        return self._c.execute(_LOCK_PACING, {"carrier": carrier, "tat": _LONG_AGO,
-                                              "day_count": 0}).one()
+        return self._c.execute(_LOCK_PACING, {"carrier": carrier, "tat": _LONG_AGO, "day_count": 0}).one()
 
     def reserve(self, config: CarrierConfig, wanted: int, horizon_s: float) -> Reservation:
         row = self._lock(config.code)
@@ -83,13 +88,15 @@ class CarrierPacing:
             budget_left = int(config.max_requests_per_day) - used_today - granted
         if granted:
             self._c.execute(
-                carrier_pacing.update().where(carrier_pacing.c.carrier == config.code)
+                carrier_pacing.update()
+                .where(carrier_pacing.c.carrier == config.code)
                 .values(tat=start + timedelta(seconds=granted / rate), day=today, day_count=used_today + granted)
             )
         lead = (start - now).total_seconds()
         tomorrow = datetime.combine(today + timedelta(days=1), datetime.min.time(), tzinfo=timezone.utc)
-        return Reservation([lead + i / rate for i in range(granted)], paused_for, budget_left,
-                           (tomorrow - now).total_seconds())
+        return Reservation(
+            [lead + i / rate for i in range(granted)], paused_for, budget_left, (tomorrow - now).total_seconds()
+        )
 
     def pause(self, carrier: str, seconds: float) -> None:
         """No replica sends to this carrier for ``seconds`` (Retry-After, or backoff after failures)."""
@@ -97,6 +104,7 @@ class CarrierPacing:
         now = database_now(self._c)
         until = now + min(timedelta(seconds=max(0.0, seconds)), self._max_pause)
         self._c.execute(
-            carrier_pacing.update().where(carrier_pacing.c.carrier == carrier)
+            carrier_pacing.update()
+            .where(carrier_pacing.c.carrier == carrier)
             .values(paused_until=max(until, self._paused_until(row, now)))
         )

@@ -24,6 +24,7 @@ How it scales (any number of trackers, on any number of machines):
 ``tracker_batch`` is how many shipments one tracker holds per carrier at once (claimed,
 not yet recorded); with 1, it claims, records, claims, records, one at a time.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -159,14 +160,19 @@ class Tracker:
         self._room = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()
         self._crash: BaseException | None = None
-        self._lanes = {code: CarrierLane(self, config, self._calls(code), self._concurrency)
-                       for code, config in self._carriers.configs.items()}
+        self._lanes = {
+            code: CarrierLane(self, config, self._calls(code), self._concurrency)
+            for code, config in self._carriers.configs.items()
+        }
         senders = [self._loop.create_task(lane.run()) for lane in self._lanes.values()]
         writer = self._loop.create_task(self._write_loop())
         for task in (*senders, writer):
             task.add_done_callback(self._part_ended)
-        helpers = [] if single_round else [self._loop.create_task(self._watch_stop()),
-                                           self._loop.create_task(self._backlog_loop())]
+        helpers = (
+            []
+            if single_round
+            else [self._loop.create_task(self._watch_stop()), self._loop.create_task(self._backlog_loop())]
+        )
         claimed = 0
         try:
             if single_round:
@@ -199,8 +205,12 @@ class Tracker:
         if task.cancelled() or task.exception() is None:
             return
         error = task.exception()
-        log.error("tracker part crashed, stopping the tracker", error=str(error), error_class=type(error).__name__,
-                  exc_info=error)
+        log.error(
+            "tracker part crashed, stopping the tracker",
+            error=str(error),
+            error_class=type(error).__name__,
+            exc_info=error,
+        )
         self._crash = self._crash or error
         self.stopping.set()
         self._room.set()
@@ -213,8 +223,11 @@ class Tracker:
 
     async def _claim_loop(self) -> None:
         while not self.stopping.is_set():
-            wanted = {code: n for code, lane in self._lanes.items()
-                      if (n := lane.claimable(self._batch, self._claim_ahead_s)) > 0}
+            wanted = {
+                code: n
+                for code, lane in self._lanes.items()
+                if (n := lane.claimable(self._batch, self._claim_ahead_s)) > 0
+            }
             if not wanted:
                 await self._wait(self._room, self._idle_s)
                 continue
@@ -264,11 +277,14 @@ class Tracker:
     def _flush_due(self) -> bool:
         if self._loop.time() < self._write_retry_at:
             return False
-        return (len(self._results) >= self._write_batch or len(self._results) >= self._in_hand()
-                or self._loop.time() - self._first_result_at >= self._flush_s)
+        return (
+            len(self._results) >= self._write_batch
+            or len(self._results) >= self._in_hand()
+            or self._loop.time() - self._first_result_at >= self._flush_s
+        )
 
     async def _flush(self) -> None:
-        jobs, self._results = self._results[:self._write_batch * 2], self._results[self._write_batch * 2:]
+        jobs, self._results = self._results[: self._write_batch * 2], self._results[self._write_batch * 2 :]
         try:
             await asyncio.to_thread(record, self._uow, self._carriers.configs, jobs)
             self._write_failures, done = 0, jobs
@@ -297,8 +313,14 @@ class Tracker:
             kept: list[Job] = []
         else:
             kept = [job for job in jobs if job.deadline - time.monotonic() > retry_in_s]
-        log.warning("tracker could not record answers", error=str(error), error_class=type(error).__name__,
-                    answers=len(jobs), kept_for_retry=len(kept), retry_in_s=retry_in_s)
+        log.warning(
+            "tracker could not record answers",
+            error=str(error),
+            error_class=type(error).__name__,
+            answers=len(jobs),
+            kept_for_retry=len(kept),
+            retry_in_s=retry_in_s,
+        )
         self._results = kept + self._results
         self._write_retry_at = self._loop.time() + retry_in_s
         kept_ids = {id(job) for job in kept}
@@ -313,6 +335,7 @@ class Tracker:
     async def _backlog_loop(self) -> None:
         while True:
             try:
+
                 def count():
                     with self._engine.connect() as connection:
                         return TrackerQueue(connection).due_backlog(database_now(connection))
@@ -333,8 +356,12 @@ class Tracker:
             waiting = PackageRepository(connection).waiting_for_packing(seen_before)
         metrics.HANDOVERS_WAITING.set(waiting[0])
         if waiting[0] and waiting != self._handovers_reported:
-            log.warning("hand-overs waiting for their PackagePacked past the horizon", count=waiting[0],
-                        oldest_package_ids=waiting[1], horizon_s=self._handover_horizon_s)
+            log.warning(
+                "hand-overs waiting for their PackagePacked past the horizon",
+                count=waiting[0],
+                oldest_package_ids=waiting[1],
+                horizon_s=self._handover_horizon_s,
+            )
         self._handovers_reported = waiting
 
     async def _wait(self, event: asyncio.Event, timeout: float | None) -> None:

@@ -10,11 +10,12 @@ The due query filters on ``carrier`` and ``poll_priority`` by equality and on
 rows only (``ix_shipments_due_by_carrier``), whatever the number of tracked shipments.
 Times are the database's clock, the one clock every replica shares.
 """
+
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Iterable
 
 from sqlalchemy import Connection, bindparam, func, select, text, update
@@ -53,12 +54,21 @@ class PollResult:
     stale_at: datetime | None = None
 
 
-_CLAIMED = (shipments.c.id, shipments.c.carrier, shipments.c.status, shipments.c.carrier_status,
-            shipments.c.updated_at, shipments.c.created_at, shipments.c.history_wanted)
+_CLAIMED = (
+    shipments.c.id,
+    shipments.c.carrier,
+    shipments.c.status,
+    shipments.c.carrier_status,
+    shipments.c.updated_at,
+    shipments.c.created_at,
+    shipments.c.history_wanted,
+)
 
-_KEEP_CARRIER_EVENTS = upsert(carrier_events, ("shipment_id", "event_key", "carrier_status", "occurred_at",
-                                               "description", "location", "recorded_at"),
-                              ["shipment_id", "event_key"])
+_KEEP_CARRIER_EVENTS = upsert(
+    carrier_events,
+    ("shipment_id", "event_key", "carrier_status", "occurred_at", "description", "location", "recorded_at"),
+    ["shipment_id", "event_key"],
+)
 
 # One statement for a whole batch of outcomes (PostgreSQL): far fewer round trips than
 # an UPDATE per row, which matters at thousands of polls per second.
@@ -93,25 +103,45 @@ class TrackerQueue:
                 break
             due = (
                 select(shipments.c.id)
-                .where(shipments.c.carrier == carrier, shipments.c.poll_priority == priority,
-                       shipments.c.next_poll_at.is_not(None), shipments.c.next_poll_at <= now)
+                .where(
+                    shipments.c.carrier == carrier,
+                    shipments.c.poll_priority == priority,
+                    shipments.c.next_poll_at.is_not(None),
+                    shipments.c.next_poll_at <= now,
+                )
                 .order_by(shipments.c.next_poll_at)
                 .limit(limit - len(claims))
                 .with_for_update(skip_locked=True)
             )
             # = ANY(ARRAY(...)) on PostgreSQL: the planner then fetches the claimed rows by
             # primary key; with IN (...) it may hash-join against a scan of the whole table.
-            chosen = (shipments.c.id == func.any(func.array(due.scalar_subquery())) if self._postgres
-                      else shipments.c.id.in_(due.scalar_subquery()))
+            chosen = (
+                shipments.c.id == func.any(func.array(due.scalar_subquery()))
+                if self._postgres
+                else shipments.c.id.in_(due.scalar_subquery())
+            )
             rows = self._c.execute(
                 update(shipments)
                 .where(chosen)
-                .values(lease_owner=token, lease_until=lease_until, next_poll_at=lease_until,
-                        poll_priority=PRIORITY_LEASED)
+                .values(
+                    lease_owner=token, lease_until=lease_until, next_poll_at=lease_until, poll_priority=PRIORITY_LEASED
+                )
                 .returning(*_CLAIMED)
             ).all()
-            claims += [Claim(r.id, r.carrier, token, ShipmentStatus(r.status), r.carrier_status, r.updated_at,
-                             r.created_at, bool(r.history_wanted), priority == PRIORITY_LEASED) for r in rows]
+            claims += [
+                Claim(
+                    r.id,
+                    r.carrier,
+                    token,
+                    ShipmentStatus(r.status),
+                    r.carrier_status,
+                    r.updated_at,
+                    r.created_at,
+                    bool(r.history_wanted),
+                    priority == PRIORITY_LEASED,
+                )
+                for r in rows
+            ]
         return claims
 
     def lock_held(self, tokens: dict[str, str]) -> set[str]:
@@ -131,36 +161,65 @@ class TrackerQueue:
         if not outcomes:
             return
         if self._postgres:
-            self._c.execute(_FINISH_MANY_PG, {
-                "now": now, "ids": [o.shipment_id for o in outcomes],
-                "next_polls": [o.next_poll_at for o in outcomes], "polled": [int(o.polled) for o in outcomes],
-                "priorities": [o.poll_priority for o in outcomes], "wanted": [o.history_wanted for o in outcomes],
-                "stale": [o.stale_at for o in outcomes],
-            })
+            self._c.execute(
+                _FINISH_MANY_PG,
+                {
+                    "now": now,
+                    "ids": [o.shipment_id for o in outcomes],
+                    "next_polls": [o.next_poll_at for o in outcomes],
+                    "polled": [int(o.polled) for o in outcomes],
+                    "priorities": [o.poll_priority for o in outcomes],
+                    "wanted": [o.history_wanted for o in outcomes],
+                    "stale": [o.stale_at for o in outcomes],
+                },
+            )
             return
         statement = (
             update(shipments)
             .where(shipments.c.id == bindparam("b_id"))
-            .values(lease_owner=None, lease_until=None, next_poll_at=bindparam("b_next"),
-                    polls=shipments.c.polls + bindparam("b_polled"),
-                    last_polled_at=func.coalesce(bindparam("b_polled_at", type_=shipments.c.last_polled_at.type),
-                                                 shipments.c.last_polled_at),
-                    poll_priority=bindparam("b_priority"), history_wanted=bindparam("b_wanted"),
-                    stale_at=func.coalesce(bindparam("b_stale", type_=shipments.c.stale_at.type),
-                                           shipments.c.stale_at))
+            .values(
+                lease_owner=None,
+                lease_until=None,
+                next_poll_at=bindparam("b_next"),
+                polls=shipments.c.polls + bindparam("b_polled"),
+                last_polled_at=func.coalesce(
+                    bindparam("b_polled_at", type_=shipments.c.last_polled_at.type), shipments.c.last_polled_at
+                ),
+                poll_priority=bindparam("b_priority"),
+                history_wanted=bindparam("b_wanted"),
+                stale_at=func.coalesce(bindparam("b_stale", type_=shipments.c.stale_at.type), shipments.c.stale_at),
+            )
         )
-        self._c.execute(statement, [
-            {"b_id": o.shipment_id, "b_next": o.next_poll_at, "b_polled": int(o.polled),
-             "b_polled_at": now if o.polled else None, "b_priority": o.poll_priority,
-             "b_wanted": o.history_wanted, "b_stale": o.stale_at}
-            for o in outcomes
-        ])
+        self._c.execute(
+            statement,
+            [
+                {
+                    "b_id": o.shipment_id,
+                    "b_next": o.next_poll_at,
+                    "b_polled": int(o.polled),
+                    "b_polled_at": now if o.polled else None,
+                    "b_priority": o.poll_priority,
+                    "b_wanted": o.history_wanted,
+                    "b_stale": o.stale_at,
+                }
+                for o in outcomes
+            ],
+        )
 
     def record_carrier_events(self, shipment_id: str, events: Iterable[CarrierEvent], now: datetime) -> int:
         """Keeps the carrier's events; one seen before (same status, date, text, place) is not added again."""
-        rows = [{"shipment_id": shipment_id, "event_key": _event_key(e), "carrier_status": e.carrier_status,
-                 "occurred_at": e.date, "description": e.description, "location": e.location, "recorded_at": now}
-                for e in events]
+        rows = [
+            {
+                "shipment_id": shipment_id,
+                "event_key": _event_key(e),
+                "carrier_status": e.carrier_status,
+                "occurred_at": e.date,
+                "description": e.description,
+                "location": e.location,
+                "recorded_at": now,
+            }
+            for e in events
+        ]
         if not rows:
             return 0
         return self._c.execute(_KEEP_CARRIER_EVENTS, rows).rowcount

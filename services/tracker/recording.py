@@ -6,6 +6,7 @@ aggregate, so its history row and outbox event commit with the new status. A row
 lease was taken over by another tracker (ours ran out) is left alone: the newer claim
 decides.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -59,8 +60,9 @@ def record(uow_factory: Callable[[], UnitOfWork], configs: dict[str, CarrierConf
         queue = uow.repository(TrackerQueue)
         now = queue.now()
         held = queue.lock_held({job.claim.shipment_id: job.claim.token for job in jobs})
-        outcomes = [_outcome(uow, configs[job.claim.carrier], job, now)
-                    for job in jobs if job.claim.shipment_id in held]
+        outcomes = [
+            _outcome(uow, configs[job.claim.carrier], job, now) for job in jobs if job.claim.shipment_id in held
+        ]
         queue.finish(outcomes, now)
         uow.commit()
     if len(held) < len(jobs):
@@ -70,12 +72,12 @@ def record(uow_factory: Callable[[], UnitOfWork], configs: dict[str, CarrierConf
 
 def database_away(error: BaseException) -> bool:
     """The write failed because of the database or the connection, not because of what it held."""
-    return (isinstance(error, (OperationalError, InterfaceError, DisconnectionError))
-            or (isinstance(error, DBAPIError) and error.connection_invalidated))
+    return isinstance(error, (OperationalError, InterfaceError, DisconnectionError)) or (
+        isinstance(error, DBAPIError) and error.connection_invalidated
+    )
 
 
-def record_each(uow_factory: Callable[[], UnitOfWork], configs: dict[str, CarrierConfig],
-                jobs: list[Job]) -> list[Job]:
+def record_each(uow_factory: Callable[[], UnitOfWork], configs: dict[str, CarrierConfig], jobs: list[Job]) -> list[Job]:
     """After the database refused a whole batch for what it held: each job in its own transaction.
 
     The carrier's answers are checked before they get here (``shipment_flows``); this is
@@ -93,9 +95,13 @@ def record_each(uow_factory: Callable[[], UnitOfWork], configs: dict[str, Carrie
             if database_away(exc):
                 unwritten.append(job)
                 continue
-            log.error("carrier answer refused by the database: recorded as a failed poll",
-                      shipment_id=job.claim.shipment_id, carrier=job.claim.carrier, error=str(exc)[:500],
-                      error_class=type(exc).__name__)
+            log.error(
+                "carrier answer refused by the database: recorded as a failed poll",
+                shipment_id=job.claim.shipment_id,
+                carrier=job.claim.carrier,
+                error=str(exc)[:500],
+                error_class=type(exc).__name__,
+            )
             job.answer, job.events = CarrierProtocolError(f"refused by the database ({type(exc).__name__})"), None
         try:
             record(uow_factory, configs, [job])
@@ -107,16 +113,31 @@ def record_each(uow_factory: Callable[[], UnitOfWork], configs: dict[str, Carrie
 def _outcome(uow: UnitOfWork, config: CarrierConfig, job: Job, now: datetime) -> PollResult:
     claim = job.claim
     if job.released:
-        return PollResult(claim.shipment_id, now + timedelta(seconds=job.release_in_s), polled=False,
-                       poll_priority=priority_of(claim.status), history_wanted=claim.history_wanted)
+        return PollResult(
+            claim.shipment_id,
+            now + timedelta(seconds=job.release_in_s),
+            polled=False,
+            poll_priority=priority_of(claim.status),
+            history_wanted=claim.history_wanted,
+        )
     if isinstance(job.answer, Exception):
         quiet_s = (now - claim.news_at).total_seconds()
         wait = max(poll_interval_s(config, claim.status, quiet_s), getattr(job.answer, "retry_after", None) or 0)
         metrics.POLLS.labels(claim.carrier, "failed").inc()
-        log.warning("carrier query failed", shipment_id=claim.shipment_id, carrier=claim.carrier,
-                    error=str(job.answer), error_class=type(job.answer).__name__, retry_in_s=wait)
-        return PollResult(claim.shipment_id, now + timedelta(seconds=wait), poll_priority=priority_of(claim.status),
-                       history_wanted=claim.history_wanted)
+        log.warning(
+            "carrier query failed",
+            shipment_id=claim.shipment_id,
+            carrier=claim.carrier,
+            error=str(job.answer),
+            error_class=type(job.answer).__name__,
+            retry_in_s=wait,
+        )
+        return PollResult(
+            claim.shipment_id,
+            now + timedelta(seconds=wait),
+            poll_priority=priority_of(claim.status),
+            history_wanted=claim.history_wanted,
+        )
     status, news_at = claim.status, claim.news_at
     new_status = map_status(job.answer.carrier_status)
     if job.has_news:
@@ -124,8 +145,13 @@ def _outcome(uow: UnitOfWork, config: CarrierConfig, job: Job, now: datetime) ->
         if shipment.move_to(new_status, now, job.answer.carrier_status):
             uow.save(shipment)
             status, news_at = shipment.status, now
-            log.info("status changed", shipment_id=shipment.id, status=status.value,
-                     carrier_status=job.answer.carrier_status, sequence=shipment.sequence)
+            log.info(
+                "status changed",
+                shipment_id=shipment.id,
+                status=status.value,
+                carrier_status=job.answer.carrier_status,
+                sequence=shipment.sequence,
+            )
     metrics.POLLS.labels(claim.carrier, "changed" if news_at == now else "unchanged").inc()
     if job.events is not None:
         uow.repository(TrackerQueue).record_carrier_events(claim.shipment_id, job.events, now)
@@ -135,11 +161,18 @@ def _outcome(uow: UnitOfWork, config: CarrierConfig, job: Job, now: datetime) ->
         return outcome
     if is_too_old(config, claim.created_at, now):
         metrics.STALE.labels(claim.carrier).inc()
-        log.warning("shipment stale: tracking given up", shipment_id=claim.shipment_id, carrier=claim.carrier,
-                    status=status.value, created_at=claim.created_at.isoformat(),
-                    max_tracking_age_s=config.max_tracking_age_s)
-        return PollResult(claim.shipment_id, None, poll_priority=outcome.poll_priority, history_wanted=wanted,
-                       stale_at=now)
+        log.warning(
+            "shipment stale: tracking given up",
+            shipment_id=claim.shipment_id,
+            carrier=claim.carrier,
+            status=status.value,
+            created_at=claim.created_at.isoformat(),
+            max_tracking_age_s=config.max_tracking_age_s,
+        )
+        return PollResult(
+            claim.shipment_id, None, poll_priority=outcome.poll_priority, history_wanted=wanted, stale_at=now
+        )
     interval = poll_interval_s(config, status, (now - news_at).total_seconds())
-    return PollResult(claim.shipment_id, now + timedelta(seconds=interval), poll_priority=outcome.poll_priority,
-                   history_wanted=wanted)
+    return PollResult(
+        claim.shipment_id, now + timedelta(seconds=interval), poll_priority=outcome.poll_priority, history_wanted=wanted
+    )

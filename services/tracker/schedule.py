@@ -7,6 +7,7 @@ interval doubles with each further quiet day, up to a ceiling. Final statuses ar
 polled again, and a shipment older than the carrier's ``max_tracking_age_s`` is given
 up as stale (with a log line and a metric) instead of being polled for ever.
 """
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta

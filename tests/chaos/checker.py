@@ -24,6 +24,7 @@ Every package gets one class, the worst that applies:
 
 A *repeated relay* is a call identical to the previous call for the same order item.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -37,9 +38,13 @@ Call = tuple[str, str]  # ("bulk", "500") or ("extra", "pending"), as calls_for_
 
 #: CONTRACT.md §4: carrier statuses and what they become.
 CARRIER_STATUSES: dict[str, ShipmentStatus] = {
-    "CREATED": S.REGISTERED, "SHIPPING": S.SHIPPED, "READY_FOR_PICKUP": S.READY_FOR_PICKUP,
-    "ATTEMPTED_DELIVERY": S.ATTEMPTED_DELIVERY, "DELIVERED": S.DELIVERED,
-    "DELIVERY_FAILED": S.DELIVERY_FAILED, "DELETED": S.CANCELLED,
+    "CREATED": S.REGISTERED,
+    "SHIPPING": S.SHIPPED,
+    "READY_FOR_PICKUP": S.READY_FOR_PICKUP,
+    "ATTEMPTED_DELIVERY": S.ATTEMPTED_DELIVERY,
+    "DELIVERED": S.DELIVERED,
+    "DELIVERY_FAILED": S.DELIVERY_FAILED,
+    "DELETED": S.CANCELLED,
 }
 #: Every shipment's first three changes: PackagePacked, the registration, PackageShipped.
 HANDED_OVER = (S.PENDING, S.REGISTERED, S.SHIPPED)
@@ -65,6 +70,7 @@ def required_statuses(fate: Sequence[str]) -> tuple[ShipmentStatus, ...]:
     if MANUAL in fate:
         return (S.PENDING, S.SHIPPED)
     return HANDED_OVER
+
 
 #: Worst first: a package gets the first class that applies.
 PROBLEMS = ("lost", "regressed", "duplicated", "unexpected")
@@ -198,8 +204,10 @@ class Report:
         for name in CLASSES:
             share = f"{100 * counts[name] / total:.1f}%" if total else "-"
             lines.append(f"  {name:<12}{counts[name]:>9}{share:>9}")
-        lines.append(f"  Omnitron relays: {self.relays} item calls, {self.repeated_relays} repeated "
-                     f"({100 * self.repeated_share:.2f}%)")
+        lines.append(
+            f"  Omnitron relays: {self.relays} item calls, {self.repeated_relays} repeated "
+            f"({100 * self.repeated_share:.2f}%)"
+        )
         lines.append(f"  valid? {'yes' if self.valid else 'NO'}")
         others = [v for v in self.verdicts if v.klass != "ok"]
         if others:
@@ -217,8 +225,9 @@ def check(observations: Iterable[Observation]) -> Report:
 def judge(observation: Observation) -> Verdict:
     verdict = Verdict(observation.package_id, tuple(observation.fate))
     expected = expected_history(observation.fate)
-    rows = sorted((r if isinstance(r, HistoryRow) else HistoryRow(*r) for r in observation.history),
-                  key=lambda r: r.sequence)
+    rows = sorted(
+        (r if isinstance(r, HistoryRow) else HistoryRow(*r) for r in observation.history), key=lambda r: r.sequence
+    )
     recorded = _judge_history(verdict, expected, rows)
     _judge_omnitron(verdict, expected, recorded, observation.omnitron)
     if observation.relays is not None and rows:
@@ -241,14 +250,20 @@ def _judge_history(verdict: Verdict, expected: tuple[ShipmentStatus, ...], rows:
     for row in rows:
         status = _status(row.status)
         if row.previous_status != previous:
-            verdict._problem("duplicated", f"change {row.sequence} ({row.status}) starts from "
-                                           f"{row.previous_status}, the one before ended at {previous}")
+            verdict._problem(
+                "duplicated",
+                f"change {row.sequence} ({row.status}) starts from "
+                f"{row.previous_status}, the one before ended at {previous}",
+            )
         previous = row.status
         if status is None:
             verdict._problem("unexpected", f"change {row.sequence}: unknown status {row.status!r}")
             continue
-        moved_back = bool(recorded) and status is not recorded[-1] and (
-            recorded[-1] in FINAL_STATUSES or RANK[status] <= RANK[recorded[-1]])
+        moved_back = (
+            bool(recorded)
+            and status is not recorded[-1]
+            and (recorded[-1] in FINAL_STATUSES or RANK[status] <= RANK[recorded[-1]])
+        )
         if moved_back:
             verdict._problem("regressed", f"database moved back: {status.value} after {recorded[-1].value}")
         if status in recorded:
@@ -268,8 +283,9 @@ def _judge_history(verdict: Verdict, expected: tuple[ShipmentStatus, ...], rows:
     return recorded
 
 
-def _judge_omnitron(verdict: Verdict, expected: tuple[ShipmentStatus, ...], recorded: list,
-                    omnitron: Mapping[int, Sequence[Call]]) -> None:
+def _judge_omnitron(
+    verdict: Verdict, expected: tuple[ShipmentStatus, ...], recorded: list, omnitron: Mapping[int, Sequence[Call]]
+) -> None:
     final = expected[-1]
     if not omnitron:
         verdict._problem("lost", "the package names no order item to look up in Omnitron")
@@ -292,13 +308,13 @@ def _judge_omnitron(verdict: Verdict, expected: tuple[ShipmentStatus, ...], reco
                 verdict._problem("unexpected", f"item {item}: Omnitron got {call}, no status maps to it")
                 continue
             if status in seen:
-                verdict._problem("regressed", f"item {item}: Omnitron saw {status.value} again after "
-                                              f"{seen[-1].value}")
+                verdict._problem("regressed", f"item {item}: Omnitron saw {status.value} again after {seen[-1].value}")
             elif seen and (seen[-1] in FINAL_STATUSES or RANK[status] <= RANK[seen[-1]]):
                 verdict._problem("regressed", f"item {item}: Omnitron saw {status.value} after {seen[-1].value}")
             elif recorded and status not in recorded:
-                verdict._problem("unexpected", f"item {item}: Omnitron got {status.value}, "
-                                               "which the database never recorded")
+                verdict._problem(
+                    "unexpected", f"item {item}: Omnitron got {status.value}, which the database never recorded"
+                )
             seen.append(status)
         if final not in seen:  # reached, then overwritten, is a regression (above)
             last = seen[-1].value if seen else "nothing"
@@ -308,8 +324,9 @@ def _judge_omnitron(verdict: Verdict, expected: tuple[ShipmentStatus, ...], reco
             verdict.marks.append(f"item {item}: Omnitron skipped {', '.join(skipped)} (a newer change went first)")
 
 
-def _judge_relays(verdict: Verdict, rows: list[HistoryRow], relays: list[Relay],
-                  omnitron: Mapping[int, Sequence[Call]]) -> None:
+def _judge_relays(
+    verdict: Verdict, rows: list[HistoryRow], relays: list[Relay], omnitron: Mapping[int, Sequence[Call]]
+) -> None:
     """The publisher's log: every stored change handled once, sent or skipped as stale."""
     by_sequence: dict[int, list[str]] = {}
     for relay in relays:
@@ -320,18 +337,22 @@ def _judge_relays(verdict: Verdict, rows: list[HistoryRow], relays: list[Relay],
         if not outcomes:
             verdict._problem("lost", f"change {row.sequence} ({row.status}) never reached the Omnitron publisher")
         elif len(outcomes) > 1:
-            verdict._problem("duplicated", f"change {row.sequence} ({row.status}) relayed "
-                                           f"{len(outcomes)} times: {', '.join(outcomes)}")
+            verdict._problem(
+                "duplicated",
+                f"change {row.sequence} ({row.status}) relayed {len(outcomes)} times: {', '.join(outcomes)}",
+            )
         if "skipped_stale" in outcomes:
             stale.append(row.status)
         status = _status(row.status)
         if "sent" in outcomes and status is not None:
             for item, calls in sorted(omnitron.items()):
                 if omnitron_call(status) not in [tuple(call) for call in calls]:
-                    verdict._problem("lost", f"change {row.sequence} ({row.status}) is logged as sent, "
-                                             f"but item {item} never got it")
+                    verdict._problem(
+                        "lost", f"change {row.sequence} ({row.status}) is logged as sent, but item {item} never got it"
+                    )
     for sequence, outcomes in sorted(by_sequence.items()):
-        verdict._problem("unexpected", f"relay of change {sequence} ({', '.join(outcomes)}), "
-                                       "which the database does not hold")
+        verdict._problem(
+            "unexpected", f"relay of change {sequence} ({', '.join(outcomes)}), which the database does not hold"
+        )
     if stale:
         verdict.marks.append(f"publisher skipped {', '.join(stale)} as stale")

@@ -5,6 +5,7 @@ broker app, restarts PostgreSQL, and makes the carrier and Omnitron stand-ins fa
 answer slowly. Whatever it stops it starts again in a ``finally``; :meth:`Nemesis.heal`
 undoes the rest. These faults touch the machine's shared RabbitMQ and PostgreSQL.
 """
+
 from __future__ import annotations
 
 import random
@@ -17,8 +18,16 @@ import harness
 from harness import wait_until
 
 #: Every fault kind, by the method that causes it.
-KINDS = ("kill9", "broker_restart", "postgres_restart", "carrier_500", "carrier_429", "carrier_slow",
-         "omnitron_500", "omnitron_slow")
+KINDS = (
+    "kill9",
+    "broker_restart",
+    "postgres_restart",
+    "carrier_500",
+    "carrier_429",
+    "carrier_slow",
+    "omnitron_500",
+    "omnitron_slow",
+)
 KILL_WEIGHT = 3
 #: Kinds cheap enough to fill a short slice.
 LIGHT_KINDS = ("carrier_500", "carrier_429", "carrier_slow", "omnitron_slow")
@@ -57,8 +66,15 @@ def start_broker() -> None:
 class Nemesis(threading.Thread):
     """Runs ``plan`` (fault kinds, or None: pick at random) spread over ``duration_s``."""
 
-    def __init__(self, pipeline, running: dict[str, list], rng: random.Random, duration_s: float,
-                 kinds: tuple[str, ...] = KINDS, plan: list[str] | None = None):
+    def __init__(
+        self,
+        pipeline,
+        running: dict[str, list],
+        rng: random.Random,
+        duration_s: float,
+        kinds: tuple[str, ...] = KINDS,
+        plan: list[str] | None = None,
+    ):
         super().__init__(name="nemesis", daemon=True)
         self.pipeline = pipeline
         self.running = running  # service -> its live processes, kept up to date here
@@ -123,8 +139,7 @@ class Nemesis(threading.Thread):
             victim = victims[self.rng.randrange(len(victims))]
             pid = victim.process.pid
             if not victim.alive():
-                self.died.append(f"{victim.log_path.name} (pid {pid}) exited by itself: "
-                                 f"{victim.process.returncode}")
+                self.died.append(f"{victim.log_path.name} (pid {pid}) exited by itself: {victim.process.returncode}")
             victim.kill9()
             pause = self.rng.uniform(0, 1)
             time.sleep(pause)
@@ -144,8 +159,11 @@ class Nemesis(threading.Thread):
     def postgres_restart(self) -> str:
         down = self.rng.uniform(1, 4)
         try:
-            subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", _pg_cluster(), "main", "stop",
-                            "-m", "fast"], check=True, timeout=120)
+            subprocess.run(
+                ["pg_ctlcluster", "--skip-systemctl-redirect", _pg_cluster(), "main", "stop", "-m", "fast"],
+                check=True,
+                timeout=120,
+            )
             time.sleep(down)
         finally:
             start_postgres()

@@ -10,6 +10,7 @@ duplicated, and at most 1% of Omnitron relays repeated.
 ``OMS_CHAOS_SEED`` replays a run's choices (packages, fates, faults, their order).
 The short slice runs in ``make test``; the whole run is marked ``chaos``.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,10 +24,11 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
+from shared import naming
+
 import harness
 from checker import Observation, Report, carrier_script, check
 from nemesis import KINDS, LIGHT_KINDS, Nemesis
-from shared import naming
 from workload import MANUAL_CARRIER, Commander, Feeder, Package, workload
 
 SERVICES = ("packer", "shipper", "tracker", "omnitron-publisher")
@@ -51,8 +53,17 @@ def vhost_of(pipeline) -> str:
 
 def broker_queues(pipeline) -> dict[str, tuple[int, int, int]]:
     """Our queues: (ready, unacknowledged, consumers)."""
-    out = harness.rabbitmqctl("list_queues", "-p", vhost_of(pipeline), "--quiet", "--no-table-headers",
-                              "name", "messages_ready", "messages_unacknowledged", "consumers")
+    out = harness.rabbitmqctl(
+        "list_queues",
+        "-p",
+        vhost_of(pipeline),
+        "--quiet",
+        "--no-table-headers",
+        "name",
+        "messages_ready",
+        "messages_unacknowledged",
+        "consumers",
+    )
     rows = [line.split() for line in out.splitlines()]
     return {r[0]: (int(r[1]), int(r[2]), int(r[3])) for r in rows if len(r) == 4 and r[0].startswith(naming.PREFIX)}
 
@@ -97,15 +108,21 @@ def quiet(pipeline) -> bool:
     """Nothing stored to publish, nothing waiting or in a consumer's hands (dead letters aside)."""
     if query(pipeline, "SELECT count(*) AS n FROM outbox")[0]["n"]:
         return False
-    return all(ready == unacked == 0 for name, (ready, unacked, _) in broker_queues(pipeline).items()
-               if not name.endswith(".dlq"))
+    return all(
+        ready == unacked == 0
+        for name, (ready, unacked, _) in broker_queues(pipeline).items()
+        if not name.endswith(".dlq")
+    )
 
 
 def observe(pipeline, packages: list[Package]) -> list[Observation]:
     shipments = {r["package_id"]: r["id"] for r in query(pipeline, "SELECT package_id, id FROM shipments")}
     history: dict[str, list[tuple]] = {}
-    for r in query(pipeline, "SELECT shipment_id, sequence, previous_status, status FROM shipment_status_changes "
-                             "ORDER BY shipment_id, sequence"):
+    for r in query(
+        pipeline,
+        "SELECT shipment_id, sequence, previous_status, status FROM shipment_status_changes "
+        "ORDER BY shipment_id, sequence",
+    ):
         history.setdefault(r["shipment_id"], []).append((r["sequence"], r["previous_status"], r["status"]))
     relays: dict[str, list[tuple]] = {}
     for r in query(pipeline, "SELECT shipment_id, sequence, outcome FROM omnitron_relays ORDER BY id"):
@@ -113,10 +130,15 @@ def observe(pipeline, packages: list[Package]) -> list[Observation]:
     observations = []
     for package in packages:
         shipment = shipments.get(package.package_id)
-        observations.append(Observation(
-            package.package_id, package.fate,
-            {item: pipeline.omnitron.calls_for_item(item) for item in package.item_ids},
-            history.get(shipment, []), relays.get(shipment, [])))
+        observations.append(
+            Observation(
+                package.package_id,
+                package.fate,
+                {item: pipeline.omnitron.calls_for_item(item) for item in package.item_ids},
+                history.get(shipment, []),
+                relays.get(shipment, []),
+            )
+        )
     return observations
 
 
@@ -130,13 +152,23 @@ class Outcome:
     text: str
 
 
-def run_chaos(pipeline, tmp_path, *, name: str, packages_count: int, nemesis_s: float,
-              kinds: tuple[str, ...] = KINDS, plan: Callable[[random.Random], list[str]] | None = None) -> Outcome:
+def run_chaos(
+    pipeline,
+    tmp_path,
+    *,
+    name: str,
+    packages_count: int,
+    nemesis_s: float,
+    kinds: tuple[str, ...] = KINDS,
+    plan: Callable[[random.Random], list[str]] | None = None,
+) -> Outcome:
     """``plan``: the fault kinds in order, from the run's random source; None: every kind, then at random."""
     seed = int(os.environ.get("OMS_CHAOS_SEED", time.time_ns() % 1_000_000))
     rng = random.Random(seed)
-    print(f"\nchaos {name}: seed {seed} (OMS_CHAOS_SEED), {packages_count} packages, {nemesis_s:.0f}s of nemesis",
-          flush=True)
+    print(
+        f"\nchaos {name}: seed {seed} (OMS_CHAOS_SEED), {packages_count} packages, {nemesis_s:.0f}s of nemesis",
+        flush=True,
+    )
     packages, sends = workload(rng, packages_count)
     faults = plan(rng) if plan is not None else None
     fates = {p.order_number: p.fate for p in packages}
@@ -180,22 +212,27 @@ def run_chaos(pipeline, tmp_path, *, name: str, packages_count: int, nemesis_s: 
     if dead:
         findings.append(f"dead-lettered: {dead}")
     findings += nemesis.errors + nemesis.died
-    for service, processes in running.items():
-        findings += [f"{p.log_path.name} (pid {p.process.pid}) exited by itself: {p.process.returncode}"
-                     for p in processes if not p.alive()]
+    for processes in running.values():
+        findings += [
+            f"{p.log_path.name} (pid {p.process.pid}) exited by itself: {p.process.returncode}"
+            for p in processes
+            if not p.alive()
+        ]
 
     report = check(observe(pipeline, packages))
     table = report.render(f"chaos {name}, seed {seed}")
-    text = "\n".join([
-        table,
-        f"  nemesis: {len(nemesis.log)} faults over {nemesis_s:.0f}s",
-        *(f"    {fault}" for fault in nemesis.log),
-        f"  feeder: {feeder.sent} events sent ({len(packages)} packages), {feeder.resent} sends retried; "
-        f"{commander.sent} status sets by hand",
-        f"  {'every package final' if all_final else 'NOT every package final'} {final_s:.1f}s after healing; "
-        f"{time.monotonic() - started:.0f}s from the first fault to the check",
-        *(f"  FINDING: {finding}" for finding in findings),
-    ])
+    text = "\n".join(
+        [
+            table,
+            f"  nemesis: {len(nemesis.log)} faults over {nemesis_s:.0f}s",
+            *(f"    {fault}" for fault in nemesis.log),
+            f"  feeder: {feeder.sent} events sent ({len(packages)} packages), {feeder.resent} sends retried; "
+            f"{commander.sent} status sets by hand",
+            f"  {'every package final' if all_final else 'NOT every package final'} {final_s:.1f}s after healing; "
+            f"{time.monotonic() - started:.0f}s from the first fault to the check",
+            *(f"  FINDING: {finding}" for finding in findings),
+        ]
+    )
     print(text, flush=True)
     report_path = tmp_path / f"chaos-{name}-report.txt"
     report_path.write_text(text + "\n")
@@ -206,8 +243,9 @@ def run_chaos(pipeline, tmp_path, *, name: str, packages_count: int, nemesis_s: 
 def assert_survived(outcome: Outcome) -> None:
     counts = outcome.report.counts
     assert not outcome.findings, outcome.text
-    assert (counts["lost"], counts["regressed"], counts["duplicated"], counts["unexpected"]) == (0, 0, 0, 0), \
+    assert (counts["lost"], counts["regressed"], counts["duplicated"], counts["unexpected"]) == (0, 0, 0, 0), (
         outcome.text
+    )
     assert outcome.report.repeated_share <= MAX_REPEATED_SHARE, outcome.text
 
 
@@ -216,7 +254,8 @@ def assert_survived(outcome: Outcome) -> None:
 
 @pytest.mark.timeout(900)
 def test_a_short_slice_of_chaos_with_a_kill_and_a_broker_restart_loses_and_regresses_nothing(
-        pipeline_factory, tmp_path):
+    pipeline_factory, tmp_path
+):
     pipeline = pipeline_factory(poll_interval_s=POLL_INTERVAL_S, extra_env=CHAOS_ENV)
 
     def plan(rng: random.Random) -> list[str]:

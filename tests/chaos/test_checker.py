@@ -1,8 +1,10 @@
 """The chaos checker classifies packages from what was observed: no services, no I/O."""
+
 from __future__ import annotations
 
-from checker import HistoryRow, Observation, Relay, check, expected_history, judge, omnitron_call
 from contracts import ShipmentStatus as S
+
+from checker import HistoryRow, Observation, Relay, check, expected_history, judge, omnitron_call
 
 DELIVERED = ("SHIPPING", "DELIVERED")
 FAILED = ("SHIPPING", "DELIVERY_FAILED")
@@ -55,8 +57,10 @@ def test_a_package_whose_final_status_never_reached_the_database_is_lost():
 def test_a_package_the_database_never_saw_is_lost():
     verdict = judge(observed(rows=[], calls=[]))
     assert verdict.klass == "lost"
-    assert verdict.problems["lost"] == ["never reached the database (its PackagePacked was never applied)",
-                                        "item 7: nothing reached Omnitron"]
+    assert verdict.problems["lost"] == [
+        "never reached the database (its PackagePacked was never applied)",
+        "item 7: nothing reached Omnitron",
+    ]
 
 
 def test_an_order_item_omnitron_never_heard_of_is_lost_even_when_its_sibling_is_final():
@@ -106,12 +110,15 @@ def test_a_database_history_that_moves_back_is_a_regression():
     verdict = judge(observed(ATTEMPTED, rows=rows))
     assert verdict.klass == "regressed"
     # The stale shipped is also a status applied twice.
-    assert verdict.problems == {"regressed": ["database moved back: shipped after attempted_delivery"],
-                                "duplicated": ["shipped applied twice in the database"]}
+    assert verdict.problems == {
+        "regressed": ["database moved back: shipped after attempted_delivery"],
+        "duplicated": ["shipped applied twice in the database"],
+    }
     rows = history("pending", "registered", "shipped", "ready_for_pickup", "attempted_delivery", "delivered")
     fate = ("SHIPPING", "ATTEMPTED_DELIVERY", "READY_FOR_PICKUP", "DELIVERED")
     assert judge(observed(fate, rows=rows)).problems["regressed"] == [
-        "database moved back: attempted_delivery after ready_for_pickup"]
+        "database moved back: attempted_delivery after ready_for_pickup"
+    ]
 
 
 def test_a_status_applied_twice_in_the_database_is_a_duplicate():
@@ -122,13 +129,24 @@ def test_a_status_applied_twice_in_the_database_is_a_duplicate():
 
 
 def test_sequence_gaps_and_repeats_and_forked_changes_are_duplicates():
-    gap = [(1, None, "pending"), (2, "pending", "registered"), (4, "registered", "shipped"), (5, "shipped", "delivered")]
+    gap = [
+        (1, None, "pending"),
+        (2, "pending", "registered"),
+        (4, "registered", "shipped"),
+        (5, "shipped", "delivered"),
+    ]
     assert judge(observed(rows=gap)).problems == {
-        "duplicated": ["sequences [1, 2, 4, 5], not 1..4 without gaps or repeats"]}
-    fork = [(1, None, "pending"), (2, "pending", "registered"), (3, "registered", "shipped"),
-            (4, "registered", "delivered")]
+        "duplicated": ["sequences [1, 2, 4, 5], not 1..4 without gaps or repeats"]
+    }
+    fork = [
+        (1, None, "pending"),
+        (2, "pending", "registered"),
+        (3, "registered", "shipped"),
+        (4, "registered", "delivered"),
+    ]
     assert judge(observed(rows=fork)).problems == {
-        "duplicated": ["change 4 (delivered) starts from registered, the one before ended at shipped"]}
+        "duplicated": ["change 4 (delivered) starts from registered, the one before ended at shipped"]
+    }
 
 
 def test_a_change_relayed_twice_by_the_publisher_is_a_duplicate():
@@ -142,9 +160,12 @@ def test_a_status_the_fate_cannot_lead_to_is_unexpected():
     assert verdict.klass == "unexpected"
     assert verdict.problems["unexpected"] == ["database recorded ready_for_pickup, which the fate cannot lead to"]
     verdict = judge(observed(calls=[PENDING, REGISTERED, SHIPPED, PICKUP, DONE]))
-    assert verdict.problems["unexpected"] == ["item 7: Omnitron got ready_for_pickup, which the database never recorded"]
+    assert verdict.problems["unexpected"] == [
+        "item 7: Omnitron got ready_for_pickup, which the database never recorded"
+    ]
     assert judge(observed(calls=[PENDING, ("bulk", "999"), DONE])).problems["unexpected"] == [
-        "item 7: Omnitron got ('bulk', '999'), no status maps to it"]
+        "item 7: Omnitron got ('bulk', '999'), no status maps to it"
+    ]
 
 
 def test_a_call_repeated_back_to_back_is_recovered_and_counted_as_a_repeated_relay():
@@ -157,8 +178,10 @@ def test_a_call_repeated_back_to_back_is_recovered_and_counted_as_a_repeated_rel
 def test_an_intermediate_status_omnitron_skipped_for_a_newer_one_is_recovered_not_lost():
     verdict = judge(observed(calls=[REGISTERED, SHIPPED, DONE], relays=[(1, "skipped_stale")] + sent(4)[1:]))
     assert verdict.klass == "recovered"
-    assert verdict.marks == ["item 7: Omnitron skipped pending (a newer change went first)",
-                             "publisher skipped pending as stale"]
+    assert verdict.marks == [
+        "item 7: Omnitron skipped pending (a newer change went first)",
+        "publisher skipped pending as stale",
+    ]
 
 
 def test_an_intermediate_carrier_status_the_database_never_recorded_is_recovered_not_lost():
@@ -171,19 +194,27 @@ def test_an_intermediate_carrier_status_the_database_never_recorded_is_recovered
 def test_the_worst_class_wins_and_every_reason_is_kept():
     verdict = judge(observed(calls=[PENDING, SHIPPED, REGISTERED, REGISTERED]))
     assert verdict.klass == "lost"
-    assert verdict.why == ["lost: item 7: final delivered never reached Omnitron (last: registered)",
-                           "regressed: item 7: Omnitron saw registered after shipped",
-                           "item 7: 1 repeated relay(s) of registered"]
+    assert verdict.why == [
+        "lost: item 7: final delivered never reached Omnitron (last: registered)",
+        "regressed: item 7: Omnitron saw registered after shipped",
+        "item 7: 1 repeated relay(s) of registered",
+    ]
 
 
 def test_the_report_counts_classes_and_the_share_of_repeated_relays_and_renders_a_table():
-    report = check([
-        observed(),
-        Observation("PKG-2", DELIVERED, {9: [PENDING, REGISTERED, SHIPPED, DONE, DONE]},
-                    [HistoryRow(*row) for row in history("pending", "registered", "shipped", "delivered")],
-                    [Relay(*relay) for relay in sent(4)]),
-        Observation("PKG-3", DELIVERED, {10: [PENDING]}, history("pending")),
-    ])
+    report = check(
+        [
+            observed(),
+            Observation(
+                "PKG-2",
+                DELIVERED,
+                {9: [PENDING, REGISTERED, SHIPPED, DONE, DONE]},
+                [HistoryRow(*row) for row in history("pending", "registered", "shipped", "delivered")],
+                [Relay(*relay) for relay in sent(4)],
+            ),
+            Observation("PKG-3", DELIVERED, {10: [PENDING]}, history("pending")),
+        ]
+    )
     assert report.counts == {"lost": 1, "regressed": 0, "duplicated": 0, "unexpected": 0, "recovered": 1, "ok": 1}
     assert (report.relays, report.repeated_relays) == (10, 1)
     assert report.repeated_share == 0.1
@@ -219,24 +250,55 @@ def test_an_empty_run_is_valid_and_renders():
 def test_a_package_cancelled_before_or_after_its_registration_is_ok_or_recovered():
     from checker import CANCEL
 
-    before = judge(Observation("P", (CANCEL,), {1: [("extra", "pending"), ("extra", "cancelled")]},
-                               [(1, None, "pending"), (2, "pending", "cancelled")]))
-    after = judge(Observation("P", (CANCEL,), {1: [("extra", "pending"), ("extra", "registered"),
-                                                   ("extra", "cancelled")]},
-                              [(1, None, "pending"), (2, "pending", "registered"), (3, "registered", "cancelled")]))
+    before = judge(
+        Observation(
+            "P",
+            (CANCEL,),
+            {1: [("extra", "pending"), ("extra", "cancelled")]},
+            [(1, None, "pending"), (2, "pending", "cancelled")],
+        )
+    )
+    after = judge(
+        Observation(
+            "P",
+            (CANCEL,),
+            {1: [("extra", "pending"), ("extra", "registered"), ("extra", "cancelled")]},
+            [(1, None, "pending"), (2, "pending", "registered"), (3, "registered", "cancelled")],
+        )
+    )
     assert (before.klass, after.klass) == ("recovered", "ok")
 
 
 def test_a_status_set_by_hand_and_a_carrier_without_integration_are_judged_by_their_commands():
     from checker import MANUAL
 
-    by_hand = judge(Observation("P", ("SHIPPING", "@delivered"), {1: [("extra", "pending"), ("extra", "registered"),
-                                                                      ("bulk", "500"), ("bulk", "550")]},
-                                [(1, None, "pending"), (2, "pending", "registered"), (3, "registered", "shipped"),
-                                 (4, "shipped", "delivered")]))
-    manual = judge(Observation("P", (MANUAL, "@delivered"), {1: [("extra", "pending"), ("bulk", "500"),
-                                                                 ("bulk", "550")]},
-                               [(1, None, "pending"), (2, "pending", "shipped"), (3, "shipped", "delivered")]))
-    lost = judge(Observation("P", (MANUAL, "@delivered"), {1: [("extra", "pending"), ("bulk", "500")]},
-                             [(1, None, "pending"), (2, "pending", "shipped")]))
+    by_hand = judge(
+        Observation(
+            "P",
+            ("SHIPPING", "@delivered"),
+            {1: [("extra", "pending"), ("extra", "registered"), ("bulk", "500"), ("bulk", "550")]},
+            [
+                (1, None, "pending"),
+                (2, "pending", "registered"),
+                (3, "registered", "shipped"),
+                (4, "shipped", "delivered"),
+            ],
+        )
+    )
+    manual = judge(
+        Observation(
+            "P",
+            (MANUAL, "@delivered"),
+            {1: [("extra", "pending"), ("bulk", "500"), ("bulk", "550")]},
+            [(1, None, "pending"), (2, "pending", "shipped"), (3, "shipped", "delivered")],
+        )
+    )
+    lost = judge(
+        Observation(
+            "P",
+            (MANUAL, "@delivered"),
+            {1: [("extra", "pending"), ("bulk", "500")]},
+            [(1, None, "pending"), (2, "pending", "shipped")],
+        )
+    )
     assert (by_hand.klass, manual.klass, lost.klass) == ("ok", "ok", "lost")

@@ -1,4 +1,5 @@
 """The chaos workload: packages with random fates, and a feeder that sends them as upstream does."""
+
 from __future__ import annotations
 
 import random
@@ -7,10 +8,11 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+from services.standins.sandbox_carrier import FATES
+
 import harness
 from checker import CANCEL, MANUAL, SET_PREFIX, expected_history, omnitron_call
 from events import envelope, package_packed, package_shipped, to_bytes
-from services.standins.sandbox_carrier import FATES
 
 FATE_SCRIPTS = [tuple(script) for script in FATES.values()]
 #: The carrier code without integration the chaos carriers file adds.
@@ -19,15 +21,19 @@ MANUAL_CARRIER = "courier"
 # (the cancellation sometimes before its packing), delivered by an employee's status set once
 # shipped, or a courier without integration, shipped by hand and delivered by a status set.
 COMMAND_FATES = [(CANCEL,), ("SHIPPING", SET_PREFIX + "delivered"), (MANUAL, SET_PREFIX + "delivered")]
-ROUTING_KEYS = {"PackagePacked": "package.packed", "PackageShipped": "package.shipped",
-                "PackageCancelled": "package.cancelled", "ShipmentStatusSet": "package.shipment_status_set"}
+ROUTING_KEYS = {
+    "PackagePacked": "package.packed",
+    "PackageShipped": "package.shipped",
+    "PackageCancelled": "package.cancelled",
+    "ShipmentStatusSet": "package.shipment_status_set",
+}
 
 
 def status_set_of(package: "Package") -> str | None:
     """The status an employee sets once the package is shipped, if its fate says so."""
     for step in package.fate:
         if step.startswith(SET_PREFIX) and step not in (CANCEL, MANUAL):
-            return step[len(SET_PREFIX):]
+            return step[len(SET_PREFIX) :]
     return None
 
 
@@ -55,14 +61,21 @@ def workload(rng: random.Random, count: int) -> tuple[list[Package], list[dict]]
         items = [500_000 + 4 * n + i for i in range(rng.choice((1, 2, 2, 3)))]
         fate = rng.choice(COMMAND_FATES) if rng.random() < 1 / 6 else rng.choice(FATE_SCRIPTS)
         package = Package(f"PKG-C{n:04d}", f"ORD-C{n:04d}", items, fate)
-        packed = package_packed(package.package_id, package.order_number, items, payment=n % 5 == 0,
-                                carrier=MANUAL_CARRIER if MANUAL in fate else "sandbox")
+        packed = package_packed(
+            package.package_id,
+            package.order_number,
+            items,
+            payment=n % 5 == 0,
+            carrier=MANUAL_CARRIER if MANUAL in fate else "sandbox",
+        )
         shipped = package_shipped(package.package_id)
         if MANUAL in fate:
             shipped["data"]["tracking_number"] = f"MAN-{n:04d}"
         if CANCEL in fate:  # never handed over
-            shipped = envelope("PackageCancelled", {"package_id": package.package_id, "reason": "chaos",
-                                                    "cancelled_at": "2026-11-27T11:00:00Z"})
+            shipped = envelope(
+                "PackageCancelled",
+                {"package_id": package.package_id, "reason": "chaos", "cancelled_at": "2026-11-27T11:00:00Z"},
+            )
         package.events = [shipped, packed] if rng.random() < 0.2 else [packed, shipped]
         packages.append(package)
         for m, event in enumerate(package.events):
@@ -100,8 +113,9 @@ class Feeder(threading.Thread):
                 try:
                     if self.pipeline.publisher is None:
                         self.pipeline.publisher = harness.RawPublisher(self.pipeline.amqp_url)
-                    self.pipeline.publisher.publish(routing_key, to_bytes(event), message_id=event["id"],
-                                                    event_type=event["type"])
+                    self.pipeline.publisher.publish(
+                        routing_key, to_bytes(event), message_id=event["id"], event_type=event["type"]
+                    )
                     self.sent += 1
                     break
                 except Exception:  # the broker is away: a new connection, the same event again
@@ -148,17 +162,32 @@ class Commander(threading.Thread):
         while self.waiting and not self.stopping.wait(0.5):
             try:
                 with psycopg.connect(self.pipeline.database_url, connect_timeout=5) as connection:
-                    shipped = {row[0] for row in connection.execute(
-                        "SELECT package_id FROM shipments WHERE status = 'shipped' AND package_id = ANY(%s)",
-                        (list(self.waiting),))}
+                    shipped = {
+                        row[0]
+                        for row in connection.execute(
+                            "SELECT package_id FROM shipments WHERE status = 'shipped' AND package_id = ANY(%s)",
+                            (list(self.waiting),),
+                        )
+                    }
                 for package_id in sorted(shipped):
-                    event = envelope("ShipmentStatusSet", {"package_id": package_id, "status": self.waiting[package_id],
-                                                           "reason": "chaos", "set_at": "2026-11-28T09:00:00Z"})
+                    event = envelope(
+                        "ShipmentStatusSet",
+                        {
+                            "package_id": package_id,
+                            "status": self.waiting[package_id],
+                            "reason": "chaos",
+                            "set_at": "2026-11-28T09:00:00Z",
+                        },
+                    )
                     if publisher is None:
                         publisher = harness.RawPublisher(self.pipeline.amqp_url)
                     for _ in range(2):
-                        publisher.publish(ROUTING_KEYS["ShipmentStatusSet"], to_bytes(event), message_id=event["id"],
-                                          event_type=event["type"])
+                        publisher.publish(
+                            ROUTING_KEYS["ShipmentStatusSet"],
+                            to_bytes(event),
+                            message_id=event["id"],
+                            event_type=event["type"],
+                        )
                     self.sent += 1
                     del self.waiting[package_id]
             except Exception:  # the broker or the database is away: again shortly

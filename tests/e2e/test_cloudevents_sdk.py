@@ -5,6 +5,7 @@ the services publish.
 The SDK's RabbitMQ binding sets no AMQP ``message_id`` or ``type``: nothing here sets them
 either, so the services must rely on the CloudEvents attributes alone.
 """
+
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -24,8 +25,12 @@ DELIVERED = [("extra", "pending"), ("extra", "registered"), ("bulk", "500"), ("b
 def _sdk_event(plain: dict, content_type: str | None = "application/json") -> CloudEvent:
     """The hand-written upstream event of tests/events.py, made again with the SDK (without a
     data content type, binary mode sends no AMQP content type at all)."""
-    attributes = {"type": plain["type"], "source": "/oms/erp/warehouse-3", "subject": plain["data"]["package_id"],
-                  "time": datetime(2026, 11, 27, 10, tzinfo=timezone.utc)}
+    attributes = {
+        "type": plain["type"],
+        "source": "/oms/erp/warehouse-3",
+        "subject": plain["data"]["package_id"],
+        "time": datetime(2026, 11, 27, 10, tzinfo=timezone.utc),
+    }
     if content_type:
         attributes["datacontenttype"] = content_type
     return CloudEvent(attributes=attributes, data=plain["data"])
@@ -33,7 +38,9 @@ def _sdk_event(plain: dict, content_type: str | None = "application/json") -> Cl
 
 def _publish(channel, routing_key: str, message: rabbitmq.RabbitMQMessage) -> None:
     channel.basic_publish(
-        "oms.events", routing_key, message.body,
+        "oms.events",
+        routing_key,
+        message.body,
         pika.BasicProperties(delivery_mode=2, content_type=message.content_type, headers=message.headers or None),
         mandatory=True,
     )
@@ -79,8 +86,11 @@ def test_twenty_packages_published_with_the_sdk_in_both_modes_are_applied_and_th
         ids[package_id] = item
     upstream.close()
 
-    wait_until(lambda: all(pipeline.omnitron.calls_for_item(item) == DELIVERED for item in ids.values()), 120,
-               message="every SDK-published package delivered in Omnitron")
+    wait_until(
+        lambda: all(pipeline.omnitron.calls_for_item(item) == DELIVERED for item in ids.values()),
+        120,
+        message="every SDK-published package delivered in Omnitron",
+    )
     for service in ("packer", "shipper"):
         assert pipeline.publisher.queue_depth(f"oms-shipments.{service}.dlq") == 0, f"{service} dead-lettered"
     registered = sorted(r["orderNumber"] for r in pipeline.carrier.registrations.values())
@@ -89,15 +99,19 @@ def test_twenty_packages_published_with_the_sdk_in_both_modes_are_applied_and_th
     # The SDK reads back every change the services published, as any subscriber would.
     expected_changes = len(ids) * len(DELIVERED)
     watching = watcher.channel()
-    wait_until(lambda: watching.queue_declare(status_queue, passive=True).method.message_count >= expected_changes,
-               30, message="every published change on the watcher's queue")
+    wait_until(
+        lambda: watching.queue_declare(status_queue, passive=True).method.message_count >= expected_changes,
+        30,
+        message="every published change on the watcher's queue",
+    )
     published = _take_all(watcher, status_queue)
     watcher.close()
     assert len(published) == expected_changes
     by_package: dict[str, list[dict]] = {}
     for method, properties, body in published:
-        message = rabbitmq.RabbitMQMessage(headers=dict(properties.headers or {}), content_type=properties.content_type,
-                                           body=body)
+        message = rabbitmq.RabbitMQMessage(
+            headers=dict(properties.headers or {}), content_type=properties.content_type, body=body
+        )
         event = rabbitmq.from_rabbitmq_event(message)
         assert event.get_specversion() == "1.0"
         assert event.get_type() == "ShipmentStatusChanged"

@@ -1,4 +1,5 @@
 """The whole flow, as other systems see it: raw JSON bytes in with pika, HTTP calls out."""
+
 from __future__ import annotations
 
 import json
@@ -6,20 +7,35 @@ import random
 
 import pika
 
+from services.standins.sandbox_carrier import FATES
+
 from events import package_packed, package_shipped, to_bytes
 from harness import wait_until
-from services.standins.sandbox_carrier import FATES
 
 # What Omnitron must receive for each order item, per carrier fate, in this order.
 EXPECTED_CALLS = {
     ("SHIPPING", "DELIVERED"): [("extra", "pending"), ("extra", "registered"), ("bulk", "500"), ("bulk", "550")],
-    ("SHIPPING", "DELIVERY_FAILED"): [("extra", "pending"), ("extra", "registered"), ("bulk", "500"),
-                                      ("extra", "delivery_failed")],
-    ("SHIPPING", "READY_FOR_PICKUP", "DELIVERED"): [("extra", "pending"), ("extra", "registered"), ("bulk", "500"),
-                                                    ("bulk", "520"), ("bulk", "550")],
+    ("SHIPPING", "DELIVERY_FAILED"): [
+        ("extra", "pending"),
+        ("extra", "registered"),
+        ("bulk", "500"),
+        ("extra", "delivery_failed"),
+    ],
+    ("SHIPPING", "READY_FOR_PICKUP", "DELIVERED"): [
+        ("extra", "pending"),
+        ("extra", "registered"),
+        ("bulk", "500"),
+        ("bulk", "520"),
+        ("bulk", "550"),
+    ],
     # The stale SHIPPING after the attempted delivery must not move the status back.
     ("SHIPPING", "ATTEMPTED_DELIVERY", "SHIPPING", "DELIVERED"): [
-        ("extra", "pending"), ("extra", "registered"), ("bulk", "500"), ("bulk", "540"), ("bulk", "550")],
+        ("extra", "pending"),
+        ("extra", "registered"),
+        ("bulk", "500"),
+        ("bulk", "540"),
+        ("bulk", "550"),
+    ],
 }
 FATE_SCRIPTS = [tuple(script) for script in FATES.values()]
 assert set(FATE_SCRIPTS) == set(EXPECTED_CALLS), "the sandbox's fates and this test's table must agree"
@@ -70,12 +86,16 @@ def test_a_hundred_and_twenty_packages_reach_omnitron_with_exactly_the_calls_the
             routing_key = "package.packed" if event["type"] == "PackagePacked" else "package.shipped"
             copies = 2 if rng.random() < 1 / 7 else 1
             for _ in range(copies):
-                pipeline.publisher.publish(routing_key, to_bytes(event), message_id=event["id"], event_type=event["type"])
+                pipeline.publisher.publish(
+                    routing_key, to_bytes(event), message_id=event["id"], event_type=event["type"]
+                )
 
     expected = {item: EXPECTED_CALLS[fates[order]] for _, order, items in packages for item in items}
 
     def all_relayed():
-        return sum(len(pipeline.omnitron.calls_for_item(item)) >= len(calls) for item, calls in expected.items()) == len(expected)
+        return sum(
+            len(pipeline.omnitron.calls_for_item(item)) >= len(calls) for item, calls in expected.items()
+        ) == len(expected)
 
     wait_until(all_relayed, timeout=120, message="every item's Omnitron calls")
     # Nothing more may arrive: a late duplicate or regression would show up here.

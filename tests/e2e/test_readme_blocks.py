@@ -10,6 +10,7 @@ stopped by the block itself (``kill $(jobs -p)``), and by the test whatever happ
 ``make test`` runs as written too, on the selection the Makefile's ``PYTEST_ARGS`` names
 (the whole suite from inside the suite would run this test again).
 """
+
 from __future__ import annotations
 
 import os
@@ -37,8 +38,16 @@ def sh_blocks(document: str) -> list[str]:
 
 
 def _copy_of_the_project(destination: Path) -> Path:
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                            capture_output=True, check=True).stdout.decode().split("\0")
+    listed = (
+        subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for name in filter(None, listed):
         source = ROOT / name
         if source.is_file():
@@ -54,10 +63,16 @@ def _copy_of_the_project(destination: Path) -> Path:
 def _person_environment() -> dict[str, str]:
     """A shell as a new user has it: no OMS_* setting, no virtualenv active."""
     venv_bin = str(ROOT / ".venv" / "bin")
-    env = {key: value for key, value in os.environ.items()
-           if not (key.startswith("OMS_") and not key.startswith("OMS_TEST_")) and key != "VIRTUAL_ENV"}
-    env["PATH"] = os.pathsep.join(part for part in env.get("PATH", "").split(os.pathsep)
-                                  if part and Path(part).resolve() != Path(venv_bin).resolve())
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not (key.startswith("OMS_") and not key.startswith("OMS_TEST_")) and key != "VIRTUAL_ENV"
+    }
+    env["PATH"] = os.pathsep.join(
+        part
+        for part in env.get("PATH", "").split(os.pathsep)
+        if part and Path(part).resolve() != Path(venv_bin).resolve()
+    )
     env["PYTEST_ARGS"] = MAKE_TEST_SELECTION
     return env
 
@@ -89,7 +104,8 @@ def test_the_document_has_command_blocks_that_use_the_local_urls_the_test_replac
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("document", DOCUMENTS)
 def test_every_command_block_of_the_document_runs_as_written_against_the_local_rabbitmq_and_postgresql(
-        document, tmp_path, amqp_url):
+    document, tmp_path, amqp_url
+):
     database = f"oms_test_{os.urandom(5).hex()}"
     script = "\n".join(sh_blocks(document))
     script = script.replace(LOCAL_AMQP_URL, amqp_url).replace(LOCAL_DATABASE_URL, harness.database_url(database))
@@ -98,8 +114,14 @@ def test_every_command_block_of_the_document_runs_as_written_against_the_local_r
     log_path = tmp_path / "blocks.log"
 
     with open(log_path, "wb") as log:
-        shell = subprocess.Popen(["bash", "-e", "blocks.sh"], cwd=checkout, env=_person_environment(),
-                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        shell = subprocess.Popen(
+            ["bash", "-e", "blocks.sh"],
+            cwd=checkout,
+            env=_person_environment(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             returncode = shell.wait(timeout=600)
         except subprocess.TimeoutExpired:

@@ -3,21 +3,22 @@
 The pipeline is the root conftest's ``Pipeline`` (the one the e2e test runs), configured as
 docker-compose runs it: the shipper and the Omnitron publisher with four handler threads.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
 
-import harness
-from hostile_world import World
 from services.standins.omnitron import OmnitronStandIn
 from services.standins.sandbox_carrier import SandboxCarrier
 
+import harness
+from hostile_world import World
+
 ROOT_CONFTEST = Path(__file__).resolve().parent.parent / "conftest.py"
 # docker-compose.yml: the services whose handlers wait on HTTP run four handler threads.
-SERVICES = (("packer",), ("shipper", "--concurrency", "4"), ("tracker",),
-            ("omnitron-publisher", "--concurrency", "4"))
+SERVICES = (("packer",), ("shipper", "--concurrency", "4"), ("tracker",), ("omnitron-publisher", "--concurrency", "4"))
 
 
 def _root_conftest(config: pytest.Config):
@@ -30,11 +31,19 @@ def world(request, tmp_path_factory, migrated_template):
     root = _root_conftest(request.config)
     vhost = harness.create_vhost()
     database = harness.create_database(template=migrated_template)
-    with SandboxCarrier(username="user", password=root.CARRIER_PASSWORD) as carrier, \
-            OmnitronStandIn(token=root.OMNITRON_TOKEN) as omnitron:
+    with (
+        SandboxCarrier(username="user", password=root.CARRIER_PASSWORD) as carrier,
+        OmnitronStandIn(token=root.OMNITRON_TOKEN) as omnitron,
+    ):
         carrier.fate = lambda order_number: ["SHIPPING", "DELIVERED"]
-        pipeline = root.Pipeline(tmp_path_factory.mktemp("hostile"), harness.amqp_url(vhost),
-                                 harness.database_url(database), carrier, omnitron, poll_interval_s=0.3)
+        pipeline = root.Pipeline(
+            tmp_path_factory.mktemp("hostile"),
+            harness.amqp_url(vhost),
+            harness.database_url(database),
+            carrier,
+            omnitron,
+            poll_interval_s=0.3,
+        )
         for service, *args in SERVICES:
             pipeline.start(service, 1, *args)
         world = World(pipeline)

@@ -10,6 +10,7 @@ Header values cover every AMQP field type a client in another language can write
 the ones pika writes: :class:`RawField` carries the wire bytes of a value itself (a
 timestamp past year 9999, a float, an unsigned 64-bit integer, a type code nobody knows).
 """
+
 from __future__ import annotations
 
 import copy
@@ -26,8 +27,9 @@ from enum import Enum
 import pika.data
 from hypothesis import strategies as st
 
-from events import envelope, package_packed, package_shipped, shipment_status_changed
 from shared import naming
+
+from events import package_packed, package_shipped, shipment_status_changed
 
 TRACER = "hostile-case"
 MIB = 1024 * 1024
@@ -62,10 +64,11 @@ class OddMessage:
 
     def __repr__(self) -> str:  # hypothesis prints this for a failing example: keep it readable
         body = self.body if len(self.body) <= 300 else self.body[:200] + b"..." + self.body[-50:]
-        return (f"OddMessage(why={self.why!r}, routing_key={self.routing_key!r}, expect={self.expect.name}, "
-                f"properties={self.properties!r}, headers={_short(self.headers)!r}, body={body!r} "
-                f"({len(self.body)} bytes))")
-
+        return (
+            f"OddMessage(why={self.why!r}, routing_key={self.routing_key!r}, expect={self.expect.name}, "
+            f"properties={self.properties!r}, headers={_short(self.headers)!r}, body={body!r} "
+            f"({len(self.body)} bytes))"
+        )
 
     def _repr_pretty_(self, printer, cycle) -> None:
         printer.text(repr(self))
@@ -77,6 +80,7 @@ def _short(value, limit: int = 400):
 
 
 # ---- header values on the wire ------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class RawField:
@@ -101,8 +105,8 @@ def _encode_value(pieces: list, value) -> int:
 
 def _decode_value(encoded: bytes, offset: int):
     # A timestamp past what datetime holds stays a RawField, so dead letters carrying one can be read.
-    if encoded[offset:offset + 1] == b"T":
-        seconds, = struct.unpack_from(">Q", encoded, offset + 1)
+    if encoded[offset : offset + 1] == b"T":
+        (seconds,) = struct.unpack_from(">Q", encoded, offset + 1)
         try:
             datetime.fromtimestamp(seconds, timezone.utc)
         except (OverflowError, ValueError, OSError):
@@ -138,13 +142,23 @@ def timestamp(seconds: int) -> RawField:
 # RabbitMQ itself refuses NaN and infinite doubles in a header table (it closes the publisher's
 # connection, 541 INTERNAL_ERROR), and unknown type codes: such values never reach the services.
 RAW_FIELDS = [
-    timestamp(0), timestamp(2**33), timestamp(253402300800), timestamp(2**63), timestamp(2**64 - 1),
-    RawField(b"b", struct.pack(">b", -128)), RawField(b"B", struct.pack(">B", 255)),
-    RawField(b"s", struct.pack(">h", -32768)), RawField(b"u", struct.pack(">H", 65535)),
-    RawField(b"i", struct.pack(">I", 2**32 - 1)), RawField(b"L", struct.pack(">Q", 2**64 - 1)),
-    RawField(b"f", struct.pack(">f", 1.5)), RawField(b"d", struct.pack(">d", -0.0)),
-    RawField(b"D", struct.pack(">Bi", 255, 2**31 - 1)), RawField(b"D", struct.pack(">Bi", 0, -(2**31))),
+    timestamp(0),
+    timestamp(2**33),
+    timestamp(253402300800),
+    timestamp(2**63),
+    timestamp(2**64 - 1),
+    RawField(b"b", struct.pack(">b", -128)),
+    RawField(b"B", struct.pack(">B", 255)),
+    RawField(b"s", struct.pack(">h", -32768)),
+    RawField(b"u", struct.pack(">H", 65535)),
+    RawField(b"i", struct.pack(">I", 2**32 - 1)),
+    RawField(b"L", struct.pack(">Q", 2**64 - 1)),
+    RawField(b"f", struct.pack(">f", 1.5)),
+    RawField(b"d", struct.pack(">d", -0.0)),
+    RawField(b"D", struct.pack(">Bi", 255, 2**31 - 1)),
+    RawField(b"D", struct.pack(">Bi", 0, -(2**31))),
 ]
+
 
 class _Deep:
     """Short to print: hypothesis and assertion messages show the depth, not the thousands of brackets."""
@@ -176,13 +190,21 @@ class DeepTable(_Deep, dict):
 
 DEEP_HEADERS = [DeepList(1100), DeepList(5000), DeepTable(1100), DeepTable(3000)]
 
-_decimals = st.builds(lambda raw, places: Decimal(raw).scaleb(-places),
-                      st.integers(-(2**31), 2**31 - 1), st.integers(0, 9))
+_decimals = st.builds(
+    lambda raw, places: Decimal(raw).scaleb(-places), st.integers(-(2**31), 2**31 - 1), st.integers(0, 9)
+)
 _datetimes = st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(9999, 12, 30))
 _scalars = st.one_of(
-    st.text(max_size=40), st.binary(max_size=40), st.booleans(), st.none(),
-    st.integers(-(2**63), 2**63 - 1), st.sampled_from([0, -1, 2**31, 2**63 - 1, -(2**63)]),
-    st.floats(allow_nan=False, allow_infinity=False), _decimals, _datetimes, st.sampled_from(RAW_FIELDS),
+    st.text(max_size=40),
+    st.binary(max_size=40),
+    st.booleans(),
+    st.none(),
+    st.integers(-(2**63), 2**63 - 1),
+    st.sampled_from([0, -1, 2**31, 2**63 - 1, -(2**63)]),
+    st.floats(allow_nan=False, allow_infinity=False),
+    _decimals,
+    _datetimes,
+    st.sampled_from(RAW_FIELDS),
     st.sampled_from(DEEP_HEADERS),
 )
 amqp_values = st.recursive(
@@ -192,35 +214,83 @@ amqp_values = st.recursive(
 )
 # Our own header names and the broker's, from outside: honoured only through oms.retry.
 ODD_HEADER_NAMES = [
-    naming.HEADER_ATTEMPTS, naming.HEADER_NOT_BEFORE, naming.HEADER_ROUTING_KEY, naming.HEADER_SERVICE,
-    naming.HEADER_QUEUE, naming.HEADER_ERROR_CLASS, naming.HEADER_ERROR_MESSAGE, naming.HEADER_FIRST_FAILURE,
-    naming.HEADER_LAST_FAILURE, naming.HEADER_REPLAYED_FROM, naming.HEADER_REPLAY_COUNT, naming.HEADER_REPLAYED_AT,
-    naming.HEADER_PREVIOUS_ATTEMPTS, naming.HEADER_PREVIOUS_ERROR_MESSAGE, "x-death", "x-first-death-queue",
-    "x-oms-something-new", "ce-id", "ce-type", "ce-source", "ce-time", "ce-subject", "ce-datacontenttype",
+    naming.HEADER_ATTEMPTS,
+    naming.HEADER_NOT_BEFORE,
+    naming.HEADER_ROUTING_KEY,
+    naming.HEADER_SERVICE,
+    naming.HEADER_QUEUE,
+    naming.HEADER_ERROR_CLASS,
+    naming.HEADER_ERROR_MESSAGE,
+    naming.HEADER_FIRST_FAILURE,
+    naming.HEADER_LAST_FAILURE,
+    naming.HEADER_REPLAYED_FROM,
+    naming.HEADER_REPLAY_COUNT,
+    naming.HEADER_REPLAYED_AT,
+    naming.HEADER_PREVIOUS_ATTEMPTS,
+    naming.HEADER_PREVIOUS_ERROR_MESSAGE,
+    "x-death",
+    "x-first-death-queue",
+    "x-oms-something-new",
+    "ce-id",
+    "ce-type",
+    "ce-source",
+    "ce-time",
+    "ce-subject",
+    "ce-datacontenttype",
 ]
 # Values of the right shape that would misroute, delay or miscount a message if believed.
 _TEMPTING = {
     naming.HEADER_ATTEMPTS: [11, 12, 1000, -5, 0, "11", 1e308, True, 2**63 - 1, -(2**63), b"11", {"n": 11}],
-    naming.HEADER_NOT_BEFORE: ["2026-11-27T10:00:00", "2099-01-01T00:00:00+00:00", "9999-12-31T23:59:59+00:00",
-                               "2000-01-01T00:00:00+00:00", "not a time", "", datetime(2099, 1, 1),
-                               datetime(2020, 1, 1), timestamp(2**63), 1700000000, "2026-11-27T10:00:00+99:00"],
+    naming.HEADER_NOT_BEFORE: [
+        "2026-11-27T10:00:00",
+        "2099-01-01T00:00:00+00:00",
+        "9999-12-31T23:59:59+00:00",
+        "2000-01-01T00:00:00+00:00",
+        "not a time",
+        "",
+        datetime(2099, 1, 1),
+        datetime(2020, 1, 1),
+        timestamp(2**63),
+        1700000000,
+        "2026-11-27T10:00:00+99:00",
+    ],
     naming.HEADER_ROUTING_KEY: ["package.shipped", "shipment.status_changed.delivered", "", "#", b"package.packed"],
-    "x-death": [[{"count": 10**6, "queue": "oms-shipments.packer", "reason": "expired", "exchange": "",
-                  "routing-keys": ["oms-shipments.packer"], "time": datetime(2026, 1, 1)}],
-                [{"count": "many"}], [None], "not a list", [[[]]]],
+    "x-death": [
+        [
+            {
+                "count": 10**6,
+                "queue": "oms-shipments.packer",
+                "reason": "expired",
+                "exchange": "",
+                "routing-keys": ["oms-shipments.packer"],
+                "time": datetime(2026, 1, 1),
+            }
+        ],
+        [{"count": "many"}],
+        [None],
+        "not a list",
+        [[[]]],
+    ],
 }
 _own_header_values = st.sampled_from(ODD_HEADER_NAMES).flatmap(
-    lambda name: st.tuples(st.just(name), st.sampled_from(_TEMPTING[name]) | amqp_values
-                           if name in _TEMPTING else amqp_values))
+    lambda name: st.tuples(
+        st.just(name), st.sampled_from(_TEMPTING[name]) | amqp_values if name in _TEMPTING else amqp_values
+    )
+)
 odd_headers = st.one_of(
-    st.dictionaries(st.text(min_size=1, max_size=30).filter(lambda k: not k.startswith(("x-oms-", "ce-", TRACER))
-                                                             and k.lower() != "compression"),
-                    amqp_values, max_size=5),
+    st.dictionaries(
+        st.text(min_size=1, max_size=30).filter(
+            lambda k: not k.startswith(("x-oms-", "ce-", TRACER)) and k.lower() != "compression"
+        ),
+        amqp_values,
+        max_size=5,
+    ),
     st.lists(_own_header_values, min_size=1, max_size=4).map(dict),
 )
 
 
 # ---- valid events to spoil ------------------------------------------------------------------
+
 
 def fresh_package_id(tag: str) -> str:
     return f"PKG-{tag}-{uuid.uuid4().hex[:12]}"
@@ -295,7 +365,7 @@ PACKED_SPOILINGS = [
     ("sku with U+0000", "data.items.0.sku", "SKU\u0000", DEAD),
     ("surname with a lone surrogate", "data.destination.surname", "Love\ud800lace", DEAD),
     ("delivery note with a lone low surrogate", "data.delivery_note", "\udfff", DEAD),
-    ("a name in emoji and RTL script", "data.destination.name", "\U0001F4E6 \u0639\u0644\u064a", APPLIED),
+    ("a name in emoji and RTL script", "data.destination.name", "\U0001f4e6 \u0639\u0644\u064a", APPLIED),
     ("packed_at without a time zone", "data.packed_at", "2026-11-27T10:00:00", DEAD),
     ("packed_at at +14:00", "data.packed_at", "2026-11-27T10:00:00+14:00", APPLIED),
     ("packed_at at -12:00", "data.packed_at", "2026-11-27T10:00:00-12:00", APPLIED),
@@ -320,8 +390,12 @@ PACKED_SPOILINGS = [
     ("no stock location", "data.stock_location", REMOVE, APPLIED),
     ("no barcode, name or deci", "data.items.0.barcode", REMOVE, APPLIED),
     ("an unknown data field", "data.gift_wrap", {"colour": "red", "layers": [1, 2, 3]}, APPLIED),
-    ("an unknown envelope attribute", "traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
-     APPLIED),
+    (
+        "an unknown envelope attribute",
+        "traceparent",
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        APPLIED,
+    ),
     ("data nested 50 levels in an unknown field", "data.extra", "<nested 50>", APPLIED),
     ("data nested 900 levels in an unknown field", "data.extra", "<nested 900>", EITHER),
     ("specversion 1.1", "specversion", "1.1", DEAD),
@@ -382,7 +456,7 @@ def _spoil(event: dict, what: str, path: str, value) -> bool:
         if isinstance(value, str) and value == SAME_AS_0:
             value = event["data"]["items"][0]["order_item_id"]
         elif isinstance(value, str) and value.startswith("<nested "):
-            value = _nested(int(value[len("<nested "):-1]))
+            value = _nested(int(value[len("<nested ") : -1]))
         node[last] = copy.deepcopy(value)
         return True
     except (KeyError, IndexError, TypeError, ValueError):
@@ -402,8 +476,9 @@ def event_with(kind: str, *whats: str) -> OddMessage:
 @st.composite
 def spoiled_event(draw, kind: str) -> OddMessage:
     """A valid PackagePacked or PackageShipped with one to three of the contract's odd values."""
-    return _spoiled(kind, draw(st.lists(st.sampled_from(_spoilings(kind)), min_size=1, max_size=3,
-                                        unique_by=lambda s: s[0])))
+    return _spoiled(
+        kind, draw(st.lists(st.sampled_from(_spoilings(kind)), min_size=1, max_size=3, unique_by=lambda s: s[0]))
+    )
 
 
 def _spoiled(kind: str, spoilings: list) -> OddMessage:
@@ -424,28 +499,41 @@ def _spoiled(kind: str, spoilings: list) -> OddMessage:
     probe = (kind, probe_id) if isinstance(probe_id, str) and probe_id == package_id else None
     if probe is None and verdict is not DEAD:
         verdict = EITHER
-    return OddMessage(routing_key=f"package.{kind}", body=dumps(event), expect=verdict,
-                      why=f"{'PackagePacked' if kind == 'packed' else 'PackageShipped'} with " + ", ".join(applied_whats),
-                      properties=_cloudevents(), probe=probe)
+    return OddMessage(
+        routing_key=f"package.{kind}",
+        body=dumps(event),
+        expect=verdict,
+        why=f"{'PackagePacked' if kind == 'packed' else 'PackageShipped'} with " + ", ".join(applied_whats),
+        properties=_cloudevents(),
+        probe=probe,
+    )
 
 
 def _cloudevents(**more) -> dict:
     return {"delivery_mode": 2, "content_type": "application/cloudevents+json", **more}
 
 
-def valid_event(kind: str, expect: Verdict = APPLIED, why: str = "", headers: dict | None = None,
-                **properties) -> OddMessage:
+def valid_event(
+    kind: str, expect: Verdict = APPLIED, why: str = "", headers: dict | None = None, **properties
+) -> OddMessage:
     """A valid ``kind`` event ("packed" or "shipped"); ``properties`` replace the structured defaults
     (None removes one)."""
     package_id = fresh_package_id(kind[:4].upper())
     event = packed_event(package_id) if kind == "packed" else shipped_event(package_id)
     merged = {k: v for k, v in {**_cloudevents(), **properties}.items() if v is not None}
-    return OddMessage(routing_key=f"package.{kind}", body=dumps(event), expect=expect,
-                      why=why or f"a valid {kind} event", properties=merged, headers=headers,
-                      probe=(kind, package_id))
+    return OddMessage(
+        routing_key=f"package.{kind}",
+        body=dumps(event),
+        expect=expect,
+        why=why or f"a valid {kind} event",
+        properties=merged,
+        headers=headers,
+        probe=(kind, package_id),
+    )
 
 
 # ---- bodies that are no event at all ----------------------------------------------------------
+
 
 def _deep_array(depth: int) -> bytes:
     return b"[" * depth + b"]" * depth
@@ -458,10 +546,15 @@ def _deep_object(depth: int) -> bytes:
 def _broken_bodies() -> dict[str, bytes]:
     valid = dumps(packed_event(fresh_package_id("CUT")))
     return {
-        "an empty body": b"", "whitespace": b" \n\t ", "null": b"null",
-        "a JSON number": b"42", "a JSON string": b'"PackagePacked"',
-        "a JSON array of an event": b"[" + valid + b"]", "true": b"true",
-        "truncated JSON": valid[: len(valid) // 2], "a lone brace": b"{",
+        "an empty body": b"",
+        "whitespace": b" \n\t ",
+        "null": b"null",
+        "a JSON number": b"42",
+        "a JSON string": b'"PackagePacked"',
+        "a JSON array of an event": b"[" + valid + b"]",
+        "true": b"true",
+        "truncated JSON": valid[: len(valid) // 2],
+        "a lone brace": b"{",
         "JSON with a trailing comma": valid[:-1] + b",}",
         "two JSON objects": valid + valid,
         "non-UTF-8 bytes": b'{"specversion": "1.0", "id": "\xff\xfe\xfd"}',
@@ -484,8 +577,9 @@ BROKEN_BODIES = sorted(_broken_bodies())
 def broken(what: str, routing_key: str = "package.packed", headers: dict | None = None, **properties) -> OddMessage:
     """A body that is no event at all (contract §2: dead-lettered at once)."""
     merged = {k: v for k, v in {**_cloudevents(), **properties}.items() if v is not None}
-    return OddMessage(routing_key=routing_key, body=_broken_bodies()[what], expect=DEAD, why=what,
-                      properties=merged, headers=headers)
+    return OddMessage(
+        routing_key=routing_key, body=_broken_bodies()[what], expect=DEAD, why=what, properties=merged, headers=headers
+    )
 
 
 @st.composite
@@ -509,8 +603,14 @@ def encoded(what: str) -> OddMessage:
     event = packed_event(package_id)
     event["data"]["destination"]["city"] = "Üsküdar"
     body = prefix + json.dumps(event, ensure_ascii=False).encode(codec)
-    return OddMessage(routing_key="package.packed", body=body, expect=verdict, why=what,
-                      properties=_cloudevents(), probe=("packed", package_id))
+    return OddMessage(
+        routing_key="package.packed",
+        body=body,
+        expect=verdict,
+        why=what,
+        properties=_cloudevents(),
+        probe=("packed", package_id),
+    )
 
 
 @st.composite
@@ -522,10 +622,14 @@ def misrouted(event_type: str, routing_key: str) -> OddMessage:
     """A valid event under another type's routing key (contract §1: dead-lettered)."""
     package_id = fresh_package_id("MIS")
     event = {"PackagePacked": packed_event, "PackageShipped": shipped_event}.get(event_type)
-    body = event(package_id) if event else shipment_status_changed(f"shp-{uuid.uuid4().hex}-1", 1, "pending",
-                                                                   None, [1])
-    return OddMessage(routing_key=routing_key, body=dumps(body), expect=DEAD,
-                      why=f"a valid {event_type} under {routing_key}", properties=_cloudevents())
+    body = event(package_id) if event else shipment_status_changed(f"shp-{uuid.uuid4().hex}-1", 1, "pending", None, [1])
+    return OddMessage(
+        routing_key=routing_key,
+        body=dumps(body),
+        expect=DEAD,
+        why=f"a valid {event_type} under {routing_key}",
+        properties=_cloudevents(),
+    )
 
 
 @st.composite
@@ -537,8 +641,16 @@ def misrouted_event(draw) -> OddMessage:
 
 # ---- status changes the services never recorded ---------------------------------------------
 
-STATUSES = ["pending", "registered", "shipped", "ready_for_pickup", "attempted_delivery", "delivered",
-            "delivery_failed", "cancelled"]
+STATUSES = [
+    "pending",
+    "registered",
+    "shipped",
+    "ready_for_pickup",
+    "attempted_delivery",
+    "delivered",
+    "delivery_failed",
+    "cancelled",
+]
 
 
 def forged(status: str, sequence: int = 1, shipment_id: str | None = None, item_ids: list | None = None) -> OddMessage:
@@ -547,43 +659,81 @@ def forged(status: str, sequence: int = 1, shipment_id: str | None = None, item_
     item_ids = [uuid.uuid4().int % 10**12 + 10**14] if item_ids is None else item_ids
     event = shipment_status_changed(f"forged-{uuid.uuid4().hex[:8]}", sequence, status, None, item_ids)
     event["data"]["shipment_id"] = shipment_id
-    return OddMessage(routing_key=f"shipment.status_changed.{status}", body=dumps(event), expect=DEAD,
-                      why=f"a forged {status} change #{sequence} of unknown shipment {shipment_id[:20]}",
-                      properties=_cloudevents())
+    return OddMessage(
+        routing_key=f"shipment.status_changed.{status}",
+        body=dumps(event),
+        expect=DEAD,
+        why=f"a forged {status} change #{sequence} of unknown shipment {shipment_id[:20]}",
+        properties=_cloudevents(),
+    )
 
 
 @st.composite
 def forged_status_change(draw) -> OddMessage:
-    return forged(draw(st.sampled_from(STATUSES)), draw(st.sampled_from([1, 2, 3, 99, 2**31, 2**63 - 1])),
-                  draw(st.sampled_from([f"shp-{uuid.uuid4().hex}", str(uuid.uuid4()), "x" * 64])),
-                  draw(st.sampled_from([None, [], [True], [2**63]])))
+    return forged(
+        draw(st.sampled_from(STATUSES)),
+        draw(st.sampled_from([1, 2, 3, 99, 2**31, 2**63 - 1])),
+        draw(st.sampled_from([f"shp-{uuid.uuid4().hex}", str(uuid.uuid4()), "x" * 64])),
+        draw(st.sampled_from([None, [], [True], [2**63]])),
+    )
 
 
 # ---- properties, encodings, headers -----------------------------------------------------------
 
-ROUTING_KEYS = ["package.packed", "package.shipped", "shipment.status_changed.pending",
-                "shipment.status_changed.delivered"]
+ROUTING_KEYS = [
+    "package.packed",
+    "package.shipped",
+    "shipment.status_changed.pending",
+    "shipment.status_changed.delivered",
+]
 CONTENT_TYPES = [
-    (None, APPLIED), ("application/cloudevents+json", APPLIED), ("application/json", APPLIED),
-    ("application/cloudevents+json; charset=utf-8", APPLIED), ("Application/JSON", APPLIED),
-    ("application/cloudevents-batch+json", DEAD), ("text/plain", DEAD), ("application/xml", DEAD),
-    ("application/octet-stream", DEAD), ("", EITHER), ("application/json;;;charset", EITHER),
-    ("x" * 255, DEAD), ("ümlaut/json", DEAD),
+    (None, APPLIED),
+    ("application/cloudevents+json", APPLIED),
+    ("application/json", APPLIED),
+    ("application/cloudevents+json; charset=utf-8", APPLIED),
+    ("Application/JSON", APPLIED),
+    ("application/cloudevents-batch+json", DEAD),
+    ("text/plain", DEAD),
+    ("application/xml", DEAD),
+    ("application/octet-stream", DEAD),
+    ("", EITHER),
+    ("application/json;;;charset", EITHER),
+    ("x" * 255, DEAD),
+    ("ümlaut/json", DEAD),
 ]
 CONTENT_ENCODINGS = [
-    (None, APPLIED), ("utf-8", APPLIED), ("UTF-8", APPLIED), ("binary", APPLIED), ("Binary", APPLIED),
-    ("gzip", DEAD), ("deflate", DEAD), ("br", DEAD), ("utf-16", DEAD), ("base64", DEAD), ("identity", DEAD),
-    ("ü" * 100, DEAD), ("", EITHER),
+    (None, APPLIED),
+    ("utf-8", APPLIED),
+    ("UTF-8", APPLIED),
+    ("binary", APPLIED),
+    ("Binary", APPLIED),
+    ("gzip", DEAD),
+    ("deflate", DEAD),
+    ("br", DEAD),
+    ("utf-16", DEAD),
+    ("base64", DEAD),
+    ("identity", DEAD),
+    ("ü" * 100, DEAD),
+    ("", EITHER),
 ]
 COMPRESSION_HEADER = [None, "gzip", b"zstd", 1, True, {"algorithm": "gzip"}]
 _short_texts = st.none() | st.text(max_size=20) | st.sampled_from(["", "x" * 255, "PackageShipped", "ü" * 127])
-other_properties = st.fixed_dictionaries({}, optional={
-    "type": _short_texts, "message_id": _short_texts, "correlation_id": _short_texts, "app_id": _short_texts,
-    "reply_to": _short_texts, "cluster_id": _short_texts,
-    "timestamp": st.sampled_from([0, 1, 2**31, 2**32, 253402300800, 2**63 - 1, 2**64 - 1]),
-    "priority": st.integers(0, 255), "delivery_mode": st.sampled_from([1, 2]),
-    "expiration": st.sampled_from(["86400000", "3600000"]), "user_id": st.just("guest"),
-})
+other_properties = st.fixed_dictionaries(
+    {},
+    optional={
+        "type": _short_texts,
+        "message_id": _short_texts,
+        "correlation_id": _short_texts,
+        "app_id": _short_texts,
+        "reply_to": _short_texts,
+        "cluster_id": _short_texts,
+        "timestamp": st.sampled_from([0, 1, 2**31, 2**32, 253402300800, 2**63 - 1, 2**64 - 1]),
+        "priority": st.integers(0, 255),
+        "delivery_mode": st.sampled_from([1, 2]),
+        "expiration": st.sampled_from(["86400000", "3600000"]),
+        "user_id": st.just("guest"),
+    },
+)
 
 
 @st.composite
@@ -597,18 +747,30 @@ def odd_properties(draw) -> OddMessage:
     if compression is not None:
         headers["compression"] = compression
         verdict &= DEAD
-    why = (f"a valid event with content type {content_type!r}, encoding {content_encoding!r}"
-           + (f", compression header {compression!r}" if compression is not None else ""))
-    return valid_event(draw(st.sampled_from(["packed", "shipped"])), verdict, why, headers,
-                       **draw(other_properties), content_type=content_type, content_encoding=content_encoding)
+    why = f"a valid event with content type {content_type!r}, encoding {content_encoding!r}" + (
+        f", compression header {compression!r}" if compression is not None else ""
+    )
+    return valid_event(
+        draw(st.sampled_from(["packed", "shipped"])),
+        verdict,
+        why,
+        headers,
+        **draw(other_properties),
+        content_type=content_type,
+        content_encoding=content_encoding,
+    )
 
 
 @st.composite
 def odd_headers_on_a_valid_event(draw) -> OddMessage:
     """A valid event whose only oddity is its header table: the verdict is the event's own."""
     headers = draw(odd_headers)
-    return valid_event(draw(st.sampled_from(["packed", "shipped"])), APPLIED,
-                       f"a valid event with headers {_short(headers, 200)}", headers)
+    return valid_event(
+        draw(st.sampled_from(["packed", "shipped"])),
+        APPLIED,
+        f"a valid event with headers {_short(headers, 200)}",
+        headers,
+    )
 
 
 @st.composite
@@ -623,9 +785,17 @@ def odd_headers_on_a_bad_event(draw) -> OddMessage:
 # ---- binary content mode ------------------------------------------------------------------
 
 BINARY_SPOILINGS = {
-    None: APPLIED, "ce-subject": APPLIED, "ce-id as bytes": EITHER, "no ce-id": DEAD, "ce-specversion 0.3": DEAD,
-    "ce-type unknown": DEAD, "ce-id as a number": EITHER, "ce-time as an AMQP timestamp": EITHER,
-    "a cloudevents content type": DEAD, "no content type": EITHER, "ce-time without a zone": EITHER,
+    None: APPLIED,
+    "ce-subject": APPLIED,
+    "ce-id as bytes": EITHER,
+    "no ce-id": DEAD,
+    "ce-specversion 0.3": DEAD,
+    "ce-type unknown": DEAD,
+    "ce-id as a number": EITHER,
+    "ce-time as an AMQP timestamp": EITHER,
+    "a cloudevents content type": DEAD,
+    "no content type": EITHER,
+    "ce-time without a zone": EITHER,
     "the whole envelope as the body": DEAD,
 }
 
@@ -634,8 +804,13 @@ def binary_mode(kind: str, spoil: str | None = None) -> OddMessage:
     """A CloudEvent in binary content mode: attributes in ce- headers, the body is the data alone."""
     package_id = fresh_package_id("BIN")
     event = packed_event(package_id) if kind == "packed" else shipped_event(package_id)
-    headers = {"ce-specversion": "1.0", "ce-id": event["id"], "ce-source": event["source"],
-               "ce-type": event["type"], "ce-time": event["time"]}
+    headers = {
+        "ce-specversion": "1.0",
+        "ce-id": event["id"],
+        "ce-source": event["source"],
+        "ce-type": event["type"],
+        "ce-time": event["time"],
+    }
     content_type, body = "application/json", dumps(event["data"])
     if spoil == "ce-subject":
         headers["ce-subject"] = package_id
@@ -660,12 +835,17 @@ def binary_mode(kind: str, spoil: str | None = None) -> OddMessage:
     elif spoil == "the whole envelope as the body":
         body = dumps(event)
     properties = {"delivery_mode": 2, **({"content_type": content_type} if content_type else {})}
-    return OddMessage(routing_key=f"package.{kind}", body=body, expect=BINARY_SPOILINGS[spoil],
-                      why=f"a binary-mode {event['type']}" + (f" with {spoil}" if spoil else ""),
-                      properties=properties, headers=headers, probe=(kind, package_id))
+    return OddMessage(
+        routing_key=f"package.{kind}",
+        body=body,
+        expect=BINARY_SPOILINGS[spoil],
+        why=f"a binary-mode {event['type']}" + (f" with {spoil}" if spoil else ""),
+        properties=properties,
+        headers=headers,
+        probe=(kind, package_id),
+    )
 
 
 @st.composite
 def binary_mode_event(draw) -> OddMessage:
-    return binary_mode(draw(st.sampled_from(["packed", "shipped"])),
-                       draw(st.sampled_from(list(BINARY_SPOILINGS))))
+    return binary_mode(draw(st.sampled_from(["packed", "shipped"])), draw(st.sampled_from(list(BINARY_SPOILINGS))))

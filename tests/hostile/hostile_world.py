@@ -6,6 +6,7 @@ its own package ids and by a tracer header (``hostile-case``) that the services 
 retry and dead-letter copies like any other foreign header; the verdict of every odd message
 is read back from the dead-letter queues (matched by tracer) or from the database.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,18 +18,24 @@ from datetime import datetime, timedelta, timezone
 import pika
 import psycopg
 
+from services.runtime.registry import SERVICES
+from shared import naming
+
 import harness
 from events import package_packed, package_shipped, to_bytes
 from hostile_messages import TRACER, OddMessage, Verdict, deep_recursion, install_raw_fields
-from services.runtime.registry import SERVICES
-from shared import naming
 
 SUBSCRIPTIONS = tuple(SERVICES[name].subscription for name in ("packer", "shipper", "omnitron-publisher"))
 CONSUMERS = tuple(s.service for s in SUBSCRIPTIONS)
 # What the services themselves write on a retry or dead-letter copy: the truth, not a forgery.
 OWN_FAILURE_HEADERS = {
-    naming.HEADER_ATTEMPTS, naming.HEADER_SERVICE, naming.HEADER_QUEUE, naming.HEADER_ROUTING_KEY,
-    naming.HEADER_ERROR_CLASS, naming.HEADER_ERROR_MESSAGE, naming.HEADER_FIRST_FAILURE,
+    naming.HEADER_ATTEMPTS,
+    naming.HEADER_SERVICE,
+    naming.HEADER_QUEUE,
+    naming.HEADER_ROUTING_KEY,
+    naming.HEADER_ERROR_CLASS,
+    naming.HEADER_ERROR_MESSAGE,
+    naming.HEADER_FIRST_FAILURE,
     naming.HEADER_LAST_FAILURE,
 }
 # Contract §1: a content type the services read as the message's own.
@@ -108,8 +115,9 @@ class World:
         headers = {**message.headers, TRACER: tracer} if message.headers is not None else {TRACER: tracer}
         properties = pika.BasicProperties(headers=headers, **message.properties)
         with deep_recursion():
-            self._channel_ok().basic_publish(naming.EVENTS_EXCHANGE, message.routing_key, message.body, properties,
-                                             mandatory=True)
+            self._channel_ok().basic_publish(
+                naming.EVENTS_EXCHANGE, message.routing_key, message.body, properties, mandatory=True
+            )
         return Sent(tracer, message, receivers(message.routing_key))
 
     def send_normal_package(self) -> NormalPackage:
@@ -120,9 +128,17 @@ class World:
         shipped = package_shipped(package.package_id)
         for routing_key, event in (("package.packed", packed), ("package.shipped", shipped)):
             self._channel_ok().basic_publish(
-                naming.EVENTS_EXCHANGE, routing_key, to_bytes(event),
-                pika.BasicProperties(delivery_mode=2, content_type="application/cloudevents+json",
-                                     message_id=event["id"], type=event["type"]), mandatory=True)
+                naming.EVENTS_EXCHANGE,
+                routing_key,
+                to_bytes(event),
+                pika.BasicProperties(
+                    delivery_mode=2,
+                    content_type="application/cloudevents+json",
+                    message_id=event["id"],
+                    type=event["type"],
+                ),
+                mandatory=True,
+            )
         self.normal.append(package)
         return package
 
@@ -162,7 +178,7 @@ class World:
         return by_service
 
     def _resolved(self, sent: Sent) -> str | None:
-        """"dead" when every receiver dead-lettered it, "applied" when its effect is seen."""
+        """ "dead" when every receiver dead-lettered it, "applied" when its effect is seen."""
         letters = self._letters_by_service(sent)
         if sent.receivers and all(service in letters for service in sent.receivers):
             return "dead"
@@ -199,16 +215,20 @@ class World:
         """Where an unsettled message is: a retry queue, its work queue, or nowhere (lost)."""
         places = []
         for service in sent.receivers:
-            for queue in [naming.work_queue(service),
-                          *(naming.retry_queue(service, d) for d in self.pipeline_retry_delays())]:
+            for queue in [
+                naming.work_queue(service),
+                *(naming.retry_queue(service, d) for d in self.pipeline_retry_delays()),
+            ]:
                 for properties, _ in self.peek(queue):
                     if (properties.headers or {}).get(TRACER) == sent.tracer:
                         attempts = (properties.headers or {}).get(naming.HEADER_ATTEMPTS)
                         places.append(f"{queue} (x-oms-attempts={attempts!r})")
         letters = self._letters_by_service(sent)
         where = ", ".join(places) or "in no queue (acknowledged without effect, or held unacked)"
-        return (f"{sent.message.why!r} under {sent.message.routing_key!r} neither applied nor dead-lettered "
-                f"by {[s for s in sent.receivers if s not in letters]}: {where}")
+        return (
+            f"{sent.message.why!r} under {sent.message.routing_key!r} neither applied nor dead-lettered "
+            f"by {[s for s in sent.receivers if s not in letters]}: {where}"
+        )
 
     def pipeline_retry_delays(self) -> list[float]:
         return json.loads(self.pipeline.env["OMS_RETRY_DELAYS_S"])
@@ -239,8 +259,12 @@ class World:
         outcome = self.settle(sent)
         for item in sent:
             self.check(item, outcome[item.tracer])
-        harness.wait_until(lambda: self.applied(("packed", normal.package_id)), 20, 0.05,
-                           message=f"the normal package {normal.package_id} behind the odd messages packed")
+        harness.wait_until(
+            lambda: self.applied(("packed", normal.package_id)),
+            20,
+            0.05,
+            message=f"the normal package {normal.package_id} behind the odd messages packed",
+        )
         self.assert_none_exited()
 
     # ---- verdicts ------------------------------------------------------------------------
@@ -252,7 +276,8 @@ class World:
         if message.expect is Verdict.APPLIED:
             assert outcome == "applied", (
                 f"{message.why!r} was dead-lettered: "
-                f"{[l.headers.get(naming.HEADER_ERROR_MESSAGE) for l in self.dead[sent.tracer]]}")
+                f"{[letter.headers.get(naming.HEADER_ERROR_MESSAGE) for letter in self.dead[sent.tracer]]}"
+            )
             assert sent.tracer not in self.dead, f"{message.why!r} was applied and dead-lettered too"
         if outcome == "dead":
             for letter in self.dead[sent.tracer]:
@@ -265,27 +290,36 @@ class World:
         assert letter.body == message.body, f"{why!r}: the dead letter's body is not the message as it came"
         assert headers.get(naming.HEADER_ATTEMPTS) == 1, (
             f"{why!r}: dead-lettered by {letter.service} with x-oms-attempts="
-            f"{headers.get(naming.HEADER_ATTEMPTS)!r}, not at once (reason: {reason!r})")
+            f"{headers.get(naming.HEADER_ATTEMPTS)!r}, not at once (reason: {reason!r})"
+        )
         assert headers.get(naming.HEADER_SERVICE) == letter.service, f"{why!r}: {headers.get(naming.HEADER_SERVICE)!r}"
         assert headers.get(naming.HEADER_ROUTING_KEY) == message.routing_key, (
             f"{why!r}: the dead letter names routing key {headers.get(naming.HEADER_ROUTING_KEY)!r}, "
-            f"it came under {message.routing_key!r}")
+            f"it came under {message.routing_key!r}"
+        )
         first_failure = headers.get(naming.HEADER_FIRST_FAILURE)
         assert isinstance(first_failure, str) and _recent(first_failure), (
-            f"{why!r}: x-oms-first-failure-at {first_failure!r} is not this failure's")
+            f"{why!r}: x-oms-first-failure-at {first_failure!r} is not this failure's"
+        )
         forged = {name: value for name, value in (message.headers or {}).items() if name.startswith("x-oms-")}
         for name, value in forged.items():
             if name not in OWN_FAILURE_HEADERS:
-                assert name not in headers, f"{why!r}: the forged header {name}={value!r} was copied onto the dead letter"
-        assert letter.properties.content_type in ({message.properties.get("content_type")} | (
-            READ_AS_CLOUDEVENTS if message.properties.get("content_type") is None else set())), (
+                assert name not in headers, (
+                    f"{why!r}: the forged header {name}={value!r} was copied onto the dead letter"
+                )
+        assert letter.properties.content_type in (
+            {message.properties.get("content_type")}
+            | (READ_AS_CLOUDEVENTS if message.properties.get("content_type") is None else set())
+        ), (
             f"{why!r}: content type {message.properties.get('content_type')!r} became "
-            f"{letter.properties.content_type!r} on the dead letter, so a replay is judged differently")
+            f"{letter.properties.content_type!r} on the dead letter, so a replay is judged differently"
+        )
         encoding = message.properties.get("content_encoding")
         if encoding is not None and encoding.lower() not in ("utf-8", "binary"):
             assert letter.properties.content_encoding == encoding, (
                 f"{why!r}: content encoding {encoding!r} became {letter.properties.content_encoding!r} "
-                "on the dead letter, so a replay would read it as UTF-8")
+                "on the dead letter, so a replay would read it as UTF-8"
+            )
 
     # ---- the processes -------------------------------------------------------------------
 
@@ -295,7 +329,8 @@ class World:
     def assert_none_exited(self) -> None:
         dead = [p for p in self.pipeline.processes if not p.alive()]
         assert not dead, "a service exited: " + "; ".join(
-            f"{p.service} (exit code {p.process.poll()}), its log ends: {_last_error(p.log_text())}" for p in dead)
+            f"{p.service} (exit code {p.process.poll()}), its log ends: {_last_error(p.log_text())}" for p in dead
+        )
 
     def revive(self) -> None:
         """After a process exited: take the odd messages out of its queue (the one that killed it is
@@ -329,9 +364,11 @@ class World:
         omnitron = self.pipeline.omnitron
         harness.wait_until(
             lambda: all(omnitron.calls_for_item(p.item_id)[-1:] == [DELIVERED] for p in self.normal),
-            timeout_s, 0.5,
+            timeout_s,
+            0.5,
             message=f"every one of {len(self.normal)} normal packages delivered in Omnitron "
-                    f"(missing: {[p.package_id for p in self.normal if omnitron.calls_for_item(p.item_id)[-1:] != [DELIVERED]][:5]})")
+            f"(missing: {[p.package_id for p in self.normal if omnitron.calls_for_item(p.item_id)[-1:] != [DELIVERED]][:5]})",
+        )
 
     def finish(self) -> None:
         """The end of a run: no process exited, every normal package delivered, nothing in flight."""
@@ -349,8 +386,9 @@ class World:
     def in_flight(self) -> dict[str, tuple[int, int]]:
         """Every work and retry queue that still holds a message, ready or unacknowledged."""
         vhost = self.pipeline.amqp_url.rsplit("/", 1)[1]
-        listing = harness.rabbitmqctl("list_queues", "-p", vhost, "-q", "--no-table-headers",
-                                      "name", "messages_ready", "messages_unacknowledged")
+        listing = harness.rabbitmqctl(
+            "list_queues", "-p", vhost, "-q", "--no-table-headers", "name", "messages_ready", "messages_unacknowledged"
+        )
         busy = {}
         for line in listing.splitlines():
             parts = line.split()
@@ -388,4 +426,3 @@ def _recent(iso: str) -> bool:
     if moment.tzinfo is None:
         return False
     return abs(datetime.now(timezone.utc) - moment) < timedelta(minutes=30)
-

@@ -11,6 +11,7 @@ retry queue holds a message.
 ``[slice]`` runs in ``make test`` (a few hundred examples in all); ``[long]`` is the long
 fuzzing run of ``make test-all`` (``-m fuzz``).
 """
+
 from __future__ import annotations
 
 import pytest
@@ -38,8 +39,9 @@ def run_examples(world, odd_messages, examples: int) -> None:
     # message that never settles); the long runs shrink it, for test_regressions.py.
     phases = [Phase.explicit, Phase.reuse, Phase.generate] + ([Phase.shrink] if examples > SLICE_MAX else [])
 
-    @settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck), print_blob=True,
-              phases=phases)
+    @settings(
+        max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck), print_blob=True, phases=phases
+    )
     @given(st.lists(odd_messages, min_size=1, max_size=3))
     def odd_messages_beside_a_normal_package(messages):
         world.try_messages(messages)

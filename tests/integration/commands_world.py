@@ -1,6 +1,7 @@
 """A pipeline for the operator-command tests: three carriers (two integrated stand-ins, one
 without integration), raw commands published with pika, and what the database, the
 carriers, Omnitron and the shipper's dead-letter queue saw."""
+
 from __future__ import annotations
 
 import json
@@ -9,16 +10,21 @@ import uuid
 import psycopg
 from psycopg.rows import dict_row
 
-import harness
-from events import envelope, package_packed, package_shipped, to_bytes
-from harness import CARRIER_PASSWORD, wait_until
 from services.standins import error_reply
 from services.standins.sandbox_carrier import SandboxCarrier
 from shared import naming
 
-ROUTING_KEYS = {"PackagePacked": "package.packed", "PackageShipped": "package.shipped",
-                "PackageCancelled": "package.cancelled", "ShipmentInfoUpdated": "package.shipment_info_updated",
-                "ShipmentStatusSet": "package.shipment_status_set"}
+import harness
+from events import envelope, package_packed, package_shipped, to_bytes
+from harness import CARRIER_PASSWORD, wait_until
+
+ROUTING_KEYS = {
+    "PackagePacked": "package.packed",
+    "PackageShipped": "package.shipped",
+    "PackageCancelled": "package.cancelled",
+    "ShipmentInfoUpdated": "package.shipment_info_updated",
+    "ShipmentStatusSet": "package.shipment_status_set",
+}
 # The carrier's answers to queries, by the order number's prefix (the rest follow the default fates).
 SCRIPTS = {"HOLD": ["SHIPPING"], "FAIL": ["DELIVERY_FAILED"], "ATT": ["SHIPPING", "ATTEMPTED_DELIVERY"]}
 MANUAL = "courier"
@@ -39,8 +45,11 @@ class RefusingCarrier(SandboxCarrier):
 
 
 def cancelled(package_id: str, reason: str = "customer cancelled", event_id: str | None = None) -> dict:
-    return envelope("PackageCancelled", {"package_id": package_id, "reason": reason,
-                                         "cancelled_at": "2026-11-27T11:00:00Z"}, event_id=event_id)
+    return envelope(
+        "PackageCancelled",
+        {"package_id": package_id, "reason": reason, "cancelled_at": "2026-11-27T11:00:00Z"},
+        event_id=event_id,
+    )
 
 
 def info_updated(package_id: str, updated_at: str = "2026-11-27T11:30:00Z", **fields) -> dict:
@@ -48,8 +57,10 @@ def info_updated(package_id: str, updated_at: str = "2026-11-27T11:30:00Z", **fi
 
 
 def status_set(package_id: str, status: str, reason: str = "customer picked it up at the store") -> dict:
-    return envelope("ShipmentStatusSet", {"package_id": package_id, "status": status, "reason": reason,
-                                          "set_at": "2026-11-28T09:00:00Z"})
+    return envelope(
+        "ShipmentStatusSet",
+        {"package_id": package_id, "status": status, "reason": reason, "set_at": "2026-11-28T09:00:00Z"},
+    )
 
 
 def shipped(package_id: str, **fields) -> dict:
@@ -65,14 +76,22 @@ class World:
         self.omnitron = pipeline.omnitron
         for carrier in (self.sandbox, other):
             carrier.fate = script_of
-        common = {"username": "user", "password": CARRIER_PASSWORD, "api_version": "1", "poll_interval_s": 0.3,
-                  "max_requests_per_s": 500}
-        harness.write_carriers_file(pipeline.tmp_path / "carriers.toml", {
-            "sandbox": {"url": self.sandbox.url, **common, **sandbox_settings},
-            "other": {"url": other.url, **common},
-            "refusing": {"url": refusing.url, **common},
-            MANUAL: {"integration": "none"},
-        })
+        common = {
+            "username": "user",
+            "password": CARRIER_PASSWORD,
+            "api_version": "1",
+            "poll_interval_s": 0.3,
+            "max_requests_per_s": 500,
+        }
+        harness.write_carriers_file(
+            pipeline.tmp_path / "carriers.toml",
+            {
+                "sandbox": {"url": self.sandbox.url, **common, **sandbox_settings},
+                "other": {"url": other.url, **common},
+                "refusing": {"url": refusing.url, **common},
+                MANUAL: {"integration": "none"},
+            },
+        )
         self.items: dict[str, list[int]] = {}
         self._next_item = 70_000
 
@@ -86,8 +105,9 @@ class World:
 
     # ---- publishing ----
     def publish(self, event: dict) -> dict:
-        self.pipeline.publisher.publish(ROUTING_KEYS[event["type"]], to_bytes(event), message_id=event["id"],
-                                        event_type=event["type"])
+        self.pipeline.publisher.publish(
+            ROUTING_KEYS[event["type"]], to_bytes(event), message_id=event["id"], event_type=event["type"]
+        )
         return event
 
     def pack(self, package_id: str, carrier: str = "sandbox", order_number: str | None = None) -> dict:
@@ -106,22 +126,36 @@ class World:
         return rows[0] if rows else None
 
     def history(self, package_id: str) -> list[str]:
-        return [r["status"] for r in self.query(
-            "SELECT c.status FROM shipment_status_changes c JOIN shipments s ON s.id = c.shipment_id "
-            "WHERE s.package_id = %s ORDER BY c.sequence", package_id)]
+        return [
+            r["status"]
+            for r in self.query(
+                "SELECT c.status FROM shipment_status_changes c JOIN shipments s ON s.id = c.shipment_id "
+                "WHERE s.package_id = %s ORDER BY c.sequence",
+                package_id,
+            )
+        ]
 
     def changes(self, package_id: str) -> list[dict]:
-        return [json.loads(r["data"]) for r in self.query(
-            "SELECT c.data FROM shipment_status_changes c JOIN shipments s ON s.id = c.shipment_id "
-            "WHERE s.package_id = %s ORDER BY c.sequence", package_id)]
+        return [
+            json.loads(r["data"])
+            for r in self.query(
+                "SELECT c.data FROM shipment_status_changes c JOIN shipments s ON s.id = c.shipment_id "
+                "WHERE s.package_id = %s ORDER BY c.sequence",
+                package_id,
+            )
+        ]
 
     def wait_status(self, package_id: str, status: str, timeout: float = 30) -> dict:
-        return wait_until(lambda: (s := self.shipment(package_id)) is not None and s["status"] == status and s,
-                          timeout, message=f"{package_id} to be {status}")
+        return wait_until(
+            lambda: (s := self.shipment(package_id)) is not None and s["status"] == status and s,
+            timeout,
+            message=f"{package_id} to be {status}",
+        )
 
     def wait_history(self, package_id: str, history: list[str], timeout: float = 30) -> None:
-        wait_until(lambda: self.history(package_id) == history, timeout,
-                   message=f"{package_id}'s history to be {history}")
+        wait_until(
+            lambda: self.history(package_id) == history, timeout, message=f"{package_id}'s history to be {history}"
+        )
 
     def carrier_requests(self, carrier: SandboxCarrier, package_id: str) -> list[tuple[str, str, int]]:
         shipment = self.shipment(package_id)
@@ -129,8 +163,11 @@ class World:
             return []
         with carrier._lock:
             records = list(carrier.requests)
-        return [(r.method, r.path.split("/shipments", 1)[-1].replace(shipment["id"], "{id}"), r.status)
-                for r in records if r.shipment_id == shipment["id"]]
+        return [
+            (r.method, r.path.split("/shipments", 1)[-1].replace(shipment["id"], "{id}"), r.status)
+            for r in records
+            if r.shipment_id == shipment["id"]
+        ]
 
     def omnitron_calls(self, package_id: str) -> list[dict]:
         items = set(self.items[package_id])
@@ -147,17 +184,25 @@ class World:
         return found
 
     def wait_omnitron(self, package_id: str, predicate, timeout: float = 30) -> list[dict]:
-        return wait_until(lambda: predicate(calls := self.omnitron_calls(package_id)) and calls, timeout,
-                          message=f"Omnitron calls of {package_id}")
+        return wait_until(
+            lambda: predicate(calls := self.omnitron_calls(package_id)) and calls,
+            timeout,
+            message=f"Omnitron calls of {package_id}",
+        )
 
     def dead_letters(self, service: str = "shipper") -> list[dict]:
         """Every dead letter of the service (taken off its queue): type, package id, reason."""
         letters = []
         for properties, body in self.pipeline.publisher.get_all(naming.dead_letter_queue(service)):
             event = json.loads(body)
-            letters.append({"type": event.get("type"), "package_id": (event.get("data") or {}).get("package_id"),
-                            "id": event.get("id"),
-                            "reason": (properties.headers or {}).get(naming.HEADER_ERROR_MESSAGE)})
+            letters.append(
+                {
+                    "type": event.get("type"),
+                    "package_id": (event.get("data") or {}).get("package_id"),
+                    "id": event.get("id"),
+                    "reason": (properties.headers or {}).get(naming.HEADER_ERROR_MESSAGE),
+                }
+            )
         return letters
 
     def wait_dead_letters(self, count: int, service: str = "shipper", timeout: float = 30) -> list[dict]:
@@ -166,6 +211,7 @@ class World:
         def enough():
             letters.extend(self.dead_letters(service))
             return len(letters) >= count
+
         wait_until(enough, timeout, message=f"{count} dead letters in {service}")
         return letters
 

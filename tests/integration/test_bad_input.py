@@ -4,6 +4,7 @@ and the packer goes on consuming (CONTRACT.md §2).
 Everything is published as a foreign system would: raw bytes with pika to ``oms.events``
 under ``package.packed``; the packer runs as an ``oms-shipments run packer`` process.
 """
+
 from __future__ import annotations
 
 import json
@@ -14,10 +15,11 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from contracts import EventRejected, parse_event
-from events import package_packed, package_shipped, to_bytes
-from harness import wait_until
 from shared import naming
 from shared.redaction import redact_text
+
+from events import package_packed, package_shipped, to_bytes
+from harness import wait_until
 
 PACKER_DLQ = naming.dead_letter_queue("packer")
 CLOUDEVENTS = "application/cloudevents+json"
@@ -59,12 +61,30 @@ BAD_INPUT = [
     ("truncated JSON", to_bytes(_valid())[:-25], CLOUDEVENTS, ["body is not JSON"]),
     ("a JSON array", b'[{"type": "PackagePacked"}]', CLOUDEVENTS, ["body is not a JSON object"]),
     ("an envelope without its id", _without("id"), CLOUDEVENTS, ["invalid CloudEvents envelope", "id"]),
-    ("data without its order number", _without("data.order_number"), CLOUDEVENTS,
-     ["invalid PackagePacked data", "order_number"]),
-    ("items that are not a list", _with("data.items", "two shirts"), CLOUDEVENTS, ["invalid PackagePacked data", "items"]),
-    ("a quantity that is not a number", _with("data.items.0.quantity", "two"), CLOUDEVENTS,
-     ["invalid PackagePacked data", "items.0.quantity"]),
-    ("an unknown event type", _with("type", "PackageTeleported"), CLOUDEVENTS, ["unknown event type 'PackageTeleported'"]),
+    (
+        "data without its order number",
+        _without("data.order_number"),
+        CLOUDEVENTS,
+        ["invalid PackagePacked data", "order_number"],
+    ),
+    (
+        "items that are not a list",
+        _with("data.items", "two shirts"),
+        CLOUDEVENTS,
+        ["invalid PackagePacked data", "items"],
+    ),
+    (
+        "a quantity that is not a number",
+        _with("data.items.0.quantity", "two"),
+        CLOUDEVENTS,
+        ["invalid PackagePacked data", "items.0.quantity"],
+    ),
+    (
+        "an unknown event type",
+        _with("type", "PackageTeleported"),
+        CLOUDEVENTS,
+        ["unknown event type 'PackageTeleported'"],
+    ),
     ("a body over 1 MiB", _oversized(), CLOUDEVENTS, ["exceeds the 1048576-byte limit"]),
     ("a text/plain content type", to_bytes(_valid()), "text/plain", ["unsupported content type 'text/plain'"]),
 ]
@@ -84,7 +104,8 @@ def _take_dead_letter(pipeline, message_id: str):
 
 
 def test_every_kind_of_bad_body_is_dead_lettered_at_once_with_a_reason_naming_its_problem_and_the_packer_goes_on(
-        pipeline):
+    pipeline,
+):
     pipeline.start("packer")
     for problem, body, content_type, reason_says in BAD_INPUT:
         message_id = f"bad-{uuid.uuid4()}"
@@ -103,18 +124,26 @@ def test_every_kind_of_bad_body_is_dead_lettered_at_once_with_a_reason_naming_it
 
     valid = _valid("PKG-AFTER-BAD")
     pipeline.publisher.publish("package.packed", to_bytes(valid), message_id=valid["id"])
-    wait_until(lambda: _shipment_status(pipeline.database_url, "PKG-AFTER-BAD") == "pending", 20,
-               message="the valid package's shipment")
+    wait_until(
+        lambda: _shipment_status(pipeline.database_url, "PKG-AFTER-BAD") == "pending",
+        20,
+        message="the valid package's shipment",
+    )
     assert pipeline.publisher.queue_depth(PACKER_DLQ) == 0
 
 
 def test_a_plain_application_json_content_type_is_accepted(pipeline):
     pipeline.start("packer")
     event = _valid("PKG-PLAIN-JSON")
-    pipeline.publisher.publish("package.packed", to_bytes(event), message_id=event["id"], content_type="application/json")
+    pipeline.publisher.publish(
+        "package.packed", to_bytes(event), message_id=event["id"], content_type="application/json"
+    )
 
-    wait_until(lambda: _shipment_status(pipeline.database_url, "PKG-PLAIN-JSON") == "pending", 20,
-               message="the shipment of the application/json package")
+    wait_until(
+        lambda: _shipment_status(pipeline.database_url, "PKG-PLAIN-JSON") == "pending",
+        20,
+        message="the shipment of the application/json package",
+    )
     assert pipeline.publisher.queue_depth(PACKER_DLQ) == 0
 
 
@@ -124,9 +153,13 @@ _json = st.recursive(
     max_leaves=12,
 )
 _envelopes = st.fixed_dictionaries(
-    {"specversion": st.sampled_from(["1.0", "0.3", 1]), "id": st.text(max_size=8) | st.integers(),
-     "source": st.text(max_size=8), "type": st.sampled_from(["PackagePacked", "PackageShipped"]) | st.text(max_size=12),
-     "data": _json},
+    {
+        "specversion": st.sampled_from(["1.0", "0.3", 1]),
+        "id": st.text(max_size=8) | st.integers(),
+        "source": st.text(max_size=8),
+        "type": st.sampled_from(["PackagePacked", "PackageShipped"]) | st.text(max_size=12),
+        "data": _json,
+    },
     optional={"time": st.text(max_size=25), "subject": _json},
 )
 _bodies = st.one_of(
@@ -135,16 +168,18 @@ _bodies = st.one_of(
     _json.map(lambda value: json.dumps(value).encode()),
     _envelopes.map(lambda value: json.dumps(value).encode()),
 )
-_content_types = st.sampled_from([CLOUDEVENTS, "application/json", "application/cloudevents+json; charset=utf-8",
-                                  "text/plain", "application/xml"])
+_content_types = st.sampled_from(
+    [CLOUDEVENTS, "application/json", "application/cloudevents+json; charset=utf-8", "text/plain", "application/xml"]
+)
 
 
-def test_random_bodies_all_land_in_the_dead_letter_queue_with_their_reason_and_a_valid_package_still_completes(pipeline):
+def test_random_bodies_all_land_in_the_dead_letter_queue_with_their_reason_and_a_valid_package_still_completes(
+    pipeline,
+):
     pipeline.carrier.fate = lambda order_number: ["SHIPPING", "DELIVERED"]
     pipeline.start_all_services()
 
-    @settings(max_examples=30, deadline=None,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
     @given(body=_bodies, content_type=_content_types)
     def lands_in_the_dead_letter_queue(body: bytes, content_type: str):
         try:
@@ -169,10 +204,16 @@ def test_random_bodies_all_land_in_the_dead_letter_queue_with_their_reason_and_a
 
     lands_in_the_dead_letter_queue()
 
-    packed, shipped = package_packed("PKG-AFTER-RANDOM", "ORD-AFTER-RANDOM", [4343]), package_shipped("PKG-AFTER-RANDOM")
+    packed, shipped = (
+        package_packed("PKG-AFTER-RANDOM", "ORD-AFTER-RANDOM", [4343]),
+        package_shipped("PKG-AFTER-RANDOM"),
+    )
     pipeline.publisher.publish("package.packed", to_bytes(packed), message_id=packed["id"])
     pipeline.publisher.publish("package.shipped", to_bytes(shipped), message_id=shipped["id"])
-    wait_until(lambda: pipeline.omnitron.calls_for_item(4343)[-1:] == [("bulk", "550")], 60,
-               message="the valid package delivered in Omnitron")
+    wait_until(
+        lambda: pipeline.omnitron.calls_for_item(4343)[-1:] == [("bulk", "550")],
+        60,
+        message="the valid package delivered in Omnitron",
+    )
     assert pipeline.publisher.queue_depth(PACKER_DLQ) == 0
     assert "Traceback" not in pipeline.logs()

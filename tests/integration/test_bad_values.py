@@ -5,6 +5,7 @@ on: never retried for an hour until the database refuses them too.
 Published as a foreign system would: raw bytes with pika to ``oms.events``; the services run
 as ``oms-shipments run …`` processes.
 """
+
 from __future__ import annotations
 
 import json
@@ -13,9 +14,10 @@ import uuid
 
 import psycopg
 
+from shared import naming
+
 from events import package_packed, package_shipped, to_bytes
 from harness import wait_until
-from shared import naming
 
 PACKER_DLQ = naming.dead_letter_queue("packer")
 SHIPPER_DLQ = naming.dead_letter_queue("shipper")
@@ -37,23 +39,51 @@ def _packed(name: str, **changes) -> dict:
 
 # (what is wrong, the event, what the reason must say)
 BAD_VALUES = [
-    ("an order item id that is true", _packed("PKG-V1", items__0__order_item_id=True),
-     "items.0.order_item_id: Input should be a valid integer"),
-    ("a quantity of 2.0", _packed("PKG-V2", items__1__quantity=2.0), "items.1.quantity: Input should be a valid integer"),
-    ("an order item id past 2^63-1", _packed("PKG-V3", items__0__order_item_id=2**63),
-     "items.0.order_item_id: Input should be less than or equal to 9223372036854775807"),
-    ("an order item id twice", _packed("PKG-V4", items__1__order_item_id=7001),
-     "items: Value error, order item id 7001 appears more than once"),
-    ("a package id longer than its column", _packed("PKG-V5", package_id="P" * 256),
-     "package_id: String should have at most 255 characters"),
-    ("an address with U+0000", _packed("PKG-V6", destination__address_line="Istiklal\u0000 Cd. 1"),
-     "destination.address_line: text holds U+0000"),
-    ("a name with a lone surrogate", _packed("PKG-V7", items__0__name="Sh\ud800irt"),
-     "items.0.name: text holds a lone surrogate"),
-    ("a packing time as a Unix timestamp", _packed("PKG-V8", packed_at=1764237600),
-     "packed_at: Value error, a time is an RFC 3339 date and time"),
-    ("an amount in exponent notation", _packed("PKG-V9", payment={"amount": "1e3", "currency": "TRY"}),
-     "payment.amount: Value error, an amount as text is digits"),
+    (
+        "an order item id that is true",
+        _packed("PKG-V1", items__0__order_item_id=True),
+        "items.0.order_item_id: Input should be a valid integer",
+    ),
+    (
+        "a quantity of 2.0",
+        _packed("PKG-V2", items__1__quantity=2.0),
+        "items.1.quantity: Input should be a valid integer",
+    ),
+    (
+        "an order item id past 2^63-1",
+        _packed("PKG-V3", items__0__order_item_id=2**63),
+        "items.0.order_item_id: Input should be less than or equal to 9223372036854775807",
+    ),
+    (
+        "an order item id twice",
+        _packed("PKG-V4", items__1__order_item_id=7001),
+        "items: Value error, order item id 7001 appears more than once",
+    ),
+    (
+        "a package id longer than its column",
+        _packed("PKG-V5", package_id="P" * 256),
+        "package_id: String should have at most 255 characters",
+    ),
+    (
+        "an address with U+0000",
+        _packed("PKG-V6", destination__address_line="Istiklal\u0000 Cd. 1"),
+        "destination.address_line: text holds U+0000",
+    ),
+    (
+        "a name with a lone surrogate",
+        _packed("PKG-V7", items__0__name="Sh\ud800irt"),
+        "items.0.name: text holds a lone surrogate",
+    ),
+    (
+        "a packing time as a Unix timestamp",
+        _packed("PKG-V8", packed_at=1764237600),
+        "packed_at: Value error, a time is an RFC 3339 date and time",
+    ),
+    (
+        "an amount in exponent notation",
+        _packed("PKG-V9", payment={"amount": "1e3", "currency": "TRY"}),
+        "payment.amount: Value error, an amount as text is digits",
+    ),
 ]
 
 
@@ -72,7 +102,7 @@ def test_bad_values_are_dead_lettered_at_once_with_a_reason_naming_the_field_and
     pipeline.start("packer")
     published = {}
     started = time.monotonic()
-    for problem, event, _ in BAD_VALUES:
+    for _problem, event, _ in BAD_VALUES:
         # json.dumps writes the lone surrogate as a \u escape, as foreign encoders do.
         body = json.dumps(event).encode()
         message_id = f"bad-value-{uuid.uuid4()}"
@@ -94,8 +124,11 @@ def test_bad_values_are_dead_lettered_at_once_with_a_reason_naming_the_field_and
 
     valid = package_packed("PKG-AFTER-BAD-VALUES", "ORD-AFTER-BAD-VALUES", [7003])
     pipeline.publisher.publish("package.packed", to_bytes(valid), message_id=valid["id"])
-    wait_until(lambda: _shipment_status(pipeline.database_url, "PKG-AFTER-BAD-VALUES") == "pending", 30,
-               message="the valid package's shipment")
+    wait_until(
+        lambda: _shipment_status(pipeline.database_url, "PKG-AFTER-BAD-VALUES") == "pending",
+        30,
+        message="the valid package's shipment",
+    )
     for _, event, _ in BAD_VALUES:
         assert _shipment_status(pipeline.database_url, event["data"]["package_id"]) is None
     assert pipeline.publisher.queue_depth(PACKER_DLQ) == 0
@@ -112,24 +145,31 @@ def test_binary_mode_messages_are_applied_and_refused_under_the_same_rules(pipel
     pipeline.start("packer")
     good = package_packed("PKG-BINARY-OK", "ORD-BINARY-OK", [7101])
     body, headers = _binary(good)
-    pipeline.publisher.publish("package.packed", body, message_id="binary-ok", content_type="application/json",
-                               headers=headers)
+    pipeline.publisher.publish(
+        "package.packed", body, message_id="binary-ok", content_type="application/json", headers=headers
+    )
     bad_value = _packed("PKG-BINARY-BAD", items__0__quantity="2")
     bad_body, bad_headers = _binary(bad_value)
-    pipeline.publisher.publish("package.packed", bad_body, message_id="binary-bad-value",
-                               content_type="application/json", headers=bad_headers)
+    pipeline.publisher.publish(
+        "package.packed", bad_body, message_id="binary-bad-value", content_type="application/json", headers=bad_headers
+    )
     # An AMQP timestamp where the contract wants a string: refused, never a crash.
     _, odd_headers = _binary(package_packed("PKG-BINARY-ODD", "ORD-BINARY-ODD", [7102]))
     odd_headers["ce-time"] = 1764237600
-    pipeline.publisher.publish("package.packed", body, message_id="binary-odd-header",
-                               content_type="application/json", headers=odd_headers)
+    pipeline.publisher.publish(
+        "package.packed", body, message_id="binary-odd-header", content_type="application/json", headers=odd_headers
+    )
 
-    wait_until(lambda: _shipment_status(pipeline.database_url, "PKG-BINARY-OK") == "pending", 30,
-               message="the binary-mode package's shipment")
+    wait_until(
+        lambda: _shipment_status(pipeline.database_url, "PKG-BINARY-OK") == "pending",
+        30,
+        message="the binary-mode package's shipment",
+    )
     letters = _dead_letters(pipeline, PACKER_DLQ, 2)
 
-    reasons = {message_id: properties.headers[naming.HEADER_ERROR_MESSAGE]
-               for message_id, (properties, _) in letters.items()}
+    reasons = {
+        message_id: properties.headers[naming.HEADER_ERROR_MESSAGE] for message_id, (properties, _) in letters.items()
+    }
     assert "items.0.quantity: Input should be a valid integer" in reasons["binary-bad-value"]
     assert reasons["binary-odd-header"] == "header ce-time is an AMQP int, not a string"
     assert all(properties.headers[naming.HEADER_ATTEMPTS] == 1 for properties, _ in letters.values())
@@ -145,7 +185,8 @@ def test_an_event_under_another_types_routing_key_is_dead_lettered_by_the_servic
 
     properties, _ = letters["wrong-key"]
     assert properties.headers[naming.HEADER_ERROR_MESSAGE] == (
-        "a PackageShipped event under routing key 'shipment.status_changed.pending', which is not its own: refused")
+        "a PackageShipped event under routing key 'shipment.status_changed.pending', which is not its own: refused"
+    )
     assert properties.headers[naming.HEADER_ATTEMPTS] == 1
     with psycopg.connect(pipeline.database_url) as connection:
         assert connection.execute("SELECT count(*) FROM packages WHERE package_id = 'PKG-WRONG-KEY'").fetchone()[0] == 0

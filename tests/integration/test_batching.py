@@ -8,16 +8,18 @@ events are published before it starts, so they are waiting when it takes its bat
 A transient failure is a PostgreSQL trigger refusing one package's insert with
 ``lock_not_available`` until the test lifts it.
 """
+
 from __future__ import annotations
 
 import json
 
 import psycopg
 
+from shared import naming
+
 import harness
 from events import package_packed, to_bytes
 from harness import wait_until
-from shared import naming
 
 GOOD = 20
 POISON_AT, FLAKY_AT, DUPLICATE_AT = 5, 12, 16
@@ -82,8 +84,11 @@ def test_a_batch_commits_around_a_poison_a_transient_failure_and_a_duplicate(pip
 
     # Every good package is applied while the flaky one still fails.
     wait_until(lambda: count(pipeline, "SELECT count(*) FROM shipments") == GOOD, 60, message="the good packages")
-    retried = wait_until(lambda: [e for e in log_lines(packer, "handler failed, will retry")
-                                  if e["message_id"] == flaky["id"]], 30, message="the flaky package's retry")
+    retried = wait_until(
+        lambda: [e for e in log_lines(packer, "handler failed, will retry") if e["message_id"] == flaky["id"]],
+        30,
+        message="the flaky package's retry",
+    )
     assert retried[0]["error_class"] == "OperationalError"
     assert "could not lock package PKG-FLAKY" in retried[0]["error"]
     assert count(pipeline, "SELECT count(*) FROM packages WHERE package_id = 'PKG-FLAKY'") == 0
@@ -95,11 +100,15 @@ def test_a_batch_commits_around_a_poison_a_transient_failure_and_a_duplicate(pip
         assert batch["size"] > 1 and batch["applied"] >= 1, batch
     duplicate_id = good[DUPLICATE_AT]["id"]
     assert any(b["message_ids"].count(duplicate_id) == 2 and duplicate_id not in b["failed"] for b in batches), (
-        "both copies of the duplicate were applied in one batch")
+        "both copies of the duplicate were applied in one batch"
+    )
 
     # The poison is dead-lettered once, with its reason.
-    dead = wait_until(lambda: pipeline.publisher.get_all(naming.dead_letter_queue("packer")), 10,
-                      message="the poison in the dead-letter queue")
+    dead = wait_until(
+        lambda: pipeline.publisher.get_all(naming.dead_letter_queue("packer")),
+        10,
+        message="the poison in the dead-letter queue",
+    )
     assert [properties.message_id for properties, _ in dead] == [poison["id"]]
     headers = dead[0][0].headers
     assert headers[naming.HEADER_ERROR_CLASS] == "PermanentError"
@@ -114,13 +123,25 @@ def test_a_batch_commits_around_a_poison_a_transient_failure_and_a_duplicate(pip
     assert count(pipeline, "SELECT count(*) FROM packages") == GOOD + 1
     assert count(pipeline, "SELECT count(*) FROM shipment_status_changes") == GOOD + 1
     assert count(pipeline, "SELECT count(*) FROM inbox WHERE consumer = 'packer'") == GOOD + 1
-    assert count(pipeline, "SELECT count(*) FROM package_items WHERE package_id = %s",
-                 good[DUPLICATE_AT]["data"]["package_id"]) == 1
+    assert (
+        count(
+            pipeline,
+            "SELECT count(*) FROM package_items WHERE package_id = %s",
+            good[DUPLICATE_AT]["data"]["package_id"],
+        )
+        == 1
+    )
     wait_until(lambda: count(pipeline, "SELECT count(*) FROM outbox") == 0, 10, message="the outbox to empty")
-    wait_until(lambda: pipeline.publisher.queue_depth(naming.work_queue("shipper")) == GOOD + 1, 10,
-               message="one pending event per shipment")
-    wait_until(lambda: pipeline.publisher.queue_depth(naming.work_queue("packer")) == 0, 10,
-               message="the packer's queue to empty")
+    wait_until(
+        lambda: pipeline.publisher.queue_depth(naming.work_queue("shipper")) == GOOD + 1,
+        10,
+        message="one pending event per shipment",
+    )
+    wait_until(
+        lambda: pipeline.publisher.queue_depth(naming.work_queue("packer")) == 0,
+        10,
+        message="the packer's queue to empty",
+    )
     assert pipeline.publisher.queue_depth(naming.dead_letter_queue("packer")) == 0
     assert packer.terminate() == 0
     assert "Traceback" not in packer.log_text()

@@ -1,4 +1,5 @@
 """The Shipment Flows client against a carrier over real HTTP on loopback (CONTRACT.md §4)."""
+
 from __future__ import annotations
 
 import json
@@ -42,8 +43,14 @@ PACKED = {
         {"order_item_id": 556, "sku": "SKU-2", "quantity": 1},
     ],
     "destination": {
-        "name": "Ada", "surname": "Lovelace", "phone": "+905551112233", "country_code": "TR",
-        "city": "Istanbul", "district": "Beyoglu", "township": "", "zipcode": "34433",
+        "name": "Ada",
+        "surname": "Lovelace",
+        "phone": "+905551112233",
+        "country_code": "TR",
+        "city": "Istanbul",
+        "district": "Beyoglu",
+        "township": "",
+        "zipcode": "34433",
         "address_line": "Istiklal Cd. 1",
     },
     "delivery_note": "Ring twice",
@@ -98,10 +105,15 @@ def test_registration_body_matches_the_contract_exactly():
         "deliveryNote": "Ring twice",
         "type": "CUSTOMER",
         "destination": {
-            "name": "Ada", "surname": "Lovelace", "tel": "+905551112233",
-            "country": {"code": "TR"}, "city": {"name": "Istanbul"},
-            "district": {"name": "Beyoglu"}, "township": {"name": ""},
-            "zipcode": "34433", "addressLine": "Istiklal Cd. 1",
+            "name": "Ada",
+            "surname": "Lovelace",
+            "tel": "+905551112233",
+            "country": {"code": "TR"},
+            "city": {"name": "Istanbul"},
+            "district": {"name": "Beyoglu"},
+            "township": {"name": ""},
+            "zipcode": "34433",
+            "addressLine": "Istiklal Cd. 1",
         },
         "products": [
             {"barcode": "8690000000011", "quantity": 2, "deci": 1.5},
@@ -112,7 +124,9 @@ def test_registration_body_matches_the_contract_exactly():
 
 
 def test_registration_without_pay_on_delivery_or_note_leaves_both_out():
-    body = build_registration("b0f2", packed(payment=None, delivery_note=None, delivery_type="PICK_UP_LOCATION"), "en-US")
+    body = build_registration(
+        "b0f2", packed(payment=None, delivery_note=None, delivery_type="PICK_UP_LOCATION"), "en-US"
+    )
     assert "payment" not in body and "deliveryNote" not in body
     assert (body["type"], body["locale"]) == ("PICK_UP_LOCATION", "en-US")
 
@@ -164,8 +178,16 @@ def conflict_server():
 
         def do_GET(self):
             seen.append(f"GET {self.path}")
-            self._answer(200, {"shipmentId": "b0f2", "trackingNumber": "XYZ000000042", "status": "SHIPPING",
-                               "statusDate": "2026-11-27T12:30:00Z", "description": "In transit"})
+            self._answer(
+                200,
+                {
+                    "shipmentId": "b0f2",
+                    "trackingNumber": "XYZ000000042",
+                    "status": "SHIPPING",
+                    "statusDate": "2026-11-27T12:30:00Z",
+                    "description": "In transit",
+                },
+            )
 
         def log_message(self, *args):
             pass
@@ -275,7 +297,10 @@ def test_the_password_never_appears_in_reprs_errors_or_logs(sandbox):
     with capture_logs() as logs:
         carrier_client = ShipmentFlowsClient(config, sleep=lambda s: None)
         sandbox.fail_next(3, status=500)
-        for call in (lambda: carrier_client.query("b0f2"), lambda: carrier_client.register("x", packed(order_number="REJECT-1"))):
+        for call in (
+            lambda: carrier_client.query("b0f2"),
+            lambda: carrier_client.register("x", packed(order_number="REJECT-1")),
+        ):
             with pytest.raises(Exception) as raised:
                 call()
             errors.append(raised.value)
@@ -293,9 +318,13 @@ def test_the_password_never_appears_in_reprs_errors_or_logs(sandbox):
 
 def test_every_carrier_status_maps_as_the_contract_says():
     assert {code: status.value for code, status in STATUS_TABLE.items()} == {
-        "CREATED": "registered", "SHIPPING": "shipped", "READY_FOR_PICKUP": "ready_for_pickup",
-        "ATTEMPTED_DELIVERY": "attempted_delivery", "DELIVERED": "delivered",
-        "DELIVERY_FAILED": "delivery_failed", "DELETED": "cancelled",
+        "CREATED": "registered",
+        "SHIPPING": "shipped",
+        "READY_FOR_PICKUP": "ready_for_pickup",
+        "ATTEMPTED_DELIVERY": "attempted_delivery",
+        "DELIVERED": "delivered",
+        "DELIVERY_FAILED": "delivery_failed",
+        "DELETED": "cancelled",
     }
     assert map_status("delivered") is ShipmentStatus.DELIVERED
 
@@ -358,12 +387,23 @@ def test_requests_for_one_shipment_overlap_only_when_the_client_overlaps_them(cl
 
 
 def test_answers_are_parsed_into_whole_values():
-    assert parse_query({"shipmentId": "b0f2", "trackingNumber": "SBX1", "status": "SHIPPING",
-                        "statusDate": "2026-11-27T12:30:00Z", "description": "In transit"}) == CarrierSnapshot(
-        "SBX1", "SHIPPING", datetime(2026, 11, 27, 12, 30, tzinfo=timezone.utc), "In transit")
-    assert parse_history({"shipmentId": "b0f2", "events": [
-        {"status": "CREATED", "date": "2026-11-27T10:00:00", "description": None, "location": "Istanbul"}]}) == [
-        CarrierEvent("CREATED", datetime(2026, 11, 27, 10, 0, tzinfo=timezone.utc), None, "Istanbul")]
+    assert parse_query(
+        {
+            "shipmentId": "b0f2",
+            "trackingNumber": "SBX1",
+            "status": "SHIPPING",
+            "statusDate": "2026-11-27T12:30:00Z",
+            "description": "In transit",
+        }
+    ) == CarrierSnapshot("SBX1", "SHIPPING", datetime(2026, 11, 27, 12, 30, tzinfo=timezone.utc), "In transit")
+    assert parse_history(
+        {
+            "shipmentId": "b0f2",
+            "events": [
+                {"status": "CREATED", "date": "2026-11-27T10:00:00", "description": None, "location": "Istanbul"}
+            ],
+        }
+    ) == [CarrierEvent("CREATED", datetime(2026, 11, 27, 10, 0, tzinfo=timezone.utc), None, "Istanbul")]
 
 
 @pytest.mark.parametrize(
@@ -372,7 +412,11 @@ def test_answers_are_parsed_into_whole_values():
         (parse_registration, {"shipmentId": "b0f2"}, "'trackingNumber' is missing"),
         (parse_registration, ["not", "an", "object"], "registration answer is not a JSON object"),
         (parse_query, {"trackingNumber": "SBX1"}, "'status' is missing"),
-        (parse_query, {"trackingNumber": "SBX1", "status": "SHIPPING", "statusDate": "yesterday"}, "not an ISO-8601 date"),
+        (
+            parse_query,
+            {"trackingNumber": "SBX1", "status": "SHIPPING", "statusDate": "yesterday"},
+            "not an ISO-8601 date",
+        ),
         (parse_history, {"events": "none"}, "'events' is not a list"),
         (parse_history, {"events": [{"date": "2026-11-27T10:00:00Z"}]}, "'status' is missing"),
     ],

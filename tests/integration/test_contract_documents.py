@@ -1,4 +1,5 @@
 """The exported contract documents: valid AsyncAPI 3.0, and true to the topology really declared."""
+
 from __future__ import annotations
 
 import copy
@@ -9,8 +10,9 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-import harness
 from services.tools.asyncapi import asyncapi_document
+
+import harness
 
 ASYNCAPI_SCHEMA = json.loads((Path(__file__).parents[1] / "fixtures" / "asyncapi-3.0.0.schema.json").read_text())
 
@@ -33,14 +35,20 @@ def test_contracts_export_writes_the_event_schemas_and_the_asyncapi_document(tmp
     result = subprocess.run([str(harness.BIN), "contracts", "export", str(tmp_path)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in (tmp_path / "schemas").iterdir()) == [
-        "PackageCancelled.schema.json", "PackagePacked.schema.json", "PackageShipped.schema.json",
-        "ShipmentInfoUpdated.schema.json", "ShipmentStatusChanged.schema.json", "ShipmentStatusSet.schema.json"]
+        "PackageCancelled.schema.json",
+        "PackagePacked.schema.json",
+        "PackageShipped.schema.json",
+        "ShipmentInfoUpdated.schema.json",
+        "ShipmentStatusChanged.schema.json",
+        "ShipmentStatusSet.schema.json",
+    ]
     assert json.loads((tmp_path / "asyncapi.json").read_text()) == json.loads(json.dumps(asyncapi_document()))
 
 
 def _declared_bindings(vhost: str) -> set[tuple[str, str]]:
-    out = harness.rabbitmqctl("list_bindings", "-p", vhost, "--quiet", "--no-table-headers",
-                              "source_name", "destination_name", "routing_key")
+    out = harness.rabbitmqctl(
+        "list_bindings", "-p", vhost, "--quiet", "--no-table-headers", "source_name", "destination_name", "routing_key"
+    )
     bindings = set()
     for line in out.splitlines():
         source, destination, key = (line.split("\t") + ["", "", ""])[:3]
@@ -68,10 +76,14 @@ def test_the_asyncapi_document_names_exactly_the_queues_and_bindings_topology_de
     document = asyncapi_document()
     documented_bindings = {
         (channel["address"], binding["routingKey"])
-        for channel in document["channels"].values() for binding in channel.get("x-oms-bindings", [])
+        for channel in document["channels"].values()
+        for binding in channel.get("x-oms-bindings", [])
     }
-    documented_queues = {channel["bindings"]["amqp"]["queue"]["name"] for channel in document["channels"].values()
-                         if channel["bindings"]["amqp"]["is"] == "queue"}
+    documented_queues = {
+        channel["bindings"]["amqp"]["queue"]["name"]
+        for channel in document["channels"].values()
+        if channel["bindings"]["amqp"]["is"] == "queue"
+    }
     assert documented_bindings == _declared_bindings(vhost)
     declared = _declared_queues(vhost)
     # Retry queues are plumbing behind the work queues; every other queue is documented.

@@ -7,6 +7,7 @@ itself, restarts it unarmed and, once every order item is final in Omnitron, sto
 the pipeline cleanly and audits everything: the shipments, their status histories,
 the inboxes, the Omnitron relay log, the carrier's and Omnitron's request logs.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,18 +23,23 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
+from shared import naming
+
 import harness
 from events import package_packed, package_shipped, to_bytes
 from harness import wait_until
-from shared import naming
 
 SERVICES = ("packer", "shipper", "tracker", "omnitron-publisher")
 CONSUMERS = ("packer", "shipper", "omnitron-publisher")
 
 # What each shipment status becomes in Omnitron, per item (CONTRACT.md §3 and §5).
 OMNITRON_CALL = {
-    "pending": ("extra", "pending"), "registered": ("extra", "registered"), "shipped": ("bulk", "500"),
-    "ready_for_pickup": ("bulk", "520"), "attempted_delivery": ("bulk", "540"), "delivered": ("bulk", "550"),
+    "pending": ("extra", "pending"),
+    "registered": ("extra", "registered"),
+    "shipped": ("bulk", "500"),
+    "ready_for_pickup": ("bulk", "520"),
+    "attempted_delivery": ("bulk", "540"),
+    "delivered": ("bulk", "550"),
     "delivery_failed": ("extra", "delivery_failed"),
 }
 
@@ -55,7 +61,9 @@ FATES = [
     Fate(("SHIPPING", "DELIVERY_FAILED"), _HANDED_OVER + ("delivery_failed",)),
     Fate(("SHIPPING", "READY_FOR_PICKUP", "DELIVERED"), _HANDED_OVER + ("ready_for_pickup", "delivered")),
     # The stale SHIPPING after the attempted delivery must not move the status back.
-    Fate(("SHIPPING", "ATTEMPTED_DELIVERY", "SHIPPING", "DELIVERED"), _HANDED_OVER + ("attempted_delivery", "delivered")),
+    Fate(
+        ("SHIPPING", "ATTEMPTED_DELIVERY", "SHIPPING", "DELIVERED"), _HANDED_OVER + ("attempted_delivery", "delivered")
+    ),
 ]
 # Fates in which every carrier answer moves the shipment on: each answer the tracker
 # records is a status change.
@@ -102,9 +110,11 @@ class Flow:
     def publish(self, pipeline) -> None:
         """Raw bytes, as upstream sends them; every 4th package is handed over before it is packed."""
         for n, package in enumerate(self.packages):
-            for event in ([package.shipped, package.packed] if n % 4 == 0 else [package.packed, package.shipped]):
+            for event in [package.shipped, package.packed] if n % 4 == 0 else [package.packed, package.shipped]:
                 routing_key = "package.packed" if event["type"] == "PackagePacked" else "package.shipped"
-                pipeline.publisher.publish(routing_key, to_bytes(event), message_id=event["id"], event_type=event["type"])
+                pipeline.publisher.publish(
+                    routing_key, to_bytes(event), message_id=event["id"], event_type=event["type"]
+                )
 
     @property
     def expected_calls(self) -> dict[int, list[tuple[str, str]]]:
@@ -128,8 +138,10 @@ def wait_for_crash(process: harness.ServiceProcess, timeout: float = 30) -> None
     try:
         wait_until(lambda: process.process.poll() is not None, timeout, message=f"{process.service} to crash")
     except AssertionError:
-        raise AssertionError(f"{process.service} never reached its crash point "
-                             f"{process.env['OMS_FAULT_CRASH_AT']}:\n{process.log_text()[-3000:]}") from None
+        raise AssertionError(
+            f"{process.service} never reached its crash point "
+            f"{process.env['OMS_FAULT_CRASH_AT']}:\n{process.log_text()[-3000:]}"
+        ) from None
     assert process.process.returncode == -9, f"{process.service} ended otherwise:\n{process.log_text()[-3000:]}"
 
 
@@ -158,8 +170,11 @@ def held_messages(pipeline, service: str) -> list[tuple[str, dict]]:
 
 def wait_for_held(pipeline, service: str, wanted, what: str) -> list[tuple[str, dict]]:
     """Waits until the broker, having taken back what the dead process held, holds ``wanted`` ones."""
-    return wait_until(lambda: [(i, e) for i, e in held_messages(pipeline, service) if wanted(i, e)], 10,
-                      message=f"{service}'s queue to hold {what}")
+    return wait_until(
+        lambda: [(i, e) for i, e in held_messages(pipeline, service) if wanted(i, e)],
+        10,
+        message=f"{service}'s queue to hold {what}",
+    )
 
 
 def queue_depths(pipeline, queues: list[str]) -> dict[str, int]:
@@ -201,8 +216,10 @@ def query(pipeline, sql: str, *params) -> list[dict]:
 
 
 def every_item_is_final(pipeline, flow: Flow) -> bool:
-    return all(len(collapse(pipeline.omnitron.calls_for_item(item))) >= len(calls)
-               for item, calls in flow.expected_calls.items())
+    return all(
+        len(collapse(pipeline.omnitron.calls_for_item(item))) >= len(calls)
+        for item, calls in flow.expected_calls.items()
+    )
 
 
 def collapse(calls: list) -> list:
@@ -222,8 +239,9 @@ def wait_until_final_and_quiet(pipeline, flow: Flow, timeout: float = 60) -> Non
         if any(queue_depths(pipeline, queues).values()):
             return False
         # Only the broker knows what is delivered but not yet acknowledged.
-        listing = harness.rabbitmqctl("list_queues", "-p", vhost, "--quiet", "--no-table-headers",
-                                      "name", "messages", "messages_unacknowledged")
+        listing = harness.rabbitmqctl(
+            "list_queues", "-p", vhost, "--quiet", "--no-table-headers", "name", "messages", "messages_unacknowledged"
+        )
         rows = [line.split() for line in listing.splitlines() if line.startswith(naming.PREFIX)]
         dead = [row for row in rows if row[0].endswith(".dlq") and row[1] != "0"]
         assert not dead, f"dead-lettered: {dead}\n{pipeline.logs()[-4000:]}"
@@ -244,7 +262,9 @@ def audit(pipeline, flow: Flow, tap_ids: Counter) -> dict[str, dict]:
     """Checks the database against the flow; returns the shipments by package id."""
     rows = query(pipeline, "SELECT * FROM shipments")
     # Every package's shipment exists, exactly once.
-    assert sorted(r["package_id"] for r in rows) == sorted(p.package_id for p in flow.packages), "one shipment per package"
+    assert sorted(r["package_id"] for r in rows) == sorted(p.package_id for p in flow.packages), (
+        "one shipment per package"
+    )
     shipments = {row["package_id"]: row for row in rows}
     changes: dict[str, list[dict]] = {}
     for row in query(pipeline, "SELECT * FROM shipment_status_changes ORDER BY shipment_id, sequence"):
@@ -276,7 +296,9 @@ def audit(pipeline, flow: Flow, tap_ids: Counter) -> dict[str, dict]:
     relays = query(pipeline, "SELECT shipment_id, sequence, outcome FROM omnitron_relays")
     relayed = Counter((r["shipment_id"], r["sequence"], r["outcome"]) for r in relays)
     once_each = Counter((c["shipment_id"], c["sequence"], "sent") for c in change_ids.values())
-    assert relayed == once_each, f"relays beyond one 'sent' per change: {relayed - once_each}, missing: {once_each - relayed}"
+    assert relayed == once_each, (
+        f"relays beyond one 'sent' per change: {relayed - once_each}, missing: {once_each - relayed}"
+    )
     assert query(pipeline, "SELECT count(*) AS n FROM outbox")[0]["n"] == 0
 
     # The broker carried every stored status event, and nothing else.
@@ -331,7 +353,8 @@ def start_with_one_armed(pipeline, service: str, crash_at: str, **settings: str)
 
 @pytest.mark.parametrize(("service", "nth"), [("packer", 3), ("shipper", 4), ("omnitron-publisher", 5)])
 def test_a_consumer_killed_between_its_commit_and_its_ack_gets_the_event_again_and_applies_it_once(
-        pipeline_factory, service, nth):
+    pipeline_factory, service, nth
+):
     pipeline = pipeline_factory(poll_interval_s=0.1)
     flow = Flow.of(8, FATES)
     flow.use_fates(pipeline)
@@ -351,7 +374,8 @@ def test_a_consumer_killed_between_its_commit_and_its_ack_gets_the_event_again_a
 
 
 def test_a_relay_killed_after_publishing_before_deleting_sends_its_batch_again_and_the_inboxes_absorb_it(
-        pipeline_factory):
+    pipeline_factory,
+):
     pipeline = pipeline_factory(poll_interval_s=0.1)
     flow = Flow.of(10, FATES)
     flow.use_fates(pipeline)
@@ -385,15 +409,23 @@ def test_a_tracker_killed_right_after_recording_a_carrier_status_loses_no_status
     for service in CONSUMERS:
         pipeline.start(service)
     flow.publish(pipeline)
-    wait_until(lambda: query(pipeline, "SELECT count(*) AS n FROM shipments WHERE status = 'shipped'")
-               == [{"n": len(flow.packages)}], 30, message="every shipment to be handed over")
+    wait_until(
+        lambda: (
+            query(pipeline, "SELECT count(*) AS n FROM shipments WHERE status = 'shipped'")
+            == [{"n": len(flow.packages)}]
+        ),
+        30,
+        message="every shipment to be handed over",
+    )
     # One shipment at a time: the tracker's commits alternate claim, record, claim, record...
     # and every answer moves a shipment on, so the 6th commit records the 3rd status change.
     armed = start_armed(pipeline, "tracker", "after_commit:tracker:6", OMS_TRACKER_BATCH="1")
 
     wait_for_crash(armed)
-    assert query(pipeline, "SELECT count(*) AS n FROM shipment_status_changes WHERE status NOT IN "
-                           "('pending', 'registered', 'shipped')") == [{"n": 3}]
+    assert query(
+        pipeline,
+        "SELECT count(*) AS n FROM shipment_status_changes WHERE status NOT IN ('pending', 'registered', 'shipped')",
+    ) == [{"n": 3}]
     pipeline.start("tracker")
 
     finish_and_audit(pipeline, flow, tap)
@@ -401,7 +433,8 @@ def test_a_tracker_killed_right_after_recording_a_carrier_status_loses_no_status
 
 
 def test_a_shipper_killed_after_the_carrier_registered_a_shipment_registers_it_again_under_the_same_tracking_number(
-        pipeline_factory):
+    pipeline_factory,
+):
     pipeline = pipeline_factory(poll_interval_s=0.1)
     flow = Flow.of(8, FATES)
     flow.use_fates(pipeline)
@@ -413,8 +446,15 @@ def test_a_shipper_killed_after_the_carrier_registered_a_shipment_registers_it_a
     # The carrier has the shipment, our database does not, and the event is back in the queue.
     applied = {r["event_id"] for r in query(pipeline, "SELECT event_id FROM inbox WHERE consumer = 'shipper'")}
     [(_, event)] = wait_for_held(
-        pipeline, "shipper", lambda event_id, e: event_id not in applied and e["type"] == "ShipmentStatusChanged"
-        and e["data"]["shipment_id"] in pipeline.carrier.registrations, "the event of the registration in hand")
+        pipeline,
+        "shipper",
+        lambda event_id, e: (
+            event_id not in applied
+            and e["type"] == "ShipmentStatusChanged"
+            and e["data"]["shipment_id"] in pipeline.carrier.registrations
+        ),
+        "the event of the registration in hand",
+    )
     shipment_id = event["data"]["shipment_id"]
     assert query(pipeline, "SELECT status FROM shipments WHERE id = %s", shipment_id) == [{"status": "pending"}]
     pipeline.start("shipper")
@@ -431,7 +471,8 @@ def test_a_shipper_killed_after_the_carrier_registered_a_shipment_registers_it_a
 
 
 def test_an_omnitron_publisher_killed_after_an_omnitron_call_repeats_only_that_call_and_never_an_older_one(
-        pipeline_factory):
+    pipeline_factory,
+):
     pipeline = pipeline_factory(poll_interval_s=0.1)
     flow = Flow.of(8, FATES)
     flow.use_fates(pipeline)
@@ -441,11 +482,18 @@ def test_an_omnitron_publisher_killed_after_an_omnitron_call_repeats_only_that_c
 
     wait_for_crash(armed)
     # Omnitron has the call, the relay is not committed, and the event is back in the queue.
-    relayed = {r["event_id"] for r in query(pipeline, "SELECT event_id FROM inbox WHERE consumer = 'omnitron-publisher'")}
+    relayed = {
+        r["event_id"] for r in query(pipeline, "SELECT event_id FROM inbox WHERE consumer = 'omnitron-publisher'")
+    }
     [(_, event)] = wait_for_held(
-        pipeline, "omnitron-publisher", lambda event_id, e: event_id not in relayed
-        and OMNITRON_CALL[e["data"]["status"]] in pipeline.omnitron.calls_for_item(e["data"]["order_item_ids"][0]),
-        "the change whose Omnitron call went out")
+        pipeline,
+        "omnitron-publisher",
+        lambda event_id, e: (
+            event_id not in relayed
+            and OMNITRON_CALL[e["data"]["status"]] in pipeline.omnitron.calls_for_item(e["data"]["order_item_ids"][0])
+        ),
+        "the change whose Omnitron call went out",
+    )
     in_hand = event["data"]
     pipeline.start("omnitron-publisher")
 
@@ -480,17 +528,21 @@ def test_shipper_and_omnitron_publisher_killed_at_random_moments_lose_nothing_an
 
     # Kill when the carrier has seen so many registrations, or Omnitron so many requests:
     # random moments, but always while the victim still has work in hand.
-    requests = sum(1 if OMNITRON_CALL[status][0] == "bulk" else len(p.item_ids)
-                   for p in flow.packages for status in p.fate.history)
+    requests = sum(
+        1 if OMNITRON_CALL[status][0] == "bulk" else len(p.item_ids) for p in flow.packages for status in p.fate.history
+    )
+
     def registrations() -> int:
         return sum(carrier_registrations_per_shipment(pipeline).values())
 
     def omnitron_requests_made() -> int:
         return len(pipeline.omnitron.calls)
 
-    triggers = [("shipper", registrations, rng.randint(5, 30)),
-                ("omnitron-publisher", omnitron_requests_made, rng.randint(20, requests // 3)),
-                ("omnitron-publisher", omnitron_requests_made, rng.randint(requests // 2, requests - 30))]
+    triggers = [
+        ("shipper", registrations, rng.randint(5, 30)),
+        ("omnitron-publisher", omnitron_requests_made, rng.randint(20, requests // 3)),
+        ("omnitron-publisher", omnitron_requests_made, rng.randint(requests // 2, requests - 30)),
+    ]
     kills = list(triggers)
     print(f"chaos seed {seed} (OMS_CHAOS_SEED): kills {[(service, at) for service, _, at in kills]}")
     deadline = time.monotonic() + 90
@@ -519,8 +571,10 @@ def test_shipper_and_omnitron_publisher_killed_at_random_moments_lose_nothing_an
     assert repeated_items <= 2 * publisher_kills, f"seed {seed}"
     assert max(omnitron_requests(pipeline).values()) <= 2
     posts = carrier_registrations_per_shipment(pipeline)
-    print(f"order items with a repeated Omnitron call: {repeated_items}; "
-          f"registrations repeated at the carrier: {sum(posts.values()) - len(posts)}")
+    print(
+        f"order items with a repeated Omnitron call: {repeated_items}; "
+        f"registrations repeated at the carrier: {sum(posts.values()) - len(posts)}"
+    )
     assert set(posts) == {s["id"] for s in shipments.values()}
     # A kill of the shipper interrupts at most one registration, which the carrier answers alike.
     assert sum(posts.values()) - len(shipments) <= sum(service == "shipper" for service, _, _ in kills)

@@ -4,9 +4,9 @@ Every error here is raised by the server (or by psycopg refusing a value) throug
 engine made by ``shared.db.make_engine``, as the services make theirs: nothing is a
 hand-made exception object.
 """
+
 from __future__ import annotations
 
-import threading
 import time
 
 import psycopg
@@ -22,16 +22,27 @@ POLICY = RetryPolicy(max_attempts=3, delays_s=(1, 5))
 SECRET_ADDRESS = "Baker Street 221B, flat 7"
 SECRET_PHONE = "+90 555 123 45 67"
 
-BOUNDS = SessionBounds(connect_timeout_s=3, keepalives_idle_s=5, keepalives_interval_s=2, keepalives_count=2,
-                       statement_timeout_s=0.3, lock_timeout_s=0.2, idle_in_transaction_timeout_s=1)
+BOUNDS = SessionBounds(
+    connect_timeout_s=3,
+    keepalives_idle_s=5,
+    keepalives_interval_s=2,
+    keepalives_count=2,
+    statement_timeout_s=0.3,
+    lock_timeout_s=0.2,
+    idle_in_transaction_timeout_s=1,
+)
 
 
 @pytest.fixture
 def engine(database_url):
     engine = make_engine(database_url, bounds=BOUNDS)
     with engine.begin() as connection:
-        connection.execute(text("CREATE TABLE people (id int PRIMARY KEY, name varchar(8), "
-                                "address text CHECK (length(address) < 10), phone text, age smallint)"))
+        connection.execute(
+            text(
+                "CREATE TABLE people (id int PRIMARY KEY, name varchar(8), "
+                "address text CHECK (length(address) < 10), phone text, age smallint)"
+            )
+        )
         connection.execute(text("CREATE TABLE notes (body text)"))
         connection.execute(text("CREATE INDEX ix_notes_body ON notes (body)"))
     yield engine
@@ -77,13 +88,19 @@ def test_a_standby_that_is_read_only_during_a_failover_is_waited_for_without_lim
     assert verdicts(error) == (Verdict.RETRY, Verdict.RETRY)
 
 
-@pytest.mark.parametrize("sqlstate, driver_class", [
-    ("57P01", psycopg.errors.AdminShutdown), ("57P03", psycopg.errors.CannotConnectNow),
-    ("40001", psycopg.errors.SerializationFailure), ("40P01", psycopg.errors.DeadlockDetected),
-    ("53300", psycopg.errors.TooManyConnections),
-])
+@pytest.mark.parametrize(
+    "sqlstate, driver_class",
+    [
+        ("57P01", psycopg.errors.AdminShutdown),
+        ("57P03", psycopg.errors.CannotConnectNow),
+        ("40001", psycopg.errors.SerializationFailure),
+        ("40P01", psycopg.errors.DeadlockDetected),
+        ("53300", psycopg.errors.TooManyConnections),
+    ],
+)
 def test_a_server_shutting_down_starting_overloaded_or_in_contention_is_waited_for_without_limit(
-        engine, sqlstate, driver_class):
+    engine, sqlstate, driver_class
+):
     error = raised_by_server(engine, sqlstate)
 
     assert type(error.orig) is driver_class
@@ -150,12 +167,20 @@ def test_an_index_row_too_large_is_dead_lettered_at_once(engine):
     assert "SQLSTATE 54000" in decision.reason
 
 
-@pytest.mark.parametrize("sql, params, driver_class", [
-    ("INSERT INTO people (id, name) VALUES (1, :v)", {"v": "much too long"}, psycopg.errors.StringDataRightTruncation),
-    ("INSERT INTO people (id, age) VALUES (1, :v)", {"v": 70_000}, psycopg.errors.NumericValueOutOfRange),
-    ("SELECT convert_from(:v, 'UTF8')", {"v": b"\xff\xfe"}, psycopg.errors.CharacterNotInRepertoire),
-    ("INSERT INTO people (id, name) VALUES (1, :v)", {"v": "nul\x00"}, psycopg.DataError),
-], ids=["string too long", "number out of range", "invalid byte sequence", "NUL byte"])
+@pytest.mark.parametrize(
+    "sql, params, driver_class",
+    [
+        (
+            "INSERT INTO people (id, name) VALUES (1, :v)",
+            {"v": "much too long"},
+            psycopg.errors.StringDataRightTruncation,
+        ),
+        ("INSERT INTO people (id, age) VALUES (1, :v)", {"v": 70_000}, psycopg.errors.NumericValueOutOfRange),
+        ("SELECT convert_from(:v, 'UTF8')", {"v": b"\xff\xfe"}, psycopg.errors.CharacterNotInRepertoire),
+        ("INSERT INTO people (id, name) VALUES (1, :v)", {"v": "nul\x00"}, psycopg.DataError),
+    ],
+    ids=["string too long", "number out of range", "invalid byte sequence", "NUL byte"],
+)
 def test_a_value_the_database_cannot_store_is_dead_lettered_at_once_with_the_reason(engine, sql, params, driver_class):
     error = failure(engine, sql, params)
 
@@ -169,8 +194,11 @@ def test_a_value_the_database_cannot_store_is_dead_lettered_at_once_with_the_rea
 
 
 def test_a_failed_statement_s_parameters_are_not_written_into_the_error_s_text(engine):
-    error = failure(engine, "INSERT INTO people (id, name, phone) VALUES (1, :name, :phone)",
-                    {"name": "much too long", "phone": SECRET_PHONE})
+    error = failure(
+        engine,
+        "INSERT INTO people (id, name, phone) VALUES (1, :name, :phone)",
+        {"name": "much too long", "phone": SECRET_PHONE},
+    )
 
     assert "[SQL parameters hidden" in str(error)
     assert SECRET_PHONE not in str(error)
@@ -178,8 +206,11 @@ def test_a_failed_statement_s_parameters_are_not_written_into_the_error_s_text(e
 
 
 def test_a_refused_row_s_values_named_by_the_server_stay_out_of_the_dead_letter_reason(engine):
-    error = failure(engine, "INSERT INTO people (id, address, phone) VALUES (1, :address, :phone)",
-                    {"address": SECRET_ADDRESS, "phone": SECRET_PHONE})
+    error = failure(
+        engine,
+        "INSERT INTO people (id, address, phone) VALUES (1, :address, :phone)",
+        {"address": SECRET_ADDRESS, "phone": SECRET_PHONE},
+    )
     decision = decide(error, POLICY.max_attempts - 1, POLICY)
 
     assert SECRET_ADDRESS in str(error.orig), "the server's DETAIL names the failing row"
@@ -193,17 +224,32 @@ def test_a_refused_row_s_values_named_by_the_server_stay_out_of_the_dead_letter_
 
 def test_every_session_starts_with_its_timeouts_keepalives_and_a_name_naming_the_process(engine):
     with engine.connect() as connection:
-        settings = dict(connection.execute(text(
-            "SELECT name, setting FROM pg_settings WHERE name IN "
-            "('statement_timeout', 'lock_timeout', 'idle_in_transaction_session_timeout')")).all())
-        name = connection.execute(text("SELECT application_name FROM pg_stat_activity "
-                                       "WHERE pid = pg_backend_pid()")).scalar()
+        settings = dict(
+            connection.execute(
+                text(
+                    "SELECT name, setting FROM pg_settings WHERE name IN "
+                    "('statement_timeout', 'lock_timeout', 'idle_in_transaction_session_timeout')"
+                )
+            ).all()
+        )
+        name = connection.execute(
+            text("SELECT application_name FROM pg_stat_activity WHERE pid = pg_backend_pid()")
+        ).scalar()
         keepalives = connection.connection.dbapi_connection.info.get_parameters()
 
-    assert settings == {"statement_timeout": "300", "lock_timeout": "200", "idle_in_transaction_session_timeout": "1000"}
+    assert settings == {
+        "statement_timeout": "300",
+        "lock_timeout": "200",
+        "idle_in_transaction_session_timeout": "1000",
+    }
     import os
+
     assert name == f"oms-shipments[{os.getpid()}]"
-    assert (keepalives["keepalives_idle"], keepalives["keepalives_count"], keepalives["connect_timeout"]) == ("5", "2", "3")
+    assert (keepalives["keepalives_idle"], keepalives["keepalives_count"], keepalives["connect_timeout"]) == (
+        "5",
+        "2",
+        "3",
+    )
 
 
 def test_a_session_left_idle_in_its_transaction_is_ended_by_the_server_and_its_locks_freed(engine, database_url):
@@ -223,8 +269,9 @@ def test_a_session_left_idle_in_its_transaction_is_ended_by_the_server_and_its_l
 
 
 def test_the_url_s_own_connection_parameters_win_over_the_defaults(database_url):
-    engine = make_engine(database_url + "?application_name=operator-chosen&options=-c%20lock_timeout%3D7s",
-                         bounds=BOUNDS)
+    engine = make_engine(
+        database_url + "?application_name=operator-chosen&options=-c%20lock_timeout%3D7s", bounds=BOUNDS
+    )
     try:
         with engine.connect() as connection:
             lock_timeout = connection.execute(text("SHOW lock_timeout")).scalar()

@@ -7,6 +7,7 @@ a ``finally``. PostgreSQL itself keeps running. Which process holds the relay's 
 lock is read from ``pg_locks`` and ``pg_stat_activity`` (every session is named after
 its process: ``oms-shipments[<pid>]``).
 """
+
 from __future__ import annotations
 
 import os
@@ -18,11 +19,6 @@ from dataclasses import dataclass
 
 import pika
 import psycopg
-
-import harness
-from harness import wait_until
-from shared.relay import _RELAY_LOCK_KEY
-from shared import naming
 from test_crash_safety import (
     FATES,
     Flow,
@@ -34,6 +30,12 @@ from test_crash_safety import (
     finish_and_audit,
     query,
 )
+
+from shared import naming
+from shared.relay import _RELAY_LOCK_KEY
+
+import harness
+from harness import wait_until
 
 #: The issue's bound: relaying stops for no longer than this when a lock holder freezes.
 RESUME_WITHIN_S = 30
@@ -52,14 +54,17 @@ class Sessions:
         rows = self.connection.execute(
             "SELECT a.application_name, a.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
             "WHERE l.locktype = 'advisory' AND l.granted AND l.classid::bigint = %s AND l.objid::bigint = %s",
-            (_LOCK_CLASSID, _LOCK_OBJID)).fetchall()
+            (_LOCK_CLASSID, _LOCK_OBJID),
+        ).fetchall()
         return [(int(match[1]), backend) for name, backend in rows if (match := _PROCESS.match(name or ""))]
 
     def idle_in_transaction(self, pids: set[int], for_at_least_s: float) -> list[tuple[int, int]]:
         """(process id, backend pid) of the sessions of these processes idle in a transaction that long."""
         rows = self.connection.execute(
             "SELECT application_name, pid FROM pg_stat_activity WHERE state = 'idle in transaction' "
-            "AND now() - state_change > make_interval(secs => %s)", (for_at_least_s,)).fetchall()
+            "AND now() - state_change > make_interval(secs => %s)",
+            (for_at_least_s,),
+        ).fetchall()
         found = [(int(match[1]), backend) for name, backend in rows if (match := _PROCESS.match(name or ""))]
         return [(pid, backend) for pid, backend in found if pid in pids]
 
@@ -105,8 +110,9 @@ def freezing():
         frozen.cont_all()
 
 
-def freeze_the_relay_lock_holder(sessions: Sessions, frozen: Frozen, processes: dict[int, harness.ServiceProcess],
-                                 timeout: float = 60) -> tuple[int, int]:
+def freeze_the_relay_lock_holder(
+    sessions: Sessions, frozen: Frozen, processes: dict[int, harness.ServiceProcess], timeout: float = 60
+) -> tuple[int, int]:
     """Stops whichever of ``processes`` holds the relay lock, while it holds it; (pid, backend).
 
     A round holds the lock for milliseconds: the holder seen may have let go before the
@@ -158,7 +164,7 @@ ONE_IN_HAND = {"OMS_PREFETCH": "1", "OMS_BATCH_SIZE": "1"}
 def halves(count: int) -> tuple[Flow, Flow, Flow]:
     """A flow, and its first and second half (published before and after the freeze)."""
     flow = Flow.of(count, FATES)
-    return flow, Flow(flow.packages[:count // 2]), Flow(flow.packages[count // 2:])
+    return flow, Flow(flow.packages[: count // 2]), Flow(flow.packages[count // 2 :])
 
 
 def single_item_flow(count: int) -> Flow:
@@ -169,16 +175,22 @@ def single_item_flow(count: int) -> Flow:
 
 def wait_until_final(pipeline, items: dict[int, list], timeout: float, message: str) -> None:
     """Until each item's last Omnitron call is its final status (an intermediate one may be skipped)."""
-    wait_until(lambda: all(collapse(pipeline.omnitron.calls_for_item(item))[-1:] == calls[-1:]
-                           for item, calls in items.items()), timeout, message=message)
+    wait_until(
+        lambda: all(
+            collapse(pipeline.omnitron.calls_for_item(item))[-1:] == calls[-1:] for item, calls in items.items()
+        ),
+        timeout,
+        message=message,
+    )
 
 
 def assert_nothing_left_over(pipeline) -> None:
     """No event stored, none queued or unacknowledged, none dead-lettered."""
     assert query(pipeline, "SELECT count(*) AS n FROM outbox")[0]["n"] == 0
     vhost = pipeline.amqp_url.rsplit("/", 1)[1]
-    listing = harness.rabbitmqctl("list_queues", "-p", vhost, "--quiet", "--no-table-headers",
-                                  "name", "messages", "messages_unacknowledged")
+    listing = harness.rabbitmqctl(
+        "list_queues", "-p", vhost, "--quiet", "--no-table-headers", "name", "messages", "messages_unacknowledged"
+    )
     rows = [line.split() for line in listing.splitlines() if line.startswith(naming.PREFIX)]
     assert all(row[1:] == ["0", "0"] for row in rows), rows
 
@@ -239,7 +251,8 @@ class LoneRelay:
 
 
 def test_a_relay_frozen_while_holding_its_lock_stops_relaying_for_less_than_30_seconds_and_loses_nothing(
-        pipeline_factory):
+    pipeline_factory,
+):
     lone = LoneRelay.start(pipeline_factory)
     try:
         with freezing() as frozen:
@@ -259,7 +272,8 @@ def test_a_relay_frozen_while_holding_its_lock_stops_relaying_for_less_than_30_s
 
 
 def test_a_relay_whose_session_the_server_terminates_while_it_holds_the_lock_carries_on_and_loses_nothing(
-        pipeline_factory):
+    pipeline_factory,
+):
     lone = LoneRelay.start(pipeline_factory)
     try:
         with freezing() as frozen:
@@ -283,13 +297,17 @@ def test_a_relay_whose_session_the_server_terminates_while_it_holds_the_lock_car
 
 
 def test_an_omnitron_publisher_frozen_mid_call_holds_up_only_its_own_shipment_and_that_one_until_its_session_ends(
-        pipeline_factory):
+    pipeline_factory,
+):
     idle_in_transaction_s = 40
-    pipeline = pipeline_factory(poll_interval_s=0.1, extra_env={
-        **ONE_IN_HAND,
-        "OMS_DB_IDLE_IN_TRANSACTION_TIMEOUT_S": str(idle_in_transaction_s),
-        "OMS_DB_LOCK_TIMEOUT_S": "2",
-    })
+    pipeline = pipeline_factory(
+        poll_interval_s=0.1,
+        extra_env={
+            **ONE_IN_HAND,
+            "OMS_DB_IDLE_IN_TRANSACTION_TIMEOUT_S": str(idle_in_transaction_s),
+            "OMS_DB_LOCK_TIMEOUT_S": "2",
+        },
+    )
     # One item per package: a publisher continued after its lock was taken from it would go on
     # with the rest of its change's calls (one per item for some statuses), late; that is the
     # Omnitron publisher's to guard against, not what this test is about.
@@ -304,8 +322,12 @@ def test_an_omnitron_publisher_frozen_mid_call_holds_up_only_its_own_shipment_an
     flow.publish(pipeline)
     try:
         with freezing() as frozen:
-            [(pid, backend)] = wait_until(lambda: sessions.idle_in_transaction(set(publishers), 0.5), 30,
-                                          interval=0.02, message="a publisher waiting on Omnitron in its transaction")
+            [(pid, backend)] = wait_until(
+                lambda: sessions.idle_in_transaction(set(publishers), 0.5),
+                30,
+                interval=0.02,
+                message="a publisher waiting on Omnitron in its transaction",
+            )
             frozen.stop(pid)
             held = stalled_item(pipeline, stall_s)
             others = {item: calls for item, calls in flow.expected_calls.items() if item != held}
@@ -313,18 +335,28 @@ def test_an_omnitron_publisher_frozen_mid_call_holds_up_only_its_own_shipment_an
             # Every other shipment reaches Omnitron while the frozen one still holds its lock...
             wait_until_final(pipeline, others, idle_in_transaction_s, "every other shipment to be final")
             assert sessions.alive(backend), "the frozen publisher's session ended before the others were done"
-            assert len(collapse(pipeline.omnitron.calls_for_item(held))) == 1, \
+            assert len(collapse(pipeline.omnitron.calls_for_item(held))) == 1, (
                 "the frozen publisher's shipment moved on while its cursor was locked"
+            )
             # ...and once the server ends the frozen session, that shipment goes on as well.
-            wait_until(lambda: not sessions.alive(backend), idle_in_transaction_s + 30,
-                       message="the server to end the frozen publisher's session")
-            wait_until_final(pipeline, {held: flow.expected_calls[held]}, 60,
-                             "the frozen publisher's shipment to be final")
+            wait_until(
+                lambda: not sessions.alive(backend),
+                idle_in_transaction_s + 30,
+                message="the server to end the frozen publisher's session",
+            )
+            wait_until_final(
+                pipeline, {held: flow.expected_calls[held]}, 60, "the frozen publisher's shipment to be final"
+            )
             assert publishers[pid].alive()
         # Continued, the publisher finds its session gone; its change is retried and found older.
-        wait_until(lambda: query(pipeline, "SELECT count(*) AS n FROM inbox WHERE consumer = 'omnitron-publisher'")[0]["n"]
-                   == query(pipeline, "SELECT count(*) AS n FROM shipment_status_changes")[0]["n"], 60,
-                   message="every status change handled by a publisher")
+        wait_until(
+            lambda: (
+                query(pipeline, "SELECT count(*) AS n FROM inbox WHERE consumer = 'omnitron-publisher'")[0]["n"]
+                == query(pipeline, "SELECT count(*) AS n FROM shipment_status_changes")[0]["n"]
+            ),
+            60,
+            message="every status change handled by a publisher",
+        )
         assert_no_status_went_back(pipeline, flow)
         assert_nothing_left_over(pipeline)
     finally:
@@ -333,6 +365,9 @@ def test_an_omnitron_publisher_frozen_mid_call_holds_up_only_its_own_shipment_an
 
 def stalled_item(pipeline, stall_s: float) -> int:
     """The order item of the stalled Omnitron call (a shipment's first call names one item)."""
-    stalled = wait_until(lambda: [r for r in pipeline.omnitron.requests if r.ended - r.started >= stall_s * 0.9],
-                         stall_s + 10, message="the stalled call to be answered")
+    stalled = wait_until(
+        lambda: [r for r in pipeline.omnitron.requests if r.ended - r.started >= stall_s * 0.9],
+        stall_s + 10,
+        message="the stalled call to be answered",
+    )
     return int(stalled[0].path.rstrip("/").rsplit("/", 1)[1])

@@ -6,6 +6,7 @@ several error classes), it writes them into the packer's dead-letter queue exact
 shared/consumer.py does — same properties, same headers — with no packer running, so
 that what a replay sends to the work queue stays there to be looked at.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,9 +18,6 @@ from datetime import datetime, timedelta, timezone
 import pika
 import pytest
 
-import harness
-from events import package_packed, package_shipped, to_bytes
-from harness import wait_until
 from services.tools.dlq_model import (
     HEADER_PREVIOUS_ATTEMPTS,
     HEADER_PREVIOUS_ERROR_CLASS,
@@ -29,6 +27,10 @@ from services.tools.dlq_model import (
     HEADER_REPLAYED_AT,
 )
 from shared import naming
+
+import harness
+from events import package_packed, package_shipped, to_bytes
+from harness import wait_until
 
 PACKER_DLQ, PACKER_QUEUE = naming.dead_letter_queue("packer"), naming.work_queue("packer")
 SHIPPER_DLQ, SHIPPER_QUEUE = naming.dead_letter_queue("shipper"), naming.work_queue("shipper")
@@ -66,13 +68,22 @@ def _seed(pipeline, letters=MIXED) -> list[str]:
     for n, (event_type, package_id, error_class, age) in enumerate(letters):
         event = _event(event_type, package_id)
         failed_at = (datetime.now(timezone.utc) - age).isoformat()
-        pipeline.publisher.publish(PACKER_DLQ, to_bytes(event), exchange="", message_id=event["id"], headers={
-            naming.HEADER_ATTEMPTS: 1 if error_class == "PermanentError" else 12,
-            naming.HEADER_SERVICE: "packer", naming.HEADER_QUEUE: PACKER_QUEUE,
-            naming.HEADER_ROUTING_KEY: "package.packed", naming.HEADER_ERROR_CLASS: error_class,
-            naming.HEADER_ERROR_MESSAGE: f"failure number {n}",
-            naming.HEADER_FIRST_FAILURE: failed_at, naming.HEADER_LAST_FAILURE: failed_at,
-        })
+        pipeline.publisher.publish(
+            PACKER_DLQ,
+            to_bytes(event),
+            exchange="",
+            message_id=event["id"],
+            headers={
+                naming.HEADER_ATTEMPTS: 1 if error_class == "PermanentError" else 12,
+                naming.HEADER_SERVICE: "packer",
+                naming.HEADER_QUEUE: PACKER_QUEUE,
+                naming.HEADER_ROUTING_KEY: "package.packed",
+                naming.HEADER_ERROR_CLASS: error_class,
+                naming.HEADER_ERROR_MESSAGE: f"failure number {n}",
+                naming.HEADER_FIRST_FAILURE: failed_at,
+                naming.HEADER_LAST_FAILURE: failed_at,
+            },
+        )
         ids.append(event["id"])
     return ids
 
@@ -100,8 +111,9 @@ def _ids(amqp_url: str, queue: str) -> list[str]:
 
 def _dlq(pipeline, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
     """``oms-shipments dlq …`` as a subprocess, whatever its exit code (pipeline.cli insists on 0)."""
-    return subprocess.run([str(harness.BIN), "dlq", *args], env=pipeline.env, input=stdin,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [str(harness.BIN), "dlq", *args], env=pipeline.env, input=stdin, capture_output=True, text=True, timeout=120
+    )
 
 
 def _show(pipeline, *args: str) -> list[dict]:
@@ -119,8 +131,13 @@ def test_list_and_show_read_the_dead_letters_without_taking_any_or_changing_thei
     assert [letter["message_id"] for letter in everything] == seeded
     assert [letter["position"] for letter in everything] == list(range(6))
     first = everything[0]
-    assert (first["event_type"], first["package_id"], first["error_class"], first["error_message"], first["attempts"]) \
-        == ("PackagePacked", "PKG-A", "PermanentError", "failure number 0", 1)
+    assert (
+        first["event_type"],
+        first["package_id"],
+        first["error_class"],
+        first["error_message"],
+        first["attempts"],
+    ) == ("PackagePacked", "PKG-A", "PermanentError", "failure number 0", 1)
     assert json.loads(first["body"])["id"] == seeded[0]
     page = _show(pipeline, "--queue", "packer", "--limit", "2", "--offset", "3")
     assert [letter["message_id"] for letter in page] == seeded[3:5]
@@ -183,8 +200,9 @@ def test_a_limited_replay_moves_the_first_ones_with_a_fresh_retry_count_and_thei
         assert headers[HEADER_PREVIOUS_ERROR_CLASS] == "TransientError"
         assert headers[HEADER_PREVIOUS_ERROR_MESSAGE] == before.headers[naming.HEADER_ERROR_MESSAGE]
         assert headers[HEADER_PREVIOUS_ATTEMPTS] == 12
-        assert datetime.fromisoformat(headers[HEADER_PREVIOUS_LAST_FAILURE]) \
-            == datetime.fromisoformat(before.headers[naming.HEADER_LAST_FAILURE])
+        assert datetime.fromisoformat(headers[HEADER_PREVIOUS_LAST_FAILURE]) == datetime.fromisoformat(
+            before.headers[naming.HEADER_LAST_FAILURE]
+        )
         assert headers[HEADER_REPLAY_COUNT] == 1
         assert datetime.now(timezone.utc) - datetime.fromisoformat(headers[HEADER_REPLAYED_AT]) < timedelta(minutes=2)
 
@@ -196,8 +214,10 @@ def test_a_replay_at_a_given_rate_takes_as_long_as_that_rate_asks(pipeline):
     pipeline.cli("dlq", "replay", "--all", "--rate", "5")
 
     elapsed = time.monotonic() - started
-    stamps = [datetime.fromisoformat(properties.headers[HEADER_REPLAYED_AT])
-              for properties, _ in _peek(pipeline.amqp_url, PACKER_QUEUE)]
+    stamps = [
+        datetime.fromisoformat(properties.headers[HEADER_REPLAYED_AT])
+        for properties, _ in _peek(pipeline.amqp_url, PACKER_QUEUE)
+    ]
     assert len(stamps) == 10
     # Ten messages at five a second: nine intervals of 0.2 s between the first and the last.
     assert (stamps[-1] - stamps[0]).total_seconds() >= 1.6
@@ -222,13 +242,16 @@ def test_a_purge_answered_no_removes_nothing_and_a_confirmed_one_removes_only_th
 
 
 def _send_package(pipeline, package_id: str, order_number: str, item_id: int) -> None:
-    for routing_key, event in (("package.packed", package_packed(package_id, order_number, [item_id])),
-                               ("package.shipped", package_shipped(package_id))):
+    for routing_key, event in (
+        ("package.packed", package_packed(package_id, order_number, [item_id])),
+        ("package.shipped", package_shipped(package_id)),
+    ):
         pipeline.publisher.publish(routing_key, to_bytes(event), message_id=event["id"], event_type=event["type"])
 
 
 def test_a_carrier_rejection_and_an_omnitron_refusal_are_dead_lettered_with_their_reasons_and_complete_once_replayed(
-        pipeline):
+    pipeline,
+):
     pipeline.carrier.fate = lambda order_number: ["SHIPPING", "DELIVERED"]
     pipeline.omnitron.reject_item_ids = {7002}
     pipeline.start_all_services()
@@ -238,13 +261,17 @@ def test_a_carrier_rejection_and_an_omnitron_refusal_are_dead_lettered_with_thei
     wait_until(lambda: pipeline.publisher.queue_depth(SHIPPER_DLQ) == 1, 60, message="the carrier's rejection")
     # Every status of the refused item is refused in turn, up to the final one.
     wait_until(lambda: pipeline.publisher.queue_depth(PUBLISHER_DLQ) == 4, 60, message="Omnitron's four refusals")
-    rejected, = _show(pipeline, "--queue", "shipper")
+    (rejected,) = _show(pipeline, "--queue", "shipper")
     assert rejected["package_id"] == "PKG-REJECTED" and rejected["error_class"] == "PermanentError"
     assert "HTTP 400" in rejected["error_message"]
     assert "order REJECT-0001: destination district is not served" in rejected["error_message"]
     refused = _show(pipeline, "--queue", "omnitron-publisher")
     assert [json.loads(letter["body"])["data"]["status"] for letter in refused] == [
-        "pending", "registered", "shipped", "delivered"]
+        "pending",
+        "registered",
+        "shipped",
+        "delivered",
+    ]
     for letter in refused:
         assert letter["attempts"] == 1
         assert "Order item 7002 cannot be updated: its order is closed." in letter["error_message"]
@@ -254,7 +281,9 @@ def test_a_carrier_rejection_and_an_omnitron_refusal_are_dead_lettered_with_thei
     result = pipeline.cli("dlq", "replay", "--all")
 
     assert f"{SHIPPER_DLQ}: replayed 1 to {SHIPPER_QUEUE}" in result.stdout
-    wait_until(lambda: pipeline.omnitron.calls_for_item(7001) == DELIVERED, 60, message="the rejected package delivered")
+    wait_until(
+        lambda: pipeline.omnitron.calls_for_item(7001) == DELIVERED, 60, message="the rejected package delivered"
+    )
     # Replayed in their order, each status reaches Omnitron; none is skipped as stale.
     wait_until(lambda: pipeline.omnitron.calls_for_item(7002) == DELIVERED, 60, message="the refused item's statuses")
     assert [pipeline.publisher.queue_depth(q) for q in (PACKER_DLQ, SHIPPER_DLQ, PUBLISHER_DLQ)] == [0, 0, 0]
@@ -274,8 +303,12 @@ def test_killing_a_replay_midway_loses_no_dead_letter_and_replaying_the_rest_com
     pipeline.carrier.rejecting = False
 
     log = open(pipeline.tmp_path / "replay.log", "wb")
-    replay = subprocess.Popen([str(harness.BIN), "dlq", "replay", "--all", "--rate", "20"], env=pipeline.env,
-                              stdout=log, stderr=subprocess.STDOUT)
+    replay = subprocess.Popen(
+        [str(harness.BIN), "dlq", "replay", "--all", "--rate", "20"],
+        env=pipeline.env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     wait_until(lambda: pipeline.publisher.queue_depth(SHIPPER_QUEUE) >= 1, 30, 0.02, "the replay under way")
     time.sleep(1.0)
     replay.send_signal(signal.SIGKILL)
@@ -283,21 +316,32 @@ def test_killing_a_replay_midway_loses_no_dead_letter_and_replaying_the_rest_com
     log.close()
 
     def replayed() -> list[str]:
-        return [properties.message_id for properties, _ in _peek(pipeline.amqp_url, SHIPPER_QUEUE)
-                if naming.HEADER_REPLAYED_FROM in (properties.headers or {})]
+        return [
+            properties.message_id
+            for properties, _ in _peek(pipeline.amqp_url, SHIPPER_QUEUE)
+            if naming.HEADER_REPLAYED_FROM in (properties.headers or {})
+        ]
 
     # What the killed replay held unacked goes back once the broker sees its connection gone.
-    wait_until(lambda: len(_ids(pipeline.amqp_url, SHIPPER_DLQ)) + len(replayed()) >= 60, 30,
-               message="every dead letter back or delivered")
+    wait_until(
+        lambda: len(_ids(pipeline.amqp_url, SHIPPER_DLQ)) + len(replayed()) >= 60,
+        30,
+        message="every dead letter back or delivered",
+    )
     still_dead, delivered = _ids(pipeline.amqp_url, SHIPPER_DLQ), replayed()
     assert 0 < len(delivered) < 60 and still_dead, "the replay was killed midway"
     assert len(still_dead) + len(delivered) >= 60
     assert set(still_dead) | set(delivered) == dead_letters, "no message id may go missing"
-    assert len(set(still_dead) & set(delivered)) <= 1, \
+    assert len(set(still_dead) & set(delivered)) <= 1, (
         "only the one in flight at the kill may be both delivered and still dead-lettered"
+    )
 
     pipeline.start("shipper")
     pipeline.cli("dlq", "replay", "--all")
     for _, _, item_id in packages:
-        wait_until(lambda: pipeline.omnitron.calls_for_item(item_id) == DELIVERED, 120, message=f"item {item_id} delivered")
+        wait_until(
+            lambda item_id=item_id: pipeline.omnitron.calls_for_item(item_id) == DELIVERED,
+            120,
+            message=f"item {item_id} delivered",
+        )
     assert pipeline.publisher.queue_depth(SHIPPER_DLQ) == 0

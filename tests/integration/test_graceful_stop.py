@@ -1,4 +1,5 @@
 """SIGTERM/SIGINT: stop taking work, finish what is in hand, hand back the rest, exit 0."""
+
 from __future__ import annotations
 
 import signal
@@ -21,8 +22,12 @@ def test_a_stopped_publisher_finishes_its_call_hands_back_the_rest_and_exits_zer
     for n, item in enumerate(items):
         packed = package_packed(f"PKG-G{n}", f"ORD-G{n}", [item])
         shipped = package_shipped(f"PKG-G{n}")
-        pipeline.publisher.publish("package.packed", to_bytes(packed), message_id=packed["id"], event_type="PackagePacked")
-        pipeline.publisher.publish("package.shipped", to_bytes(shipped), message_id=shipped["id"], event_type="PackageShipped")
+        pipeline.publisher.publish(
+            "package.packed", to_bytes(packed), message_id=packed["id"], event_type="PackagePacked"
+        )
+        pipeline.publisher.publish(
+            "package.shipped", to_bytes(shipped), message_id=shipped["id"], event_type="PackageShipped"
+        )
 
     wait_until(lambda: len(pipeline.omnitron.calls) >= 3, 60, message="a few Omnitron calls")
     started = time.monotonic()
@@ -36,8 +41,11 @@ def test_a_stopped_publisher_finishes_its_call_hands_back_the_rest_and_exits_zer
 
     pipeline.start("omnitron-publisher")
     expected = [("extra", "pending"), ("extra", "registered"), ("bulk", "500"), ("bulk", "550")]
-    wait_until(lambda: all(len(pipeline.omnitron.calls_for_item(i)) >= 4 for i in items), 90,
-               message="every item relayed after the restart")
+    wait_until(
+        lambda: all(len(pipeline.omnitron.calls_for_item(i)) >= 4 for i in items),
+        90,
+        message="every item relayed after the restart",
+    )
     time.sleep(1)
     for item in items:
         # Nothing lost, nothing sent twice: the call in hand at the stop was finished and acked.

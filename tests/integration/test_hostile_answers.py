@@ -5,6 +5,7 @@ Real stand-in servers on loopback answer one shipment (or order item) with hosti
 ones the services use: the tracker's asyncio client (``http11``), the shipper's
 ``ShipmentFlowsClient`` and the publisher's ``OmnitronClient`` (httpx, bounded).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -43,8 +44,9 @@ async def query_both(carrier, timeout_s: float = 5.0):
     """The hostile shipment and the normal one, asked at once on one client; (hostile outcome, normal snapshot)."""
     client = AsyncShipmentFlowsClient(config(carrier, timeout_s))
     try:
-        hostile_answer, normal = await asyncio.gather(client.query(HOSTILE), client.query(NORMAL),
-                                                      return_exceptions=True)
+        hostile_answer, normal = await asyncio.gather(
+            client.query(HOSTILE), client.query(NORMAL), return_exceptions=True
+        )
         after = await client.query(NORMAL)  # the client is not poisoned by what it read
         return hostile_answer, normal, after
     finally:
@@ -106,8 +108,20 @@ def test_a_dripping_answer_ends_at_the_requests_deadline_for_both_carrier_client
     assert time.monotonic() - started < 3, "the shipper waited on the drip past its deadline"
 
 
-@pytest.mark.parametrize("value", ["-5", "nan", "inf", "1e999", "1_000", "soon", "99999999",
-                                   "Wed, 21 Oct 2015 07:28:00 GMT", "Fri, 31 Dec 9999 23:59:59 GMT"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "-5",
+        "nan",
+        "inf",
+        "1e999",
+        "1_000",
+        "soon",
+        "99999999",
+        "Wed, 21 Oct 2015 07:28:00 GMT",
+        "Fri, 31 Dec 9999 23:59:59 GMT",
+    ],
+)
 def test_a_retry_after_that_is_too_long_negative_or_unreadable_waits_the_bound_and_is_logged(carrier, value):
     carrier.misbehave(HOSTILE, hostile.retry_after(value))
     with capture_logs() as logs:
@@ -123,8 +137,16 @@ def test_a_retry_after_within_the_bound_is_honoured_as_it_is():
 
 # ---- Omnitron ---------------------------------------------------------------------------
 
-OMNITRON_ANSWERS = ["interim", "oversized", "huge_header", "too_many_headers", "bad_chunk_size",
-                    "content_length_beyond_the_body", "closed_mid_body", "not_http"]
+OMNITRON_ANSWERS = [
+    "interim",
+    "oversized",
+    "huge_header",
+    "too_many_headers",
+    "bad_chunk_size",
+    "content_length_beyond_the_body",
+    "closed_mid_body",
+    "not_http",
+]
 
 
 @pytest.fixture
@@ -134,8 +156,12 @@ def omnitron():
 
 
 def item_call(item_id: int) -> OmnitronCall:
-    return OmnitronCall("PATCH", f"/api/v1/order_items/{item_id}/",
-                        {"extra_field": {"shipment": {"status": "delivery_failed"}}}, (item_id,))
+    return OmnitronCall(
+        "PATCH",
+        f"/api/v1/order_items/{item_id}/",
+        {"extra_field": {"shipment": {"status": "delivery_failed"}}},
+        (item_id,),
+    )
 
 
 @pytest.mark.parametrize("answer", OMNITRON_ANSWERS)
@@ -167,8 +193,9 @@ def test_omnitrons_unreadable_retry_after_waits_the_clients_bound(omnitron):
 
 def test_an_error_answer_nested_too_deep_or_too_long_still_gives_a_short_reason(carrier):
     nested = hostile.http_answer(b"[" * 200_000, status=500)
-    endless = hostile.http_answer(('{"errors": [' + ",".join(['{"code": "x", "message": "' + "m" * 500 + '"}'] * 100)
-                                   + "]}").encode(), status=503)
+    endless = hostile.http_answer(
+        ('{"errors": [' + ",".join(['{"code": "x", "message": "' + "m" * 500 + '"}'] * 100) + "]}").encode(), status=503
+    )
     for answer in (nested, endless):
         carrier.misbehave(HOSTILE, answer)
         outcome, normal, _ = asyncio.run(query_both(carrier))

@@ -6,6 +6,7 @@ Each raw answer is served by a real socket server on loopback and read by
 body are the same; where h11 refuses, so does ours. The few answers h11 lets through
 and we refuse are listed in ``STRICTER`` with the reason (CONTRACT.md §4, RFC 9112).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -50,10 +51,11 @@ ANSWERS: dict[str, bytes] = {
     "interim answer": b"HTTP/1.1 100 Continue\r\n\r\n" + OK + b"Content-Length: 2\r\n\r\nhi",
     "obsolete line folding": OK + b"X-A: a\r\n b\r\nContent-Length: 2\r\n\r\nhi",
     "transfer-encoding and content-length": OK + b"Transfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n"
-                                                 b"2\r\nhi\r\n0\r\n\r\n",
+    b"2\r\nhi\r\n0\r\n\r\n",
     "control character in a header value": OK + b"X-Bad: a\x01b\r\nContent-Length: 2\r\n\r\nhi",
-    "too many headers": OK + b"".join(b"X-H%d: 1\r\n" % n for n in range(MAX_HEADERS + 1))
-                        + b"Content-Length: 2\r\n\r\nhi",
+    "too many headers": OK
+    + b"".join(b"X-H%d: 1\r\n" % n for n in range(MAX_HEADERS + 1))
+    + b"Content-Length: 2\r\n\r\nhi",
     "body over the cap": OK + b"Content-Length: 2048\r\n\r\n" + b"x" * 2048,
     "huge header": OK + b"X-Big: " + b"a" * 70_000 + b"\r\nContent-Length: 2\r\n\r\nhi",
 }

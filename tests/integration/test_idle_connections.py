@@ -1,4 +1,5 @@
 """Pooled connections: pinged only after sitting idle, and a dropped one costs one failed attempt at most."""
+
 from __future__ import annotations
 
 import psycopg

@@ -4,6 +4,7 @@ Other test runs on this machine hold ports of their own from 9100 up, so nothing
 assumes any port is free: each process takes the first free one from 9100 and its first
 log line says which, as an operator would read it.
 """
+
 from __future__ import annotations
 
 import os
@@ -31,9 +32,14 @@ def _readme_environment(env: dict[str, str]) -> dict[str, str]:
 
 def _packed_acks(port: int) -> float:
     text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
-    return sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
-               if sample.name == "oms_messages_total" and sample.labels.get("event_type") == "PackagePacked"
-               and sample.labels.get("outcome") == "ack")
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "oms_messages_total"
+        and sample.labels.get("event_type") == "PackagePacked"
+        and sample.labels.get("outcome") == "ack"
+    )
 
 
 def _never_backwards(calls: list[tuple[str, str]]) -> bool:
@@ -51,8 +57,10 @@ def test_every_run_command_started_four_times_on_one_host_with_the_readme_config
         pipeline.start(command, COPIES)
     processes = pipeline.processes
 
-    ports = [wait_until(process.metrics_port, 240, interval=0.5,
-                        message=f"the first log line of {process.log_path.name}") for process in processes]
+    ports = [
+        wait_until(process.metrics_port, 240, interval=0.5, message=f"the first log line of {process.log_path.name}")
+        for process in processes
+    ]
     assert len(set(ports)) == len(processes), f"each process must have a port of its own: {ports}"
     assert all(port >= DEFAULT_PORT for port in ports), f"the default port is {DEFAULT_PORT} and up: {ports}"
     for process, port in zip(processes, ports):
@@ -62,13 +70,19 @@ def test_every_run_command_started_four_times_on_one_host_with_the_readme_config
         assert ready.status_code == 200, f"{process.log_path.name}: {ready.text}"
 
     for n in range(PACKAGES):
-        for routing_key, event in (("package.packed", package_packed(f"PKG-H{n}", f"ORD-H{n}", [81_000 + n])),
-                                   ("package.shipped", package_shipped(f"PKG-H{n}"))):
+        for routing_key, event in (
+            ("package.packed", package_packed(f"PKG-H{n}", f"ORD-H{n}", [81_000 + n])),
+            ("package.shipped", package_shipped(f"PKG-H{n}")),
+        ):
             pipeline.publisher.publish(routing_key, to_bytes(event), message_id=event["id"], event_type=event["type"])
     for n in range(PACKAGES):
         item = 81_000 + n
-        wait_until(lambda item=item: pipeline.omnitron.calls_for_item(item)[-1:] == [("bulk", "550")], 240,
-                   interval=0.5, message=f"item {item} delivered at Omnitron")
+        wait_until(
+            lambda item=item: pipeline.omnitron.calls_for_item(item)[-1:] == [("bulk", "550")],
+            240,
+            interval=0.5,
+            message=f"item {item} delivered at Omnitron",
+        )
         assert _never_backwards(pipeline.omnitron.calls_for_item(item)), pipeline.omnitron.calls_for_item(item)
 
     # Each port is its own process's registry: what the packers counted adds up to what was sent.

@@ -1,4 +1,5 @@
 """Omnitron calls: the pure plan, and sending it to the stand-in over real HTTP (CONTRACT.md §5)."""
+
 from __future__ import annotations
 
 import time
@@ -18,13 +19,23 @@ TOKEN = "tok-3n-never-shown"
 
 
 def change(status: str, **changes) -> ShipmentStatusChanged:
-    return ShipmentStatusChanged.model_validate({
-        "shipment_id": "b0f2", "package_id": "PKG-1001", "order_number": "ORD-1001", "carrier": "sandbox",
-        "tracking_number": "SBX123456789", "tracking_url": "https://track.example/SBX123456789",
-        "previous_status": None, "status": status, "carrier_status": None, "sequence": 6,
-        "changed_at": "2026-11-27T15:30:01+03:00", "order_item_ids": [555, 556],
-        **changes,
-    })
+    return ShipmentStatusChanged.model_validate(
+        {
+            "shipment_id": "b0f2",
+            "package_id": "PKG-1001",
+            "order_number": "ORD-1001",
+            "carrier": "sandbox",
+            "tracking_number": "SBX123456789",
+            "tracking_url": "https://track.example/SBX123456789",
+            "previous_status": None,
+            "status": status,
+            "carrier_status": None,
+            "sequence": 6,
+            "changed_at": "2026-11-27T15:30:01+03:00",
+            "order_item_ids": [555, 556],
+            **changes,
+        }
+    )
 
 
 @pytest.fixture
@@ -56,10 +67,12 @@ def test_a_status_with_an_omnitron_code_is_one_bulk_call_for_the_whole_package(s
         OmnitronCall(
             "PATCH",
             "/api/i1/order_items/bulk_status_update/",
-            {"orderitem_set": [
-                {"id": 555, "status": code, "tracking_number": "SBX123456789", "shipping_company": "sandbox"},
-                {"id": 556, "status": code, "tracking_number": "SBX123456789", "shipping_company": "sandbox"},
-            ]},
+            {
+                "orderitem_set": [
+                    {"id": 555, "status": code, "tracking_number": "SBX123456789", "shipping_company": "sandbox"},
+                    {"id": 556, "status": code, "tracking_number": "SBX123456789", "shipping_company": "sandbox"},
+                ]
+            },
             (555, 556),
         )
     ]
@@ -68,8 +81,12 @@ def test_a_status_with_an_omnitron_code_is_one_bulk_call_for_the_whole_package(s
 @pytest.mark.parametrize("status", ["pending", "registered", "delivery_failed", "cancelled"])
 def test_a_status_without_an_omnitron_code_is_one_extra_field_call_per_item(status):
     shipment = {
-        "status": status, "tracking_number": "SBX123456789", "tracking_url": "https://track.example/SBX123456789",
-        "carrier": "sandbox", "changed_at": "2026-11-27T12:30:01Z", "sequence": 6,
+        "status": status,
+        "tracking_number": "SBX123456789",
+        "tracking_url": "https://track.example/SBX123456789",
+        "carrier": "sandbox",
+        "changed_at": "2026-11-27T12:30:01Z",
+        "sequence": 6,
     }
     assert plan_calls(change(status)) == [
         OmnitronCall("PATCH", "/api/v1/order_items/555/", {"extra_field": {"shipment": shipment}}, (555,)),
@@ -137,7 +154,9 @@ def test_a_429_retry_after_in_seconds_is_honoured(client, omnitron, waits):
 
 
 def test_a_retry_after_given_as_an_http_date_is_honoured(client, omnitron, waits):
-    omnitron.fail_next(1, status=503, retry_after=format_datetime(datetime.now(timezone.utc) + timedelta(seconds=20), usegmt=True))
+    omnitron.fail_next(
+        1, status=503, retry_after=format_datetime(datetime.now(timezone.utc) + timedelta(seconds=20), usegmt=True)
+    )
     client.send(plan_calls(change("delivered"))[0])
     assert 15 <= waits[0] <= 20
 
@@ -202,7 +221,9 @@ def test_a_400_is_permanent_carries_omnitrons_answer_and_is_not_retried(client, 
 
 def test_the_stand_in_refuses_bodies_that_are_not_omnitrons(client):
     with pytest.raises(PermanentHTTPError, match="orderitem_set"):
-        client.send(OmnitronCall("PATCH", "/api/i1/order_items/bulk_status_update/", {"orderitem_set": [{"id": 1}]}, (1,)))
+        client.send(
+            OmnitronCall("PATCH", "/api/i1/order_items/bulk_status_update/", {"orderitem_set": [{"id": 1}]}, (1,))
+        )
     with pytest.raises(PermanentHTTPError, match="extra_field"):
         client.send(OmnitronCall("PATCH", "/api/v1/order_items/1/", {"shipment": {}}, (1,)))
 

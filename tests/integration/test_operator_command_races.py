@@ -3,22 +3,26 @@ cancellation while the registration is in flight, an employee's status set while
 poll is in flight, duplicates, a kill -9 of the shipper between a command's commit and its
 ack (and between a deletion at the carrier and the commit), and carrier changes under load.
 """
+
 from __future__ import annotations
 
 import time
 
 import pytest
+from commands_world import RefusingCarrier, World, cancelled, info_updated, shipped, status_set
+
+from services.standins.sandbox_carrier import SandboxCarrier
 
 import harness
-from commands_world import RefusingCarrier, World, cancelled, info_updated, shipped, status_set
 from harness import CARRIER_PASSWORD, wait_until
-from services.standins.sandbox_carrier import SandboxCarrier
 
 
 @pytest.fixture
 def world(pipeline_factory):
-    with SandboxCarrier(username="user", password=CARRIER_PASSWORD) as other, \
-            RefusingCarrier(username="user", password=CARRIER_PASSWORD) as refusing:
+    with (
+        SandboxCarrier(username="user", password=CARRIER_PASSWORD) as other,
+        RefusingCarrier(username="user", password=CARRIER_PASSWORD) as refusing,
+    ):
         yield World(pipeline_factory(), other, refusing)
 
 
@@ -55,8 +59,11 @@ def test_an_employees_status_set_during_a_carrier_poll_is_never_moved_back(world
     wait_until(lambda: w.sandbox._stalls == [], 10, message="a poll to be in flight")
     w.publish(status_set("R-SET", "delivered"))
     w.wait_status("R-SET", "delivered", timeout=10)
-    wait_until(lambda: sum(1 for r in w.sandbox.requests if r.method == "GET" and r.shipment_id == shipment_id)
-               > gets, 10, message="the stalled poll to be answered")
+    wait_until(
+        lambda: sum(1 for r in w.sandbox.requests if r.method == "GET" and r.shipment_id == shipment_id) > gets,
+        10,
+        message="the stalled poll to be answered",
+    )
     time.sleep(1.0)
     assert w.history("R-SET") == ["pending", "registered", "shipped", "delivered"]
     _sequences_gapless(w, "R-SET")
@@ -85,7 +92,11 @@ def _armed_shipper(w: World, crash_at: str) -> harness.ServiceProcess:
 
 
 def _crashed(process: harness.ServiceProcess) -> None:
-    wait_until(lambda: process.process.poll() is not None, 30, message=f"the shipper to reach {process.env['OMS_FAULT_CRASH_AT']}")
+    wait_until(
+        lambda: process.process.poll() is not None,
+        30,
+        message=f"the shipper to reach {process.env['OMS_FAULT_CRASH_AT']}",
+    )
     assert process.process.returncode == -9, process.log_text()[-2000:]
 
 
@@ -106,9 +117,11 @@ def test_a_shipper_killed_after_applying_a_command_applies_each_command_once(wor
 
     commands = [("K-CANCEL", cancelled("K-CANCEL"))]
     if crash_at.startswith("after_commit"):
-        commands += [("K-INFO", info_updated("K-INFO", shipping_company="Acme Cargo")),
-                     ("K-SET", status_set("K-SET", "delivered"))]
-    for package_id, command in commands:
+        commands += [
+            ("K-INFO", info_updated("K-INFO", shipping_company="Acme Cargo")),
+            ("K-SET", status_set("K-SET", "delivered")),
+        ]
+    for _package_id, command in commands:
         armed = _armed_shipper(w, crash_at)
         w.publish(command)
         _crashed(armed)  # applied (or deleted at the carrier), not acked
@@ -141,7 +154,7 @@ def test_carrier_changes_racing_hand_overs_never_leave_a_shipment_polled_at_both
         w.wait_status(package_id, "registered")
     for n, package_id in enumerate(packages):  # the hand-over and the change race each other
         first, second = shipped(package_id), info_updated(package_id, carrier="other")
-        for event in ((first, second) if n % 2 else (second, first)):
+        for event in (first, second) if n % 2 else (second, first):
             w.publish(event)
     for package_id in packages:
         w.wait_status(package_id, "shipped")
@@ -152,7 +165,10 @@ def test_carrier_changes_racing_hand_overs_never_leave_a_shipment_polled_at_both
     assert moved, "no carrier change won its race"
     for package_id in packages:
         shipment = w.shipment(package_id)
-        polled_at = {name for name, carrier in (("sandbox", w.sandbox), ("other", w.other))
-                     if any(r[0] == "GET" for r in w.carrier_requests(carrier, package_id))}
+        polled_at = {
+            name
+            for name, carrier in (("sandbox", w.sandbox), ("other", w.other))
+            if any(r[0] == "GET" for r in w.carrier_requests(carrier, package_id))
+        }
         assert polled_at == {shipment["carrier"]}, (package_id, polled_at, shipment["carrier"])
         _sequences_gapless(w, package_id)

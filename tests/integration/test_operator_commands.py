@@ -5,6 +5,7 @@ Raw commands are published with pika as upstream would; what follows is read whe
 systems see it: the carriers' request logs, Omnitron's calls, the shipper's dead-letter
 queue with its reasons, and the shipment's recorded history.
 """
+
 from __future__ import annotations
 
 import json
@@ -12,17 +13,20 @@ import subprocess
 import time
 
 import pytest
+from commands_world import MANUAL, RefusingCarrier, World, cancelled, info_updated, shipped, status_set
+
+from services.standins.sandbox_carrier import SandboxCarrier
 
 import harness
-from commands_world import MANUAL, RefusingCarrier, World, cancelled, info_updated, shipped, status_set
 from harness import CARRIER_PASSWORD, wait_until
-from services.standins.sandbox_carrier import SandboxCarrier
 
 
 @pytest.fixture
 def world(pipeline_factory):
-    with SandboxCarrier(username="user", password=CARRIER_PASSWORD) as other, \
-            RefusingCarrier(username="user", password=CARRIER_PASSWORD) as refusing:
+    with (
+        SandboxCarrier(username="user", password=CARRIER_PASSWORD) as other,
+        RefusingCarrier(username="user", password=CARRIER_PASSWORD) as refusing,
+    ):
         yield World(pipeline_factory(), other, refusing).start()
 
 
@@ -101,15 +105,19 @@ def test_cancellation_in_each_status_follows_the_contracts_table(world):
     assert w.dead_letters() == []
 
     # Omnitron: the cancellation as an extra_field update, with its reason.
-    calls = w.wait_omnitron("C-TWICE", lambda calls: any(c.get("extra", {}).get("status") == "cancelled"
-                                                         for c in calls))
+    calls = w.wait_omnitron(
+        "C-TWICE", lambda calls: any(c.get("extra", {}).get("status") == "cancelled" for c in calls)
+    )
     [cancel_call] = [c["extra"] for c in calls if c.get("extra", {}).get("status") == "cancelled"]
     assert cancel_call["reason"] == "customer changed their mind"
     [registered_call] = [c["extra"] for c in calls if c.get("extra", {}).get("status") == "registered"]
     assert registered_call["label_url"].endswith(".pdf")
     change = w.changes("C-TWICE")[-1]
     assert (change["status"], change["reason"], change["carrier_status"]) == (
-        "cancelled", "customer changed their mind", None)
+        "cancelled",
+        "customer changed their mind",
+        None,
+    )
 
 
 # ---- ShipmentStatusSet -----------------------------------------------------------------------
@@ -185,7 +193,9 @@ def test_a_status_name_that_is_not_settable_is_dead_lettered_as_invalid(world):
     w.publish(status_set("S-BAD", "shipped"))
     w.publish(status_set("S-BAD", "lost"))
     letters = w.wait_dead_letters(2)
-    assert all("invalid ShipmentStatusSet data: status: Input should be" in letter["reason"] for letter in letters), letters
+    assert all("invalid ShipmentStatusSet data: status: Input should be" in letter["reason"] for letter in letters), (
+        letters
+    )
     assert w.history("S-BAD") == ["pending", "registered", "shipped"]
 
 
@@ -230,27 +240,39 @@ def test_a_carrier_change_registers_at_the_new_carrier_deletes_at_the_old_and_tr
     assert w.history("I-MOVE") == ["pending", "registered", "registered"]
     info_change = w.changes("I-MOVE")[-1]
     assert (info_change["previous_status"], info_change["status"], info_change["carrier"]) == (
-        "registered", "registered", "other")
+        "registered",
+        "registered",
+        "other",
+    )
     # pending: registered at the new carrier (its registration is the update's change).
     assert w.carrier_requests(w.other, "I-PEND") == [("POST", "", 201)]
     assert w.history("I-PEND") == ["pending", "registered"]
     assert w.shipment("I-PEND")["carrier"] == "other"
     # Omnitron shows the new tracking number.
-    calls = w.wait_omnitron("I-MOVE", lambda calls: any(
-        c.get("extra", {}).get("tracking_url") == moved["tracking_url"] for c in calls))
+    calls = w.wait_omnitron(
+        "I-MOVE", lambda calls: any(c.get("extra", {}).get("tracking_url") == moved["tracking_url"] for c in calls)
+    )
     assert calls[-1]["extra"]["carrier"] == "other" and calls[-1]["extra"]["sequence"] == 3
 
     # To a carrier without integration, registered: deleted at the old carrier, not tracked; its
     # PackageShipped ships it with what it gives.
-    wait_until(lambda: w.carrier_requests(w.sandbox, "I-TO-MANUAL") == [("POST", "", 201), ("DELETE", "/{id}", 204)],
-               10)
+    wait_until(
+        lambda: w.carrier_requests(w.sandbox, "I-TO-MANUAL") == [("POST", "", 201), ("DELETE", "/{id}", 204)], 10
+    )
     manual = w.shipment("I-TO-MANUAL")
     assert (manual["carrier"], manual["status"], manual["tracking_number"], manual["label_url"]) == (
-        MANUAL, "registered", None, None)
+        MANUAL,
+        "registered",
+        None,
+        None,
+    )
     w.publish(shipped("I-TO-MANUAL", tracking_number="MAN-9", tracking_url="https://courier.example/MAN-9"))
     manual = w.wait_status("I-TO-MANUAL", "shipped")
     assert (manual["tracking_number"], manual["shipping_company"], manual["next_poll_at"]) == (
-        "MAN-9", "Local Courier", None)
+        "MAN-9",
+        "Local Courier",
+        None,
+    )
     assert w.history("I-TO-MANUAL") == ["pending", "registered", "registered", "shipped"]
 
     # Handed over: tracked at the new carrier only.
@@ -280,13 +302,22 @@ def test_information_updates_in_each_status_follow_the_contracts_table(world):
     w.publish(info_updated("I-TO-OTHER", carrier="other"))  # integrated, after the hand-over
     w.publish(info_updated("I-NUMBER", tracking_number="ABC123"))  # the integrated carrier's number stands
     w.publish(info_updated("I-COMPANY", shipping_company="Acme Cargo"))
-    w.publish(info_updated("I-MANUAL", carrier=MANUAL, tracking_number="MAN-1",
-                           tracking_url="https://courier.example/MAN-1", shipping_company="Local Courier"))
+    w.publish(
+        info_updated(
+            "I-MANUAL",
+            carrier=MANUAL,
+            tracking_number="MAN-1",
+            tracking_url="https://courier.example/MAN-1",
+            shipping_company="Local Courier",
+        )
+    )
     w.publish(info_updated("I-FAILED", shipping_company="Acme Cargo"))
     w.publish(info_updated("I-OLDER", shipping_company="Newer", updated_at="2026-11-27T12:00:00Z"))
     wait_until(lambda: w.shipment("I-OLDER")["shipping_company"] == "Newer", 30)
     w.publish(info_updated("I-OLDER", shipping_company="Older", updated_at="2026-11-27T11:00:00Z"))
-    w.publish(info_updated("I-OLDER", carrier="nowhere", updated_at="2026-11-27T13:00:00Z"))  # a typo: no manual carrier
+    w.publish(
+        info_updated("I-OLDER", carrier="nowhere", updated_at="2026-11-27T13:00:00Z")
+    )  # a typo: no manual carrier
     refusals = {letter["package_id"]: letter["reason"] for letter in w.wait_dead_letters(5)}
     assert "the shipment is cancelled" in refusals["I-CANCELLED"]
     assert "allowed only in pending and registered; the shipment is shipped" in refusals["I-TO-OTHER"]
@@ -296,20 +327,30 @@ def test_information_updates_in_each_status_follow_the_contracts_table(world):
 
     company = wait_until(lambda: (s := w.shipment("I-COMPANY"))["shipping_company"] == "Acme Cargo" and s, 30)
     assert company["carrier"] == "sandbox" and company["tracking_number"].startswith("SBX")
-    calls = w.wait_omnitron("I-COMPANY", lambda calls: any(c.get("extra", {}).get("shipping_company") == "Acme Cargo"
-                                                           for c in calls))
+    calls = w.wait_omnitron(
+        "I-COMPANY", lambda calls: any(c.get("extra", {}).get("shipping_company") == "Acme Cargo" for c in calls)
+    )
     assert calls[-2]["bulk"]["status"] == "500"  # a coded status: the bulk update and the extra_field
     assert calls[-1]["extra"]["status"] == "shipped"
 
     manual = wait_until(lambda: (s := w.shipment("I-MANUAL"))["carrier"] == MANUAL and s, 30)
     assert (manual["tracking_number"], manual["tracking_url"], manual["shipping_company"], manual["next_poll_at"]) == (
-        "MAN-1", "https://courier.example/MAN-1", "Local Courier", None)
+        "MAN-1",
+        "https://courier.example/MAN-1",
+        "Local Courier",
+        None,
+    )
     wait_until(lambda: w.carrier_requests(w.sandbox, "I-MANUAL")[-1][:2] == ("DELETE", "/{id}"), 10)
     polls = len(w.carrier_requests(w.sandbox, "I-MANUAL"))
-    calls = w.wait_omnitron("I-MANUAL", lambda calls: any(c.get("bulk", {}).get("tracking_number") == "MAN-1"
-                                                          for c in calls))
-    assert calls[-2]["bulk"] == {"id": min(w.items["I-MANUAL"]), "status": "500", "tracking_number": "MAN-1",
-                                 "shipping_company": MANUAL}
+    calls = w.wait_omnitron(
+        "I-MANUAL", lambda calls: any(c.get("bulk", {}).get("tracking_number") == "MAN-1" for c in calls)
+    )
+    assert calls[-2]["bulk"] == {
+        "id": min(w.items["I-MANUAL"]),
+        "status": "500",
+        "tracking_number": "MAN-1",
+        "shipping_company": MANUAL,
+    }
     assert calls[-1]["extra"]["shipping_company"] == "Local Courier"
     time.sleep(1.0)
     assert len(w.carrier_requests(w.sandbox, "I-MANUAL")) == polls  # tracking stopped
@@ -333,17 +374,32 @@ def test_a_carrier_without_integration_is_never_registered_or_polled_and_ships_b
     w.wait_status("M-2", "shipped")
     w.wait_omnitron("M-1", lambda calls: len(calls) >= 1)
     assert w.shipment("M-1")["status"] == "pending"
-    w.publish(shipped("M-1", tracking_number="MAN-1", tracking_url="https://courier.example/MAN-1",
-                      shipping_company="Local Courier"))
+    w.publish(
+        shipped(
+            "M-1",
+            tracking_number="MAN-1",
+            tracking_url="https://courier.example/MAN-1",
+            shipping_company="Local Courier",
+        )
+    )
     m1 = w.wait_status("M-1", "shipped")
     assert (m1["tracking_number"], m1["tracking_url"], m1["shipping_company"], m1["next_poll_at"]) == (
-        "MAN-1", "https://courier.example/MAN-1", "Local Courier", None)
+        "MAN-1",
+        "https://courier.example/MAN-1",
+        "Local Courier",
+        None,
+    )
     assert w.history("M-1") == ["pending", "shipped"]
     calls = w.wait_omnitron("M-1", lambda calls: any("bulk" in c for c in calls))
-    assert calls[1]["bulk"] == {"id": min(w.items["M-1"]), "status": "500", "tracking_number": "MAN-1",
-                                "shipping_company": MANUAL}
-    w.wait_omnitron("M-1", lambda calls: any(c.get("extra", {}).get("shipping_company") == "Local Courier"
-                                             for c in calls))
+    assert calls[1]["bulk"] == {
+        "id": min(w.items["M-1"]),
+        "status": "500",
+        "tracking_number": "MAN-1",
+        "shipping_company": MANUAL,
+    }
+    w.wait_omnitron(
+        "M-1", lambda calls: any(c.get("extra", {}).get("shipping_company") == "Local Courier" for c in calls)
+    )
     w.pipeline.cli("set-status", "M-1", "delivered", "--reason", "the courier says so")
     w.wait_status("M-1", "delivered")
     assert w.changes("M-1")[-1]["reason"] == "the courier says so"
@@ -384,8 +440,10 @@ def test_commands_before_their_package_is_packed_are_applied_once_it_is(world):
 
 @pytest.fixture
 def stale_world(pipeline_factory):
-    with SandboxCarrier(username="user", password=CARRIER_PASSWORD) as other, \
-            RefusingCarrier(username="user", password=CARRIER_PASSWORD) as refusing:
+    with (
+        SandboxCarrier(username="user", password=CARRIER_PASSWORD) as other,
+        RefusingCarrier(username="user", password=CARRIER_PASSWORD) as refusing,
+    ):
         yield World(pipeline_factory(), other, refusing, max_tracking_age_s=1).start()
 
 
@@ -406,7 +464,11 @@ def test_the_command_line_publishes_commands_and_shows_labels_and_stale_shipment
     stale = w.pipeline.cli("stale", "--json").stdout.splitlines()
     [row] = [json.loads(line) for line in stale]
     assert (row["package_id"], row["carrier"], row["status"], row["carrier_status"]) == (
-        "CLI-1", "sandbox", "shipped", "CREATED")  # the last carrier status recorded with a change
+        "CLI-1",
+        "sandbox",
+        "shipped",
+        "CREATED",
+    )  # the last carrier status recorded with a change
     assert "CLI-1" in w.pipeline.cli("stale").stdout
     w.pipeline.cli("update-info", "CLI-1", "--shipping-company", "Acme Cargo")
     wait_until(lambda: w.shipment("CLI-1")["shipping_company"] == "Acme Cargo", 30)
@@ -414,13 +476,18 @@ def test_the_command_line_publishes_commands_and_shows_labels_and_stale_shipment
     w.wait_status("CLI-1", "delivered")
     assert w.pipeline.cli("stale", "--json").stdout.strip() == ""
 
-    bad = subprocess.run([str(harness.BIN), "set-status", "CLI-1", "lost", "--reason", "x"], env=w.pipeline.env,
-                         capture_output=True, text=True)
+    bad = subprocess.run(
+        [str(harness.BIN), "set-status", "CLI-1", "lost", "--reason", "x"],
+        env=w.pipeline.env,
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 2 and "not a status an employee may set" in bad.stderr
     missing = subprocess.run([str(harness.BIN), "cancel", "CLI-1"], env=w.pipeline.env, capture_output=True, text=True)
     assert missing.returncode == 2 and "--reason" in missing.stderr
-    nothing = subprocess.run([str(harness.BIN), "update-info", "CLI-1"], env=w.pipeline.env, capture_output=True,
-                             text=True)
+    nothing = subprocess.run(
+        [str(harness.BIN), "update-info", "CLI-1"], env=w.pipeline.env, capture_output=True, text=True
+    )
     assert nothing.returncode == 2 and "give at least one of" in nothing.stderr
     no_label = subprocess.run([str(harness.BIN), "label", "NOPE"], env=w.pipeline.env, capture_output=True, text=True)
     assert no_label.returncode == 1

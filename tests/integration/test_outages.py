@@ -3,6 +3,7 @@
 These tests stop the shared RabbitMQ / PostgreSQL of this machine and always start them
 again, whatever happens.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -44,8 +45,9 @@ def _forward_to_the_end(calls: list) -> bool:
     says the older one is then not sent."""
     distinct = _distinct_in_order(calls)
     positions = [EXPECTED.index(call) if call in EXPECTED else -1 for call in distinct]
-    return bool(distinct) and -1 not in positions and positions == sorted(set(positions)) \
-        and distinct[-1] == EXPECTED[-1]
+    return (
+        bool(distinct) and -1 not in positions and positions == sorted(set(positions)) and distinct[-1] == EXPECTED[-1]
+    )
 
 
 def _all_relayed(omnitron, items) -> bool:
@@ -76,16 +78,21 @@ def test_after_a_broker_restart_every_service_reconnects_consumes_again_and_lose
 
 
 def _restart_postgres() -> None:
-    cluster = subprocess.run("pg_lsclusters -h | awk '{print $1; exit}'", shell=True, capture_output=True,
-                             text=True).stdout.strip()
+    cluster = subprocess.run(
+        "pg_lsclusters -h | awk '{print $1; exit}'", shell=True, capture_output=True, text=True
+    ).stdout.strip()
     try:
-        subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", cluster, "main", "stop", "-m", "fast"],
-                       check=True, timeout=60)
+        subprocess.run(
+            ["pg_ctlcluster", "--skip-systemctl-redirect", cluster, "main", "stop", "-m", "fast"],
+            check=True,
+            timeout=60,
+        )
         time.sleep(2)
     finally:
         subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", cluster, "main", "start"], timeout=60)
-    wait_until(lambda: subprocess.run(["pg_isready", "-h", "127.0.0.1", "-q"]).returncode == 0, 60,
-               message="PostgreSQL back")
+    wait_until(
+        lambda: subprocess.run(["pg_isready", "-h", "127.0.0.1", "-q"]).returncode == 0, 60, message="PostgreSQL back"
+    )
 
 
 def test_after_a_database_restart_the_services_resume_and_nothing_is_lost_or_applied_twice(pipeline_factory):

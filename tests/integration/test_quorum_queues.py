@@ -1,4 +1,5 @@
 """OMS_QUEUE_TYPE=quorum: quorum work and dead-letter queues, the pipeline unchanged."""
+
 from __future__ import annotations
 
 import harness
@@ -29,9 +30,16 @@ def test_quorum_mode_declares_quorum_work_queues_and_the_pipeline_completes(pipe
     for n in range(5):
         packed = package_packed(f"PKG-Q{n}", f"ORD-Q{n}", [90_000 + n])
         shipped = package_shipped(f"PKG-Q{n}")
-        pipeline.publisher.publish("package.packed", to_bytes(packed), message_id=packed["id"], event_type="PackagePacked")
-        pipeline.publisher.publish("package.shipped", to_bytes(shipped), message_id=shipped["id"], event_type="PackageShipped")
+        pipeline.publisher.publish(
+            "package.packed", to_bytes(packed), message_id=packed["id"], event_type="PackagePacked"
+        )
+        pipeline.publisher.publish(
+            "package.shipped", to_bytes(shipped), message_id=shipped["id"], event_type="PackageShipped"
+        )
     expected = [("extra", "pending"), ("extra", "registered"), ("bulk", "500"), ("bulk", "550")]
-    wait_until(lambda: all(pipeline.omnitron.calls_for_item(90_000 + n) == expected for n in range(5)), 90,
-               message="every package delivered through quorum queues")
+    wait_until(
+        lambda: all(pipeline.omnitron.calls_for_item(90_000 + n) == expected for n in range(5)),
+        90,
+        message="every package delivered through quorum queues",
+    )
     assert "handler failed, will retry" in pipeline.logs()

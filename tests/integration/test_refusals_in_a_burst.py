@@ -7,6 +7,7 @@ of the copy before it, so two confirm waits nested on one channel, and a single
 the worker stopped taking messages, and a minute later the broker dropped its connection
 for missed heartbeats. Nothing is published from the callback now.
 """
+
 from __future__ import annotations
 
 import threading
@@ -15,11 +16,12 @@ import uuid
 import pika
 import pytest
 
-import harness
 import shared.consumer as consumer
 from shared import naming
 from shared.broker import Publisher, Subscription, Topology
 from shared.failure import RetryPolicy
+
+import harness
 
 REFUSED = 300
 NORMAL = 20
@@ -51,14 +53,20 @@ def nesting_publisher(monkeypatch):
 
 
 def test_a_burst_of_refused_messages_is_dead_lettered_and_the_messages_behind_it_are_handled(
-        amqp_url, nesting_publisher):
+    amqp_url, nesting_publisher
+):
     service = f"burst-{uuid.uuid4().hex[:8]}"
     topology = Topology([Subscription(service, ("burst.test",))], [1.0])
     handled: list[bytes] = []
     stop = threading.Event()
-    worker = consumer.QueueWorker(amqp_url=amqp_url, topology=topology, subscription=topology.subscriptions[0],
-                                  handle=lambda delivery: handled.append(delivery.body),
-                                  policy=RetryPolicy(3, (1.0,)), stop=stop)
+    worker = consumer.QueueWorker(
+        amqp_url=amqp_url,
+        topology=topology,
+        subscription=topology.subscriptions[0],
+        handle=lambda delivery: handled.append(delivery.body),
+        policy=RetryPolicy(3, (1.0,)),
+        stop=stop,
+    )
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
     try:
@@ -67,18 +75,29 @@ def test_a_burst_of_refused_messages_is_dead_lettered_and_the_messages_behind_it
         channel = connection.channel()
         # Unconfirmed, so they reach the worker as fast as the broker can deliver them.
         for n in range(REFUSED):
-            channel.basic_publish(naming.EVENTS_EXCHANGE, "burst.test", b"\x1b\x00compressed?",
-                                  pika.BasicProperties(content_encoding="br", headers={"compression": 1},
-                                                       message_id=f"refused-{n}"))
+            channel.basic_publish(
+                naming.EVENTS_EXCHANGE,
+                "burst.test",
+                b"\x1b\x00compressed?",
+                pika.BasicProperties(content_encoding="br", headers={"compression": 1}, message_id=f"refused-{n}"),
+            )
         for n in range(NORMAL):
-            channel.basic_publish(naming.EVENTS_EXCHANGE, "burst.test", f"normal-{n}".encode(),
-                                  pika.BasicProperties(message_id=f"normal-{n}"))
+            channel.basic_publish(
+                naming.EVENTS_EXCHANGE,
+                "burst.test",
+                f"normal-{n}".encode(),
+                pika.BasicProperties(message_id=f"normal-{n}"),
+            )
 
         def dead_letters() -> int:
             return channel.queue_declare(naming.dead_letter_queue(service), passive=True).method.message_count
 
-        harness.wait_until(lambda: dead_letters() == REFUSED and len(handled) == NORMAL, 30, 0.1,
-                           message=f"{REFUSED} refused messages dead-lettered and {NORMAL} behind them handled")
+        harness.wait_until(
+            lambda: dead_letters() == REFUSED and len(handled) == NORMAL,
+            30,
+            0.1,
+            message=f"{REFUSED} refused messages dead-lettered and {NORMAL} behind them handled",
+        )
         assert nesting_publisher.deepest == 1, "a copy was published while another one's confirm was awaited"
         assert channel.queue_declare(naming.work_queue(service), passive=True).method.message_count == 0
         connection.close()

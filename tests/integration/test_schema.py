@@ -1,4 +1,5 @@
 """The migrations build exactly the schema the code declares (tables, columns, indexes)."""
+
 from __future__ import annotations
 
 from alembic.autogenerate import compare_metadata

@@ -3,6 +3,7 @@
 The broker password "guest" is too short to look for, so the services here connect as a
 RabbitMQ user of their own with a long password, made for this test and deleted after it.
 """
+
 from __future__ import annotations
 
 import base64
@@ -13,10 +14,11 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from shared import naming
+
 import harness
 from events import package_packed, package_shipped, to_bytes
 from harness import wait_until
-from shared import naming
 
 DELIVERED = [("extra", "pending"), ("extra", "registered"), ("bulk", "500"), ("bulk", "550")]
 
@@ -51,14 +53,19 @@ def test_no_password_or_token_appears_in_any_log_or_command_output_even_on_failu
 
     pipeline.start_all_services()
     for package_id, order_number, item_id in (("PKG-S1", "ORD-S1", 9001), ("PKG-S2", "REJECT-S2", 9002)):
-        for routing_key, event in (("package.packed", package_packed(package_id, order_number, [item_id])),
-                                   ("package.shipped", package_shipped(package_id))):
+        for routing_key, event in (
+            ("package.packed", package_packed(package_id, order_number, [item_id])),
+            ("package.shipped", package_shipped(package_id)),
+        ):
             pipeline.publisher.publish(routing_key, to_bytes(event), message_id=event["id"], event_type=event["type"])
     pipeline.publisher.publish("package.packed", b"not json", message_id="bad-bytes")
 
     wait_until(lambda: pipeline.omnitron.calls_for_item(9001) == DELIVERED, 60, message="the first package delivered")
-    wait_until(lambda: pipeline.publisher.queue_depth(naming.dead_letter_queue("shipper")) == 1, 60,
-               message="the rejected registration dead-lettered")
+    wait_until(
+        lambda: pipeline.publisher.queue_depth(naming.dead_letter_queue("shipper")) == 1,
+        60,
+        message="the rejected registration dead-lettered",
+    )
     connections = harness.rabbitmqctl("list_connections", "user", "vhost")
     assert user in connections, "the services must be connected as the test's own broker user"
     cli("topology", "declare")
@@ -67,9 +74,16 @@ def test_no_password_or_token_appears_in_any_log_or_command_output_even_on_failu
     cli("dlq", "show")
     pipeline.carrier.rejecting = False
     cli("dlq", "replay", "--all", "--type", "ShipmentStatusChanged")
-    wait_until(lambda: pipeline.omnitron.calls_for_item(9002) == DELIVERED, 60, message="the replayed package delivered")
-    failed_cli = subprocess.run([str(harness.BIN), "dlq", "list"], capture_output=True, text=True, timeout=60,
-                                env={**pipeline.env, "OMS_AMQP_URL": pipeline.env["OMS_AMQP_URL"].replace("@", "x@")})
+    wait_until(
+        lambda: pipeline.omnitron.calls_for_item(9002) == DELIVERED, 60, message="the replayed package delivered"
+    )
+    failed_cli = subprocess.run(
+        [str(harness.BIN), "dlq", "list"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**pipeline.env, "OMS_AMQP_URL": pipeline.env["OMS_AMQP_URL"].replace("@", "x@")},
+    )
     assert failed_cli.returncode != 0  # a wrong password: the error must not echo the URL either
     outputs.extend([failed_cli.stdout, failed_cli.stderr])
     for process in pipeline.processes:
@@ -79,6 +93,10 @@ def test_no_password_or_token_appears_in_any_log_or_command_output_even_on_failu
     assert "will retry" in logs and "message dead-lettered" in logs, "the failure paths must have run"
     everything = logs + "\n".join(outputs)
     basic_auth = base64.b64encode(f"user:{carrier_password}".encode()).decode()
-    for name, secret in (("AMQP password", password), ("carrier password", carrier_password),
-                         ("carrier Basic credentials", basic_auth), ("Omnitron token", omnitron_token)):
+    for name, secret in (
+        ("AMQP password", password),
+        ("carrier password", carrier_password),
+        ("carrier Basic credentials", basic_auth),
+        ("Omnitron token", omnitron_token),
+    ):
         assert secret not in everything, f"the {name} leaked"

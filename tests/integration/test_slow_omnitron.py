@@ -4,6 +4,7 @@ An Omnitron call that gets no answer may still land, after a newer one: the newe
 status is sent again once it has settled, so Omnitron never ends on an older status.
 A Retry-After longer than every delay tier is waited out in full, as one attempt.
 """
+
 from __future__ import annotations
 
 import time
@@ -18,8 +19,9 @@ ITEM = 97_001
 def _publish(pipeline, sequence: int, status: str, previous: str) -> None:
     event = shipment_status_changed("shp-late-1", sequence, status, previous, [ITEM])
     record_change(pipeline.database_url, event)  # the services act only on changes they recorded
-    pipeline.publisher.publish(f"shipment.status_changed.{status}", to_bytes(event), message_id=event["id"],
-                               event_type="ShipmentStatusChanged")
+    pipeline.publisher.publish(
+        f"shipment.status_changed.{status}", to_bytes(event), message_id=event["id"], event_type="ShipmentStatusChanged"
+    )
 
 
 def test_an_older_status_landing_late_at_omnitron_is_overwritten_by_the_newest_once_settled(pipeline_factory):
@@ -32,8 +34,11 @@ def test_an_older_status_landing_late_at_omnitron_is_overwritten_by_the_newest_o
     wait_until(lambda: omnitron.calls_for_item(ITEM) == [("bulk", "500")], 30, message="shipped, by the retry")
     _publish(pipeline, 4, "delivered", "shipped")
 
-    wait_until(lambda: ("bulk", "550") in omnitron.calls_for_item(ITEM)[2:], 30,
-               message="delivered sent again after the late shipped")
+    wait_until(
+        lambda: ("bulk", "550") in omnitron.calls_for_item(ITEM)[2:],
+        30,
+        message="delivered sent again after the late shipped",
+    )
     calls = omnitron.calls_for_item(ITEM)
     assert calls == [("bulk", "500"), ("bulk", "550"), ("bulk", "500"), ("bulk", "550")], calls
     assert "newest status sent again after an unanswered call" in pipeline.logs()

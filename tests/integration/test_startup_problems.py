@@ -3,6 +3,7 @@
 Each command runs as an operator would start it, against the local RabbitMQ and
 PostgreSQL (a vhost and database of the test's own), with one thing wrong.
 """
+
 from __future__ import annotations
 
 import os
@@ -32,12 +33,21 @@ def _with_password(url: str, password: str) -> str:
 
 @pytest.fixture
 def environment(tmp_path, amqp_url, database_url):
-    carriers = harness.write_carriers_file(tmp_path / "carriers.toml", {"sandbox": {
-        "url": "http://127.0.0.1:1", "username": "user", "password": CARRIER_PASSWORD}})
+    carriers = harness.write_carriers_file(
+        tmp_path / "carriers.toml",
+        {"sandbox": {"url": "http://127.0.0.1:1", "username": "user", "password": CARRIER_PASSWORD}},
+    )
     plain = {key: value for key, value in os.environ.items() if not key.startswith("OMS_")}
-    return {**plain, "OMS_AMQP_URL": amqp_url, "OMS_DATABASE_URL": database_url,
-            "OMS_OMNITRON_URL": "http://127.0.0.1:1", "OMS_OMNITRON_TOKEN": OMNITRON_TOKEN,
-            "OMS_CARRIERS_FILE": str(carriers), "OMS_METRICS_PORT": "0", "OMS_LOG_FORMAT": "json"}
+    return {
+        **plain,
+        "OMS_AMQP_URL": amqp_url,
+        "OMS_DATABASE_URL": database_url,
+        "OMS_OMNITRON_URL": "http://127.0.0.1:1",
+        "OMS_OMNITRON_TOKEN": OMNITRON_TOKEN,
+        "OMS_CARRIERS_FILE": str(carriers),
+        "OMS_METRICS_PORT": "0",
+        "OMS_LOG_FORMAT": "json",
+    }
 
 
 def _cli(env: dict, *args: str, cwd=None) -> subprocess.CompletedProcess:
@@ -53,35 +63,63 @@ def _problems(tmp_path):
     (tmp_path / "invalid.toml").write_text('[carriers.sandbox]\nurl = 3\nusername = "u"\npassword = "p"\n')
     (tmp_path / "not-toml.toml").write_text("[carriers.sandbox\n")
     return {
-        "no database": (["db", "upgrade"], {"OMS_DATABASE_URL": _fresh_database_url()},
-                        ["does not exist", "db upgrade --create"]),
-        "no database for run": (["run", "packer"], {"OMS_DATABASE_URL": _fresh_database_url()},
-                                ["does not exist", "db upgrade --create"]),
-        "unreachable database": (["db", "upgrade"],
-                                 {"OMS_DATABASE_URL": f"postgresql://postgres@127.0.0.1:{_closed_port()}/oms"},
-                                 ["cannot use the database", "OMS_DATABASE_URL"]),
-        "unreachable broker": (["topology", "declare"],
-                               {"OMS_AMQP_URL": f"amqp://guest:{WRONG_PASSWORD}@127.0.0.1:{_closed_port()}/%2F"},
-                               ["cannot reach the broker", "OMS_AMQP_URL"]),
-        "unreachable broker for run": (["run", "shipper"],
-                                       {"OMS_AMQP_URL": f"amqp://guest:guest@127.0.0.1:{_closed_port()}/%2F"},
-                                       ["cannot reach the broker", "start RabbitMQ"]),
-        "missing carriers file": (["run", "packer"], {"OMS_CARRIERS_FILE": str(tmp_path / "absent.toml")},
-                                  ["absent.toml not found", "OMS_CARRIERS_FILE"]),
-        "invalid carriers file": (["run", "tracker"], {"OMS_CARRIERS_FILE": str(tmp_path / "invalid.toml")},
-                                  ["invalid.toml", "url must be a string"]),
-        "carriers file that is not TOML": (["run", "shipper"], {"OMS_CARRIERS_FILE": str(tmp_path / "not-toml.toml")},
-                                           ["not valid TOML"]),
-        "missing Omnitron URL": (["run", "omnitron-publisher"], {"OMS_OMNITRON_URL": None},
-                                 ["OMS_OMNITRON_URL"]),
+        "no database": (
+            ["db", "upgrade"],
+            {"OMS_DATABASE_URL": _fresh_database_url()},
+            ["does not exist", "db upgrade --create"],
+        ),
+        "no database for run": (
+            ["run", "packer"],
+            {"OMS_DATABASE_URL": _fresh_database_url()},
+            ["does not exist", "db upgrade --create"],
+        ),
+        "unreachable database": (
+            ["db", "upgrade"],
+            {"OMS_DATABASE_URL": f"postgresql://postgres@127.0.0.1:{_closed_port()}/oms"},
+            ["cannot use the database", "OMS_DATABASE_URL"],
+        ),
+        "unreachable broker": (
+            ["topology", "declare"],
+            {"OMS_AMQP_URL": f"amqp://guest:{WRONG_PASSWORD}@127.0.0.1:{_closed_port()}/%2F"},
+            ["cannot reach the broker", "OMS_AMQP_URL"],
+        ),
+        "unreachable broker for run": (
+            ["run", "shipper"],
+            {"OMS_AMQP_URL": f"amqp://guest:guest@127.0.0.1:{_closed_port()}/%2F"},
+            ["cannot reach the broker", "start RabbitMQ"],
+        ),
+        "missing carriers file": (
+            ["run", "packer"],
+            {"OMS_CARRIERS_FILE": str(tmp_path / "absent.toml")},
+            ["absent.toml not found", "OMS_CARRIERS_FILE"],
+        ),
+        "invalid carriers file": (
+            ["run", "tracker"],
+            {"OMS_CARRIERS_FILE": str(tmp_path / "invalid.toml")},
+            ["invalid.toml", "url must be a string"],
+        ),
+        "carriers file that is not TOML": (
+            ["run", "shipper"],
+            {"OMS_CARRIERS_FILE": str(tmp_path / "not-toml.toml")},
+            ["not valid TOML"],
+        ),
+        "missing Omnitron URL": (["run", "omnitron-publisher"], {"OMS_OMNITRON_URL": None}, ["OMS_OMNITRON_URL"]),
         "invalid setting": (["run", "all"], {"OMS_PREFETCH": "many"}, ["OMS_PREFETCH", "valid integer"]),
     }
 
 
 PROBLEMS = [  # the keys of _problems, which needs the test's directory to build
-    "no database", "no database for run", "unreachable database", "unreachable broker", "unreachable broker for run",
-    "missing carriers file", "invalid carriers file", "carriers file that is not TOML", "missing Omnitron URL",
-    "invalid setting"]
+    "no database",
+    "no database for run",
+    "unreachable database",
+    "unreachable broker",
+    "unreachable broker for run",
+    "missing carriers file",
+    "invalid carriers file",
+    "carriers file that is not TOML",
+    "missing Omnitron URL",
+    "invalid setting",
+]
 
 
 @pytest.mark.parametrize("problem", PROBLEMS)
@@ -137,11 +175,21 @@ def test_the_version_option_prints_the_installed_version(environment):
     assert result.stdout.strip() == f"oms-shipments {version('oms-shipments')}"
 
 
-@pytest.mark.parametrize("typed, offered", [("", ["packer", "shipper", "tracker", "omnitron-publisher", "all"]),
-                                             ("omn", ["omnitron-publisher"]), ("s", ["shipper"])])
+@pytest.mark.parametrize(
+    "typed, offered",
+    [
+        ("", ["packer", "shipper", "tracker", "omnitron-publisher", "all"]),
+        ("omn", ["omnitron-publisher"]),
+        ("s", ["shipper"]),
+    ],
+)
 def test_the_shell_completes_the_service_names_of_run(environment, typed, offered):
-    env = {**environment, "_OMS_SHIPMENTS_COMPLETE": "complete_bash",
-           "COMP_WORDS": f"oms-shipments run {typed}", "COMP_CWORD": "2"}
+    env = {
+        **environment,
+        "_OMS_SHIPMENTS_COMPLETE": "complete_bash",
+        "COMP_WORDS": f"oms-shipments run {typed}",
+        "COMP_CWORD": "2",
+    }
 
     result = _cli(env)
 

@@ -3,6 +3,7 @@
 A real RabbitMQ vhost and a real PostgreSQL database; the relay runs as the services run
 it, on a thread of its own.
 """
+
 from __future__ import annotations
 
 import json
@@ -14,10 +15,11 @@ import psycopg
 import pytest
 from prometheus_client import REGISTRY
 
-from harness import wait_until
 from shared.db import make_engine
 from shared.outbox import Outbox
 from shared.relay import OutboxRelay
+
+from harness import wait_until
 
 QUEUE = "test.watching"
 BOUND = "shipment.status_changed.shipped"
@@ -26,8 +28,17 @@ UNBOUND = "shipment.status_changed.delivered"
 
 def event(package_id: str, n: int) -> tuple[str, bytes]:
     event_id = f"{package_id}-{n}"
-    return event_id, json.dumps({"specversion": "1.0", "id": event_id, "source": "test", "type": "ShipmentStatusChanged",
-                                 "subject": package_id, "data": {"n": n}}, separators=(",", ":")).encode()
+    return event_id, json.dumps(
+        {
+            "specversion": "1.0",
+            "id": event_id,
+            "source": "test",
+            "type": "ShipmentStatusChanged",
+            "subject": package_id,
+            "data": {"n": n},
+        },
+        separators=(",", ":"),
+    ).encode()
 
 
 @pytest.fixture
@@ -82,7 +93,8 @@ def returned_total() -> float:
 
 
 def test_an_unroutable_event_stays_stored_is_counted_and_goes_out_once_bound_before_its_shipment_s_later_event(
-        channel, relay, database_url):
+    channel, relay, database_url
+):
     engine, outbox_relay = relay
     before = returned_total()
     store(engine, outbox_relay, ("PKG-A", 1, UNBOUND), ("PKG-B", 1, BOUND), ("PKG-A", 2, BOUND), ("PKG-B", 2, BOUND))

@@ -8,6 +8,7 @@ Everything is published with pika as raw bytes into running ``oms-shipments run 
 processes, beside normal packages; each test ends with the services alive, every queue
 empty and nothing left unacknowledged.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -23,11 +24,12 @@ import psycopg
 import pytest
 from kombu import Queue
 
+from shared import naming
+from shared.broker import Publisher, Unroutable, connect, events_exchange
+
 import harness
 from events import package_packed, package_shipped, to_bytes
 from harness import wait_until
-from shared import naming
-from shared.broker import Publisher, Unroutable, connect, events_exchange
 
 PACKER_QUEUE, PACKER_DLQ = naming.work_queue("packer"), naming.dead_letter_queue("packer")
 PUBLISHER_DLQ = naming.dead_letter_queue("omnitron-publisher")
@@ -41,7 +43,7 @@ HOSTILE_HEADERS = [
     {"x-oms-not-before": "9999-12-31T23:59:59-23:59"},  # past the calendar's end in UTC
     {"x-oms-not-before": "NaN"},
     {"x-oms-not-before": Decimal("-0.5"), "x-oms-attempts": "inf"},
-    {"x-oms-not-before": 2**62, "x-oms-attempts": -2**62},
+    {"x-oms-not-before": 2**62, "x-oms-attempts": -(2**62)},
     {"x-oms-not-before": b"\xff\xfe not text", "x-oms-attempts": b"\xff"},
     {"x-oms-not-before": ["2099-01-01T00:00:00Z"], "x-oms-attempts": [999]},
     {"x-oms-not-before": None, "x-oms-attempts": None},
@@ -67,8 +69,16 @@ def _status(database_url: str, package_id: str) -> str | None:
 
 def _unacknowledged(pipeline) -> dict[str, tuple[int, int]]:
     """Every queue of the vhost: (ready, unacknowledged)."""
-    out = harness.rabbitmqctl("list_queues", "-p", _vhost(pipeline), "--quiet", "--no-table-headers",
-                              "name", "messages_ready", "messages_unacknowledged")
+    out = harness.rabbitmqctl(
+        "list_queues",
+        "-p",
+        _vhost(pipeline),
+        "--quiet",
+        "--no-table-headers",
+        "name",
+        "messages_ready",
+        "messages_unacknowledged",
+    )
     queues = {}
     for line in out.splitlines():
         name, ready, unacked = line.split("\t")
@@ -80,7 +90,9 @@ def _settled(pipeline) -> bool:
     """Nothing unacknowledged anywhere, nothing waiting in the queue of a running service."""
     running = {naming.work_queue(process.service) for process in pipeline.processes if process.alive()}
     queues = _unacknowledged(pipeline)
-    return all(unacked == 0 for _, unacked in queues.values()) and all(queues[name] == (0, 0) for name in running & set(queues))
+    return all(unacked == 0 for _, unacked in queues.values()) and all(
+        queues[name] == (0, 0) for name in running & set(queues)
+    )
 
 
 class RawChannel:
@@ -91,12 +103,30 @@ class RawChannel:
         self.channel = self.connection.channel()
         self.channel.confirm_delivery()
 
-    def publish(self, routing_key: str, body: bytes, *, exchange: str = naming.EVENTS_EXCHANGE,
-                message_id: str | None = None, content_type: str | None = "application/cloudevents+json",
-                content_encoding: str | None = None, headers: dict | None = None) -> None:
-        self.channel.basic_publish(exchange, routing_key, body, pika.BasicProperties(
-            delivery_mode=2, content_type=content_type, content_encoding=content_encoding, message_id=message_id,
-            headers=headers), mandatory=True)
+    def publish(
+        self,
+        routing_key: str,
+        body: bytes,
+        *,
+        exchange: str = naming.EVENTS_EXCHANGE,
+        message_id: str | None = None,
+        content_type: str | None = "application/cloudevents+json",
+        content_encoding: str | None = None,
+        headers: dict | None = None,
+    ) -> None:
+        self.channel.basic_publish(
+            exchange,
+            routing_key,
+            body,
+            pika.BasicProperties(
+                delivery_mode=2,
+                content_type=content_type,
+                content_encoding=content_encoding,
+                message_id=message_id,
+                headers=headers,
+            ),
+            mandatory=True,
+        )
 
     def take_all(self, queue: str) -> dict[str, tuple[pika.BasicProperties, bytes]]:
         messages = {}
@@ -141,7 +171,7 @@ def _all_pending(pipeline, packages: list[str]) -> bool:
 
 
 def test_our_own_headers_of_every_type_from_outside_are_ignored_and_every_such_package_is_applied(pipeline, raw):
-    packer, = pipeline.start("packer")
+    (packer,) = pipeline.start("packer")
     before = _publish_packages(raw, "NORMAL-A", [{}] * 3)
     hostile = _publish_packages(raw, "HOSTILE", HOSTILE_HEADERS)
     after = _publish_packages(raw, "NORMAL-B", [{}] * 3)
@@ -153,16 +183,29 @@ def test_our_own_headers_of_every_type_from_outside_are_ignored_and_every_such_p
 
 
 def test_a_fresh_message_claiming_999_attempts_is_judged_as_a_first_attempt_and_its_forged_headers_are_not_copied(
-        pipeline, raw):
+    pipeline, raw
+):
     pipeline.start("packer")
     message_id = f"forged-{uuid.uuid4()}"
-    raw.publish("package.packed", b"not json", message_id=message_id, headers={
-        "x-oms-attempts": 999, "x-oms-not-before": "2099-01-01T00:00:00", "x-oms-forged": "yes",
-        "x-oms-first-failure-at": "2001-01-01T00:00:00+00:00", "x-upstream-trace": "kept"})
+    raw.publish(
+        "package.packed",
+        b"not json",
+        message_id=message_id,
+        headers={
+            "x-oms-attempts": 999,
+            "x-oms-not-before": "2099-01-01T00:00:00",
+            "x-oms-forged": "yes",
+            "x-oms-first-failure-at": "2001-01-01T00:00:00+00:00",
+            "x-upstream-trace": "kept",
+        },
+    )
 
-    wait_until(lambda: raw.channel.queue_declare(PACKER_DLQ, passive=True).method.message_count == 1, 30,
-               message="the bad body dead-lettered")
-    (properties, _), = raw.take_all(PACKER_DLQ).values()
+    wait_until(
+        lambda: raw.channel.queue_declare(PACKER_DLQ, passive=True).method.message_count == 1,
+        30,
+        message="the bad body dead-lettered",
+    )
+    ((properties, _),) = raw.take_all(PACKER_DLQ).values()
     headers = properties.headers
     assert headers[naming.HEADER_ATTEMPTS] == 1, "the outside count was read"
     assert "x-oms-forged" not in headers and naming.HEADER_NOT_BEFORE not in headers
@@ -172,11 +215,12 @@ def test_a_fresh_message_claiming_999_attempts_is_judged_as_a_first_attempt_and_
 
 
 def test_through_oms_retry_our_headers_count_but_no_value_stops_the_worker_or_parks_a_message_past_the_bound(
-        pipeline_factory):
+    pipeline_factory,
+):
     pipeline = pipeline_factory(extra_env={"OMS_MAX_RETRY_AFTER_S": "2"})
     raw = RawChannel(pipeline.amqp_url)
     try:
-        packer, = pipeline.start("packer")
+        (packer,) = pipeline.start("packer")
         trusted = _publish_packages(raw, "TRUSTED", HOSTILE_HEADERS, exchange=naming.RETRY_EXCHANGE)
         normal = _publish_packages(raw, "NORMAL-C", [{}] * 3)
 
@@ -196,12 +240,15 @@ def test_a_body_marked_utf_8_or_binary_in_any_case_or_not_marked_is_read(pipelin
     message_id, body = _packed(f"PKG-ENC-{content_encoding}")
     raw.publish("package.packed", body, message_id=message_id, content_encoding=content_encoding)
 
-    wait_until(lambda: _status(pipeline.database_url, f"PKG-ENC-{content_encoding}") == "pending", 30,
-               message="the package applied")
+    wait_until(
+        lambda: _status(pipeline.database_url, f"PKG-ENC-{content_encoding}") == "pending",
+        30,
+        message="the package applied",
+    )
 
 
 def test_another_encoding_or_a_compression_header_is_dead_lettered_undecoded_with_its_reason(pipeline, raw):
-    packer, = pipeline.start("packer")
+    (packer,) = pipeline.start("packer")
     _, plain = _packed("PKG-GZIP")
     cases = {  # message id: (content encoding, headers, what the reason says)
         "gzip": ("gzip", None, "content encoding 'gzip' is not read"),
@@ -213,8 +260,11 @@ def test_another_encoding_or_a_compression_header_is_dead_lettered_undecoded_wit
         raw.publish("package.packed", plain, message_id=message_id, content_encoding=encoding, headers=headers)
     normal = _publish_packages(raw, "NORMAL-D", [{}] * 2)
 
-    wait_until(lambda: raw.channel.queue_declare(PACKER_DLQ, passive=True).method.message_count == len(cases), 30,
-               message="every encoded body dead-lettered")
+    wait_until(
+        lambda: raw.channel.queue_declare(PACKER_DLQ, passive=True).method.message_count == len(cases),
+        30,
+        message="every encoded body dead-lettered",
+    )
     letters = raw.take_all(PACKER_DLQ)
     for message_id, (encoding, _, reason) in cases.items():
         properties, body = letters[message_id]
@@ -230,12 +280,16 @@ def test_another_encoding_or_a_compression_header_is_dead_lettered_undecoded_wit
 
 @pytest.mark.parametrize("content_type", [None, "application/json; charset=utf-8"])
 def test_a_message_without_or_with_an_unusual_content_type_stays_replayable_from_the_dead_letter_queue(
-        pipeline, raw, content_type):
-    packer, = pipeline.start("packer")
+    pipeline, raw, content_type
+):
+    (packer,) = pipeline.start("packer")
     event = package_packed("PKG-LATE-CARRIER", "ORD-LATE-CARRIER", [9191], carrier="late-carrier")
     raw.publish("package.packed", to_bytes(event), message_id=event["id"], content_type=content_type)
-    wait_until(lambda: raw.channel.queue_declare(PACKER_DLQ, passive=True).method.message_count == 1, 30,
-               message="the unknown carrier's package dead-lettered")
+    wait_until(
+        lambda: raw.channel.queue_declare(PACKER_DLQ, passive=True).method.message_count == 1,
+        30,
+        message="the unknown carrier's package dead-lettered",
+    )
 
     letter = json.loads(pipeline.cli("dlq", "show", "--json", "--queue", "packer").stdout)[0]
     assert letter["content_type"] == content_type, "the dead letter's content type is not the original's"
@@ -244,18 +298,23 @@ def test_a_message_without_or_with_an_unusual_content_type_stays_replayable_from
     # The operator adds the carrier, restarts the packer and replays the dead letter.
     packer.terminate()
     carriers = pipeline.tmp_path / "carriers.toml"
-    carriers.write_text(carriers.read_text() + carriers.read_text().replace("[carriers.sandbox]",
-                                                                             "[carriers.late-carrier]"))
+    carriers.write_text(
+        carriers.read_text() + carriers.read_text().replace("[carriers.sandbox]", "[carriers.late-carrier]")
+    )
     pipeline.start("packer")
     pipeline.cli("dlq", "replay", "--all")
 
-    wait_until(lambda: _status(pipeline.database_url, "PKG-LATE-CARRIER") == "pending", 30,
-               message="the replayed package applied")
+    wait_until(
+        lambda: _status(pipeline.database_url, "PKG-LATE-CARRIER") == "pending",
+        30,
+        message="the replayed package applied",
+    )
     wait_until(lambda: _settled(pipeline), 30, message="nothing left in any queue")
 
 
 def test_a_body_nested_deeper_than_any_decoder_goes_is_dead_lettered_by_the_threaded_omnitron_publisher_which_goes_on(
-        pipeline_factory):
+    pipeline_factory,
+):
     pipeline = pipeline_factory(extra_env={"OMS_CONCURRENCY": "4"})
     pipeline.carrier.fate = lambda order_number: ["SHIPPING", "DELIVERED"]
     pipeline.start_all_services()
@@ -268,8 +327,11 @@ def test_a_body_nested_deeper_than_any_decoder_goes_is_dead_lettered_by_the_thre
         raw.publish("package.packed", to_bytes(packed), message_id=packed["id"])
         raw.publish("package.shipped", to_bytes(shipped), message_id=shipped["id"])
 
-        wait_until(lambda: pipeline.omnitron.calls_for_item(6161)[-1:] == [("bulk", "550")], 90,
-                   message="the normal package delivered in Omnitron")
+        wait_until(
+            lambda: pipeline.omnitron.calls_for_item(6161)[-1:] == [("bulk", "550")],
+            90,
+            message="the normal package delivered in Omnitron",
+        )
         letters = raw.take_all(PUBLISHER_DLQ)
         assert list(letters) == ["deep-nesting"]
         properties, body = letters["deep-nesting"]
@@ -283,7 +345,8 @@ def test_a_body_nested_deeper_than_any_decoder_goes_is_dead_lettered_by_the_thre
 
 
 def test_a_retry_copy_whose_delay_queue_was_deleted_is_not_lost_the_queue_is_declared_again_and_the_retry_happens(
-        pipeline, raw):
+    pipeline, raw
+):
     packer, shipper = pipeline.start("packer")[0], pipeline.start("shipper")[0]
     wait_until(lambda: "consuming" in shipper.log_text(), 30, message="the shipper consuming")
     retry_queues = [naming.retry_queue("shipper", delay) for delay in (0.5, 1, 2)]
@@ -294,8 +357,11 @@ def test_a_retry_copy_whose_delay_queue_was_deleted_is_not_lost_the_queue_is_dec
     message_id, body = _packed("PKG-NO-TIER")
     raw.publish("package.packed", body, message_id=message_id)
 
-    wait_until(lambda: _status(pipeline.database_url, "PKG-NO-TIER") == "registered", 60,
-               message="the registration retried after the carrier's 503s")
+    wait_until(
+        lambda: _status(pipeline.database_url, "PKG-NO-TIER") == "registered",
+        60,
+        message="the registration retried after the carrier's 503s",
+    )
     assert "declaring the topology again" in shipper.log_text()
     assert set(retry_queues) <= set(_unacknowledged(pipeline)), "the deleted delay queues are back"
     wait_until(lambda: _settled(pipeline), 30, message="nothing unacknowledged")
@@ -334,8 +400,9 @@ def test_the_publish_command_exits_non_zero_naming_the_events_no_queue_takes(amq
     env = {**os.environ, "OMS_AMQP_URL": amqp_url, "COLUMNS": "300"}
 
     def publish() -> subprocess.CompletedProcess:
-        return subprocess.run([str(harness.BIN), "publish", str(lines)], env=env, capture_output=True, text=True,
-                              timeout=60)
+        return subprocess.run(
+            [str(harness.BIN), "publish", str(lines)], env=env, capture_output=True, text=True, timeout=60
+        )
 
     returned = publish()
     assert returned.returncode == 1, returned.stdout + returned.stderr
@@ -350,21 +417,42 @@ def test_the_publish_command_exits_non_zero_naming_the_events_no_queue_takes(amq
 
 
 def test_properties_and_header_names_that_are_not_utf_8_cost_only_their_own_message(pipeline, raw):
-    packer, = pipeline.start("packer")
+    (packer,) = pipeline.start("packer")
     _, body = _packed("PKG-UNDECODABLE")
-    raw.channel.basic_publish(naming.EVENTS_EXCHANGE, "package.packed", body, pika.BasicProperties(
-        delivery_mode=2, message_id=b"\xff\xfe" * 127, type=b"\xc3", content_type=b"\xffcloudevents",
-        headers={b"\xff-name": "value", "x-big": 2**62}), mandatory=True)
+    raw.channel.basic_publish(
+        naming.EVENTS_EXCHANGE,
+        "package.packed",
+        body,
+        pika.BasicProperties(
+            delivery_mode=2,
+            message_id=b"\xff\xfe" * 127,
+            type=b"\xc3",
+            content_type=b"\xffcloudevents",
+            headers={b"\xff-name": "value", "x-big": 2**62},
+        ),
+        mandatory=True,
+    )
     _, readable = _packed("PKG-UNDECODABLE-ID")
-    raw.channel.basic_publish(naming.EVENTS_EXCHANGE, "package.packed", readable, pika.BasicProperties(
-        delivery_mode=2, message_id=b"\xff", type=b"\xc3", headers={b"\xfe": 1}), mandatory=True)
+    raw.channel.basic_publish(
+        naming.EVENTS_EXCHANGE,
+        "package.packed",
+        readable,
+        pika.BasicProperties(delivery_mode=2, message_id=b"\xff", type=b"\xc3", headers={b"\xfe": 1}),
+        mandatory=True,
+    )
     normal = _publish_packages(raw, "NORMAL-E", [{}] * 2)
 
-    wait_until(lambda: _all_pending(pipeline, normal + ["PKG-UNDECODABLE-ID"]), 30,
-               message="the normal packages and the one with an undecodable message id applied")
-    wait_until(lambda: raw.channel.queue_declare(PACKER_DLQ, passive=True).method.message_count == 1, 30,
-               message="the undecodable content type dead-lettered")
-    (properties, dead_body), = raw.take_all(PACKER_DLQ).values()
+    wait_until(
+        lambda: _all_pending(pipeline, normal + ["PKG-UNDECODABLE-ID"]),
+        30,
+        message="the normal packages and the one with an undecodable message id applied",
+    )
+    wait_until(
+        lambda: raw.channel.queue_declare(PACKER_DLQ, passive=True).method.message_count == 1,
+        30,
+        message="the undecodable content type dead-lettered",
+    )
+    ((properties, dead_body),) = raw.take_all(PACKER_DLQ).values()
     assert dead_body == body
     assert "unsupported content type" in properties.headers[naming.HEADER_ERROR_MESSAGE]
     wait_until(lambda: _settled(pipeline), 30, message="nothing unacknowledged")

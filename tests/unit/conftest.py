@@ -3,6 +3,7 @@
 No broker and no PostgreSQL: handlers run over the embedded-mode database exactly as the
 services wire them (``Runtime.uow``), with fakes passed where the bootstrap passes clients.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -45,12 +46,16 @@ class Database:
 
     def uow(self, consumer: str, event: CloudEvent | None = None) -> UnitOfWork:
         # As Runtime.uow builds it: the service's inbox name and event source.
-        return UnitOfWork(self.engine, consumer, naming.event_source(consumer), after_commit=self.relay_wakeups,
-                          event=event)
+        return UnitOfWork(
+            self.engine, consumer, naming.event_source(consumer), after_commit=self.relay_wakeups, event=event
+        )
 
     def apply(self, consumer: str, handler, event: CloudEvent, **dependencies) -> None:
         """Applies ``event`` as the service's pipeline does: once, through a unit of work bound to it."""
-        bound = (lambda event, uow: handler(event, uow, **dependencies))
+
+        def bound(event, uow):
+            handler(event, uow, **dependencies)
+
         Pipeline(consumer, {event.type: bound}, lambda event: self.uow(consumer, event)).apply(event)
 
     def all(self, query) -> list:
@@ -78,8 +83,11 @@ class Database:
 
     def status_history(self, package_id: str = "PKG-1001") -> list[tuple[int, str | None, str]]:
         """(sequence, previous status, status) of the status events in the outbox, in outbox order."""
-        return [(e.data.sequence, e.data.previous_status and e.data.previous_status.value, e.data.status.value)
-                for e in self.outbox_events() if e.data.package_id == package_id]
+        return [
+            (e.data.sequence, e.data.previous_status and e.data.previous_status.value, e.data.status.value)
+            for e in self.outbox_events()
+            if e.data.package_id == package_id
+        ]
 
     def status_changes(self) -> list:
         return self.all(select(status_changes).order_by(status_changes.c.shipment_id, status_changes.c.sequence))
@@ -91,24 +99,40 @@ class Database:
         rows = self.all(select(omnitron_relays).order_by(omnitron_relays.c.id))
         return [(r.sequence, r.status, r.outcome, r.calls) for r in rows]
 
-    def record_change(self, change: ShipmentStatusChanged, event_id: str,
-                      packed_at: str = "2026-11-27T10:00:00Z") -> None:
+    def record_change(
+        self, change: ShipmentStatusChanged, event_id: str, packed_at: str = "2026-11-27T10:00:00Z"
+    ) -> None:
         """Stores ``change`` as the services record their own: its package (packed at ``packed_at``
         with the change's order items), its shipment and its history row; what exists is kept."""
         with self.engine.begin() as connection:
             package_repository = PackageRepository(connection)
             if package_repository.packed(change.package_id) is None:
-                packed = examples.packed(change.package_id, change.order_number, change.carrier,
-                                         item_ids=tuple(change.order_item_ids), packed_at=packed_at)
+                packed = examples.packed(
+                    change.package_id,
+                    change.order_number,
+                    change.carrier,
+                    item_ids=tuple(change.order_item_ids),
+                    packed_at=packed_at,
+                )
                 package_repository.record_packed(PackagePacked.model_validate(packed), uuid4())
             if not connection.execute(select(shipments.c.id).where(shipments.c.id == change.shipment_id)).first():
-                connection.execute(insert(shipments).values(
-                    id=change.shipment_id, package_id=change.package_id, order_number=change.order_number,
-                    carrier=change.carrier, status=change.status.value, sequence=change.sequence,
-                    tracking_number=change.tracking_number, tracking_url=change.tracking_url,
-                    created_at=utcnow(), updated_at=utcnow()))
-            recorded = select(status_changes.c.sequence).where(status_changes.c.shipment_id == change.shipment_id,
-                                                               status_changes.c.sequence == change.sequence)
+                connection.execute(
+                    insert(shipments).values(
+                        id=change.shipment_id,
+                        package_id=change.package_id,
+                        order_number=change.order_number,
+                        carrier=change.carrier,
+                        status=change.status.value,
+                        sequence=change.sequence,
+                        tracking_number=change.tracking_number,
+                        tracking_url=change.tracking_url,
+                        created_at=utcnow(),
+                        updated_at=utcnow(),
+                    )
+                )
+            recorded = select(status_changes.c.sequence).where(
+                status_changes.c.shipment_id == change.shipment_id, status_changes.c.sequence == change.sequence
+            )
             if not connection.execute(recorded).first():
                 connection.execute(insert(status_changes), change_row(change, event_id))
 
@@ -161,8 +185,9 @@ class Services:
         return shipped
 
     def pending_event(self, package_id: str = "PKG-1001") -> CloudEvent:
-        [pending] = [e for e in self.db.outbox_events()
-                     if e.data.package_id == package_id and e.data.status.value == "pending"]
+        [pending] = [
+            e for e in self.db.outbox_events() if e.data.package_id == package_id and e.data.status.value == "pending"
+        ]
         return pending
 
     def register(self, package_id: str = "PKG-1001") -> CloudEvent:
@@ -171,8 +196,17 @@ class Services:
         return pending
 
     def tracker(self, lease_s: float = 60, stop: threading.Event | None = None, **options) -> Tracker:
-        return Tracker(uow=lambda: self.db.uow("tracker"), engine=self.db.engine, carriers=self.carriers, stop=stop or threading.Event(),
-                       batch=50, lease_s=lease_s, idle_s=0.01, concurrency=2, **options)
+        return Tracker(
+            uow=lambda: self.db.uow("tracker"),
+            engine=self.db.engine,
+            carriers=self.carriers,
+            stop=stop or threading.Event(),
+            batch=50,
+            lease_s=lease_s,
+            idle_s=0.01,
+            concurrency=2,
+            **options,
+        )
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
 """The example events of CONTRACT.md §2, as an upstream system would write them: plain dicts."""
+
 from __future__ import annotations
 
 import copy
@@ -21,12 +22,20 @@ PACKAGE_PACKED = {
     "carrier": "sandbox",
     "delivery_type": "CUSTOMER",
     "packed_at": "2026-11-27T10:00:00Z",
-    "items": [{"order_item_id": 555, "sku": "SKU-1", "barcode": "8690000000011",
-               "name": "Shirt", "quantity": 2, "deci": 1.5}],
-    "destination": {"name": "Ada", "surname": "Lovelace", "phone": "+905551112233",
-                    "country_code": "TR", "city": "Istanbul", "district": "Beyoglu",
-                    "township": "", "zipcode": "34433",
-                    "address_line": "Istiklal Cd. 1"},
+    "items": [
+        {"order_item_id": 555, "sku": "SKU-1", "barcode": "8690000000011", "name": "Shirt", "quantity": 2, "deci": 1.5}
+    ],
+    "destination": {
+        "name": "Ada",
+        "surname": "Lovelace",
+        "phone": "+905551112233",
+        "country_code": "TR",
+        "city": "Istanbul",
+        "district": "Beyoglu",
+        "township": "",
+        "zipcode": "34433",
+        "address_line": "Istiklal Cd. 1",
+    },
     "delivery_note": "Ring twice",
     "payment": {"amount": "120.50", "currency": "TRY"},
     "stock_location": {"id": "42", "name": "Kadikoy Store"},
@@ -35,24 +44,37 @@ PACKAGE_PACKED = {
 PACKAGE_SHIPPED = {"package_id": "PKG-1001", "shipped_at": "2026-11-27T12:30:00Z"}
 
 SHIPMENT_STATUS_CHANGED = {
-    "shipment_id": "b0f2...", "package_id": "PKG-1001", "order_number": "ORD-1001",
-    "carrier": "sandbox", "tracking_number": "SBX123456789",
+    "shipment_id": "b0f2...",
+    "package_id": "PKG-1001",
+    "order_number": "ORD-1001",
+    "carrier": "sandbox",
+    "tracking_number": "SBX123456789",
     "tracking_url": "https://track.example/SBX123456789",
-    "previous_status": "registered", "status": "shipped",
-    "carrier_status": "SHIPPING", "sequence": 3,
-    "changed_at": "2026-11-27T12:30:01Z", "order_item_ids": [555],
+    "previous_status": "registered",
+    "status": "shipped",
+    "carrier_status": "SHIPPING",
+    "sequence": 3,
+    "changed_at": "2026-11-27T12:30:01Z",
+    "order_item_ids": [555],
 }
 
 PACKAGE_CANCELLED = {"package_id": "PKG-1001", "reason": "customer cancelled", "cancelled_at": "2026-11-27T11:00:00Z"}
 
 SHIPMENT_INFO_UPDATED = {
-    "package_id": "PKG-1001", "carrier": "other-carrier", "tracking_number": "ABC123",
-    "tracking_url": "https://track.example/ABC123", "shipping_company": "Other Cargo",
+    "package_id": "PKG-1001",
+    "carrier": "other-carrier",
+    "tracking_number": "ABC123",
+    "tracking_url": "https://track.example/ABC123",
+    "shipping_company": "Other Cargo",
     "updated_at": "2026-11-27T11:30:00Z",
 }
 
-SHIPMENT_STATUS_SET = {"package_id": "PKG-1001", "status": "delivered", "reason": "customer picked it up at the store",
-                       "set_at": "2026-11-28T09:00:00Z"}
+SHIPMENT_STATUS_SET = {
+    "package_id": "PKG-1001",
+    "status": "delivered",
+    "reason": "customer picked it up at the store",
+    "set_at": "2026-11-28T09:00:00Z",
+}
 
 EXAMPLE_DATA = {
     "PackagePacked": PACKAGE_PACKED,
@@ -79,12 +101,21 @@ def example(event_type: str) -> dict:
     return envelope(event_type, event_id=EXAMPLE_ENVELOPE["id"])
 
 
-def packed(package_id: str = "PKG-1001", order_number: str = "ORD-1001", carrier: str = "sandbox",
-           item_ids: tuple[int, ...] = (555,), **overrides) -> dict:
+def packed(
+    package_id: str = "PKG-1001",
+    order_number: str = "ORD-1001",
+    carrier: str = "sandbox",
+    item_ids: tuple[int, ...] = (555,),
+    **overrides,
+) -> dict:
     data = copy.deepcopy(PACKAGE_PACKED)
     item = data["items"][0]
-    data.update(package_id=package_id, order_number=order_number, carrier=carrier,
-                items=[{**item, "order_item_id": i, "sku": f"SKU-{i}"} for i in item_ids])
+    data.update(
+        package_id=package_id,
+        order_number=order_number,
+        carrier=carrier,
+        items=[{**item, "order_item_id": i, "sku": f"SKU-{i}"} for i in item_ids],
+    )
     data.update(overrides)
     return data
 
@@ -93,11 +124,22 @@ def shipped(package_id: str = "PKG-1001", shipped_at: str = "2026-11-27T12:30:00
     return {"package_id": package_id, "shipped_at": shipped_at}
 
 
-def status_changed(sequence: int, status: str, previous_status: str | None, shipment_id: str = "shp-1",
-                   order_item_ids: tuple[int, ...] = (555,), **overrides) -> dict:
+def status_changed(
+    sequence: int,
+    status: str,
+    previous_status: str | None,
+    shipment_id: str = "shp-1",
+    order_item_ids: tuple[int, ...] = (555,),
+    **overrides,
+) -> dict:
     data = copy.deepcopy(SHIPMENT_STATUS_CHANGED)
-    data.update(shipment_id=shipment_id, sequence=sequence, status=status, previous_status=previous_status,
-                order_item_ids=list(order_item_ids))
+    data.update(
+        shipment_id=shipment_id,
+        sequence=sequence,
+        status=status,
+        previous_status=previous_status,
+        order_item_ids=list(order_item_ids),
+    )
     data.update(overrides)
     return data
 

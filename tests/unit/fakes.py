@@ -3,6 +3,7 @@
 They are passed through the same parameters the bootstrap fills (``carriers``, ``omnitron``),
 and record what they were asked.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -84,8 +85,13 @@ class FakeCarriers:
     def __init__(self, clients: dict[str, FakeCarrierClient] | None = None, poll_interval_s: float = 60):
         self.clients = clients if clients is not None else {"sandbox": FakeCarrierClient()}
         self.configs = {
-            code: CarrierConfig(code=code, url=f"http://{code}.invalid", username="user", password="secret",
-                                poll_interval_s=poll_interval_s)
+            code: CarrierConfig(
+                code=code,
+                url=f"http://{code}.invalid",
+                username="user",
+                password="secret",
+                poll_interval_s=poll_interval_s,
+            )
             for code in self.clients
         }
 

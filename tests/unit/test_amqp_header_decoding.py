@@ -1,4 +1,5 @@
 """A header py-amqp cannot decode costs that header, not the connection (shared/amqp_io.py)."""
+
 from __future__ import annotations
 
 import struct
@@ -17,8 +18,15 @@ def _item(name: bytes, code: bytes, payload: bytes) -> bytes:
 def _properties(*items: bytes, content_type: bytes = b"application/json", message_id: bytes = b"m-1") -> bytes:
     table = b"".join(items)
     flags = 0x8000 | 0x2000 | 0x0080
-    return (struct.pack(">H", flags) + bytes([len(content_type)]) + content_type
-            + struct.pack(">I", len(table)) + table + bytes([len(message_id)]) + message_id)
+    return (
+        struct.pack(">H", flags)
+        + bytes([len(content_type)])
+        + content_type
+        + struct.pack(">I", len(table))
+        + table
+        + bytes([len(message_id)])
+        + message_id
+    )
 
 
 def _decode(buf: bytes) -> dict:
@@ -27,9 +35,11 @@ def _decode(buf: bytes) -> dict:
 
 
 def test_a_timestamp_past_year_9999_is_dropped_and_the_other_headers_and_properties_are_kept():
-    buf = _properties(_item(b"trace", b"S", struct.pack(">I", 3) + b"abc"),
-                      _item(b"sent-at", b"T", struct.pack(">Q", 2**64 - 1)),
-                      _item(b"count", b"I", struct.pack(">i", 7)))
+    buf = _properties(
+        _item(b"trace", b"S", struct.pack(">I", 3) + b"abc"),
+        _item(b"sent-at", b"T", struct.pack(">Q", 2**64 - 1)),
+        _item(b"count", b"I", struct.pack(">i", 7)),
+    )
     properties = _decode(buf)
     assert properties["application_headers"] == {"trace": "abc", "count": 7}
     assert properties["content_type"] == "application/json" and properties["message_id"] == "m-1"

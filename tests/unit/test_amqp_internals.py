@@ -1,6 +1,7 @@
 """The py-amqp and kombu internals our transport (shared/amqp_io.py) and streaming publisher
 (shared/confirms.py) lean on are still there: an `amqp` release that drops or reshapes one
 fails here, by name, instead of in a running service."""
+
 from __future__ import annotations
 
 import inspect
@@ -32,8 +33,15 @@ def test_the_transport_still_reads_its_partial_frame_through_read_buffer_and_tak
 
 def test_kombus_pyamqp_connection_still_builds_its_transport_with_the_signature_we_override():
     parameters = list(inspect.signature(pyamqp.Connection.Transport).parameters)
-    assert parameters[:7] == ["self", "host", "connect_timeout", "ssl", "read_timeout", "write_timeout",
-                              "socket_settings"]
+    assert parameters[:7] == [
+        "self",
+        "host",
+        "connect_timeout",
+        "ssl",
+        "read_timeout",
+        "write_timeout",
+        "socket_settings",
+    ]
     assert pyamqp.Transport.Connection is pyamqp.Connection
 
 

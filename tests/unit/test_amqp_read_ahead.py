@@ -1,4 +1,5 @@
 """The read-ahead AMQP transport hands out frames exactly as py-amqp's own would, from fewer reads."""
+
 from __future__ import annotations
 
 import socket

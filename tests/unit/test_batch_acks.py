@@ -1,9 +1,9 @@
 """Acking a batch: one ``multiple`` ack for a contiguous run, never past an unsettled delivery."""
+
 from __future__ import annotations
 
-from shared.disposal import ack_plan
+from shared.disposal import DelayedRetries, Disposer, ack_plan
 from shared.failure import RetryPolicy
-from shared.disposal import DelayedRetries, Disposer
 
 
 class FakeMessage:
@@ -16,8 +16,9 @@ class FakeMessage:
 
 
 def disposer(embedded: bool = False) -> Disposer:
-    return Disposer(service="packer", policy=RetryPolicy(3, (1.0,)), publisher=None, embedded=embedded,
-                   delayed=DelayedRetries())
+    return Disposer(
+        service="packer", policy=RetryPolicy(3, (1.0,)), publisher=None, embedded=embedded, delayed=DelayedRetries()
+    )
 
 
 def received(s: Disposer, tags, acks: list) -> dict[int, FakeMessage]:

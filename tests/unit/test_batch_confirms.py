@@ -1,4 +1,5 @@
 """The relay publishes a batch with streaming confirms and deletes only what the broker confirmed."""
+
 from __future__ import annotations
 
 import threading
@@ -111,7 +112,7 @@ class ScriptedPublisher:
 
     def publish_batch(self, messages: list[Outgoing]) -> Confirms:
         self.batches.append([m.message_id for m in messages])
-        return Confirms(self.answers[:len(messages)])
+        return Confirms(self.answers[: len(messages)])
 
 
 def store(db, count: int) -> None:

@@ -1,5 +1,6 @@
 """A batch of packer events in one transaction, one real commit: staged (the fast path) and
 careful (a savepoint per unit of work) apply it alike."""
+
 from __future__ import annotations
 
 import sqlite3
@@ -9,17 +10,18 @@ from prometheus_client import REGISTRY
 from sqlalchemy import event
 from sqlalchemy.engine.base import RootTransaction
 from sqlalchemy.exc import OperationalError
-import contract_examples as examples
+
 from contracts import parse_event
-from services.domain.tables import package_items, packages, shipments, status_changes
 from services.domain.staged import Staging
+from services.domain.tables import package_items, packages, shipments, status_changes
 from services.packer.handlers import open_shipment
 from shared import batch, faults
 from shared.batch import BatchAbandoned, run_batch
-from shared.failure import PermanentError
-from shared.failure import RetryPolicy, Verdict, decide
+from shared.failure import PermanentError, RetryPolicy, Verdict, decide
 from shared.inbox import inbox_table
 from shared.outbox import outbox_table
+
+import contract_examples as examples
 
 
 def packed(package_id: str, event_id: str | None = None, **data):
@@ -237,8 +239,11 @@ def test_one_package_packed_three_times_in_one_batch_keeps_the_first_and_refuses
 
 def test_the_same_event_id_from_two_sources_is_two_events(db, apply):
     first = packed("PKG-1")
-    other_source = parse_event(examples.to_bytes(examples.envelope(
-        "PackagePacked", examples.packed("PKG-2"), event_id=first.id, source="/oms/erp")))
+    other_source = parse_event(
+        examples.to_bytes(
+            examples.envelope("PackagePacked", examples.packed("PKG-2"), event_id=first.id, source="/oms/erp")
+        )
+    )
 
     outcomes = apply([first, other_source])
 

@@ -1,5 +1,6 @@
 """A batching queue worker on the embedded broker: what arrived together is one batch, each
 failure is settled alone, and a batch that could not even begin is retried, not lost."""
+
 from __future__ import annotations
 
 import threading
@@ -7,13 +8,13 @@ import uuid
 
 from kombu import Connection, Producer
 
-from fakes import take_embedded, work_until
 from shared import naming
 from shared.batch import Handled
 from shared.broker import Subscription, Topology
 from shared.consumer import Batching, QueueWorker
-from shared.failure import PermanentError
-from shared.failure import RetryPolicy
+from shared.failure import PermanentError, RetryPolicy
+
+from fakes import take_embedded, work_until
 
 
 class Run:
@@ -29,17 +30,29 @@ class Run:
         with Connection("memory://") as connection:
             producer = Producer(connection.channel())
             for body in bodies:
-                producer.publish(body, exchange="", routing_key=self.queue, content_type="application/json",
-                                 content_encoding="binary", message_id=uuid.uuid4().hex)
+                producer.publish(
+                    body,
+                    exchange="",
+                    routing_key=self.queue,
+                    content_type="application/json",
+                    content_encoding="binary",
+                    message_id=uuid.uuid4().hex,
+                )
 
     def take(self, queue: str) -> list:
         return take_embedded(queue)
 
     def work(self, run_batch, until, timeout_s: float = 10) -> None:
         stop = threading.Event()
-        worker = QueueWorker(amqp_url="memory://", topology=self.topology, subscription=self.subscription,
-                             handle=lambda delivery: None, policy=RetryPolicy(5, (0.2,)), stop=stop,
-                             batching=Batching(10, run_batch))
+        worker = QueueWorker(
+            amqp_url="memory://",
+            topology=self.topology,
+            subscription=self.subscription,
+            handle=lambda delivery: None,
+            policy=RetryPolicy(5, (0.2,)),
+            stop=stop,
+            batching=Batching(10, run_batch),
+        )
         work_until(worker, stop, until, timeout_s)
 
 

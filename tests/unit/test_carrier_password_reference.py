@@ -113,8 +113,8 @@ def test_an_empty_or_huge_password_file_is_refused(tmp_path):
 
 def test_a_password_by_reference_is_redacted_from_logs_once_the_services_know_it(tmp_path, logged):
     from services.runtime.bootstrap import bootstrap
-    from shared.logging import get_logger
     from services.runtime.settings import ServiceSettings as Settings
+    from shared.logging import get_logger
 
     carriers = write(tmp_path, 'password_env = "OMS_CARRIER_SANDBOX_PASSWORD"')
     import os

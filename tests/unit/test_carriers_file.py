@@ -1,4 +1,5 @@
 """The carriers file (TOML): the contract's example parses; mistakes are refused with a clear message."""
+
 from __future__ import annotations
 
 import pytest
@@ -26,13 +27,27 @@ def write(tmp_path, text: str):
 def test_the_contracts_example_carriers_file_is_parsed(tmp_path):
     configs = load_carriers(write(tmp_path, CONTRACT_EXAMPLE))
 
-    assert configs == {"sandbox": CarrierConfig(
-        code="sandbox", url="http://127.0.0.1:8081", username="user", password="secret", api_version="1",
-        locale="tr-TR", poll_interval_s=60, max_requests_per_s=50, timeout_s=10.0)}
+    assert configs == {
+        "sandbox": CarrierConfig(
+            code="sandbox",
+            url="http://127.0.0.1:8081",
+            username="user",
+            password="secret",
+            api_version="1",
+            locale="tr-TR",
+            poll_interval_s=60,
+            max_requests_per_s=50,
+            timeout_s=10.0,
+        )
+    }
 
 
 def test_several_carriers_with_optional_keys_are_parsed(tmp_path):
-    configs = load_carriers(write(tmp_path, CONTRACT_EXAMPLE + """
+    configs = load_carriers(
+        write(
+            tmp_path,
+            CONTRACT_EXAMPLE
+            + """
 [carriers.fastcargo]
 url = "https://api.fastcargo.example/v2"
 username = "oms"
@@ -40,7 +55,9 @@ password = "pw"
 api_version = 2
 locale = "en-US"
 timeout_s = 5.5
-"""))
+""",
+        )
+    )
 
     assert sorted(configs) == ["fastcargo", "sandbox"]
     fast = configs["fastcargo"]
@@ -80,16 +97,25 @@ def test_a_file_that_is_not_toml_is_refused_as_such(tmp_path):
         load_carriers(write(tmp_path, "[carriers.sandbox\nurl = "))
 
 
-@pytest.mark.parametrize("text, message", [
-    ('[carriers]\nsandbox = "http://127.0.0.1:8081"\n', "carrier 'sandbox': expected a table"),
-    ('carriers = ["sandbox"]\n', "'carriers' must be a table of carrier tables"),
-    (CONTRACT_EXAMPLE.replace("poll_interval_s = 60", 'poll_interval_s = "1m"'),
-     "carrier 'sandbox': poll_interval_s must be a positive number"),
-    (CONTRACT_EXAMPLE.replace("max_requests_per_s = 50", "max_requests_per_s = 0"),
-     "carrier 'sandbox': max_requests_per_s must be a positive number"),
-    (CONTRACT_EXAMPLE.replace('username = "user"', "username = 42"),
-     "carrier 'sandbox': username must be a string"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('[carriers]\nsandbox = "http://127.0.0.1:8081"\n', "carrier 'sandbox': expected a table"),
+        ('carriers = ["sandbox"]\n', "'carriers' must be a table of carrier tables"),
+        (
+            CONTRACT_EXAMPLE.replace("poll_interval_s = 60", 'poll_interval_s = "1m"'),
+            "carrier 'sandbox': poll_interval_s must be a positive number",
+        ),
+        (
+            CONTRACT_EXAMPLE.replace("max_requests_per_s = 50", "max_requests_per_s = 0"),
+            "carrier 'sandbox': max_requests_per_s must be a positive number",
+        ),
+        (
+            CONTRACT_EXAMPLE.replace('username = "user"', "username = 42"),
+            "carrier 'sandbox': username must be a string",
+        ),
+    ],
+)
 def test_a_value_of_the_wrong_shape_is_refused_with_a_clear_message(tmp_path, text, message):
     with pytest.raises(CarriersFileError, match=message):
         load_carriers(write(tmp_path, text))
@@ -120,13 +146,18 @@ def test_a_carrier_without_integration_is_known_but_never_integrated(tmp_path):
 
 
 def test_a_carriers_file_of_couriers_without_integration_only_is_valid(tmp_path):
-    assert load_carriers(write(tmp_path, '[carriers.store-courier]\nintegration = "none"\n')).manual == {"store-courier"}
+    assert load_carriers(write(tmp_path, '[carriers.store-courier]\nintegration = "none"\n')).manual == {
+        "store-courier"
+    }
 
 
-@pytest.mark.parametrize("table, message", [
-    ('integration = "full"', 'integration must be "none"'),
-    ('integration = "none"\nurl = "http://127.0.0.1:8081"', "a carrier without integration takes no ['url']"),
-])
+@pytest.mark.parametrize(
+    "table, message",
+    [
+        ('integration = "full"', 'integration must be "none"'),
+        ('integration = "none"\nurl = "http://127.0.0.1:8081"', "a carrier without integration takes no ['url']"),
+    ],
+)
 def test_a_carrier_without_integration_takes_nothing_else(tmp_path, table, message):
     with pytest.raises(CarriersFileError, match=message.replace("[", r"\[").replace("]", r"\]")):
         load_carriers(write(tmp_path, f"[carriers.store-courier]\n{table}\n"))

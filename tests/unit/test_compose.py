@@ -1,4 +1,5 @@
 """docker-compose.yml must speak the CLI and the settings we actually have."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,8 +8,8 @@ import typer.main
 import yaml
 
 from services.carriers.directory import load_carriers
-from services.tools.cli import app
 from services.runtime.settings import ServiceSettings as Settings
+from services.tools.cli import app
 
 ROOT = Path(__file__).parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -30,7 +31,7 @@ def _resolve(command: list[str]):
 
 def test_every_compose_command_is_a_real_cli_command_with_real_options():
     assert OURS, "compose defines our services"
-    for name, spec in OURS.items():
+    for spec in OURS.values():
         _resolve(spec["command"])
 
 
@@ -58,8 +59,7 @@ def test_compose_settings_parse_and_the_carriers_file_loads():
 def test_prometheus_scrapes_the_port_the_services_serve_metrics_on():
     scrape = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
     ports = {sd["port"] for job in scrape["scrape_configs"] for sd in job["dns_sd_configs"]}
-    served = {int(spec["environment"]["OMS_METRICS_PORT"]) for spec in OURS.values()
-              if spec["command"][0] == "run"}
+    served = {int(spec["environment"]["OMS_METRICS_PORT"]) for spec in OURS.values() if spec["command"][0] == "run"}
     assert ports == served
 
 
@@ -67,9 +67,12 @@ def test_the_broker_refuses_messages_far_over_the_body_limit_so_a_consumer_holds
     from contracts.envelope import MAX_BODY_BYTES
 
     mounts = COMPOSE["services"]["rabbitmq"]["volumes"]
-    config, = [m.split(":")[0] for m in mounts if m.split(":")[1].startswith("/etc/rabbitmq/conf.d/")]
-    lines = [line.split("=", 1) for line in (ROOT / config).read_text().splitlines()
-             if line.strip() and not line.lstrip().startswith("#")]
+    (config,) = [m.split(":")[0] for m in mounts if m.split(":")[1].startswith("/etc/rabbitmq/conf.d/")]
+    lines = [
+        line.split("=", 1)
+        for line in (ROOT / config).read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
     settings = {key.strip(): value.strip() for key, value in lines}
     assert MAX_BODY_BYTES < int(settings["max_message_size"]) <= 4 * MAX_BODY_BYTES
 

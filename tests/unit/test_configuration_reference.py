@@ -7,7 +7,8 @@ PAGE = Path(__file__).parents[2] / "docs" / "configuration.md"
 
 def test_the_configuration_page_is_what_the_settings_model_generates():
     assert PAGE.read_text() == configuration_reference(), (
-        "docs/configuration.md is stale: run `oms-shipments docs configuration`")
+        "docs/configuration.md is stale: run `oms-shipments docs configuration`"
+    )
 
 
 def test_every_setting_has_a_description():

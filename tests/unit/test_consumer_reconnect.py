@@ -1,4 +1,5 @@
 """A queue worker whose broker is away keeps trying to reconnect instead of crashing its process."""
+
 from __future__ import annotations
 
 import socket
@@ -20,9 +21,14 @@ def test_a_worker_whose_reconnect_is_refused_waits_and_tries_again_until_it_is_s
     # reconnect is refused, kombu raises its own OperationalError, and the worker died.
     stop = threading.Event()
     subscription = Subscription("packer", ("package.packed",))
-    worker = QueueWorker(amqp_url=f"amqp://guest:guest@127.0.0.1:{_closed_port()}//",
-                         topology=Topology([subscription], [0.5]), subscription=subscription,
-                         handle=lambda delivery: None, policy=RetryPolicy(3, (0.5,)), stop=stop)
+    worker = QueueWorker(
+        amqp_url=f"amqp://guest:guest@127.0.0.1:{_closed_port()}//",
+        topology=Topology([subscription], [0.5]),
+        subscription=subscription,
+        handle=lambda delivery: None,
+        policy=RetryPolicy(3, (0.5,)),
+        stop=stop,
+    )
     failure: list[BaseException] = []
 
     def run() -> None:

@@ -1,4 +1,5 @@
 """parse_event: the contract's bytes become typed events, anything else is rejected with a reason."""
+
 from __future__ import annotations
 
 import copy
@@ -34,10 +35,20 @@ def test_the_contracts_package_packed_example_is_accepted_with_every_field():
     packed = event.data
     assert isinstance(packed, PackagePacked)
     assert (packed.package_id, packed.order_number, packed.carrier, packed.delivery_type) == (
-        "PKG-1001", "ORD-1001", "sandbox", "CUSTOMER")
+        "PKG-1001",
+        "ORD-1001",
+        "sandbox",
+        "CUSTOMER",
+    )
     [item] = packed.items
     assert (item.order_item_id, item.sku, item.barcode, item.name, item.quantity, item.deci) == (
-        555, "SKU-1", "8690000000011", "Shirt", 2, 1.5)
+        555,
+        "SKU-1",
+        "8690000000011",
+        "Shirt",
+        2,
+        1.5,
+    )
     assert packed.destination.address_line == "Istiklal Cd. 1"
     assert packed.destination.township == ""
     assert packed.delivery_note == "Ring twice"
@@ -50,8 +61,9 @@ def test_the_contracts_package_shipped_example_is_accepted():
     event = parse_event(examples.to_bytes(examples.example("PackageShipped")))
 
     assert event.type == "PackageShipped"
-    assert event.data == PackageShipped(package_id="PKG-1001",
-                                        shipped_at=datetime(2026, 11, 27, 12, 30, tzinfo=timezone.utc))
+    assert event.data == PackageShipped(
+        package_id="PKG-1001", shipped_at=datetime(2026, 11, 27, 12, 30, tzinfo=timezone.utc)
+    )
 
 
 def test_the_contracts_shipment_status_changed_example_is_accepted():
@@ -127,36 +139,69 @@ REJECTED = [
     pytest.param(examples.to_bytes(_without(PACKED, "data")), "data: Field required", id="envelope without data"),
     pytest.param(examples.to_bytes(_without(PACKED, "source")), "source: Field required", id="envelope without source"),
     pytest.param(examples.to_bytes(_with(PACKED, "0.3", "specversion")), "specversion", id="another specversion"),
-    pytest.param(examples.to_bytes(_with(PACKED, 42, "id")), "id: Input should be a valid string",
-                 id="a numeric id"),
+    pytest.param(examples.to_bytes(_with(PACKED, 42, "id")), "id: Input should be a valid string", id="a numeric id"),
     pytest.param(examples.to_bytes(_with(PACKED, "yesterday", "time")), "time:", id="a time that is not a date"),
-    pytest.param(examples.to_bytes(_with(PACKED, "PackageLost", "type")), "unknown event type 'PackageLost'",
-                 id="an unknown type"),
-    pytest.param(examples.to_bytes(_with(PACKED, ["PKG-1001"], "data")), "PackagePacked: data is not a JSON object",
-                 id="data that is not an object"),
-    pytest.param(examples.to_bytes(_without(PACKED, "data", "order_number")),
-                 "invalid PackagePacked data: order_number: Field required", id="data without order_number"),
-    pytest.param(examples.to_bytes(_without(PACKED, "data", "items", 0, "order_item_id")),
-                 "items.0.order_item_id: Field required", id="an item without its order item id"),
+    pytest.param(
+        examples.to_bytes(_with(PACKED, "PackageLost", "type")),
+        "unknown event type 'PackageLost'",
+        id="an unknown type",
+    ),
+    pytest.param(
+        examples.to_bytes(_with(PACKED, ["PKG-1001"], "data")),
+        "PackagePacked: data is not a JSON object",
+        id="data that is not an object",
+    ),
+    pytest.param(
+        examples.to_bytes(_without(PACKED, "data", "order_number")),
+        "invalid PackagePacked data: order_number: Field required",
+        id="data without order_number",
+    ),
+    pytest.param(
+        examples.to_bytes(_without(PACKED, "data", "items", 0, "order_item_id")),
+        "items.0.order_item_id: Field required",
+        id="an item without its order item id",
+    ),
     pytest.param(examples.to_bytes(_with(PACKED, [], "data", "items")), "items:", id="no items"),
-    pytest.param(examples.to_bytes(_with(PACKED, "two", "data", "items", 0, "quantity")),
-                 "items.0.quantity: Input should be a valid integer", id="a quantity that is a word"),
-    pytest.param(examples.to_bytes(_with(PACKED, 0, "data", "items", 0, "quantity")),
-                 "items.0.quantity: Input should be greater than or equal to 1", id="a quantity of zero"),
-    pytest.param(examples.to_bytes(_with(PACKED, "DRONE", "data", "delivery_type")), "delivery_type:",
-                 id="an unknown delivery type"),
-    pytest.param(examples.to_bytes(_with(PACKED, "soon", "data", "packed_at")), "packed_at:",
-                 id="packed_at that is not a date"),
-    pytest.param(examples.to_bytes(_with(PACKED, "2026-11-27T10:00:00", "data", "packed_at")),
-                 "packed_at: Input should have timezone info", id="packed_at without its UTC offset"),
-    pytest.param(examples.to_bytes(examples.envelope("PackageShipped",
-                                                     examples.shipped(shipped_at="2026-11-27T12:30"))),
-                 "shipped_at: Input should have timezone info", id="shipped_at without its UTC offset"),
-    pytest.param(examples.to_bytes(examples.envelope("PackageShipped", {"package_id": "PKG-1001"})),
-                 "invalid PackageShipped data: shipped_at: Field required", id="a hand-over without its time"),
-    pytest.param(examples.to_bytes(examples.envelope("ShipmentStatusChanged",
-                                                     _with(examples.SHIPMENT_STATUS_CHANGED, "lost", "status"))),
-                 "status:", id="an unknown shipment status"),
+    pytest.param(
+        examples.to_bytes(_with(PACKED, "two", "data", "items", 0, "quantity")),
+        "items.0.quantity: Input should be a valid integer",
+        id="a quantity that is a word",
+    ),
+    pytest.param(
+        examples.to_bytes(_with(PACKED, 0, "data", "items", 0, "quantity")),
+        "items.0.quantity: Input should be greater than or equal to 1",
+        id="a quantity of zero",
+    ),
+    pytest.param(
+        examples.to_bytes(_with(PACKED, "DRONE", "data", "delivery_type")),
+        "delivery_type:",
+        id="an unknown delivery type",
+    ),
+    pytest.param(
+        examples.to_bytes(_with(PACKED, "soon", "data", "packed_at")), "packed_at:", id="packed_at that is not a date"
+    ),
+    pytest.param(
+        examples.to_bytes(_with(PACKED, "2026-11-27T10:00:00", "data", "packed_at")),
+        "packed_at: Input should have timezone info",
+        id="packed_at without its UTC offset",
+    ),
+    pytest.param(
+        examples.to_bytes(examples.envelope("PackageShipped", examples.shipped(shipped_at="2026-11-27T12:30"))),
+        "shipped_at: Input should have timezone info",
+        id="shipped_at without its UTC offset",
+    ),
+    pytest.param(
+        examples.to_bytes(examples.envelope("PackageShipped", {"package_id": "PKG-1001"})),
+        "invalid PackageShipped data: shipped_at: Field required",
+        id="a hand-over without its time",
+    ),
+    pytest.param(
+        examples.to_bytes(
+            examples.envelope("ShipmentStatusChanged", _with(examples.SHIPMENT_STATUS_CHANGED, "lost", "status"))
+        ),
+        "status:",
+        id="an unknown shipment status",
+    ),
 ]
 
 
@@ -214,7 +259,8 @@ JSON_VALUES = st.recursive(
 _FIELD_PATHS = [
     (event_type, path)
     for event_type, data in examples.EXAMPLE_DATA.items()
-    for path in [(key,) for key in examples.EXAMPLE_ENVELOPE] + [("data", key) for key in data]
+    for path in [(key,) for key in examples.EXAMPLE_ENVELOPE]
+    + [("data", key) for key in data]
     + ([("data", "items", 0, key) for key in data["items"][0]] if event_type == "PackagePacked" else [])
     + ([("data", "destination", key) for key in data["destination"]] if event_type == "PackagePacked" else [])
 ]
@@ -243,11 +289,14 @@ def _parse_or_reject(body: bytes, content_type: str | None) -> None:
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(body=st.one_of(
-    st.binary(max_size=200),
-    st.dictionaries(st.text(max_size=12), JSON_VALUES, max_size=8).map(lambda d: json.dumps(d).encode()),
-    JSON_VALUES.map(lambda v: json.dumps(v).encode()),
-    mutated_examples(),
-), content_type=st.sampled_from([None, "application/json", "application/cloudevents+json", "text/plain"]))
+@given(
+    body=st.one_of(
+        st.binary(max_size=200),
+        st.dictionaries(st.text(max_size=12), JSON_VALUES, max_size=8).map(lambda d: json.dumps(d).encode()),
+        JSON_VALUES.map(lambda v: json.dumps(v).encode()),
+        mutated_examples(),
+    ),
+    content_type=st.sampled_from([None, "application/json", "application/cloudevents+json", "text/plain"]),
+)
 def test_any_bytes_either_parse_to_an_event_or_are_rejected_never_anything_else(body, content_type):
     _parse_or_reject(body, content_type)

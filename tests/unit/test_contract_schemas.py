@@ -1,4 +1,5 @@
 """The exported JSON Schemas accept the contract's example events and refuse broken ones."""
+
 from __future__ import annotations
 
 import json
@@ -82,39 +83,45 @@ def _data_errors(event_type: str, path: tuple, value) -> list[str]:
     return [error.message for error in _validator(event_type).iter_errors(body)]
 
 
-@pytest.mark.parametrize("path, value", [
-    (("data", "items", 0, "order_item_id"), True),
-    (("data", "items", 0, "order_item_id"), "555"),
-    (("data", "items", 0, "order_item_id"), 0),
-    (("data", "items", 0, "order_item_id"), 2**63),
-    (("data", "items", 0, "quantity"), -1),
-    (("data", "items", 0, "deci"), -0.5),
-    (("data", "items", 0, "deci"), "1.5"),
-    (("data", "package_id"), "x" * 256),
-    (("data", "package_id"), ""),
-    (("data", "delivery_note"), "x" * 2001),
-    (("data", "destination", "address_line"), "x" * 2001),
-    (("data", "destination", "city"), "Istan\u0000bul"),
-    (("data", "payment", "amount"), "1e3"),
-    (("data", "payment", "amount"), True),
-    (("data", "payment", "amount"), -1),
-    (("data", "payment", "currency"), "TRYX"),
-    (("id",), "x" * 256),
-    (("source",), ""),
-    (("subject",), "PKG\u00001001"),
-])
+@pytest.mark.parametrize(
+    "path, value",
+    [
+        (("data", "items", 0, "order_item_id"), True),
+        (("data", "items", 0, "order_item_id"), "555"),
+        (("data", "items", 0, "order_item_id"), 0),
+        (("data", "items", 0, "order_item_id"), 2**63),
+        (("data", "items", 0, "quantity"), -1),
+        (("data", "items", 0, "deci"), -0.5),
+        (("data", "items", 0, "deci"), "1.5"),
+        (("data", "package_id"), "x" * 256),
+        (("data", "package_id"), ""),
+        (("data", "delivery_note"), "x" * 2001),
+        (("data", "destination", "address_line"), "x" * 2001),
+        (("data", "destination", "city"), "Istan\u0000bul"),
+        (("data", "payment", "amount"), "1e3"),
+        (("data", "payment", "amount"), True),
+        (("data", "payment", "amount"), -1),
+        (("data", "payment", "currency"), "TRYX"),
+        (("id",), "x" * 256),
+        (("source",), ""),
+        (("subject",), "PKG\u00001001"),
+    ],
+)
 def test_the_exported_schema_refuses_the_values_the_models_refuse(path, value):
     assert _data_errors("PackagePacked", path, value), f"{path} = {value!r} passed the schema"
 
 
-@pytest.mark.parametrize("path, value", [
-    (("data", "items", 0, "order_item_id"), 2**63 - 1),
-    (("data", "package_id"), "x" * 255),
-    (("data", "delivery_note"), "x" * 2000),
-    (("data", "payment", "amount"), 120.5),
-    (("data", "payment", "amount"), "0.0001"),
-    (("data", "destination", "district"), "Beyoğlu 🏬"),
-])
+@pytest.mark.parametrize(
+    "path, value",
+    [
+        (("data", "items", 0, "order_item_id"), 2**63 - 1),
+        (("data", "package_id"), "x" * 255),
+        (("data", "delivery_note"), "x" * 2000),
+        (("data", "payment", "amount"), 120.5),
+        (("data", "payment", "amount"), "0.0001"),
+        (("data", "destination", "district"), "Beyoğlu 🏬"),
+    ],
+)
 def test_the_exported_schema_accepts_the_values_the_models_accept(path, value):
     assert _data_errors("PackagePacked", path, value) == []
 

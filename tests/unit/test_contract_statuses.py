@@ -1,4 +1,5 @@
 """Shipment statuses only move forward, final ones never move; routing keys follow the contract."""
+
 from __future__ import annotations
 
 import pytest
@@ -12,8 +13,15 @@ S = ShipmentStatus
 
 # The whole table: from each status, every status it may move to.
 EXPECTED_TRANSITIONS = {
-    S.PENDING: {S.REGISTERED, S.SHIPPED, S.ATTEMPTED_DELIVERY, S.READY_FOR_PICKUP,
-                S.DELIVERED, S.DELIVERY_FAILED, S.CANCELLED},
+    S.PENDING: {
+        S.REGISTERED,
+        S.SHIPPED,
+        S.ATTEMPTED_DELIVERY,
+        S.READY_FOR_PICKUP,
+        S.DELIVERED,
+        S.DELIVERY_FAILED,
+        S.CANCELLED,
+    },
     S.REGISTERED: {S.SHIPPED, S.ATTEMPTED_DELIVERY, S.READY_FOR_PICKUP, S.DELIVERED, S.DELIVERY_FAILED, S.CANCELLED},
     S.SHIPPED: {S.ATTEMPTED_DELIVERY, S.READY_FOR_PICKUP, S.DELIVERED, S.DELIVERY_FAILED, S.CANCELLED},
     S.ATTEMPTED_DELIVERY: {S.READY_FOR_PICKUP, S.DELIVERED, S.DELIVERY_FAILED, S.CANCELLED},
@@ -30,8 +38,15 @@ def test_the_transition_table_is_exactly_the_expected_one():
 
 def test_the_contract_lists_eight_statuses_three_of_them_final():
     assert [s.value for s in ShipmentStatus] == [
-        "pending", "registered", "shipped", "attempted_delivery", "ready_for_pickup",
-        "delivered", "delivery_failed", "cancelled"]
+        "pending",
+        "registered",
+        "shipped",
+        "attempted_delivery",
+        "ready_for_pickup",
+        "delivered",
+        "delivery_failed",
+        "cancelled",
+    ]
     assert FINAL_STATUSES == {S.DELIVERED, S.DELIVERY_FAILED, S.CANCELLED}
     assert [s for s in ShipmentStatus if s.is_final] == [S.DELIVERED, S.DELIVERY_FAILED, S.CANCELLED]
 
@@ -46,14 +61,17 @@ def test_a_final_status_never_changes_again(final):
     assert [new for new in ShipmentStatus if can_transition(final, new)] == []
 
 
-@pytest.mark.parametrize("current, stale", [
-    (S.REGISTERED, S.PENDING),
-    (S.SHIPPED, S.REGISTERED),
-    (S.ATTEMPTED_DELIVERY, S.SHIPPED),
-    (S.READY_FOR_PICKUP, S.ATTEMPTED_DELIVERY),
-    (S.READY_FOR_PICKUP, S.SHIPPED),
-    (S.DELIVERED, S.SHIPPED),
-])
+@pytest.mark.parametrize(
+    "current, stale",
+    [
+        (S.REGISTERED, S.PENDING),
+        (S.SHIPPED, S.REGISTERED),
+        (S.ATTEMPTED_DELIVERY, S.SHIPPED),
+        (S.READY_FOR_PICKUP, S.ATTEMPTED_DELIVERY),
+        (S.READY_FOR_PICKUP, S.SHIPPED),
+        (S.DELIVERED, S.SHIPPED),
+    ],
+)
 def test_a_stale_status_of_a_lower_rank_is_refused(current, stale):
     assert not can_transition(current, stale)
 
@@ -69,8 +87,12 @@ def test_a_carrier_can_cancel_any_shipment_that_is_not_final(status):
 
 
 def test_omnitron_item_codes_are_the_contracts():
-    assert OMNITRON_ITEM_STATUS == {S.SHIPPED: "500", S.READY_FOR_PICKUP: "520",
-                                    S.ATTEMPTED_DELIVERY: "540", S.DELIVERED: "550"}
+    assert OMNITRON_ITEM_STATUS == {
+        S.SHIPPED: "500",
+        S.READY_FOR_PICKUP: "520",
+        S.ATTEMPTED_DELIVERY: "540",
+        S.DELIVERED: "550",
+    }
 
 
 def test_upstream_events_travel_under_their_fixed_routing_keys():

@@ -1,5 +1,6 @@
 """Values are checked as strictly as they are typed (CONTRACT.md §2): each rule refuses with a
 reason naming the field, and the values the contract allows still pass."""
+
 from __future__ import annotations
 
 import json
@@ -49,8 +50,9 @@ def test_an_integer_field_refuses_anything_but_a_json_integer_naming_the_field(e
 
 @pytest.mark.parametrize("event_type, path, field", INTEGER_FIELDS)
 @pytest.mark.parametrize("value", OUT_OF_RANGE)
-def test_an_integer_field_refuses_values_outside_one_to_two_to_the_sixty_three_minus_one(event_type, path, field,
-                                                                                         value):
+def test_an_integer_field_refuses_values_outside_one_to_two_to_the_sixty_three_minus_one(
+    event_type, path, field, value
+):
     reason = _reason(_event(event_type, path, value))
 
     assert f"{field}: Input should be" in reason
@@ -90,10 +92,16 @@ def test_several_items_with_distinct_order_item_ids_are_accepted():
 DECI = ("data", "items", 0, "deci")
 
 
-@pytest.mark.parametrize("value, says", [
-    (-0.5, "greater than or equal to 0"), (-1, "greater than or equal to 0"),
-    (True, "valid number"), ("1.5", "valid number"), ([1.5], "valid number"),
-])
+@pytest.mark.parametrize(
+    "value, says",
+    [
+        (-0.5, "greater than or equal to 0"),
+        (-1, "greater than or equal to 0"),
+        (True, "valid number"),
+        ("1.5", "valid number"),
+        ([1.5], "valid number"),
+    ],
+)
 def test_deci_refuses_negative_and_non_numeric_values_naming_the_field(value, says):
     reason = _reason(_event("PackagePacked", DECI, value))
 
@@ -121,20 +129,54 @@ def test_deci_takes_finite_numbers_from_zero_up(value):
 AMOUNT = ("data", "payment", "amount")
 
 
-@pytest.mark.parametrize("value, expected", [
-    ("120.50", Decimal("120.50")), ("0", Decimal("0")), ("120", Decimal("120")), ("0.0001", Decimal("0.0001")),
-    (120.5, Decimal("120.5")), (120, Decimal("120")), (0, Decimal("0")), ("9999999999999999.9999", None),
-])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("120.50", Decimal("120.50")),
+        ("0", Decimal("0")),
+        ("120", Decimal("120")),
+        ("0.0001", Decimal("0.0001")),
+        (120.5, Decimal("120.5")),
+        (120, Decimal("120")),
+        (0, Decimal("0")),
+        ("9999999999999999.9999", None),
+    ],
+)
 def test_a_payment_amount_is_a_decimal_string_or_a_number(value, expected):
     amount = parse_event(_event("PackagePacked", AMOUNT, value)).data.payment.amount
 
     assert amount == (Decimal(value) if expected is None else expected)
 
 
-@pytest.mark.parametrize("value", [
-    True, False, None, [], "", "NaN", "Infinity", "-1", "+1", " 120.50", "120.50 ", "120.50\n", "1_000", "1e3", "12,50",
-    "0x10", "120.12345", "1" * 17, "١٢٣", -1, -0.01, 1e300, 120.12345,
-], ids=repr)
+@pytest.mark.parametrize(
+    "value",
+    [
+        True,
+        False,
+        None,
+        [],
+        "",
+        "NaN",
+        "Infinity",
+        "-1",
+        "+1",
+        " 120.50",
+        "120.50 ",
+        "120.50\n",
+        "1_000",
+        "1e3",
+        "12,50",
+        "0x10",
+        "120.12345",
+        "1" * 17,
+        "١٢٣",
+        -1,
+        -0.01,
+        1e300,
+        120.12345,
+    ],
+    ids=repr,
+)
 def test_a_payment_amount_refuses_anything_else_naming_the_field(value):
     assert "payment.amount: " in _reason(_event("PackagePacked", AMOUNT, value))
 
@@ -152,14 +194,18 @@ STRING_FIELDS = [
     *[("PackagePacked", ("data", key), key, 255) for key in ("package_id", "order_number", "carrier")],
     ("PackagePacked", ("data", "delivery_note"), "delivery_note", 2000),
     *[("PackagePacked", ("data", "items", 0, key), f"items.0.{key}", 255) for key in ("sku", "barcode", "name")],
-    *[("PackagePacked", ("data", "destination", key), f"destination.{key}", 255)
-      for key in ("name", "surname", "phone", "city", "district", "township", "zipcode")],
+    *[
+        ("PackagePacked", ("data", "destination", key), f"destination.{key}", 255)
+        for key in ("name", "surname", "phone", "city", "district", "township", "zipcode")
+    ],
     ("PackagePacked", ("data", "destination", "address_line"), "destination.address_line", 2000),
     ("PackagePacked", ("data", "stock_location", "id"), "stock_location.id", 255),
     ("PackagePacked", ("data", "stock_location", "name"), "stock_location.name", 255),
     ("PackageShipped", ("data", "package_id"), "package_id", 255),
-    *[("ShipmentStatusChanged", ("data", key), key, 255)
-      for key in ("shipment_id", "package_id", "order_number", "carrier", "tracking_number", "carrier_status")],
+    *[
+        ("ShipmentStatusChanged", ("data", key), key, 255)
+        for key in ("shipment_id", "package_id", "order_number", "carrier", "tracking_number", "carrier_status")
+    ],
     ("ShipmentStatusChanged", ("data", "tracking_url"), "tracking_url", 2000),
 ]
 ENVELOPE_STRINGS = [("id", 255), ("source", 255), ("type", None), ("subject", 255), ("datacontenttype", 255)]
@@ -210,8 +256,10 @@ def test_unicode_text_and_surrogate_pairs_are_accepted(text):
 def test_a_string_is_measured_in_characters_not_bytes():
     two_byte_characters = "ğ" * 255
 
-    assert parse_event(_event("PackagePacked", ("data", "package_id"), two_byte_characters)).data.package_id == \
-        two_byte_characters
+    assert (
+        parse_event(_event("PackagePacked", ("data", "package_id"), two_byte_characters)).data.package_id
+        == two_byte_characters
+    )
 
 
 @pytest.mark.parametrize("attribute, longest", ENVELOPE_STRINGS)
@@ -227,7 +275,9 @@ def test_envelope_string_attributes_are_bounded_and_clean(attribute, longest):
 
 @pytest.mark.parametrize("attribute", ["id", "source", "type"])
 def test_an_empty_identifying_attribute_is_refused(attribute):
-    assert f"{attribute}: String should have at least 1 character" in _reason(_event("PackageShipped", (attribute,), ""))
+    assert f"{attribute}: String should have at least 1 character" in _reason(
+        _event("PackageShipped", (attribute,), "")
+    )
 
 
 def test_an_over_long_string_in_an_unknown_field_is_ignored_like_the_field():
@@ -247,8 +297,21 @@ TIME_FIELDS = [
 
 
 @pytest.mark.parametrize("event_type, path, field", TIME_FIELDS)
-@pytest.mark.parametrize("value", [1764237600, 1764237600.5, "1764237600", True, "", "27.11.2026 10:00",
-                                   "2026-11-27", "x" * 70, ["2026-11-27T10:00:00Z"]], ids=repr)
+@pytest.mark.parametrize(
+    "value",
+    [
+        1764237600,
+        1764237600.5,
+        "1764237600",
+        True,
+        "",
+        "27.11.2026 10:00",
+        "2026-11-27",
+        "x" * 70,
+        ["2026-11-27T10:00:00Z"],
+    ],
+    ids=repr,
+)
 def test_a_time_is_rfc_3339_text_never_a_timestamp_number_naming_the_field(event_type, path, field, value):
     reason = _reason(_event(event_type, path, value))
 
@@ -258,17 +321,21 @@ def test_a_time_is_rfc_3339_text_never_a_timestamp_number_naming_the_field(event
 @pytest.mark.parametrize("event_type, path, field", TIME_FIELDS)
 @pytest.mark.parametrize("value", ["0001-01-01T00:30:00+01:00", "9999-12-31T23:30:00-01:00"])
 def test_a_time_outside_the_utc_calendar_is_refused_naming_the_field(event_type, path, field, value):
-    assert f"{field}: Value error, the time is outside the years 1 to 9999 in UTC" in \
-        _reason(_event(event_type, path, value))
+    assert f"{field}: Value error, the time is outside the years 1 to 9999 in UTC" in _reason(
+        _event(event_type, path, value)
+    )
 
 
 @pytest.mark.parametrize("event_type, path, field", TIME_FIELDS)
-@pytest.mark.parametrize("value, expected", [
-    ("2026-11-27T10:00:00Z", datetime(2026, 11, 27, 10, tzinfo=timezone.utc)),
-    ("2026-11-27T13:00:00+03:00", datetime(2026, 11, 27, 10, tzinfo=timezone.utc)),
-    ("2026-11-27 10:00:00.123456z", datetime(2026, 11, 27, 10, 0, 0, 123456, tzinfo=timezone.utc)),
-    ("0001-01-01T01:00:00+01:00", datetime(1, 1, 1, tzinfo=timezone.utc)),
-])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("2026-11-27T10:00:00Z", datetime(2026, 11, 27, 10, tzinfo=timezone.utc)),
+        ("2026-11-27T13:00:00+03:00", datetime(2026, 11, 27, 10, tzinfo=timezone.utc)),
+        ("2026-11-27 10:00:00.123456z", datetime(2026, 11, 27, 10, 0, 0, 123456, tzinfo=timezone.utc)),
+        ("0001-01-01T01:00:00+01:00", datetime(1, 1, 1, tzinfo=timezone.utc)),
+    ],
+)
 def test_rfc_3339_times_with_an_offset_are_accepted_everywhere(event_type, path, field, value, expected):
     event = parse_event(_event(event_type, path, value))
 
@@ -285,14 +352,22 @@ def test_times_without_an_offset_stay_accepted_where_they_were():
 
 # ---- the services' own models obey the same rules ---------------------------------------------
 
+
 def test_models_the_services_build_from_python_values_are_checked_alike():
     with pytest.raises(ValueError, match="quantity"):
         Item(order_item_id=1, sku="SKU-1", quantity=True)
     with pytest.raises(ValueError, match="deci"):
         Item(order_item_id=1, sku="SKU-1", quantity=1, deci=float("nan"))
-    change = ShipmentStatusChanged(shipment_id="s", package_id="p", order_number="o", carrier="c",
-                                   status=ShipmentStatus.PENDING, sequence=1,
-                                   changed_at=datetime(2026, 11, 27, tzinfo=timezone.utc), order_item_ids=[1, 2])
+    change = ShipmentStatusChanged(
+        shipment_id="s",
+        package_id="p",
+        order_number="o",
+        carrier="c",
+        status=ShipmentStatus.PENDING,
+        sequence=1,
+        changed_at=datetime(2026, 11, 27, tzinfo=timezone.utc),
+        order_item_ids=[1, 2],
+    )
     assert change.changed_at.tzinfo is timezone.utc
     with pytest.raises(ValueError, match="tracking_number"):
         change.model_validate({**change.model_dump(), "tracking_number": "x" * 256})
@@ -310,19 +385,37 @@ def test_every_contract_example_still_parses_to_the_same_values():
 
 _text = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=255)
 _items = st.lists(st.integers(1, MAX_ID), min_size=1, max_size=5, unique=True).flatmap(
-    lambda ids: st.tuples(*[st.fixed_dictionaries({
-        "order_item_id": st.just(i), "sku": _text.filter(bool), "quantity": st.integers(1, MAX_ID),
-        "deci": st.none() | st.floats(0, 1e9, allow_nan=False, allow_infinity=False),
-        "name": st.none() | _text, "barcode": st.none() | _text}) for i in ids]).map(list))
+    lambda ids: st.tuples(
+        *[
+            st.fixed_dictionaries(
+                {
+                    "order_item_id": st.just(i),
+                    "sku": _text.filter(bool),
+                    "quantity": st.integers(1, MAX_ID),
+                    "deci": st.none() | st.floats(0, 1e9, allow_nan=False, allow_infinity=False),
+                    "name": st.none() | _text,
+                    "barcode": st.none() | _text,
+                }
+            )
+            for i in ids
+        ]
+    ).map(list)
+)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(items=_items, package_id=_text.filter(bool), district=_text, note=st.none() | st.text(max_size=2000).filter(
-    lambda s: "\x00" not in s and not any(0xD800 <= ord(c) <= 0xDFFF for c in s)),
-    amount=st.decimals(0, 10**15, places=2, allow_nan=False, allow_infinity=False))
+@given(
+    items=_items,
+    package_id=_text.filter(bool),
+    district=_text,
+    note=st.none()
+    | st.text(max_size=2000).filter(lambda s: "\x00" not in s and not any(0xD800 <= ord(c) <= 0xDFFF for c in s)),
+    amount=st.decimals(0, 10**15, places=2, allow_nan=False, allow_infinity=False),
+)
 def test_any_package_with_values_the_contract_allows_is_accepted(items, package_id, district, note, amount):
-    data = examples.packed(package_id=package_id, items=items, delivery_note=note,
-                           payment={"amount": str(amount), "currency": "TRY"})
+    data = examples.packed(
+        package_id=package_id, items=items, delivery_note=note, payment={"amount": str(amount), "currency": "TRY"}
+    )
     data["destination"]["district"] = district
 
     packed = parse_event(examples.to_bytes(examples.envelope("PackagePacked", data))).data
@@ -333,8 +426,12 @@ def test_any_package_with_values_the_contract_allows_is_accepted(items, package_
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(field=st.sampled_from(STRING_FIELDS), prefix=st.text(max_size=20), suffix=st.text(max_size=20),
-       bad=st.sampled_from(["\x00", "\ud800", "\udbff", "\udc00", "\udfff"]))
+@given(
+    field=st.sampled_from(STRING_FIELDS),
+    prefix=st.text(max_size=20),
+    suffix=st.text(max_size=20),
+    bad=st.sampled_from(["\x00", "\ud800", "\udbff", "\udc00", "\udfff"]),
+)
 def test_a_forbidden_character_anywhere_in_any_string_is_refused_naming_its_field(field, prefix, suffix, bad):
     event_type, path, name, _ = field
 
@@ -343,10 +440,13 @@ def test_a_forbidden_character_anywhere_in_any_string_is_refused_naming_its_fiel
     assert reason.startswith(f"invalid {event_type} data: {name}: text holds ")
 
 
-@pytest.mark.parametrize("path, field, good, bad", [
-    (("data", "destination", "country_code"), "destination.country_code", ["TR", "TUR"], ["T", "TURK", "T\u0000"]),
-    (("data", "payment", "currency"), "payment.currency", ["TRY"], ["TR", "TRYX", "T\u0000Y"]),
-])
+@pytest.mark.parametrize(
+    "path, field, good, bad",
+    [
+        (("data", "destination", "country_code"), "destination.country_code", ["TR", "TUR"], ["T", "TURK", "T\u0000"]),
+        (("data", "payment", "currency"), "payment.currency", ["TRY"], ["TR", "TRYX", "T\u0000Y"]),
+    ],
+)
 def test_codes_keep_their_own_lengths(path, field, good, bad):
     for value in good:
         assert parse_event(_event("PackagePacked", path, value)).type == "PackagePacked"

@@ -1,5 +1,6 @@
 """The bounded JSON reader: deep nesting, huge bodies and non-JSON literals are refused with a
 reason, in bounded time, on any thread's stack."""
+
 from __future__ import annotations
 
 import json
@@ -54,7 +55,7 @@ def test_a_body_nested_hundreds_of_thousands_deep_is_refused_with_the_reason(sha
 
 
 def test_brackets_inside_strings_do_not_count_as_nesting():
-    text = json.dumps({"note": "[" * 100_000, "other": "{{{\\\"[[[" * 1000, "list": [[["ok"]]]})
+    text = json.dumps({"note": "[" * 100_000, "other": '{{{\\"[[[' * 1000, "list": [[["ok"]]]})
 
     assert read_json(text.encode())["list"] == [[["ok"]]]
 
@@ -92,13 +93,16 @@ def test_a_body_over_the_limit_is_refused_before_it_is_decoded():
         read_json(b"[" * (MAX_BODY_BYTES + 1))
 
 
-@pytest.mark.parametrize("body, says", [
-    (b'{"a": "\xc3"}', "not UTF-8 (invalid continuation byte at byte 7)"),
-    (b'{"a": "\xed\xa0\x80"}', "not UTF-8"),  # a surrogate encoded in UTF-8
-    ('{"a": 1}'.encode("utf-16"), "not UTF-8"),
-    (b'{"a": "\x00"}', "Invalid control character"),
-    (b'{"a": 1} {"b": 2}', "Extra data"),
-])
+@pytest.mark.parametrize(
+    "body, says",
+    [
+        (b'{"a": "\xc3"}', "not UTF-8 (invalid continuation byte at byte 7)"),
+        (b'{"a": "\xed\xa0\x80"}', "not UTF-8"),  # a surrogate encoded in UTF-8
+        ('{"a": 1}'.encode("utf-16"), "not UTF-8"),
+        (b'{"a": "\x00"}', "Invalid control character"),
+        (b'{"a": 1} {"b": 2}', "Extra data"),
+    ],
+)
 def test_bodies_that_are_not_utf_8_json_are_refused_with_what_is_wrong(body, says):
     with pytest.raises(EventRejected) as rejected:
         read_json(body)
@@ -149,8 +153,9 @@ def test_deep_bodies_are_refused_on_a_thread_with_a_128_kib_stack_without_crashi
 
 _JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(alphabet='[]{}"\\ab,:', max_size=8),
-    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(alphabet='[]{}"a', max_size=4),
-                                                                        children, max_size=3),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(alphabet='[]{}"a', max_size=4), children, max_size=3)
+    ),
     max_leaves=60,
 )
 
@@ -185,6 +190,7 @@ def _decoder_depth(text: str) -> int:
                 return parse(*args)
             finally:
                 depth["now"] -= 1
+
         return parse_counted
 
     decoder.parse_array = counting(decoder.parse_array)
@@ -198,8 +204,10 @@ def _decoder_depth(text: str) -> int:
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(text=st.text(alphabet='[]{}"\\a,:1 ', max_size=80) | _JSON.map(json.dumps).map(lambda t: t[:len(t) // 2]),
-       limit=st.integers(0, 6))
+@given(
+    text=st.text(alphabet='[]{}"\\a,:1 ', max_size=80) | _JSON.map(json.dumps).map(lambda t: t[: len(t) // 2]),
+    limit=st.integers(0, 6),
+)
 def test_on_text_that_is_not_json_the_depth_check_never_says_less_than_the_decoder_reaches(text, limit):
     if not nests_deeper_than(text.encode(), limit):
         assert _decoder_depth(text) <= limit

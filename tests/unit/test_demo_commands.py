@@ -1,5 +1,6 @@
 """The embedded demo shows operator commands among its packages: cancellations and a courier
 without integration, each ending final and relayed to Omnitron."""
+
 from __future__ import annotations
 
 from rich.console import Console

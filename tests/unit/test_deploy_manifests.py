@@ -1,5 +1,6 @@
 """deploy/: the Kubernetes manifests are valid, agree with the services, and the alert rules
 and the dashboard ask only for metrics the services export."""
+
 from __future__ import annotations
 
 import json
@@ -47,8 +48,9 @@ def _of_kind(kind: str) -> list[dict]:
     return [d for d in ALL if d["kind"] == kind]
 
 
-@pytest.mark.parametrize("document", [d for d in ALL if d["kind"] not in KEDA_KINDS],
-                         ids=lambda d: f"{d['kind']}/{d['metadata']['name']}")
+@pytest.mark.parametrize(
+    "document", [d for d in ALL if d["kind"] not in KEDA_KINDS], ids=lambda d: f"{d['kind']}/{d['metadata']['name']}"
+)
 def test_every_kubernetes_manifest_is_valid_against_the_kubernetes_schemas(document):
     kubernetes_validate.validate(document, K8S_VERSION, strict=True)
 
@@ -88,7 +90,9 @@ def test_the_keda_rabbitmq_triggers_watch_the_queues_the_services_declare():
         assert scaled["spec"]["minReplicaCount"] >= 1, "every process relays its outbox: never scale to zero"
         for trigger in scaled["spec"]["triggers"]:
             if trigger["type"] == "rabbitmq":
-                assert trigger["authenticationRef"]["name"] in {d["metadata"]["name"] for d in _of_kind("TriggerAuthentication")}
+                assert trigger["authenticationRef"]["name"] in {
+                    d["metadata"]["name"] for d in _of_kind("TriggerAuthentication")
+                }
                 assert trigger["metadata"]["mode"] == "QueueLength" and int(trigger["metadata"]["value"]) > 0
                 queues[target] = trigger["metadata"]["queueName"]
             else:
@@ -99,8 +103,12 @@ def test_the_keda_rabbitmq_triggers_watch_the_queues_the_services_declare():
 
 def _exported_metric_names() -> set[str]:
     """Every series name /metrics can carry, labelled metrics included before their first sample."""
-    suffixes = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_sum", "_count", "_created"),
-                "gauge": ("",), "summary": ("", "_sum", "_count", "_created")}
+    suffixes = {
+        "counter": ("_total", "_created"),
+        "histogram": ("_bucket", "_sum", "_count", "_created"),
+        "gauge": ("",),
+        "summary": ("", "_sum", "_count", "_created"),
+    }
     names = set()
     for family in REGISTRY.collect():
         names |= {family.name + suffix for suffix in suffixes.get(family.type, ("",))}
@@ -115,8 +123,14 @@ def test_alert_rules_name_only_metrics_the_services_export():
     rules = yaml.safe_load((DEPLOY / "prometheus-alerts.yml").read_text())
     exported = _exported_metric_names()
     expressions = [rule["expr"] for group in rules["groups"] for rule in group["rules"]]
-    assert {"OmsQueueLag", "OmsDeadLetters", "OmsOutboxBacklog", "OmsStaleShipments", "OmsCarrierPaused",
-            "OmsHandoversWaitingForPacking"} <= {rule["alert"] for group in rules["groups"] for rule in group["rules"]}
+    assert {
+        "OmsQueueLag",
+        "OmsDeadLetters",
+        "OmsOutboxBacklog",
+        "OmsStaleShipments",
+        "OmsCarrierPaused",
+        "OmsHandoversWaitingForPacking",
+    } <= {rule["alert"] for group in rules["groups"] for rule in group["rules"]}
     used = set().union(*map(_oms_metrics_in, expressions))
     assert used and used <= exported, f"not exported: {sorted(used - exported)}"
 
@@ -146,7 +160,8 @@ def test_the_carriers_configmap_holds_no_password_only_references_to_the_secrets
         assert table.get("password_env") in secret["stringData"], f"carrier {code}: its password_env is no Secret key"
     loaded = load_carriers(base / "carriers.toml", environ=secret["stringData"])
     assert {code: config.password for code, config in loaded.items()} == {
-        code: secret["stringData"][table["password_env"]] for code, table in carriers.items()}
+        code: secret["stringData"][table["password_env"]] for code, table in carriers.items()
+    }
     for deployment in _of_kind("Deployment"):
         (container,) = deployment["spec"]["template"]["spec"]["containers"]
         assert {"secretRef": {"name": secret["metadata"]["name"]}} in container["envFrom"]

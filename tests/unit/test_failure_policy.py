@@ -1,4 +1,5 @@
 """shared.failure.decide: ack, retry on a delay tier, or dead-letter with the reason."""
+
 from __future__ import annotations
 
 import pytest
@@ -6,8 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from shared.failure import DependencyDown, PermanentError, TransientError
-from shared.failure import Decision, RetryPolicy, Verdict, decide
+from shared.failure import Decision, DependencyDown, PermanentError, RetryPolicy, TransientError, Verdict, decide
 from shared.http import PermanentHTTPError, TransientHTTPError
 
 POLICY = RetryPolicy(max_attempts=5, delays_s=(1, 5, 30, 120))
@@ -36,8 +36,9 @@ def test_a_carriers_4xx_is_dead_lettered_with_the_carriers_reason():
 def test_a_transient_error_is_retried_on_the_tier_of_its_attempt(failed_attempts, tier):
     decision = decide(TransientError("carrier answered 503"), failed_attempts, POLICY)
 
-    assert decision == Decision(Verdict.RETRY, delay_s=tier, reason="carrier answered 503",
-                                error_class="TransientError")
+    assert decision == Decision(
+        Verdict.RETRY, delay_s=tier, reason="carrier answered 503", error_class="TransientError"
+    )
 
 
 def test_the_last_tier_repeats_for_later_attempts():

@@ -1,4 +1,5 @@
 """The health server on a host shared with other processes: a free port found, fixed answers given."""
+
 from __future__ import annotations
 
 import socket

@@ -1,4 +1,5 @@
 """Handler threads with an ordering key: one key's deliveries in arrival order, different keys side by side."""
+
 from __future__ import annotations
 
 import threading
@@ -52,13 +53,16 @@ def test_different_keys_are_handled_at_the_same_time():
 
 
 def test_the_omnitron_publisher_keys_by_shipment_of_the_parsed_event_and_lets_bad_input_through():
-    pipeline = Pipeline(SERVICE.name, {"ShipmentStatusChanged": lambda event, uow: None}, lambda event: None,
-                        SERVICE.ordering_key)
+    pipeline = Pipeline(
+        SERVICE.name, {"ShipmentStatusChanged": lambda event, uow: None}, lambda event: None, SERVICE.ordering_key
+    )
 
     def key(body: bytes, routing_key: str = "shipment.status_changed.shipped") -> str | None:
         return pipeline.ordering_key(pipeline.decode(Delivery(body, "application/json", routing_key, None)))
 
-    change = examples.to_bytes(examples.envelope("ShipmentStatusChanged", examples.status_changed(3, "shipped", "registered")))
+    change = examples.to_bytes(
+        examples.envelope("ShipmentStatusChanged", examples.status_changed(3, "shipped", "registered"))
+    )
     assert key(change) == examples.status_changed(3, "shipped", "registered")["shipment_id"]
     assert key(b"not json") is None
     assert key(b"[1, 2]") is None

@@ -1,5 +1,6 @@
 """The lock files pin every dependency pyproject.toml declares, inside its declared range, and
 agree with each other: `make install` and the image install exactly these versions."""
+
 from __future__ import annotations
 
 import tomllib
@@ -27,15 +28,17 @@ RUNTIME = [Requirement(r) for r in PROJECT["dependencies"]]
 DEV = [Requirement(r) for r in PROJECT["optional-dependencies"]["dev"]]
 
 
-@pytest.mark.parametrize(("lock", "requirements"), [("requirements.lock", RUNTIME),
-                                                    ("requirements-dev.lock", RUNTIME + DEV)])
+@pytest.mark.parametrize(
+    ("lock", "requirements"), [("requirements.lock", RUNTIME), ("requirements-dev.lock", RUNTIME + DEV)]
+)
 def test_every_declared_dependency_is_pinned_within_its_range(lock, requirements):
     pins = _pins(lock)
     for requirement in requirements:
         name = canonicalize_name(requirement.name)
         assert name in pins, f"{requirement} is not in {lock}: run `make lock`"
         assert requirement.specifier.contains(pins[name], prereleases=True), (
-            f"{lock} pins {name}=={pins[name]}, outside {requirement}: run `make lock`")
+            f"{lock} pins {name}=={pins[name]}, outside {requirement}: run `make lock`"
+        )
 
 
 def test_the_two_lock_files_pin_the_runtime_dependencies_alike():

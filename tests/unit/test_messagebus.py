@@ -1,4 +1,5 @@
 """The pipeline: bytes → event (decoded once) → handler with its unit of work; HTTP failures are the policy's words already."""
+
 from __future__ import annotations
 
 import pytest
@@ -7,8 +8,7 @@ import structlog
 from contracts import PackagePacked
 from services.runtime.pipeline import Pipeline
 from shared.consumer import Delivery
-from shared.failure import DependencyDown, PermanentError, TransientError
-from shared.failure import RetryPolicy, Verdict, decide
+from shared.failure import DependencyDown, PermanentError, RetryPolicy, TransientError, Verdict, decide
 from shared.http import PermanentHTTPError, TransientHTTPError
 
 import contract_examples as examples
@@ -16,13 +16,17 @@ import contract_examples as examples
 
 def dispatcher(handlers: dict):
     """The pipeline's decode and handle, for handlers that take the event alone."""
-    pipeline = Pipeline("test", {t: (lambda h: lambda event, _uow: h(event))(h) for t, h in handlers.items()},
-                        unit_of_work=lambda event: None)
+
+    def alone(handler):
+        return lambda event, _uow: handler(event)
+
+    pipeline = Pipeline("test", {t: alone(h) for t, h in handlers.items()}, unit_of_work=lambda event: None)
     return lambda delivery: pipeline.handle(pipeline.decode(delivery))
 
 
-def delivery(body: bytes, content_type: str | None = "application/cloudevents+json",
-             routing_key: str = "package.packed") -> Delivery:
+def delivery(
+    body: bytes, content_type: str | None = "application/cloudevents+json", routing_key: str = "package.packed"
+) -> Delivery:
     return Delivery(body=body, content_type=content_type, routing_key=routing_key, message_id="m-1")
 
 
@@ -46,8 +50,11 @@ def test_a_valid_event_reaches_its_handler_with_the_typed_data_and_log_context()
 
     [(event, context)] = seen
     assert isinstance(event.data, PackagePacked)
-    assert context == {"event_id": "7d0c6a1e-5a51-4a39-9d6c-1f1b2d2f4c10", "event_type": "PackagePacked",
-                       "package_id": "PKG-1001"}
+    assert context == {
+        "event_id": "7d0c6a1e-5a51-4a39-9d6c-1f1b2d2f4c10",
+        "event_type": "PackagePacked",
+        "package_id": "PKG-1001",
+    }
     assert structlog.contextvars.get_contextvars() == {}
 
 
@@ -70,8 +77,11 @@ def test_a_wrong_content_type_becomes_a_permanent_error():
 def test_an_event_type_this_queue_does_not_handle_is_a_permanent_error_naming_the_routing_key():
     shipped = examples.to_bytes(examples.example("PackageShipped"))
 
-    with pytest.raises(PermanentError, match="PackageShipped events are not handled by this queue "
-                                             r"\(routing key 'package.shipped'\)"):
+    with pytest.raises(
+        PermanentError,
+        match="PackageShipped events are not handled by this queue "
+        r"\(routing key 'package.shipped'\)",
+    ):
         dispatcher({"PackagePacked": lambda e: None})(delivery(shipped, routing_key="package.shipped"))
 
 

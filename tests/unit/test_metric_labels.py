@@ -1,4 +1,5 @@
 """Metric labels come from a bounded set: a sender cannot grow the series a process keeps."""
+
 from __future__ import annotations
 
 import uuid
@@ -14,13 +15,19 @@ QUEUE = f"unit-labels-{uuid.uuid4().hex[:6]}"
 
 
 def _delivery(event_type: str | None) -> Delivery:
-    return Delivery(body=b"{}", content_type="application/json", routing_key="package.packed", message_id="m",
-                    event_type=event_type)
+    return Delivery(
+        body=b"{}", content_type="application/json", routing_key="package.packed", message_id="m", event_type=event_type
+    )
 
 
 def _event_type_labels() -> set[str]:
-    return {sample.labels["event_type"] for metric in REGISTRY.collect() if metric.name == "oms_messages"
-            for sample in metric.samples if sample.labels.get("queue") == QUEUE}
+    return {
+        sample.labels["event_type"]
+        for metric in REGISTRY.collect()
+        if metric.name == "oms_messages"
+        for sample in metric.samples
+        if sample.labels.get("queue") == QUEUE
+    }
 
 
 def test_a_message_of_an_unknown_type_is_counted_as_other_however_many_types_arrive():
@@ -43,6 +50,11 @@ def test_an_http_status_outside_the_real_range_is_labelled_other():
     for status in (200, 503, 0, 99, 600, 123456, None):
         observe_http(target, "GET", status, 0.01)
 
-    statuses = {sample.labels["status"] for metric in REGISTRY.collect() if metric.name == "oms_http_client_seconds"
-                for sample in metric.samples if sample.labels.get("target") == target}
+    statuses = {
+        sample.labels["status"]
+        for metric in REGISTRY.collect()
+        if metric.name == "oms_http_client_seconds"
+        for sample in metric.samples
+        if sample.labels.get("target") == target
+    }
     assert statuses == {"200", "503", "other", "error"}

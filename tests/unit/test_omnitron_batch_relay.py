@@ -1,4 +1,5 @@
 """The Omnitron publisher's batches: several packages in one bulk call, a 4xx split, each shipment in order."""
+
 from __future__ import annotations
 
 from functools import partial
@@ -18,13 +19,30 @@ from fakes import FakeOmnitron
 NAME = "omnitron-publisher"
 
 
-def delivery(sequence: int, status: str, previous: str | None, shipment: str, items: tuple[int, ...],
-             routing_key: str | None = None) -> Delivery:
-    data = examples.status_changed(sequence, status, previous, shipment_id=shipment, order_item_ids=items,
-                                   package_id=f"PKG-{shipment}", order_number=f"ORD-{shipment}")
+def delivery(
+    sequence: int,
+    status: str,
+    previous: str | None,
+    shipment: str,
+    items: tuple[int, ...],
+    routing_key: str | None = None,
+) -> Delivery:
+    data = examples.status_changed(
+        sequence,
+        status,
+        previous,
+        shipment_id=shipment,
+        order_item_ids=items,
+        package_id=f"PKG-{shipment}",
+        order_number=f"ORD-{shipment}",
+    )
     body = examples.to_bytes(examples.envelope("ShipmentStatusChanged", data))
-    return Delivery(body=body, content_type="application/cloudevents+json",
-                    routing_key=routing_key or f"shipment.status_changed.{status}", message_id=None)
+    return Delivery(
+        body=body,
+        content_type="application/cloudevents+json",
+        routing_key=routing_key or f"shipment.status_changed.{status}",
+        message_id=None,
+    )
 
 
 def recorded(db, *deliveries: Delivery) -> list[Delivery]:
@@ -52,17 +70,21 @@ class RefusingOmnitron(FakeOmnitron):
 
 def relay(db, omnitron, deliveries):
     # As the worker hands them over: decoded once, on arrival, by the service's pipeline.
-    pipeline = Pipeline(NAME, {"ShipmentStatusChanged": partial(relay_to_omnitron, omnitron=omnitron)},
-                        partial(db.uow, NAME))
+    pipeline = Pipeline(
+        NAME, {"ShipmentStatusChanged": partial(relay_to_omnitron, omnitron=omnitron)}, partial(db.uow, NAME)
+    )
     batch = BatchRelay(engine=db.engine, consumer=NAME, pipeline=pipeline, omnitron=omnitron)
     return batch(None, [pipeline.decode(d) for d in deliveries])
 
 
 def test_shipped_changes_of_several_packages_go_to_omnitron_in_one_bulk_call(db):
     omnitron = FakeOmnitron()
-    batch = recorded(db, delivery(3, "shipped", "registered", "s1", (1, 2)),
-                     delivery(3, "shipped", "registered", "s2", (3,)),
-                     delivery(3, "shipped", "registered", "s3", (4,)))
+    batch = recorded(
+        db,
+        delivery(3, "shipped", "registered", "s1", (1, 2)),
+        delivery(3, "shipped", "registered", "s2", (3,)),
+        delivery(3, "shipped", "registered", "s3", (4,)),
+    )
 
     outcomes = relay(db, omnitron, batch)
 
@@ -79,9 +101,12 @@ def test_shipped_changes_of_several_packages_go_to_omnitron_in_one_bulk_call(db)
 
 def test_a_4xx_to_a_call_of_several_packages_is_tried_again_one_call_each_and_only_the_bad_one_fails(db):
     omnitron = RefusingOmnitron(refused={3})
-    batch = recorded(db, delivery(3, "shipped", "registered", "s1", (1,)),
-                     delivery(3, "shipped", "registered", "s2", (3,)),
-                     delivery(3, "shipped", "registered", "s3", (4,)))
+    batch = recorded(
+        db,
+        delivery(3, "shipped", "registered", "s1", (1,)),
+        delivery(3, "shipped", "registered", "s2", (3,)),
+        delivery(3, "shipped", "registered", "s3", (4,)),
+    )
 
     outcomes = relay(db, omnitron, batch)
 
@@ -96,10 +121,13 @@ def test_a_4xx_to_a_call_of_several_packages_is_tried_again_one_call_each_and_on
 
 def test_a_shipments_changes_in_one_batch_reach_omnitron_in_sequence_order(db):
     omnitron = FakeOmnitron()
-    batch = recorded(db, delivery(5, "delivered", "shipped", "s1", (1,)),
-                     delivery(3, "shipped", "registered", "s1", (1,)),
-                     delivery(3, "shipped", "registered", "s2", (2,)),
-                     delivery(2, "registered", "pending", "s2", (2,)))
+    batch = recorded(
+        db,
+        delivery(5, "delivered", "shipped", "s1", (1,)),
+        delivery(3, "shipped", "registered", "s1", (1,)),
+        delivery(3, "shipped", "registered", "s2", (2,)),
+        delivery(2, "registered", "pending", "s2", (2,)),
+    )
 
     outcomes = relay(db, omnitron, batch)
 
@@ -114,9 +142,12 @@ def test_a_shipments_changes_in_one_batch_reach_omnitron_in_sequence_order(db):
 
 def test_omnitron_down_fails_the_group_and_holds_back_the_later_changes_of_its_shipments(db):
     omnitron = RefusingOmnitron(down=True)
-    batch = recorded(db, delivery(3, "shipped", "registered", "s1", (1,)),
-                     delivery(3, "shipped", "registered", "s2", (2,)),
-                     delivery(5, "delivered", "shipped", "s1", (1,)))
+    batch = recorded(
+        db,
+        delivery(3, "shipped", "registered", "s1", (1,)),
+        delivery(3, "shipped", "registered", "s2", (2,)),
+        delivery(5, "delivered", "shipped", "s1", (1,)),
+    )
 
     outcomes = relay(db, omnitron, batch)
 
@@ -128,9 +159,13 @@ def test_omnitron_down_fails_the_group_and_holds_back_the_later_changes_of_its_s
 
 def test_a_change_older_than_the_last_relayed_one_is_not_sent_in_a_batch_either(db):
     omnitron = FakeOmnitron()
-    first = recorded(db, delivery(5, "delivered", "shipped", "s1", (1,)), delivery(5, "delivered", "shipped", "s2", (2,)))
+    first = recorded(
+        db, delivery(5, "delivered", "shipped", "s1", (1,)), delivery(5, "delivered", "shipped", "s2", (2,))
+    )
     relay(db, omnitron, first)
-    late = recorded(db, delivery(3, "shipped", "registered", "s1", (1,)), delivery(3, "shipped", "registered", "s2", (2,)))
+    late = recorded(
+        db, delivery(3, "shipped", "registered", "s1", (1,)), delivery(3, "shipped", "registered", "s2", (2,))
+    )
 
     outcomes = relay(db, omnitron, late)
 
@@ -141,7 +176,9 @@ def test_a_change_older_than_the_last_relayed_one_is_not_sent_in_a_batch_either(
 
 def test_a_duplicate_and_a_bad_message_in_a_batch_are_each_settled_on_their_own(db):
     omnitron = FakeOmnitron()
-    batch = recorded(db, delivery(3, "shipped", "registered", "s1", (1,)), delivery(3, "shipped", "registered", "s2", (2,)))
+    batch = recorded(
+        db, delivery(3, "shipped", "registered", "s1", (1,)), delivery(3, "shipped", "registered", "s2", (2,))
+    )
     forged = delivery(3, "shipped", "registered", "s9", (9,))  # never recorded
     wrong_key = delivery(3, "shipped", "registered", "s3", (3,), routing_key="shipment.status_changed.pending")
     bad = Delivery(body=b"{", content_type="application/cloudevents+json", routing_key="x", message_id=None)

@@ -1,4 +1,5 @@
 """The Omnitron publisher over the SQLite unit of work, with a fake Omnitron recording its calls."""
+
 from __future__ import annotations
 
 import json
@@ -11,8 +12,8 @@ from sqlalchemy import select
 
 from services.domain.tables import omnitron_cursor, omnitron_relays, status_changes
 from services.omnitron_publisher.handlers import relay_to_omnitron
-from services.omnitron_publisher.settle import UnsettledCalls
 from services.omnitron_publisher.omnitron import OmnitronCall, plan_calls
+from services.omnitron_publisher.settle import UnsettledCalls
 from shared.failure import DependencyDown, PermanentError
 from shared.http import PermanentHTTPError, TransientHTTPError
 
@@ -23,8 +24,9 @@ NAME = "omnitron-publisher"
 
 
 def change(sequence: int, status: str, previous: str | None, event_id: str | None = None, **data):
-    return examples.parsed("ShipmentStatusChanged", examples.status_changed(sequence, status, previous, **data),
-                           event_id)
+    return examples.parsed(
+        "ShipmentStatusChanged", examples.status_changed(sequence, status, previous, **data), event_id
+    )
 
 
 @pytest.fixture
@@ -35,6 +37,7 @@ def omnitron() -> FakeOmnitron:
 @pytest.fixture
 def relay(db, omnitron):
     """Relays a change the services recorded (it is recorded first, as the services would have)."""
+
     def relay(event, settle_s: float = 60) -> None:
         db.record_change(event.data, event.id)
         db.apply(NAME, relay_to_omnitron, event, omnitron=omnitron, settle_s=settle_s)
@@ -44,8 +47,11 @@ def relay(db, omnitron):
 
 def unsettled(db, shipment_id: str = "shp-1") -> tuple[int | None, bool]:
     """The shipment's unsettled sequence, and whether it has a settle time."""
-    rows = db.all(select(omnitron_cursor.c.unsettled_sequence, omnitron_cursor.c.unsettled_until)
-                  .where(omnitron_cursor.c.shipment_id == shipment_id))
+    rows = db.all(
+        select(omnitron_cursor.c.unsettled_sequence, omnitron_cursor.c.unsettled_until).where(
+            omnitron_cursor.c.shipment_id == shipment_id
+        )
+    )
     return (rows[0][0], rows[0][1] is not None) if rows else (None, False)
 
 
@@ -58,30 +64,55 @@ def test_a_status_with_an_omnitron_code_is_relayed_as_one_bulk_call_for_the_pack
 
     relay(shipped)
 
-    assert omnitron.calls == plan_calls(shipped.data) == [OmnitronCall(
-        "PATCH", "/api/i1/order_items/bulk_status_update/",
-        {"orderitem_set": [
-            {"id": 555, "status": "500", "tracking_number": "SBX123456789", "shipping_company": "sandbox"},
-            {"id": 556, "status": "500", "tracking_number": "SBX123456789", "shipping_company": "sandbox"},
-        ]},
-        (555, 556),
-    )]
+    assert (
+        omnitron.calls
+        == plan_calls(shipped.data)
+        == [
+            OmnitronCall(
+                "PATCH",
+                "/api/i1/order_items/bulk_status_update/",
+                {
+                    "orderitem_set": [
+                        {"id": 555, "status": "500", "tracking_number": "SBX123456789", "shipping_company": "sandbox"},
+                        {"id": 556, "status": "500", "tracking_number": "SBX123456789", "shipping_company": "sandbox"},
+                    ]
+                },
+                (555, 556),
+            )
+        ]
+    )
     assert db.relays() == [(3, "shipped", "sent", 1)]
     assert db.omnitron_cursor("shp-1") == 3
 
 
 def test_a_status_without_an_omnitron_code_is_relayed_per_item_as_an_extra_field(db, omnitron, relay):
-    failed = change(5, "delivery_failed", "attempted_delivery", order_item_ids=(555, 556),
-                    changed_at="2026-11-28T09:00:00+03:00", carrier_status="DELIVERY_FAILED")
+    failed = change(
+        5,
+        "delivery_failed",
+        "attempted_delivery",
+        order_item_ids=(555, 556),
+        changed_at="2026-11-28T09:00:00+03:00",
+        carrier_status="DELIVERY_FAILED",
+    )
 
     relay(failed)
 
     assert [(c.method, c.path) for c in omnitron.calls] == [
-        ("PATCH", "/api/v1/order_items/555/"), ("PATCH", "/api/v1/order_items/556/")]
-    assert omnitron.calls[0].body == {"extra_field": {"shipment": {
-        "status": "delivery_failed", "tracking_number": "SBX123456789",
-        "tracking_url": "https://track.example/SBX123456789", "carrier": "sandbox",
-        "changed_at": "2026-11-28T06:00:00Z", "sequence": 5}}}
+        ("PATCH", "/api/v1/order_items/555/"),
+        ("PATCH", "/api/v1/order_items/556/"),
+    ]
+    assert omnitron.calls[0].body == {
+        "extra_field": {
+            "shipment": {
+                "status": "delivery_failed",
+                "tracking_number": "SBX123456789",
+                "tracking_url": "https://track.example/SBX123456789",
+                "carrier": "sandbox",
+                "changed_at": "2026-11-28T06:00:00Z",
+                "sequence": 5,
+            }
+        }
+    }
     assert omnitron.calls == plan_calls(failed.data)
     assert db.relays() == [(5, "delivery_failed", "sent", 2)]
 
@@ -145,8 +176,7 @@ def test_omnitron_refusing_a_call_propagates_and_records_nothing(db, omnitron, r
     assert db.inbox_count(NAME) == 0
 
 
-def test_a_change_answered_only_after_an_unanswered_attempt_is_sent_again_once_settled_newest_last(
-        db, omnitron, relay):
+def test_a_change_answered_only_after_an_unanswered_attempt_is_sent_again_once_settled_newest_last(db, omnitron, relay):
     omnitron.unanswered_first = True  # the lost attempt of "shipped" may still land at Omnitron
     relay(change(3, "shipped", "registered"), settle_s=0)
     omnitron.unanswered_first = False
@@ -199,7 +229,9 @@ def test_a_change_naming_a_shipment_never_recorded_is_dead_lettered_counted_and_
     counted_before = conflicts()
 
     with pytest.raises(PermanentError, match="shipment 'shp-forged' was never recorded"):
-        db.apply(NAME, relay_to_omnitron, change(6, "delivered", "shipped", shipment_id="shp-forged"), omnitron=omnitron)
+        db.apply(
+            NAME, relay_to_omnitron, change(6, "delivered", "shipped", shipment_id="shp-forged"), omnitron=omnitron
+        )
 
     assert omnitron.calls == []
     assert (db.relays(), db.inbox_count(NAME)) == ([], 0)
@@ -246,10 +278,12 @@ def sent_items(omnitron, since: int = 0) -> dict[int, str]:
 @pytest.fixture
 def repacked(db):
     """PKG-OLD (items 555, 556) packed at 10:00; PKG-NEW re-packs item 555 at 11:00."""
-    db.record_change(packed_change(1, "pending", None, "PKG-OLD", (555, 556)).data, "e-old-1",
-                     packed_at="2026-11-27T10:00:00Z")
-    db.record_change(packed_change(1, "pending", None, "PKG-NEW", (555,)).data, "e-new-1",
-                     packed_at="2026-11-27T11:00:00Z")
+    db.record_change(
+        packed_change(1, "pending", None, "PKG-OLD", (555, 556)).data, "e-old-1", packed_at="2026-11-27T10:00:00Z"
+    )
+    db.record_change(
+        packed_change(1, "pending", None, "PKG-NEW", (555,)).data, "e-new-1", packed_at="2026-11-27T11:00:00Z"
+    )
 
 
 def test_an_earlier_packages_change_is_sent_only_for_the_items_it_still_holds(db, omnitron, relay, repacked):
@@ -269,10 +303,12 @@ def test_an_earlier_packages_newer_status_never_overwrites_the_later_packages_st
 
 
 def test_a_change_of_an_earlier_package_holding_only_re_packed_items_sends_nothing(db, omnitron, relay):
-    db.record_change(packed_change(1, "pending", None, "PKG-OLD", (555,)).data, "e-old-1",
-                     packed_at="2026-11-27T10:00:00Z")
-    db.record_change(packed_change(1, "pending", None, "PKG-NEW", (555,)).data, "e-new-1",
-                     packed_at="2026-11-27T11:00:00Z")
+    db.record_change(
+        packed_change(1, "pending", None, "PKG-OLD", (555,)).data, "e-old-1", packed_at="2026-11-27T10:00:00Z"
+    )
+    db.record_change(
+        packed_change(1, "pending", None, "PKG-NEW", (555,)).data, "e-new-1", packed_at="2026-11-27T11:00:00Z"
+    )
 
     relay(packed_change(3, "shipped", "registered", "PKG-OLD", (555,)))
 
@@ -304,13 +340,15 @@ def test_packages_packed_at_the_same_moment_follow_the_greater_package_id(db, om
 
 
 def test_the_newest_status_sent_again_leaves_out_items_a_later_package_took_over(db, omnitron, relay):
-    db.record_change(packed_change(1, "pending", None, "PKG-OLD", (555, 556)).data, "e-old-1",
-                     packed_at="2026-11-27T10:00:00Z")
+    db.record_change(
+        packed_change(1, "pending", None, "PKG-OLD", (555, 556)).data, "e-old-1", packed_at="2026-11-27T10:00:00Z"
+    )
     omnitron.unanswered_first = True
     relay(packed_change(3, "shipped", "registered", "PKG-OLD", (555, 556)), settle_s=0)
     omnitron.unanswered_first = False
-    db.record_change(packed_change(1, "pending", None, "PKG-NEW", (555,)).data, "e-new-1",
-                     packed_at="2026-11-27T11:00:00Z")
+    db.record_change(
+        packed_change(1, "pending", None, "PKG-NEW", (555,)).data, "e-new-1", packed_at="2026-11-27T11:00:00Z"
+    )
     sent_before = len(omnitron.calls)
 
     assert settle(db, omnitron) == 1
@@ -320,13 +358,15 @@ def test_the_newest_status_sent_again_leaves_out_items_a_later_package_took_over
 
 
 def test_a_later_package_is_sent_again_after_an_earlier_packages_unanswered_call_on_its_item(db, omnitron, relay):
-    db.record_change(packed_change(1, "pending", None, "PKG-OLD", (555,)).data, "e-old-1",
-                     packed_at="2026-11-27T10:00:00Z")
+    db.record_change(
+        packed_change(1, "pending", None, "PKG-OLD", (555,)).data, "e-old-1", packed_at="2026-11-27T10:00:00Z"
+    )
     omnitron.unanswered_first = True  # the old package's "shipped" may still land on item 555
     relay(packed_change(3, "shipped", "registered", "PKG-OLD", (555,)), settle_s=1)
     omnitron.unanswered_first = False
-    db.record_change(packed_change(1, "pending", None, "PKG-NEW", (555,)).data, "e-new-1",
-                     packed_at="2026-11-27T11:00:00Z")
+    db.record_change(
+        packed_change(1, "pending", None, "PKG-NEW", (555,)).data, "e-new-1", packed_at="2026-11-27T11:00:00Z"
+    )
     relay(packed_change(6, "delivered", "shipped", "PKG-NEW", (555,)))
     assert unsettled(db, "shp-PKG-NEW") == (6, True)
     sent_before = len(omnitron.calls)

@@ -1,4 +1,5 @@
 """The packer over the SQLite unit of work: PackagePacked → a pending shipment and its event."""
+
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -19,7 +20,11 @@ def test_a_packed_package_opens_one_pending_shipment_and_stores_one_outbox_event
 
     shipment = db.shipment()
     assert (shipment.status, shipment.sequence, shipment.order_number, shipment.carrier) == (
-        "pending", 1, "ORD-1001", "sandbox")
+        "pending",
+        1,
+        "ORD-1001",
+        "sandbox",
+    )
     assert shipment.next_poll_at is None
     [row] = db.outbox()
     assert (row.event_type, row.routing_key) == ("ShipmentStatusChanged", "shipment.status_changed.pending")
@@ -28,10 +33,20 @@ def test_a_packed_package_opens_one_pending_shipment_and_stores_one_outbox_event
     assert event.source == "/oms-shipments/packer"
     assert event.subject == "PKG-1001"
     assert event.data.model_dump(mode="json", exclude={"changed_at"}) == {
-        "shipment_id": shipment.id, "package_id": "PKG-1001", "order_number": "ORD-1001", "carrier": "sandbox",
-        "tracking_number": None, "tracking_url": None, "previous_status": None, "status": "pending",
-        "carrier_status": None, "sequence": 1, "order_item_ids": [555, 556],
-        "label_url": None, "shipping_company": None, "reason": None,
+        "shipment_id": shipment.id,
+        "package_id": "PKG-1001",
+        "order_number": "ORD-1001",
+        "carrier": "sandbox",
+        "tracking_number": None,
+        "tracking_url": None,
+        "previous_status": None,
+        "status": "pending",
+        "carrier_status": None,
+        "sequence": 1,
+        "order_item_ids": [555, 556],
+        "label_url": None,
+        "shipping_company": None,
+        "reason": None,
     }
     [history] = db.status_changes()
     assert (history.sequence, history.status, history.event_id) == (1, "pending", event.id)
@@ -89,11 +104,17 @@ def test_a_refused_repack_replayed_is_judged_again_not_taken_for_a_duplicate(ser
 
 
 def test_the_same_package_packed_with_equal_data_under_another_id_is_acknowledged_without_effect(services, db):
-    services.pack(item_ids=(555, 556), packed_at="2026-11-27T10:00:00Z", payment={"amount": "120.50", "currency": "TRY"})
+    services.pack(
+        item_ids=(555, 556), packed_at="2026-11-27T10:00:00Z", payment={"amount": "120.50", "currency": "TRY"}
+    )
     # The same data as the contract types it: another offset for the same instant, the
     # amount as a number, the items in another order, an unknown field.
-    again = examples.packed(item_ids=(556, 555), packed_at="2026-11-27T13:00:00+03:00",
-                            payment={"amount": 120.5, "currency": "TRY"}, gift_wrap=True)
+    again = examples.packed(
+        item_ids=(556, 555),
+        packed_at="2026-11-27T13:00:00+03:00",
+        payment={"amount": 120.5, "currency": "TRY"},
+        gift_wrap=True,
+    )
     services.apply_packed(examples.parsed("PackagePacked", again))
 
     assert db.count(shipments) == 1
@@ -103,8 +124,13 @@ def test_the_same_package_packed_with_equal_data_under_another_id_is_acknowledge
 
 def test_the_same_event_id_from_another_source_is_another_event(services, db):
     first = services.pack("PKG-1")
-    services.apply_packed(parse_event(examples.to_bytes(examples.envelope(
-        "PackagePacked", examples.packed("PKG-2"), event_id=first.id, source="/oms/erp"))))
+    services.apply_packed(
+        parse_event(
+            examples.to_bytes(
+                examples.envelope("PackagePacked", examples.packed("PKG-2"), event_id=first.id, source="/oms/erp")
+            )
+        )
+    )
 
     assert {db.shipment("PKG-1").package_id, db.shipment("PKG-2").package_id} == {"PKG-1", "PKG-2"}
     assert db.inbox_count("packer") == 2

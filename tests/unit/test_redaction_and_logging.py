@@ -1,4 +1,5 @@
 """Secrets never reach a log line: URL passwords and registered secret values are redacted."""
+
 from __future__ import annotations
 
 import io
@@ -10,8 +11,8 @@ import time
 import pytest
 import structlog
 
-from shared.logging import configure_logging, get_logger, register_secrets
 from shared import redaction
+from shared.logging import configure_logging, get_logger, register_secrets
 from shared.redaction import REDACTED, redact_text, secrets_in_url
 
 TOKEN = "omnitron-t0ken-unit-test"
@@ -61,8 +62,9 @@ def test_a_url_password_is_redacted_wherever_it_appears_in_a_structlog_line(log_
 
 
 def test_a_registered_secret_is_redacted_from_structlog_values_and_messages(log_stream):
-    get_logger().warning(f"Omnitron refused Token {TOKEN}", headers={"authorization": f"Token {TOKEN}"},
-                         password=CARRIER_PASSWORD)
+    get_logger().warning(
+        f"Omnitron refused Token {TOKEN}", headers={"authorization": f"Token {TOKEN}"}, password=CARRIER_PASSWORD
+    )
 
     [line] = _lines(log_stream)
     assert line["event"] == "Omnitron refused Token ***"
@@ -92,7 +94,10 @@ def test_a_library_logging_through_stdlib_logging_is_redacted_too(log_stream):
     assert kombu_line["event"] == "cannot connect to amqp://guest:***@rabbit:5672//"
     assert (kombu_line["level"], kombu_line["logger"]) == ("warning", "kombu.connection")
     assert (httpx_line["event"], httpx_line["level"], httpx_line["logger"]) == (
-        "request with token *** failed", "error", "httpx")
+        "request with token *** failed",
+        "error",
+        "httpx",
+    )
     assert "stdlib-pass" not in output and TOKEN not in output
 
 
@@ -133,7 +138,8 @@ def test_secrets_in_url_finds_the_password_raw_and_percent_decoded():
 
 def test_redact_text_keeps_the_user_and_host_of_a_url_and_hides_its_password():
     assert redact_text("postgresql+psycopg://oms:s3cret@db:5432/oms?x=1") == (
-        "postgresql+psycopg://oms:***@db:5432/oms?x=1")
+        "postgresql+psycopg://oms:***@db:5432/oms?x=1"
+    )
     assert redact_text("http://user@host/no-password") == "http://user@host/no-password"
     assert redact_text("nothing secret here", {"hunter2"}) == "nothing secret here"
 
@@ -156,7 +162,8 @@ def test_an_authorization_header_keeps_its_scheme_and_loses_its_credentials():
     assert redact_text("Authorization: Basic dXNlcjpwYXNzd29yZA==") == "Authorization: Basic ***"
     assert redact_text("{'authorization': 'Token abc123def456'}") == "{'authorization': 'Token ***'}"
     assert redact_text('headers={"Authorization": "Bearer eyJhbGciOi.eyJzdWIi.c2ln"}') == (
-        'headers={"Authorization": "Bearer ***"}')
+        'headers={"Authorization": "Bearer ***"}'
+    )
     assert redact_text("proxy-authorization=opaque-value") == "proxy-authorization=***"
 
 
@@ -167,20 +174,29 @@ def test_basic_and_token_credentials_are_hidden_without_the_header_name_and_pros
 
 
 def test_a_url_password_holding_an_at_sign_is_hidden_whole():
-    assert redact_text("cannot reach amqp://oms:p@ss@rabbit:5672/prod") == "cannot reach amqp://oms:***@rabbit:5672/prod"
+    assert (
+        redact_text("cannot reach amqp://oms:p@ss@rabbit:5672/prod") == "cannot reach amqp://oms:***@rabbit:5672/prod"
+    )
 
 
 def test_secrets_in_query_strings_dsns_and_dumped_mappings_are_hidden():
     assert redact_text("GET https://h.example/x?access_token=abc123&page=2&sig=zz9") == (
-        "GET https://h.example/x?access_token=***&page=2&sig=***")
+        "GET https://h.example/x?access_token=***&page=2&sig=***"
+    )
     assert redact_text("host=db port=5432 password=hunter22 dbname=oms") == "host=db port=5432 password=*** dbname=oms"
     assert redact_text('{"user": "ada", "password": "pw-123", "client_secret": "cs-9"}') == (
-        '{"user": "ada", "password": "***", "client_secret": "***"}')
+        '{"user": "ada", "password": "***", "client_secret": "***"}'
+    )
 
 
 def test_a_field_named_like_a_secret_is_redacted_whatever_it_holds(log_stream):
-    get_logger().info("configured", password="short", api_key="k", headers={"Authorization": "Basic Zm9v"},
-                      routing_key="package.packed")
+    get_logger().info(
+        "configured",
+        password="short",
+        api_key="k",
+        headers={"Authorization": "Basic Zm9v"},
+        routing_key="package.packed",
+    )
 
     [line] = _lines(log_stream)
     assert (line["password"], line["api_key"]) == (REDACTED, REDACTED)
@@ -230,24 +246,32 @@ def test_a_dead_letter_reason_is_redacted_like_a_log_line():
     register_secrets("dlq-registered-pa55")
     run = Run(subscription())
     run.publish(b"poison")
-    reason = ("carrier refused dlq-registered-pa55 with Authorization: Basic dXNlcjpwYXNz "
-              "for amqp://oms:pw-in-url@rabbit// and https://h.example/x?token=t0k3n")
+    reason = (
+        "carrier refused dlq-registered-pa55 with Authorization: Basic dXNlcjpwYXNz "
+        "for amqp://oms:pw-in-url@rabbit// and https://h.example/x?token=t0k3n"
+    )
     dead: list = []
-    run.work(lambda handle, deliveries: [Handled(PermanentError(reason), 0.0) for _ in deliveries],
-             until=lambda: dead.extend(run.take(run.queue + ".dlq")) or dead)
+    run.work(
+        lambda handle, deliveries: [Handled(PermanentError(reason), 0.0) for _ in deliveries],
+        until=lambda: dead.extend(run.take(run.queue + ".dlq")) or dead,
+    )
 
     assert dead[0].headers[naming.HEADER_ERROR_MESSAGE] == (
         "carrier refused *** with Authorization: Basic *** for amqp://oms:***@rabbit// and "
-        "https://h.example/x?token=***")
+        "https://h.example/x?token=***"
+    )
 
 
-@pytest.mark.parametrize("text", [
-    "a" * 200_000 + "://",                  # a scheme-like run before the only "://"
-    "a.a-" * 50_000 + "=",                  # word boundaries everywhere before one "="
-    "token" * 40_000 + "=",
-    "x://y:" * 40_000,                      # URL starts that never reach an "@"
-    '"password"' * 20_000 + ":",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a" * 200_000 + "://",  # a scheme-like run before the only "://"
+        "a.a-" * 50_000 + "=",  # word boundaries everywhere before one "="
+        "token" * 40_000 + "=",
+        "x://y:" * 40_000,  # URL starts that never reach an "@"
+        '"password"' * 20_000 + ":",
+    ],
+)
 def test_a_long_hostile_text_is_redacted_in_time_proportional_to_its_length(text):
     started = time.monotonic()
     redact_text(text)

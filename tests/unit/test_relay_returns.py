@@ -3,20 +3,20 @@
 The broker itself is tested in tests/integration/test_unroutable_events.py; here the
 publisher's frame handling and the relay's bookkeeping over the embedded database.
 """
+
 from __future__ import annotations
 
 import json
 import threading
 
-from amqp import Message
 from amqp.exceptions import ChannelError
 from amqp.serialization import loads
 from prometheus_client import REGISTRY
+from test_batch_confirms import FakeBroker, KombuConnection, outgoing
 
 from shared.confirms import Confirms, Outgoing, StreamingPublisher
 from shared.outbox import Outbox
 from shared.relay import OutboxRelay, in_waves, ordering_key
-from test_batch_confirms import FakeBroker, KombuConnection, outgoing
 
 
 class ReturningBroker(FakeBroker):
@@ -53,8 +53,10 @@ def test_every_publish_is_mandatory_and_a_returned_one_is_reported_as_not_taken(
 
 
 def body(subject: str, n: int) -> bytes:
-    return json.dumps({"specversion": "1.0", "id": f"{subject}-{n}", "subject": subject,
-                       "data": {"subject": "not this one", "n": n}}, separators=(",", ":")).encode()
+    return json.dumps(
+        {"specversion": "1.0", "id": f"{subject}-{n}", "subject": subject, "data": {"subject": "not this one", "n": n}},
+        separators=(",", ":"),
+    ).encode()
 
 
 def test_the_ordering_key_is_the_envelope_s_subject():
@@ -96,8 +98,15 @@ def returned_count(routing_key: str) -> float:
 
 
 def test_a_returned_event_stays_stored_in_its_place_and_its_subject_s_later_events_wait_behind_it(db):
-    store(db, [("A", 1, "shipment.status_changed.lost"), ("B", 1, "shipment.status_changed.shipped"),
-               ("A", 2, "shipment.status_changed.shipped"), ("B", 2, "shipment.status_changed.delivered")])
+    store(
+        db,
+        [
+            ("A", 1, "shipment.status_changed.lost"),
+            ("B", 1, "shipment.status_changed.shipped"),
+            ("A", 2, "shipment.status_changed.shipped"),
+            ("B", 2, "shipment.status_changed.delivered"),
+        ],
+    )
     broker = Unroutable({"shipment.status_changed.lost"})
     relay = OutboxRelay(engine=db.engine, amqp_url="memory://", stop=threading.Event(), batch=10)
     before = returned_count("shipment.status_changed.lost")
@@ -116,7 +125,9 @@ def test_a_returned_event_stays_stored_in_its_place_and_its_subject_s_later_even
 
 
 def test_events_held_behind_a_returned_one_never_crowd_out_other_subjects(db):
-    store(db, [("A", n, "shipment.status_changed.lost") for n in range(3)] + [("B", 1, "shipment.status_changed.shipped")])
+    store(
+        db, [("A", n, "shipment.status_changed.lost") for n in range(3)] + [("B", 1, "shipment.status_changed.shipped")]
+    )
     broker = Unroutable({"shipment.status_changed.lost"})
     relay = OutboxRelay(engine=db.engine, amqp_url="memory://", stop=threading.Event(), batch=3)
 

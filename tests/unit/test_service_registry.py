@@ -1,4 +1,5 @@
 """Every service is declared once, as a spec in the registry, and never imports the wiring back."""
+
 from __future__ import annotations
 
 import ast
@@ -14,7 +15,8 @@ WIRING = ("services.runtime.bootstrap", "services.runtime.registry")
 def _imports(path: Path) -> set[str]:
     tree = ast.parse(path.read_text())
     return {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module} | {
-        alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
+    }
 
 
 def test_the_registry_lists_the_four_services_by_the_names_their_specs_give():

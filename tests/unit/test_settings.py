@@ -1,4 +1,5 @@
 """Settings come from OMS_* environment variables (and an optional .env); secrets() lists every secret."""
+
 from __future__ import annotations
 
 import os
@@ -81,13 +82,16 @@ def test_a_dotenv_file_is_read_and_the_environment_wins_over_it(tmp_path, monkey
     assert settings.prefetch == 64
 
 
-@pytest.mark.parametrize("name, value", [
-    ("OMS_RETRY_DELAYS_S", "[]"),
-    ("OMS_RETRY_DELAYS_S", "[5, 0]"),
-    ("OMS_QUEUE_TYPE", "lazy"),
-    ("OMS_MAX_ATTEMPTS", "0"),
-    ("OMS_LOG_FORMAT", "xml"),
-])
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("OMS_RETRY_DELAYS_S", "[]"),
+        ("OMS_RETRY_DELAYS_S", "[5, 0]"),
+        ("OMS_QUEUE_TYPE", "lazy"),
+        ("OMS_MAX_ATTEMPTS", "0"),
+        ("OMS_LOG_FORMAT", "xml"),
+    ],
+)
 def test_an_invalid_setting_is_refused_naming_it(monkeypatch, name, value):
     monkeypatch.setenv(name, value)
 

@@ -1,4 +1,5 @@
 """The Shipment aggregate: numbered changes, only ever forward."""
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
@@ -26,9 +27,18 @@ def test_a_shipment_opens_pending_as_its_first_numbered_change():
     assert shipment.order_item_ids == [555, 556]
     [change] = shipment.changes
     assert change.model_dump(exclude={"label_url", "shipping_company", "reason"}) == {
-        "shipment_id": shipment.id, "package_id": "PKG-1001", "order_number": "ORD-1001", "carrier": "sandbox",
-        "tracking_number": None, "tracking_url": None, "previous_status": None, "status": S.PENDING,
-        "carrier_status": None, "sequence": 1, "changed_at": T0, "order_item_ids": [555, 556],
+        "shipment_id": shipment.id,
+        "package_id": "PKG-1001",
+        "order_number": "ORD-1001",
+        "carrier": "sandbox",
+        "tracking_number": None,
+        "tracking_url": None,
+        "previous_status": None,
+        "status": S.PENDING,
+        "carrier_status": None,
+        "sequence": 1,
+        "changed_at": T0,
+        "order_item_ids": [555, 556],
     }
 
 
@@ -44,7 +54,11 @@ def test_each_forward_move_numbers_its_change_and_names_the_previous_status():
     assert shipment.move_to(S.DELIVERED, T0 + timedelta(minutes=3), "DELIVERED")
 
     assert _history(shipment) == [
-        (1, None, S.PENDING), (2, S.PENDING, S.REGISTERED), (3, S.REGISTERED, S.SHIPPED), (4, S.SHIPPED, S.DELIVERED)]
+        (1, None, S.PENDING),
+        (2, S.PENDING, S.REGISTERED),
+        (3, S.REGISTERED, S.SHIPPED),
+        (4, S.SHIPPED, S.DELIVERED),
+    ]
     assert (shipment.status, shipment.sequence, shipment.carrier_status) == (S.DELIVERED, 4, "DELIVERED")
 
 
@@ -54,10 +68,16 @@ def test_registration_records_the_tracking_data_on_the_shipment_and_its_change()
     shipment.register("SBX1", "https://t/SBX1", "https://l/SBX1.pdf", "CREATED", T0)
 
     assert (shipment.tracking_number, shipment.tracking_url, shipment.label_url) == (
-        "SBX1", "https://t/SBX1", "https://l/SBX1.pdf")
+        "SBX1",
+        "https://t/SBX1",
+        "https://l/SBX1.pdf",
+    )
     registered = shipment.changes[-1]
     assert (registered.tracking_number, registered.tracking_url, registered.carrier_status) == (
-        "SBX1", "https://t/SBX1", "CREATED")
+        "SBX1",
+        "https://t/SBX1",
+        "CREATED",
+    )
 
 
 def test_a_shipment_that_is_not_pending_is_not_registered_again():
@@ -76,7 +96,10 @@ def test_a_stale_status_is_refused_and_records_nothing():
     assert not shipment.move_to(S.SHIPPED, T0, "SHIPPING")
 
     assert (shipment.status, shipment.sequence, shipment.carrier_status) == (
-        S.ATTEMPTED_DELIVERY, 2, "ATTEMPTED_DELIVERY")
+        S.ATTEMPTED_DELIVERY,
+        2,
+        "ATTEMPTED_DELIVERY",
+    )
     assert len(shipment.changes) == 2
 
 
@@ -97,8 +120,15 @@ def test_nothing_moves_a_delivered_shipment():
 
 
 def test_a_loaded_shipment_continues_its_numbering():
-    shipment = Shipment(id="shp-1", package_id="PKG-1", order_number="ORD-1", carrier="sandbox",
-                        order_item_ids=[1], status=S.SHIPPED, sequence=3)
+    shipment = Shipment(
+        id="shp-1",
+        package_id="PKG-1",
+        order_number="ORD-1",
+        carrier="sandbox",
+        order_item_ids=[1],
+        status=S.SHIPPED,
+        sequence=3,
+    )
 
     assert shipment.move_to(S.READY_FOR_PICKUP, T0, "READY_FOR_PICKUP")
     assert _history(shipment) == [(4, S.SHIPPED, S.READY_FOR_PICKUP)]

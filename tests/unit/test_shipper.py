@@ -1,4 +1,5 @@
 """The shipper over the SQLite unit of work: carrier registration and the hand-over, in any order."""
+
 from __future__ import annotations
 
 import pytest
@@ -22,13 +23,19 @@ def test_registration_moves_a_pending_shipment_to_registered_with_the_carriers_t
     assert carrier.registered == [(shipment.id, "PKG-1001")]
     assert (shipment.status, shipment.sequence, shipment.carrier_status) == ("registered", 2, "CREATED")
     assert (shipment.tracking_number, shipment.tracking_url, shipment.label_url) == (
-        "SBX123456789", "https://track.example/SBX123456789", "https://labels.example/SBX123456789.pdf")
+        "SBX123456789",
+        "https://track.example/SBX123456789",
+        "https://labels.example/SBX123456789.pdf",
+    )
     assert shipment.next_poll_at is None
     assert db.status_history() == [(1, None, "pending"), (2, "pending", "registered")]
     registered = db.outbox_events()[-1]
     assert db.outbox()[-1].routing_key == "shipment.status_changed.registered"
     assert (registered.data.tracking_number, registered.data.tracking_url, registered.data.carrier_status) == (
-        "SBX123456789", "https://track.example/SBX123456789", "CREATED")
+        "SBX123456789",
+        "https://track.example/SBX123456789",
+        "CREATED",
+    )
     assert registered.source == "/oms-shipments/shipper"
 
 
@@ -72,8 +79,11 @@ def test_a_registration_request_for_a_shipment_never_recorded_is_dead_lettered(d
 def test_a_registration_request_naming_a_sequence_never_recorded_is_dead_lettered(services, db, carrier):
     services.pack()
     genuine = services.pending_event()
-    forged = parse_event(examples.to_bytes(examples.envelope("ShipmentStatusChanged", {
-        **genuine.data.model_dump(mode="json"), "sequence": 7})))
+    forged = parse_event(
+        examples.to_bytes(
+            examples.envelope("ShipmentStatusChanged", {**genuine.data.model_dump(mode="json"), "sequence": 7})
+        )
+    )
 
     with pytest.raises(PermanentError, match="has no recorded change with sequence 7"):
         db.apply("shipper", register_with_carrier, forged, carriers=services.carriers)
@@ -85,8 +95,14 @@ def test_registration_uses_the_recorded_shipment_not_the_package_a_message_names
     services.pack("PKG-1")
     services.pack("PKG-2", order_number="ORD-2")
     genuine = services.pending_event("PKG-1")
-    misleading = parse_event(examples.to_bytes(examples.envelope("ShipmentStatusChanged", {
-        **genuine.data.model_dump(mode="json"), "package_id": "PKG-2", "order_number": "ORD-2"})))
+    misleading = parse_event(
+        examples.to_bytes(
+            examples.envelope(
+                "ShipmentStatusChanged",
+                {**genuine.data.model_dump(mode="json"), "package_id": "PKG-2", "order_number": "ORD-2"},
+            )
+        )
+    )
 
     db.apply("shipper", register_with_carrier, misleading, carriers=services.carriers)
 

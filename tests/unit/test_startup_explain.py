@@ -1,11 +1,12 @@
 """services/startup.explain: which failures are an operator's to fix, and the line that says so."""
+
 from __future__ import annotations
 
 import pydantic
 import pytest
 
-from services.runtime.startup import StartupProblem, explain
 from services.runtime.settings import ServiceSettings as Settings
+from services.runtime.startup import StartupProblem, explain
 
 HIDDEN = "s3cret-typed-in-the-wrong-place"
 

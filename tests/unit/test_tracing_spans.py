@@ -16,15 +16,15 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, format_span_id, format_trace_id
 
-from services.runtime.bootstrap import SERVICE_NAMES, RunningServices, bootstrap, topology
 from services.carriers.directory import CarrierDirectory
 from services.carriers.shipment_flows import CarrierConfig
 from services.migrations import upgrade
+from services.runtime.bootstrap import SERVICE_NAMES, RunningServices, bootstrap, topology
+from services.runtime.settings import ServiceSettings as Settings
 from services.standins.omnitron import OmnitronStandIn
 from services.standins.sandbox_carrier import SandboxCarrier
 from shared import tracing
 from shared.broker import Publisher, connect
-from services.runtime.settings import ServiceSettings as Settings
 
 import contract_examples as examples
 

@@ -1,4 +1,5 @@
 """The tracker over the SQLite unit of work, with a fake carrier answering its queries."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -37,7 +38,10 @@ def test_a_forward_carrier_status_is_applied_and_its_event_stored(services, db, 
     shipment = db.shipment()
     assert carrier.queried == [in_transit.id]
     assert (shipment.status, shipment.sequence, shipment.carrier_status) == (
-        "attempted_delivery", 4, "ATTEMPTED_DELIVERY")
+        "attempted_delivery",
+        4,
+        "ATTEMPTED_DELIVERY",
+    )
     assert (shipment.polls, shipment.lease_owner) == (1, None)
     assert shipment.next_poll_at is not None
     assert db.status_history()[-1] == (4, "shipped", "attempted_delivery")
@@ -66,7 +70,10 @@ def test_a_stale_shipping_after_attempted_delivery_is_ignored(services, db, carr
     shipment = db.shipment()
     assert len(carrier.queried) == 2
     assert (shipment.status, shipment.sequence, shipment.carrier_status) == (
-        "attempted_delivery", 4, "ATTEMPTED_DELIVERY")
+        "attempted_delivery",
+        4,
+        "ATTEMPTED_DELIVERY",
+    )
     assert [h[2] for h in db.status_history()] == ["pending", "registered", "shipped", "attempted_delivery"]
     assert shipment.next_poll_at is not None  # still tracked
 
@@ -172,7 +179,8 @@ def test_a_hand_over_never_packed_is_reported_once_past_the_horizon_and_keeps_wa
         tracker.report_waiting_handovers()  # nothing changed: no second warning
     assert gauge() == 1
     assert [(e["event"], e["count"], e["oldest_package_ids"]) for e in logs] == [
-        ("hand-overs waiting for their PackagePacked past the horizon", 1, ["PKG-NEVER-PACKED"])]
+        ("hand-overs waiting for their PackagePacked past the horizon", 1, ["PKG-NEVER-PACKED"])
+    ]
     assert db.package("PKG-NEVER-PACKED").shipped_at is not None  # still waiting, not dropped
 
     services.pack("PKG-NEVER-PACKED")
@@ -235,7 +243,8 @@ class DatabaseOutage:
 
 
 def test_the_database_away_while_carrier_slots_are_reserved_delays_the_poll_and_loses_nothing(
-        services, db, carrier, in_transit):
+    services, db, carrier, in_transit
+):
     carrier.will_answer("DELIVERED")
     outage = DatabaseOutage(db.engine, "carrier_pacing", times=3)
 
@@ -249,7 +258,8 @@ def test_the_database_away_while_carrier_slots_are_reserved_delays_the_poll_and_
 
 
 def test_answers_the_database_refused_are_written_again_without_asking_the_carrier_twice(
-        services, db, carrier, in_transit):
+    services, db, carrier, in_transit
+):
     carrier.will_answer("DELIVERED")
     outage = DatabaseOutage(db.engine, LEASE_CHECK, times=2)
 
@@ -257,14 +267,16 @@ def test_answers_the_database_refused_are_written_again_without_asking_the_carri
         assert _within(20, services.tracker().poll_once) == 1
 
     assert len(outage.refused) == 2
-    assert [(e["kept_for_retry"], e["retry_in_s"]) for e in logs
-            if e["event"] == "tracker could not record answers"] == [(1, 0.25), (1, 0.5)]
+    assert [
+        (e["kept_for_retry"], e["retry_in_s"]) for e in logs if e["event"] == "tracker could not record answers"
+    ] == [(1, 0.25), (1, 0.5)]
     assert carrier.queried == [in_transit.id]
     assert (db.shipment().status, db.shipment().lease_owner) == ("delivered", None)
 
 
 def test_answers_whose_lease_runs_out_while_the_database_is_away_are_given_up_and_polled_again(
-        services, db, carrier, in_transit):
+    services, db, carrier, in_transit
+):
     carrier.will_answer("SHIPPING", "DELIVERED")
     outage = DatabaseOutage(db.engine, LEASE_CHECK)
 
@@ -282,13 +294,16 @@ def test_answers_whose_lease_runs_out_while_the_database_is_away_are_given_up_an
 
 
 def test_a_carrier_lane_that_crashes_stops_the_tracker_with_its_error_instead_of_leaving_it_idle(
-        services, db, in_transit):
+    services, db, in_transit
+):
     class BrokenPacing(Tracker):
         async def reserve(self, config, wanted):
             raise RuntimeError("a defect in the pacing code")
 
     stop = threading.Event()
-    tracker = BrokenPacing(uow=lambda: db.uow("tracker"), engine=db.engine, carriers=services.carriers, stop=stop, idle_s=0.01)
+    tracker = BrokenPacing(
+        uow=lambda: db.uow("tracker"), engine=db.engine, carriers=services.carriers, stop=stop, idle_s=0.01
+    )
     try:
         with pytest.raises(RuntimeError, match="a defect in the pacing code"):
             _within(20, tracker.run)

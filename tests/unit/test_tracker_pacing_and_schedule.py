@@ -1,4 +1,5 @@
 """The tracker's shared pacing, adaptive intervals, stale mark and carrier history, over SQLite."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -18,8 +19,9 @@ from shared.http import TransientHTTPError
 
 from fakes import FakeCarrierClient
 
-CONFIG = CarrierConfig(code="sandbox", url="http://sandbox.invalid", username="u", password="p",
-                       poll_interval_s=60, max_requests_per_s=10)
+CONFIG = CarrierConfig(
+    code="sandbox", url="http://sandbox.invalid", username="u", password="p", poll_interval_s=60, max_requests_per_s=10
+)
 
 
 def reserve(db, config, wanted, horizon_s=1.0):
@@ -98,8 +100,10 @@ class CarrierWithHistory(FakeCarrierClient):
 
     def history(self, shipment_id):
         self.history_asked.append(shipment_id)
-        return [CarrierEvent("SHIPPING", utcnow() - timedelta(hours=1), "In transit", "Hub"),
-                CarrierEvent("READY_FOR_PICKUP", utcnow(), "At the pickup point", "Kadikoy")]
+        return [
+            CarrierEvent("SHIPPING", utcnow() - timedelta(hours=1), "In transit", "Hub"),
+            CarrierEvent("READY_FOR_PICKUP", utcnow(), "At the pickup point", "Kadikoy"),
+        ]
 
 
 def test_a_change_brings_the_carriers_history_and_the_timeline_shows_it(services, db, carriers):
@@ -129,7 +133,9 @@ def test_a_retry_after_pauses_the_carrier_for_every_replica(services, db, carrie
 
     with db.engine.connect() as connection:
         paused_until = connection.execute(select(carrier_pacing.c.paused_until)).scalar_one()
-    assert paused_until is not None and paused_until.replace(tzinfo=None) >= (utcnow() + timedelta(seconds=110)).replace(tzinfo=None)
+    assert paused_until is not None and paused_until.replace(tzinfo=None) >= (
+        utcnow() + timedelta(seconds=110)
+    ).replace(tzinfo=None)
 
 
 def test_a_dead_trackers_expired_lease_is_taken_over_before_the_regular_backlog(services, db):

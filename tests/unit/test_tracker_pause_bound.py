@@ -1,4 +1,5 @@
 """No carrier pause outlasts ``OMS_MAX_RETRY_AFTER_S``: not when written, not when read (SQLite)."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -11,8 +12,9 @@ from services.tracker.pacing import CarrierPacing
 from shared.db import utcnow
 from shared.http import TransientHTTPError
 
-CONFIG = CarrierConfig(code="sandbox", url="http://sandbox.invalid", username="u", password="p",
-                       poll_interval_s=60, max_requests_per_s=10)
+CONFIG = CarrierConfig(
+    code="sandbox", url="http://sandbox.invalid", username="u", password="p", poll_interval_s=60, max_requests_per_s=10
+)
 
 
 def paused_for_s(db) -> float:
