@@ -50,15 +50,20 @@ class CarriersFileError(ValueError):
 
 class Carriers(dict):
     """The integrated carriers by code (``CarrierConfig``), and ``manual``: the codes of the
-    carriers without integration (``integration = "none"``: never registered, never polled)."""
+    carriers without integration (``integration = "none"``: never registered, never polled);
+    ``omnitron_companies``: the Omnitron shipping company code of each carrier that names one."""
 
-    def __init__(self, configs=(), manual=()):
+    def __init__(self, configs=(), manual=(), omnitron_companies=None):
         super().__init__(configs)
         self.manual = frozenset(manual)
+        self.omnitron_companies = dict(omnitron_companies or {})
 
 
+#: CONTRACT.md §5: the carrier's Omnitron shipping company code (default: the carrier's own code).
+_COMPANY_FIELD = "omnitron_shipping_company"
+_MAX_COMPANY_CODE = 255
 #: What a carrier without integration may say: it has no url, username or password.
-_MANUAL_FIELDS = {"integration"}
+_MANUAL_FIELDS = {"integration", _COMPANY_FIELD}
 
 
 def load_carriers(path: Path, environ: Mapping[str, str] | None = None) -> dict[str, CarrierConfig]:
@@ -72,10 +77,13 @@ def load_carriers(path: Path, environ: Mapping[str, str] | None = None) -> dict[
     carriers = document.get("carriers", {})
     if not isinstance(carriers, dict):
         raise CarriersFileError(f"carriers file {path}: 'carriers' must be a table of carrier tables")
-    configs, manual = {}, []
+    configs, manual, companies = {}, [], {}
     for code, table in carriers.items():
         if not isinstance(table, dict):
             raise CarriersFileError(f"carrier {code!r}: expected a table [carriers.{code}], got {table!r:.80}")
+        if _COMPANY_FIELD in table:
+            table = dict(table)
+            companies[code] = _company_code(code, table.pop(_COMPANY_FIELD))
         if "integration" in table:
             if table["integration"] != "none":
                 raise CarriersFileError(
@@ -103,7 +111,16 @@ def load_carriers(path: Path, environ: Mapping[str, str] | None = None) -> dict[
             _inline.add(configs[code])
     if not configs and not manual:
         raise CarriersFileError(f"carriers file {path} defines no carrier: add a [carriers.<code>] table")
-    return Carriers(configs, manual)
+    return Carriers(configs, manual, companies)
+
+
+def _company_code(code: str, value: object) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > _MAX_COMPANY_CODE:
+        raise CarriersFileError(
+            f"carrier {code!r}: {_COMPANY_FIELD} must be an Omnitron shipping company code "
+            f"(text of 1 to {_MAX_COMPANY_CODE} characters), got {value!r:.80}"
+        )
+    return value
 
 
 def _password(path: Path, code: str, table: dict, environ: Mapping[str, str]) -> str:
@@ -171,6 +188,8 @@ class CarrierDirectory:
         self.configs = configs
         #: carriers without integration: known codes, never registered or polled
         self.manual = frozenset(getattr(configs, "manual", ()))
+        #: each carrier's Omnitron shipping company code, where the carriers file names one
+        self.omnitron_companies: dict[str, str] = dict(getattr(configs, "omnitron_companies", {}))
         self.max_retry_after_s = max_retry_after_s
         self._clients: dict[str, ShipmentFlowsClient] = {}
         self._lock = threading.Lock()

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -84,6 +85,7 @@ class BatchRelay:
         omnitron: OmnitronClient,
         settle_s: float = 60.0,
         bulk_packages: int = 100,
+        companies: Mapping[str, str] | None = None,
     ):
         self._engine = engine
         self._consumer = consumer
@@ -91,6 +93,7 @@ class BatchRelay:
         self._omnitron = omnitron
         self._settle_s = settle_s
         self._bulk_packages = max(1, bulk_packages)
+        self._companies = companies
         # One batch at a time per process, in the order they arrive: with several handler
         # threads, a later batch must not overtake an earlier one holding the same shipment.
         self._one_at_a_time = threading.Lock()
@@ -222,7 +225,10 @@ class BatchRelay:
         for change in sending:
             followed: FollowedItems = items[change.recorded.shipment_id]
             planned[change.index] = plan_calls(
-                change.recorded.model_copy(update={"order_item_ids": followed.followed(change.recorded.order_item_ids)})
+                change.recorded.model_copy(
+                    update={"order_item_ids": followed.followed(change.recorded.order_item_ids)}
+                ),
+                self._companies,
             )
         unsettled: dict[int, bool] = {}
         failed: dict[int, BaseException] = {}

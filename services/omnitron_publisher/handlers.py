@@ -15,6 +15,7 @@ of those items, so the packages' changes reach Omnitron one after the other.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
 
 from contracts import CloudEvent, ShipmentStatusChanged
@@ -31,7 +32,13 @@ from shared.logging import get_logger
 log = get_logger(service="omnitron-publisher")
 
 
-def relay_to_omnitron(event: CloudEvent, uow: UnitOfWork, omnitron: OmnitronClient, settle_s: float = 60.0) -> None:
+def relay_to_omnitron(
+    event: CloudEvent,
+    uow: UnitOfWork,
+    omnitron: OmnitronClient,
+    settle_s: float = 60.0,
+    companies: Mapping[str, str] | None = None,
+) -> None:
     named: ShipmentStatusChanged = event.data
     with uow:
         change = uow.shipments.recorded_change(named.shipment_id, named.sequence)
@@ -49,7 +56,9 @@ def relay_to_omnitron(event: CloudEvent, uow: UnitOfWork, omnitron: OmnitronClie
             uow.commit()
             return
         items = uow.omnitron_relays.lock_followed_items(change.shipment_id)
-        calls = plan_calls(change.model_copy(update={"order_item_ids": items.followed(change.order_item_ids)}))
+        calls = plan_calls(
+            change.model_copy(update={"order_item_ids": items.followed(change.order_item_ids)}), companies
+        )
         unsettled = False
         try:
             for call in calls:

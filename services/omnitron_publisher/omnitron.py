@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Callable
+from typing import Callable, Mapping
 
 import httpx
 import structlog
@@ -71,8 +71,11 @@ def utc_iso(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-def plan_calls(change: ShipmentStatusChanged) -> list[OmnitronCall]:
-    """The Omnitron requests that relay ``change``; empty when it names no order item."""
+def plan_calls(change: ShipmentStatusChanged, companies: Mapping[str, str] | None = None) -> list[OmnitronCall]:
+    """The Omnitron requests that relay ``change``; empty when it names no order item.
+
+    ``companies``: each carrier's Omnitron shipping company code (the carriers file's
+    ``omnitron_shipping_company``); a carrier without one is named by its own code."""
     item_ids = tuple(dict.fromkeys(change.order_item_ids))  # a repeated id would be sent twice
     if not item_ids:
         return []
@@ -86,7 +89,7 @@ def plan_calls(change: ShipmentStatusChanged) -> list[OmnitronCall]:
             # not blank a tracking number Omnitron may already show.
             if change.tracking_number:
                 entry["tracking_number"] = change.tracking_number
-            entry["shipping_company"] = change.carrier
+            entry["shipping_company"] = (companies or {}).get(change.carrier, change.carrier)
             entries.append(entry)
         bulk = [OmnitronCall("PATCH", BULK_STATUS_PATH, {"orderitem_set": entries}, item_ids)]
         if not also_extra_field(change):  # operator commands (services/commands/omnitron_fields.py)

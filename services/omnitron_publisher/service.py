@@ -35,6 +35,7 @@ def omnitron_client(runtime: Runtime) -> OmnitronClient:
 def build(runtime: Runtime) -> Parts:
     settings = runtime.settings
     omnitron, settle_s = omnitron_client(runtime), settings.omnitron_settle_s
+    companies = runtime.carriers.omnitron_companies  # each carrier's Omnitron shipping company code
 
     def batches(pipeline: Pipeline) -> BatchRelay | None:
         """Changes relayed in batches only when one bulk call may carry several packages
@@ -50,10 +51,15 @@ def build(runtime: Runtime) -> Parts:
             omnitron=omnitron,
             settle_s=settle_s,
             bulk_packages=settings.omnitron_bulk_packages,
+            companies=companies,
         )
 
     return Parts(
-        handlers={"ShipmentStatusChanged": partial(relay_to_omnitron, omnitron=omnitron, settle_s=settle_s)},
+        handlers={
+            "ShipmentStatusChanged": partial(
+                relay_to_omnitron, omnitron=omnitron, settle_s=settle_s, companies=companies
+            )
+        },
         components=[UnsettledCalls(engine=runtime.engine, omnitron=omnitron, stop=runtime.stop, settle_s=settle_s)],
         batches=batches,
     )

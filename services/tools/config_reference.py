@@ -33,6 +33,11 @@ locale = "tr-TR"                # optional, sent in registrations
 poll_interval_s = 60            # how soon a shipment is queried again
 max_requests_per_s = 50         # the carrier's rate limit, all replicas together
 timeout_s = 10                  # optional, per request
+omnitron_shipping_company = "sandbox"   # optional: its Omnitron shipping company code (default: the carrier's code)
+
+[carriers.store-courier]        # a courier without integration: never registered, never polled
+integration = "none"
+omnitron_shipping_company = "store"     # optional, as above
 ```
 """
 

@@ -161,3 +161,26 @@ def test_a_carriers_file_of_couriers_without_integration_only_is_valid(tmp_path)
 def test_a_carrier_without_integration_takes_nothing_else(tmp_path, table, message):
     with pytest.raises(CarriersFileError, match=message.replace("[", r"\[").replace("]", r"\]")):
         load_carriers(write(tmp_path, f"[carriers.store-courier]\n{table}\n"))
+
+
+# ---- each carrier's Omnitron shipping company code (CONTRACT.md §5) --------------------------------
+
+
+def test_a_carrier_names_its_omnitron_shipping_company_code_integrated_or_not(tmp_path):
+    text = (
+        CONTRACT_EXAMPLE
+        + 'omnitron_shipping_company = "sandbox-cargo"\n'
+        + '\n[carriers.store-courier]\nintegration = "none"\nomnitron_shipping_company = "store"\n'
+        + '\n[carriers.plain]\nintegration = "none"\n'
+    )
+    directory = CarrierDirectory(load_carriers(write(tmp_path, text)))
+
+    assert directory.omnitron_companies == {"sandbox": "sandbox-cargo", "store-courier": "store"}
+    assert "plain" not in directory.omnitron_companies  # named by its own code
+    assert directory.integrated("sandbox") and directory.configs["sandbox"].url == "http://127.0.0.1:8081"
+
+
+@pytest.mark.parametrize("value", ['""', "5", '"' + "x" * 256 + '"'])
+def test_an_omnitron_shipping_company_code_that_is_no_code_is_refused(tmp_path, value):
+    with pytest.raises(CarriersFileError, match="omnitron_shipping_company must be an Omnitron shipping company code"):
+        load_carriers(write(tmp_path, CONTRACT_EXAMPLE + f"omnitron_shipping_company = {value}\n"))

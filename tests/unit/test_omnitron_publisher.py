@@ -389,3 +389,13 @@ def test_a_change_recorded_before_its_data_was_kept_is_rebuilt_from_its_rows(db,
     db.apply(NAME, relay_to_omnitron, shipped, omnitron=omnitron)
 
     assert omnitron.calls == plan_calls(shipped.data)
+
+
+def test_the_bulk_call_names_the_carriers_omnitron_shipping_company_code_where_the_carriers_file_gives_one():
+    shipped = change(3, "shipped", "registered").data
+
+    [named] = plan_calls(shipped, {shipped.carrier: "sandbox-cargo"})
+    [own] = plan_calls(shipped, {"another-carrier": "other-cargo"})
+
+    assert {entry["shipping_company"] for entry in named.body["orderitem_set"]} == {"sandbox-cargo"}
+    assert {entry["shipping_company"] for entry in own.body["orderitem_set"]} == {shipped.carrier}
