@@ -151,21 +151,28 @@ _ITEMS_OF_SHIPMENT = (
     .join(_me, _me.c.package_id == _mine.c.package_id)
     .where(_me.c.id == bindparam("shipment_id"))
 )
-_ITEM_HOLDERS = (
-    select(
-        _holders.c.order_item_id,
-        _holders.c.package_id,
-        packages.c.packed_at,
-        shipments.c.id.label("shipment_id"),
-        omnitron_cursor.c.unsettled_until,
+
+
+def _item_holders(items):
+    """The rows of every package holding ``items`` (order item ids), locked in one item order."""
+    return (
+        select(
+            _holders.c.order_item_id,
+            _holders.c.package_id,
+            packages.c.packed_at,
+            shipments.c.id.label("shipment_id"),
+            omnitron_cursor.c.unsettled_until,
+        )
+        .join(packages, packages.c.package_id == _holders.c.package_id)
+        .join(shipments, shipments.c.package_id == _holders.c.package_id)
+        .outerjoin(omnitron_cursor, omnitron_cursor.c.shipment_id == shipments.c.id)
+        .where(_holders.c.order_item_id.in_(items))
+        .order_by(_holders.c.order_item_id, _holders.c.package_id)
+        .with_for_update(of=_holders)
     )
-    .join(packages, packages.c.package_id == _holders.c.package_id)
-    .join(shipments, shipments.c.package_id == _holders.c.package_id)
-    .outerjoin(omnitron_cursor, omnitron_cursor.c.shipment_id == shipments.c.id)
-    .where(_holders.c.order_item_id.in_(_ITEMS_OF_SHIPMENT))
-    .order_by(_holders.c.order_item_id, _holders.c.package_id)
-    .with_for_update(of=_holders)
-)
+
+
+_ITEM_HOLDERS = _item_holders(_ITEMS_OF_SHIPMENT)
 # The same for several shipments at once (a batch of Omnitron changes): one statement, so
 # the item rows are locked in one item order however many shipments ask.
 _ITEMS_OF_SHIPMENTS = (
@@ -173,21 +180,7 @@ _ITEMS_OF_SHIPMENTS = (
     .join(_me, _me.c.package_id == _mine.c.package_id)
     .where(_me.c.id.in_(bindparam("shipment_ids", expanding=True)))
 )
-_ITEM_HOLDERS_MANY = (
-    select(
-        _holders.c.order_item_id,
-        _holders.c.package_id,
-        packages.c.packed_at,
-        shipments.c.id.label("shipment_id"),
-        omnitron_cursor.c.unsettled_until,
-    )
-    .join(packages, packages.c.package_id == _holders.c.package_id)
-    .join(shipments, shipments.c.package_id == _holders.c.package_id)
-    .outerjoin(omnitron_cursor, omnitron_cursor.c.shipment_id == shipments.c.id)
-    .where(_holders.c.order_item_id.in_(_ITEMS_OF_SHIPMENTS))
-    .order_by(_holders.c.order_item_id, _holders.c.package_id)
-    .with_for_update(of=_holders)
-)
+_ITEM_HOLDERS_MANY = _item_holders(_ITEMS_OF_SHIPMENTS)
 
 
 def packed_row(packed: PackagePacked, event_id: str) -> dict:
