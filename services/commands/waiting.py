@@ -97,14 +97,6 @@ def take_waiting(uow: UnitOfWork, package_id: str, shipment, handed_over: bool) 
     return len(rows)
 
 
-_ANY_WAITING = select(waiting_commands.c.id).where(waiting_commands.c.package_id == bindparam("package_id")).limit(1)
-
-
-def any_waiting(uow: UnitOfWork, package_id: str) -> bool:
-    """Whether commands wait for this package (one indexed read; most packages have none)."""
-    return uow._connection.execute(_ANY_WAITING, {"package_id": package_id}).first() is not None
-
-
 def before_registration(uow: UnitOfWork, shipment_id: str):
     """Takes a package's waiting commands before its registration; the shipment as it stands then
     (a waiting cancellation leaves it ``cancelled``: nothing is registered)."""

@@ -6,20 +6,23 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, bindparam, func, insert, select, text, update
+from sqlalchemy import Connection, and_, bindparam, exists, func, insert, select, text, update
 
 from contracts import PackagePacked, ShipmentStatus, ShipmentStatusChanged
 from services.domain.model import Shipment
 from services.domain.tables import (
+    inbox_table,
     omnitron_cursor,
     omnitron_relays,
     package_items,
     packages,
     shipments,
     status_changes,
+    waiting_commands,
 )
 from shared.bulk import copy_rows, copy_to_scratch
 from shared.db import UtcDateTime, upsert, utcnow
+from shared.inbox import Identified
 
 # The columns a PackagePacked fills in on a package row (the row may exist already).
 _PACKED_COLUMNS = ("order_number", "carrier", "delivery_type", "packed_at", "packed", "packed_event_id")
@@ -66,6 +69,32 @@ _RECORDED_CHANGE = (
     .where(status_changes.c.shipment_id == bindparam("shipment_id"), status_changes.c.sequence == bindparam("sequence"))
 )
 _SHIPMENT_FOR_UPDATE = _SHIPMENT.with_for_update()
+# What a registration reads before it calls the carrier, in one statement instead of five:
+# the shipment, the change the event names, what was packed, whether operator commands
+# wait for the package, and whether this consumer applied the event before.
+_REGISTRATION = (
+    select(
+        shipments,
+        status_changes.c.sequence.label("recorded_sequence"),
+        status_changes.c.data.label("recorded_data"),
+        packages.c.packed.label("packed"),
+        exists().where(waiting_commands.c.package_id == shipments.c.package_id).label("commands_waiting"),
+        exists()
+        .where(
+            inbox_table.c.consumer == bindparam("consumer"),
+            inbox_table.c.source == bindparam("source"),
+            inbox_table.c.event_id == bindparam("event_id"),
+        )
+        .label("applied"),
+    )
+    .select_from(shipments)
+    .outerjoin(
+        status_changes,
+        and_(status_changes.c.shipment_id == shipments.c.id, status_changes.c.sequence == bindparam("sequence")),
+    )
+    .outerjoin(packages, packages.c.package_id == shipments.c.package_id)
+    .where(shipments.c.id == bindparam("shipment_id"))
+)
 _SHIPMENT_OF_PACKAGE = select(shipments).where(shipments.c.package_id == bindparam("package_id"))
 _SHIPMENT_OF_PACKAGE_FOR_UPDATE = _SHIPMENT_OF_PACKAGE.with_for_update()
 # The SET list comes from the parameters given: the shipment's state and any schedule columns.
@@ -321,16 +350,32 @@ class PackageRepository:
 
     def packed(self, package_id: str) -> PackagePacked | None:
         row = self._c.execute(_PACKED_OF, {"package_id": package_id}).first()
-        # Through JSON, as the event was parsed: the stored dump passes the same validation.
-        return PackagePacked.model_validate_json(json.dumps(row.packed)) if row and row.packed else None
+        return _packed(row.packed) if row else None
+
+
+def _packed(stored) -> PackagePacked | None:
+    # Through JSON, as the event was parsed: the stored dump passes the same validation.
+    return PackagePacked.model_validate_json(json.dumps(stored)) if stored else None
+
+
+@dataclass(frozen=True)
+class RegistrationContext:
+    """What a registration reads before it calls the carrier (services/shipper/handlers.py)."""
+
+    applied: bool  # this consumer applied the event before
+    change: ShipmentStatusChanged | None  # the change the event names, as recorded
+    shipment: Shipment | None
+    packed: PackagePacked | None
+    commands_waiting: bool  # operator commands wait for the package (services/commands/waiting.py)
 
 
 class ShipmentRepository:
     def __init__(self, connection: Connection):
         self._c = connection
 
-    def _load(self, row) -> Shipment:
-        items = self._c.execute(_ITEMS_OF, {"package_id": row.package_id}).scalars().all()
+    def _load(self, row, items=None) -> Shipment:
+        if items is None:
+            items = self._c.execute(_ITEMS_OF, {"package_id": row.package_id}).scalars().all()
         return Shipment(
             id=row.id,
             package_id=row.package_id,
@@ -352,6 +397,36 @@ class ShipmentRepository:
         query = _SHIPMENT_FOR_UPDATE if for_update else _SHIPMENT
         row = self._c.execute(query, {"shipment_id": shipment_id}).first()
         return self._load(row) if row else None
+
+    def lock(self, shipment: Shipment) -> Shipment:
+        """The shipment's row again, locked: its state as committed now, with the order items
+        it was loaded with (a package's items are written once, when it is packed)."""
+        row = self._c.execute(_SHIPMENT_FOR_UPDATE, {"shipment_id": shipment.id}).one()
+        return self._load(row, shipment.order_item_ids)
+
+    def registration_context(
+        self, shipment_id: str, sequence: int, consumer: str, event: Identified
+    ) -> RegistrationContext:
+        """:class:`RegistrationContext` in two statements (the shipment, then its order items)."""
+        row = self._c.execute(
+            _REGISTRATION,
+            {
+                "shipment_id": shipment_id,
+                "sequence": sequence,
+                "consumer": consumer,
+                "source": event.source,
+                "event_id": event.id,
+            },
+        ).first()
+        if row is None:  # no such shipment: nothing was ever applied for it
+            return RegistrationContext(False, None, None, None, False)
+        if row.recorded_sequence is None:
+            change = None
+        elif row.recorded_data is not None:
+            change = ShipmentStatusChanged.model_validate_json(row.recorded_data)
+        else:  # recorded before migration 0005
+            change = self.recorded_change(shipment_id, sequence)
+        return RegistrationContext(row.applied, change, self._load(row), _packed(row.packed), row.commands_waiting)
 
     def get_by_package(self, package_id: str, for_update: bool = False) -> Shipment | None:
         query = _SHIPMENT_OF_PACKAGE_FOR_UPDATE if for_update else _SHIPMENT_OF_PACKAGE

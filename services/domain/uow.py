@@ -61,10 +61,23 @@ class UnitOfWork:
         self._event = event
         self._connection = None
         self._batch: batches.Batch | None = None
+        self._reads_only = False
+
+    @property
+    def consumer(self) -> str:
+        """Whose inbox this unit records its event in."""
+        return self._consumer
 
     def aside(self) -> "UnitOfWork":
         """A unit of work of the same consumer that applies no event (its commit records none)."""
         return UnitOfWork(self._engine, self._consumer, self._source, self._after_commit)
+
+    def reading(self) -> "UnitOfWork":
+        """An :meth:`aside` unit that only reads, outside a transaction: each statement sees what
+        is committed when it runs, and no BEGIN or ROLLBACK round trip is made; it cannot commit."""
+        unit = self.aside()
+        unit._reads_only = True
+        return unit
 
     def __enter__(self) -> "UnitOfWork":
         self._touched: list[Shipment] = []
@@ -77,6 +90,9 @@ class UnitOfWork:
             if self._batch is not None:
                 self._connection = self._batch.connection
                 self._transaction = self._connection.begin_nested()
+            elif self._reads_only:
+                self._connection = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+                self._transaction = None
             else:
                 self._connection = self._engine.connect()
                 self._transaction = self._connection.begin()
@@ -98,7 +114,7 @@ class UnitOfWork:
             self._staged = None  # not kept unless committed
             return
         try:
-            if self._transaction.is_active:
+            if self._transaction is not None and self._transaction.is_active:
                 self._transaction.rollback()
         finally:
             if self._batch is None:
@@ -148,6 +164,8 @@ class UnitOfWork:
             self._touched.append(shipment)
 
     def commit(self) -> None:
+        if self._reads_only:
+            raise RuntimeError("a reading unit of work commits nothing")
         for shipment in self._touched:
             for change in shipment.changes:
                 envelope = tracing.stamped(

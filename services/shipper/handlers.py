@@ -12,7 +12,7 @@ from services.commands import manual, waiting
 from services.commands import registration as commands_registration
 from services.domain.model import Shipment
 from services.domain.refusals import never_recorded
-from services.domain.uow import UnitOfWork
+from services.domain.uow import AlreadyApplied, UnitOfWork
 from shared.db import utcnow
 from shared.failure import PermanentError
 from shared.faults import crash_point
@@ -32,12 +32,13 @@ def _ship_if_handed_over(shipment: Shipment, shipped_at) -> dict:
 
 def register_with_carrier(event: CloudEvent, uow: UnitOfWork, carriers: CarrierDirectory) -> None:
     named: ShipmentStatusChanged = event.data
-    with uow:
-        # What the services recorded, not what the message says: it names the change, no more.
-        change = uow.shipments.recorded_change(named.shipment_id, named.sequence)
-        shipment = uow.shipments.get(named.shipment_id)
-        packed = uow.packages.packed(shipment.package_id) if shipment is not None else None
-        commands_waiting = packed is not None and waiting.any_waiting(uow, shipment.package_id)  # operator commands
+    # Read outside a transaction, in one statement: what the services recorded, not what
+    # the message says (it names the change, no more), and whether it was applied before.
+    with uow.reading() as reads:
+        read = reads.shipments.registration_context(named.shipment_id, named.sequence, uow.consumer, event)
+    if read.applied:
+        raise AlreadyApplied()  # a copy of an event applied before: no second carrier call
+    change, shipment, packed = read.change, read.shipment, read.packed
     if change is None or packed is None:
         # Events leave the outbox only after their commit: a genuine one always finds its change.
         raise never_recorded(named, shipment is not None)
@@ -50,7 +51,7 @@ def register_with_carrier(event: CloudEvent, uow: UnitOfWork, carriers: CarrierD
         return
     if manual.without_integration(carriers, shipment.carrier):  # never registered (CONTRACT.md §4)
         return manual.open_without_integration(event, uow, shipment.id)
-    if commands_waiting:
+    if read.commands_waiting:  # operator commands
         # Aside: what it commits records no inbox row; this change is applied by the block below.
         shipment = waiting.before_registration(uow.aside(), shipment.id)
     registration = None
@@ -64,7 +65,7 @@ def register_with_carrier(event: CloudEvent, uow: UnitOfWork, carriers: CarrierD
         crash_point("after_carrier_registration")
     with uow:
         shipped_at = uow.packages.lock_handover(shipment.package_id)
-        shipment = uow.shipments.get(shipment.id, for_update=True)
+        shipment = uow.shipments.lock(shipment)
         if registration is not None and commands_registration.may_record(shipment, registered_at):
             shipment.register(
                 registration.tracking_number,
