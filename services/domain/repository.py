@@ -156,6 +156,16 @@ _LOCK_CURSOR = upsert(
     returning=["last_sequence"],
 )
 
+# The change an Omnitron relay names, read in the round trip that creates or locks the
+# shipment's cursor (PostgreSQL; the cursor is the only row it locks).
+_LOCK_CURSOR_WITH_CHANGE = text(
+    f"WITH cursor AS (INSERT INTO {omnitron_cursor.name} (shipment_id, last_sequence) VALUES (:shipment_id, 0) "
+    f"ON CONFLICT (shipment_id) DO UPDATE SET last_sequence = {omnitron_cursor.name}.last_sequence "
+    "RETURNING last_sequence) "
+    "SELECT cursor.last_sequence, change.sequence AS recorded_sequence, change.data AS recorded_data "
+    f"FROM cursor LEFT JOIN {status_changes.name} AS change "
+    "ON change.shipment_id = :shipment_id AND change.sequence = :sequence"
+)
 
 # A relay sent: the cursor moves on and the relay is logged in one round trip (PostgreSQL
 # runs a data-modifying WITH whether or not the INSERT reads it).
@@ -539,6 +549,20 @@ class OmnitronRelayLog:
 
     def lock_last_sequence(self, shipment_id: str) -> int:
         return self._c.execute(_LOCK_CURSOR, {"shipment_id": shipment_id, "last_sequence": 0}).scalar_one()
+
+    def lock_for_change(self, shipment_id: str, sequence: int) -> tuple[ShipmentStatusChanged | None, int]:
+        """The recorded change with this sequence (None: never recorded), and the shipment's
+        last relayed sequence, its cursor locked (:meth:`lock_last_sequence`); one round trip
+        on PostgreSQL."""
+        if self._c.dialect.name != "postgresql":
+            change = ShipmentRepository(self._c).recorded_change(shipment_id, sequence)
+            return change, self.lock_last_sequence(shipment_id)
+        row = self._c.execute(_LOCK_CURSOR_WITH_CHANGE, {"shipment_id": shipment_id, "sequence": sequence}).one()
+        if row.recorded_sequence is None:
+            return None, row.last_sequence
+        if row.recorded_data is None:  # recorded before migration 0005
+            return ShipmentRepository(self._c).recorded_change(shipment_id, sequence), row.last_sequence
+        return ShipmentStatusChanged.model_validate_json(row.recorded_data), row.last_sequence
 
     def lock_followed_items(self, shipment_id: str) -> FollowedItems:
         """Locks the rows of every package holding the shipment's order items (call with the

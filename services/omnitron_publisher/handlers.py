@@ -41,11 +41,10 @@ def relay_to_omnitron(
 ) -> None:
     named: ShipmentStatusChanged = event.data
     with uow:
-        change = uow.shipments.recorded_change(named.shipment_id, named.sequence)
+        change, last_sequence = uow.omnitron_relays.lock_for_change(named.shipment_id, named.sequence)
         if change is None:
-            # Raised inside the unit of work: it rolls back, inbox row and all.
+            # Raised inside the unit of work: it rolls back, inbox row, cursor and all.
             raise never_recorded(named, uow.shipments.get(named.shipment_id) is not None)
-        last_sequence = uow.omnitron_relays.lock_last_sequence(change.shipment_id)
         if change.sequence <= last_sequence:
             log.info(
                 "older than the last relayed change; not sent",
