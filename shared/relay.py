@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, cast
 
-from sqlalchemy import Connection, Engine, Row, delete, func, insert, select, text
+from sqlalchemy import Connection, Engine, Row, bindparam, delete, func, insert, select, text
 
 from shared import tracing
 from shared.broker import connect, keep_connected
@@ -60,6 +60,16 @@ _COLUMNS = (
     outbox_table.c.body,
     outbox_table.c.created_at,
 )
+
+# The oldest events taken out of the outbox, built once (a statement built per round costs
+# its cache-key walk every round).
+_TAKE_OLDEST = (
+    delete(outbox_table)
+    .where(outbox_table.c.id.in_(select(outbox_table.c.id).order_by(outbox_table.c.id).limit(bindparam("limit"))))
+    .returning(*_COLUMNS)
+)
+_PUT_BACK = insert(outbox_table)
+_BACKLOG = select(func.count(), func.min(outbox_table.c.created_at))
 
 
 _SUBJECT = b'"subject":'
@@ -209,7 +219,7 @@ class OutboxRelay:
         if now - self._backlog_observed_at < 5:
             return
         self._backlog_observed_at = now
-        count, oldest = conn.execute(select(func.count(), func.min(outbox_table.c.created_at))).one()
+        count, oldest = conn.execute(_BACKLOG).one()
         OUTBOX_BACKLOG.set(count)
         OUTBOX_OLDEST_AGE.set((utcnow() - oldest).total_seconds() if oldest else 0)
 
@@ -229,10 +239,9 @@ class OutboxRelay:
             if not self._locked(conn):
                 return 0
             self._observe_backlog(conn)
-            oldest = select(outbox_table.c.id).order_by(outbox_table.c.id).limit(self._batch + self._held_before)
             rows = cast(
                 "list[Row[Any]]",  # all() hands back a list
-                conn.execute(delete(outbox_table).where(outbox_table.c.id.in_(oldest)).returning(*_COLUMNS)).all(),
+                conn.execute(_TAKE_OLDEST, {"limit": self._batch + self._held_before}).all(),
             )
             if not rows:
                 self._held_before = 0
@@ -242,7 +251,7 @@ class OutboxRelay:
             crash_point("after_publish:relay", units=len(rows))
             if outcome.held:
                 # Put back as they were, same ids: they keep their place before later events.
-                conn.execute(insert(outbox_table), [row._asdict() for row in outcome.held])
+                conn.execute(_PUT_BACK, [row._asdict() for row in outcome.held])
         self._held_before = min(len(outcome.held), _HELD_BATCHES * self._batch)
         self._report(outcome)
         if outcome.sent and self._after_publish:
