@@ -17,7 +17,6 @@ from urllib.parse import quote
 
 import httpx
 
-from services.carriers.http11 import Http11Pool
 from services.carriers.shipment_flows import (
     CarrierConfig,
     CarrierEvent,
@@ -28,7 +27,8 @@ from services.carriers.shipment_flows import (
     parse_query,
 )
 from shared import tracing
-from shared.http import DEFAULT_MAX_RETRY_AFTER_S, TransientHTTPError, raise_for_response, redact_url
+from shared.http import DEFAULT_MAX_RETRY_AFTER_S, HttpAnswer, TransientHTTPError, raise_for_response, redact_url
+from shared.http11 import Http11Pool
 from shared.logging import register_secrets
 
 DEFAULT_MAX_CONNECTIONS = 256
@@ -83,14 +83,8 @@ class AsyncShipmentFlowsClient:
         except httpx.TransportError as exc:
             raise TransientHTTPError(f"connection failed ({type(exc).__name__}: {exc})") from exc
         if not 200 <= status < 300:
-            headers = {name: value.encode("latin-1") for name, value in answer_headers.items()}
             raise_for_response(
-                httpx.Response(
-                    status,
-                    headers=headers,
-                    content=body,
-                    request=httpx.Request("GET", self.config.url + "/shipments/" + path),
-                ),
+                HttpAnswer(status, answer_headers, body, self.config.url + "/shipments/" + path),
                 self._max_retry_after_s,
             )
         return decode_json(body, f"GET {path}")

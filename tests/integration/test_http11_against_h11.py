@@ -18,8 +18,8 @@ import h11
 import httpx
 import pytest
 
-from services.carriers.http11 import MAX_HEADERS, Http11Pool
 from shared.http import bounded_client, request_bounded
+from shared.http11 import MAX_HEADERS, Http11Pool
 
 OK = b"HTTP/1.1 200 OK\r\n"
 
