@@ -84,6 +84,25 @@ def package_shipped(package_id: str) -> dict:
     return envelope("PackageShipped", {"package_id": package_id, "shipped_at": "2026-11-27T12:30:00Z"})
 
 
+def package_cancelled(package_id: str, reason: str = "customer cancelled", event_id: str | None = None) -> dict:
+    return envelope(
+        "PackageCancelled",
+        {"package_id": package_id, "reason": reason, "cancelled_at": "2026-11-27T11:00:00Z"},
+        event_id=event_id,
+    )
+
+
+def shipment_info_updated(package_id: str, updated_at: str = "2026-11-27T11:30:00Z", **fields) -> dict:
+    return envelope("ShipmentInfoUpdated", {"package_id": package_id, **fields, "updated_at": updated_at})
+
+
+def shipment_status_set(package_id: str, status: str, reason: str = "customer picked it up at the store") -> dict:
+    return envelope(
+        "ShipmentStatusSet",
+        {"package_id": package_id, "status": status, "reason": reason, "set_at": "2026-11-28T09:00:00Z"},
+    )
+
+
 def to_bytes(event: dict) -> bytes:
     return json.dumps(event).encode()
 
