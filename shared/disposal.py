@@ -19,18 +19,16 @@ import heapq
 import itertools
 import time
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import Any, Callable, Iterable
 
 from shared import naming
 from shared.broker import Publisher, Unroutable
 from shared.db import utcnow
+from shared.delivery import Delivery
 from shared.failure import Decision, RetryPolicy, Verdict
 from shared.headers import read_instant
 from shared.logging import get_logger
 from shared.redaction import redact_text
-
-if TYPE_CHECKING:
-    from shared.consumer import Delivery  # which imports this module
 
 MAX_HEADER_TEXT = 1000
 
@@ -79,7 +77,7 @@ class Disposer:
         self._unacked: set[int] = set()
         self._log = get_logger(service=service, queue=self.queue_name)
 
-    # A message: py-amqp's, as shared/consumer.py wraps it, or the embedded broker's kombu Message.
+    # A message: py-amqp's, as shared/delivery.py wraps it, or the embedded broker's kombu Message.
     def received(self, message: Any) -> None:
         self._unacked.add(message.delivery_tag)
 
@@ -140,7 +138,7 @@ class Disposer:
         Retry-After longer than every tier) goes round again, unhandled, its attempts
         unchanged; True if it did.
 
-        Only a delivery through oms.retry still has the header (shared/consumer.py drops it
+        Only a delivery through oms.retry still has the header (shared/delivery.py drops it
         from any other).  A moment without a timezone is UTC; an unreadable one is handled
         now; one further ahead than ``max_wait_s`` is cut to that, so no message is parked
         for longer whatever the header says.

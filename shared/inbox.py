@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from sqlalchemy import Column, Connection, PrimaryKeyConstraint, String, Table, bindparam, delete, select
+from sqlalchemy import Column, Connection, PrimaryKeyConstraint, String, Table, bindparam, delete
 
 from shared.bulk import copy_to_scratch
 from shared.db import UtcDateTime, metadata, upsert, utcnow
@@ -27,7 +27,6 @@ inbox_table = Table(
 _KEY = ("consumer", "source", "event_id")
 _FIRST_TIME = upsert(inbox_table, (*_KEY, "applied_at"), _KEY, returning=["event_id"])
 _FORGET = delete(inbox_table).where(*(inbox_table.c[name] == bindparam(name) for name in _KEY))
-_APPLIED = select(inbox_table.c.event_id).where(*(inbox_table.c[name] == bindparam(name) for name in _KEY))
 
 
 class Identified(Protocol):
@@ -66,10 +65,6 @@ class Inbox:
     def __init__(self, connection: Connection, consumer: str):
         self._connection = connection
         self._consumer = consumer
-
-    def already_applied(self, event: Identified) -> bool:
-        key = {"consumer": self._consumer, "source": event.source, "event_id": event.id}
-        return self._connection.execute(_APPLIED, key).first() is not None
 
     def first_time(self, event: Identified) -> bool:
         """Records the event; False when this consumer has applied it before.

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from shared.consumer import Delivery
+from shared.delivery import Delivery
 from shared.failure import Decision, Verdict
 
 MESSAGES = Counter(

@@ -2,8 +2,41 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import uuid
+
+#: The contract's example PackagePacked data (CONTRACT.md §2). The sample packages of every
+#: test start from it; tests/unit/contract_examples.py gives it as the contract's example.
+PACKAGE_PACKED_EXAMPLE = {
+    "package_id": "PKG-1001",
+    "order_number": "ORD-1001",
+    "carrier": "sandbox",
+    "delivery_type": "CUSTOMER",
+    "packed_at": "2026-11-27T10:00:00Z",
+    "items": [
+        {"order_item_id": 555, "sku": "SKU-1", "barcode": "8690000000011", "name": "Shirt", "quantity": 2, "deci": 1.5}
+    ],
+    "destination": {
+        "name": "Ada",
+        "surname": "Lovelace",
+        "phone": "+905551112233",
+        "country_code": "TR",
+        "city": "Istanbul",
+        "district": "Beyoglu",
+        "township": "",
+        "zipcode": "34433",
+        "address_line": "Istiklal Cd. 1",
+    },
+    "delivery_note": "Ring twice",
+    "payment": {"amount": "120.50", "currency": "TRY"},
+    "stock_location": {"id": "42", "name": "Kadikoy Store"},
+}
+
+
+def sample_packed(**changes) -> dict:
+    """The contract's example PackagePacked data, a copy of its own, with ``changes``."""
+    return {**copy.deepcopy(PACKAGE_PACKED_EXAMPLE), **changes}
 
 
 def envelope(event_type: str, data: dict, event_id: str | None = None, **extra) -> dict:
@@ -39,26 +72,35 @@ def package_packed(
             }
             for i in item_ids
         ],
-        "destination": {
-            "name": "Ada",
-            "surname": "Lovelace",
-            "phone": "+905551112233",
-            "country_code": "TR",
-            "city": "Istanbul",
-            "district": "Beyoglu",
-            "township": "",
-            "zipcode": "34433",
-            "address_line": "Istiklal Cd. 1",
-        },
-        "delivery_note": "Ring twice",
+        "destination": copy.deepcopy(PACKAGE_PACKED_EXAMPLE["destination"]),
+        "delivery_note": PACKAGE_PACKED_EXAMPLE["delivery_note"],
     }
     if payment:
-        data["payment"] = {"amount": "120.50", "currency": "TRY"}
+        data["payment"] = copy.deepcopy(PACKAGE_PACKED_EXAMPLE["payment"])
     return envelope("PackagePacked", data)
 
 
 def package_shipped(package_id: str) -> dict:
     return envelope("PackageShipped", {"package_id": package_id, "shipped_at": "2026-11-27T12:30:00Z"})
+
+
+def package_cancelled(package_id: str, reason: str = "customer cancelled", event_id: str | None = None) -> dict:
+    return envelope(
+        "PackageCancelled",
+        {"package_id": package_id, "reason": reason, "cancelled_at": "2026-11-27T11:00:00Z"},
+        event_id=event_id,
+    )
+
+
+def shipment_info_updated(package_id: str, updated_at: str = "2026-11-27T11:30:00Z", **fields) -> dict:
+    return envelope("ShipmentInfoUpdated", {"package_id": package_id, **fields, "updated_at": updated_at})
+
+
+def shipment_status_set(package_id: str, status: str, reason: str = "customer picked it up at the store") -> dict:
+    return envelope(
+        "ShipmentStatusSet",
+        {"package_id": package_id, "status": status, "reason": reason, "set_at": "2026-11-28T09:00:00Z"},
+    )
 
 
 def to_bytes(event: dict) -> bytes:

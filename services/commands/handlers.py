@@ -1,12 +1,17 @@
 """The three operator commands (CONTRACT.md §2, "Operator commands"), as the contract's tables say.
 
-Each handler locks the package row, then the shipment row (the order every writer keeps),
+Each handler is given the unit of work bound to its event, as every handler is. A command
+whose package is not packed yet waits (waiting.py: kept in a transaction aside, which
+records nothing in the inbox). Otherwise entering the bound unit records the command in
+the inbox (one applied before ends there, ``AlreadyApplied``: acked, nothing changed), and
+the handler locks the package row, then the shipment row (the order every writer keeps),
 judges the command against the shipment as it stands, and applies it as one numbered
-change, recorded with its inbox row in one transaction. A carrier call (a deletion, a
-registration at a new carrier) happens between two transactions, like the shipper's own
-registration: the second one judges again, so a change that raced the call is never
-overwritten. A refusal is a ``PermanentError``: the message is dead-lettered with the
-reason, not recorded as applied, and its replay is judged as new.
+change, committed with its inbox row. A carrier call (a deletion, a registration at a new
+carrier) happens between two transactions, like the shipper's own registration: the
+first ends without a commit (the command is recorded only by the second), and the second
+judges again, so a change that raced the call is never overwritten. A refusal is a
+``PermanentError``: the message is dead-lettered with the reason, its inbox row rolled
+back, and its replay is judged as new.
 """
 
 from __future__ import annotations
@@ -43,27 +48,16 @@ def _locked(uow: UnitOfWork, package_id: str):
     return shipped_at, uow.shipments.get_by_package(package_id, for_update=True)
 
 
-def _applied(uow: UnitOfWork, event: CloudEvent) -> bool:
-    if uow.inbox.already_applied(event):
-        log.info("duplicate event ignored")
-        return True
-    return False
-
-
 # ---- PackageCancelled ------------------------------------------------------------------
 
 
 def cancel_package(event: CloudEvent, uow: UnitOfWork, carriers: CarrierDirectory) -> None:
     cancelled: PackageCancelled = event.data
+    if keep_if_unpacked(uow, event):
+        return
     with uow:
-        if _applied(uow, event):
-            return
-        if keep_if_unpacked(uow, event):
-            uow.commit()
-            return
         shipped_at, shipment = _locked(uow, cancelled.package_id)
         if shipment.status is ShipmentStatus.CANCELLED:
-            uow.inbox.first_time(event)
             uow.commit()
             log.info("already cancelled; nothing to do")
             return
@@ -75,21 +69,18 @@ def cancel_package(event: CloudEvent, uow: UnitOfWork, carriers: CarrierDirector
         if shipment.status is ShipmentStatus.PENDING:
             # Never registered: the carrier is never asked. A registration in flight is
             # deleted by the shipper once its answer comes (services/commands/registration.py).
-            uow.inbox.first_time(event)
             _cancel(uow, shipment, cancelled)
             uow.commit()
             return
         carrier, shipment_id = shipment.carrier, shipment.id
-    # registered: delete at the carrier first, outside the transaction (repeatable: 404 counts as done).
+        # registered: not committed, so the cancellation is recorded only after the deletion.
+    # The deletion at the carrier, outside a transaction (repeatable: 404 counts as done).
     try:
         delete_at_carrier(carriers, carrier, shipment_id)
     except PermanentHTTPError as exc:
         raise PermanentError(f"the carrier refused the cancellation: HTTP {exc.status}: {exc.message}") from exc
     crash_point("after_carrier_deletion")
-    with uow:
-        if not uow.inbox.first_time(event):
-            log.info("duplicate event ignored")
-            return
+    with uow:  # a copy that committed meanwhile: AlreadyApplied
         shipped_at, shipment = _locked(uow, cancelled.package_id)
         if shipment.status is not ShipmentStatus.CANCELLED:
             if shipment.status.is_final or _handed_over(shipment, shipped_at):
@@ -113,16 +104,12 @@ def _cancel(uow: UnitOfWork, shipment: Shipment, cancelled: PackageCancelled) ->
 def set_shipment_status(event: CloudEvent, uow: UnitOfWork) -> None:
     command: ShipmentStatusSet = event.data
     target = command.shipment_status
+    if keep_if_unpacked(uow, event):
+        return
     with uow:
-        if _applied(uow, event):
-            return
-        if keep_if_unpacked(uow, event):
-            uow.commit()
-            return
         _, shipment = _locked(uow, command.package_id)
         current = shipment.status
         if current is target:
-            uow.inbox.first_time(event)
             uow.commit()
             log.info("status set to the status it has; nothing to do", status=target.value)
             return
@@ -137,7 +124,6 @@ def set_shipment_status(event: CloudEvent, uow: UnitOfWork) -> None:
                 f"cannot set {command.package_id} to {target.value}: earlier than its status "
                 f"{current.value} (a status never moves back)"
             )
-        uow.inbox.first_time(event)
         uow.save(shipment, **(STOP_TRACKING if target.is_final else {}))
         uow.commit()
         log.info("status set by hand", status=target.value, previous_status=current.value, sequence=shipment.sequence)
@@ -174,15 +160,11 @@ def _judge_info(info: ShipmentInfoUpdated, shipment: Shipment, carriers: Carrier
 
 def update_shipment_info(event: CloudEvent, uow: UnitOfWork, carriers: CarrierDirectory, max_attempts: int = 3) -> None:
     info: ShipmentInfoUpdated = event.data
+    if keep_if_unpacked(uow, event):
+        return
     with uow:
-        if _applied(uow, event):
-            return
-        if keep_if_unpacked(uow, event):
-            uow.commit()
-            return
         _, shipment = _locked(uow, info.package_id)
         if shipment.info_updated_at is not None and info.updated_at < shipment.info_updated_at:
-            uow.inbox.first_time(event)
             uow.commit()
             log.info(
                 "older than the shipment info update already applied; nothing to do",
@@ -193,6 +175,7 @@ def update_shipment_info(event: CloudEvent, uow: UnitOfWork, carriers: CarrierDi
         new_carrier = _judge_info(info, shipment, carriers)
         old = (shipment.carrier, shipment.status, shipment.sequence)
         packed = uow.packages.packed(info.package_id)
+        # Judged: not committed, so the update is recorded with its change below.
     registration = None
     if new_carrier is not None and carriers.integrated(new_carrier):
         # The old registration stands until the new carrier accepts; its 4xx refuses the update.
@@ -204,10 +187,7 @@ def update_shipment_info(event: CloudEvent, uow: UnitOfWork, carriers: CarrierDi
                 f"HTTP {exc.status}: {exc.message}"
             ) from exc
         crash_point("after_carrier_registration")
-    with uow:
-        if not uow.inbox.first_time(event):
-            log.info("duplicate event ignored")
-            return
+    with uow:  # a copy that committed meanwhile: AlreadyApplied
         shipped_at, shipment = _locked(uow, info.package_id)
         if (shipment.carrier, shipment.status) != old[:2]:
             # Something moved while the new carrier answered: judge the update again.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from contracts.commands import COMMAND_ROUTING_KEYS as _KEYS
 from services.commands.handlers import cancel_package, set_shipment_status, update_shipment_info
 
@@ -9,15 +11,12 @@ from services.commands.handlers import cancel_package, set_shipment_status, upda
 COMMAND_ROUTING_KEYS = tuple(_KEYS.values())
 
 
-def command_handlers(runtime, consumer: str) -> dict:
-    """The commands' handlers. They record their inbox row themselves, in the transaction
-    each command's table calls for (a cancellation around its carrier DELETE records it
-    after the call), so each is given a unit of work not bound to its event."""
-    max_attempts, unbound = runtime.settings.max_attempts, runtime.units_of_work(consumer)
+def command_handlers(runtime) -> dict:
+    """The commands' handlers; each is given the unit of work bound to its event, as every handler is."""
     return {
-        "PackageCancelled": lambda event, _bound: cancel_package(event, unbound(), runtime.carriers),
-        "ShipmentInfoUpdated": lambda event, _bound: update_shipment_info(
-            event, unbound(), runtime.carriers, max_attempts
+        "PackageCancelled": partial(cancel_package, carriers=runtime.carriers),
+        "ShipmentInfoUpdated": partial(
+            update_shipment_info, carriers=runtime.carriers, max_attempts=runtime.settings.max_attempts
         ),
-        "ShipmentStatusSet": lambda event, _bound: set_shipment_status(event, unbound()),
+        "ShipmentStatusSet": set_shipment_status,
     }

@@ -1,11 +1,12 @@
 """Commands that arrive before their package's PackagePacked (CONTRACT.md §2: "applied as soon
 as the package is packed, never dropped").
 
-A command handler locks the package row first (every writer's order: package, then
-shipment); a package not packed yet keeps the command in ``waiting_commands``, keyed on its
-``source`` + ``id`` (a duplicate waits once) and not recorded in the inbox. The packer's
+Before it enters the unit of work bound to its event, a command handler locks the package
+row, in a transaction aside (one that records no inbox row); a package not packed yet keeps
+the command there in ``waiting_commands``, keyed on its ``source`` + ``id`` (a duplicate
+waits once), and the command is acked without being recorded in the inbox. The packer's
 PackagePacked takes the same row lock, so a command either waits before the packing
-commits or sees the package packed.
+commits or sees the package packed (for good: then it is judged in its own unit of work).
 
 When the shipper handles the new shipment's ``pending`` change it takes the package's
 waiting commands in arrival order: a cancellation that can be applied at once (``pending``,
@@ -46,25 +47,29 @@ _TAKE = delete(waiting_commands).where(waiting_commands.c.id == bindparam("b_id"
 
 
 def keep_if_unpacked(uow: UnitOfWork, event: CloudEvent) -> bool:
-    """Locks the package row (creating it: a command may name a package first); when the
-    package is not packed yet, keeps the command to apply once it is. True: kept."""
-    connection = uow._connection
+    """Before the command's own unit of work (``uow``, bound to it), in one aside: locks the
+    package row (creating it: a command may name a package first) and, when the package is
+    not packed yet, keeps the command to apply once it is. True: kept (committed, and not
+    recorded in the inbox)."""
     package_id = event.data.package_id
-    connection.execute(_SEEN_PACKAGE, {"package_id": package_id, "first_seen_at": utcnow()})
-    if connection.execute(_LOCK_PACKED, {"package_id": package_id}).scalar_one():
-        return False
-    body = event.model_copy(update={"subject": event.subject or package_id}).to_bytes().decode()
-    connection.execute(
-        _KEEP,
-        {
-            "source": event.source,
-            "event_id": event.id,
-            "package_id": package_id,
-            "event_type": event.type,
-            "body": body,
-            "received_at": utcnow(),
-        },
-    )
+    with uow.aside() as aside:
+        connection = aside._connection
+        connection.execute(_SEEN_PACKAGE, {"package_id": package_id, "first_seen_at": utcnow()})
+        if connection.execute(_LOCK_PACKED, {"package_id": package_id}).scalar_one():
+            return False  # packed: nothing to keep (rolled back, the lock let go)
+        body = event.model_copy(update={"subject": event.subject or package_id}).to_bytes().decode()
+        connection.execute(
+            _KEEP,
+            {
+                "source": event.source,
+                "event_id": event.id,
+                "package_id": package_id,
+                "event_type": event.type,
+                "body": body,
+                "received_at": utcnow(),
+            },
+        )
+        aside.commit()
     log.info("package not packed yet: the command waits for its PackagePacked")
     return True
 

@@ -23,12 +23,12 @@ from services.runtime.startup import check_run
 from shared import naming, tracing_setup
 from shared.batch import run_batch
 from shared.broker import Topology, connect
-from shared.consumer import Batching, QueueWorker
 from shared.db import SessionBounds, make_engine
 from shared.failure import RetryPolicy
 from shared.health import CannotListen, HealthServer
 from shared.logging import get_logger, register_secrets
 from shared.metrics import OUTBOX_PUBLISHED, count_disposed
+from shared.queue_worker import Batching, QueueWorker
 from shared.relay import OutboxRelay
 
 log = get_logger()

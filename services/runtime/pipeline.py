@@ -12,7 +12,7 @@
    carrier and Omnitron clients raise already are the policy's words (shared/http.py).
 4. **one decision**: ``shared.failure.decide`` → ack, a retry tier, or the dead-letter
    queue, and its **disposal** on the connection thread (``shared.disposal.Disposer``),
-   by the queue worker (``shared/consumer.py``), which owns the channel.
+   by the queue worker (``shared/queue_worker.py``), which owns the channel.
 
 :meth:`Pipeline.apply` is where one event's handling begins and ends.
 """
@@ -30,7 +30,7 @@ from contracts.events import event_type_of_routing_key, travels_under
 from services.domain.uow import AlreadyApplied, UnitOfWork
 from services.runtime.spec import Handler
 from shared import tracing
-from shared.consumer import Delivery
+from shared.delivery import Delivery
 from shared.failure import PermanentError
 from shared.logging import get_logger
 

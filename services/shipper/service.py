@@ -18,7 +18,7 @@ def build(runtime: Runtime) -> Parts:
         handlers={
             "ShipmentStatusChanged": partial(register_with_carrier, carriers=runtime.carriers),
             "PackageShipped": partial(mark_shipped, carriers=runtime.carriers),
-            **command_handlers(runtime, NAME),  # operator commands (services/commands/)
+            **command_handlers(runtime),  # operator commands (services/commands/)
         },
         # Hand-overs applied in batches (services/shipper/batch.py); OMS_BATCH_SIZE=1: one by one.
         batches=lambda pipeline: ShipperBatch(engine=runtime.engine, pipeline=pipeline),

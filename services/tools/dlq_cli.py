@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import logging
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Annotated, Optional
+from typing import Annotated, Callable, Optional
 
 import typer
 from rich.console import Console
@@ -97,6 +100,62 @@ def _selector(event_type, error_class, package_id, older_than, newer_than) -> Se
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The dead letters a ``replay`` or ``purge`` takes: from which queues, which ones, how many."""
+
+    queues: list[str]
+    selector: Selector
+    limit: int | None
+
+
+def _selection(
+    queue, all_queues, event_type, error_class, package_id, older_than, newer_than, limit: int | None
+) -> Selection:
+    return Selection(
+        _queues(queue, all_queues, required=True),
+        _selector(event_type, error_class, package_id, older_than, newer_than),
+        limit,
+    )
+
+
+#: The options that select dead letters, as ``replay`` and ``purge`` both take them.
+_SELECTION_OPTIONS = [
+    inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=option)
+    for name, option, default in (
+        ("queue", Queue, None),
+        ("all_queues", All, False),
+        ("event_type", Type, None),
+        ("error_class", ErrorClass, None),
+        ("package_id", PackageId, None),
+        ("older_than", OlderThan, None),
+        ("newer_than", NewerThan, None),
+        ("limit", Limit, None),
+    )
+]
+
+
+def _selecting(command: Callable[..., None]) -> Callable[..., None]:
+    """Gives a command the selection options (before its own) and hands it what they select
+    as ``selection``: the options are declared once, and judged once (``--queue`` or ``--all``
+    required, durations parsed)."""
+    own = [
+        parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+        for parameter in inspect.signature(command, eval_str=True).parameters.values()
+        if parameter.name != "selection"
+    ]
+
+    @functools.wraps(command)
+    def run(**options) -> None:
+        selection = _selection(**{parameter.name: options.pop(parameter.name) for parameter in _SELECTION_OPTIONS})
+        command(selection=selection, **options)
+
+    parameters = [*_SELECTION_OPTIONS, *own]
+    run.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    run.__annotations__ = {parameter.name: parameter.annotation for parameter in parameters}
+    return run
 
 
 def _age(at: datetime | None) -> str:
@@ -207,23 +266,15 @@ def _report(outcomes: list[dlq.Outcome], verb: str, dry_run: bool) -> None:
 
 
 @dlq_app.command("replay")
+@_selecting
 def replay(
-    queue: Queue = None,
-    all_queues: All = False,
-    event_type: Type = None,
-    error_class: ErrorClass = None,
-    package_id: PackageId = None,
-    older_than: OlderThan = None,
-    newer_than: NewerThan = None,
-    limit: Limit = None,
+    selection: Selection,
     rate: Annotated[
         Optional[float], typer.Option("--rate", min=0.001, help="At most this many messages a second.")
     ] = None,
     dry_run: DryRun = False,
 ) -> None:
     """Send dead letters back to their service's work queue, retry count reset, in their order."""
-    queues = _queues(queue, all_queues, required=True)
-    selector = _selector(event_type, error_class, package_id, older_than, newer_than)
     moved = 0
 
     def count(_letter) -> None:
@@ -232,7 +283,15 @@ def replay(
 
     with _broker() as connection:
         try:
-            outcomes = dlq.replay(connection, queues, selector, limit=limit, rate=rate, dry_run=dry_run, on_taken=count)
+            outcomes = dlq.replay(
+                connection,
+                selection.queues,
+                selection.selector,
+                limit=selection.limit,
+                rate=rate,
+                dry_run=dry_run,
+                on_taken=count,
+            )
         except dlq.DlqError:
             if moved and not dry_run:
                 err.print(f"[yellow]{moved} dead letter(s) were replayed before this error[/yellow]")
@@ -241,21 +300,14 @@ def replay(
 
 
 @dlq_app.command("purge")
+@_selecting
 def purge(
-    queue: Queue = None,
-    all_queues: All = False,
-    event_type: Type = None,
-    error_class: ErrorClass = None,
-    package_id: PackageId = None,
-    older_than: OlderThan = None,
-    newer_than: NewerThan = None,
-    limit: Limit = None,
+    selection: Selection,
     dry_run: DryRun = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
 ) -> None:
     """Delete dead letters for good; asks first unless --yes."""
-    queues = _queues(queue, all_queues, required=True)
-    selector = _selector(event_type, error_class, package_id, older_than, newer_than)
+    queues, selector, limit = selection.queues, selection.selector, selection.limit
     with _broker() as connection:
         if not dry_run and not yes:
             planned = dlq.purge(connection, queues, selector, limit=limit, dry_run=True)

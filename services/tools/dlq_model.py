@@ -1,7 +1,7 @@
 """A dead letter as the operator's tools see it, what selects it, and how it starts over.
 
 Pure data: nothing here talks to a broker (services/tools/dlq.py does). The failure headers
-are the ones shared/consumer.py writes; a message the broker dead-lettered itself
+are the ones shared/disposal.py writes; a message the broker dead-lettered itself
 (a quorum queue's delivery limit) has only ``x-death``, and its reason is taken from there.
 """
 

@@ -23,13 +23,22 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
 from enum import Enum
+from typing import Callable
 
 import pika.data
 from hypothesis import strategies as st
 
+from contracts.commands import COMMAND_ROUTING_KEYS
 from shared import naming
 
-from events import package_packed, package_shipped, shipment_status_changed
+from events import (
+    package_cancelled,
+    package_packed,
+    package_shipped,
+    shipment_info_updated,
+    shipment_status_changed,
+    shipment_status_set,
+)
 
 TRACER = "hostile-case"
 MIB = 1024 * 1024
@@ -59,7 +68,7 @@ class OddMessage:
     why: str
     properties: dict = field(default_factory=dict)  # pika.BasicProperties keywords, headers aside
     headers: dict | None = None
-    # ("packed" | "shipped", package id): how to see it applied.
+    # ("packed" | "shipped" | "command", package id): how to see it applied.
     probe: tuple[str, str] | None = None
 
     def __repr__(self) -> str:  # hypothesis prints this for a failing example: keep it readable
@@ -429,6 +438,153 @@ SHIPPED_SPOILINGS_NOT_MODELLED = [
 ]
 
 
+# ---- operator commands (contract §2, "Operator commands") ---------------------------------
+# Each names a package of its own that is never packed: a command the contract accepts is
+# kept until its package is packed (waiting_commands, "never dropped"), whatever it says, so
+# its verdict follows from its values alone; how a command is judged against a shipment is
+# tests/integration/test_operator_commands.py's.
+
+
+def cancelled_event(package_id: str) -> dict:
+    return package_cancelled(package_id)
+
+
+def info_updated_event(package_id: str) -> dict:
+    return shipment_info_updated(package_id, shipping_company="Kadikoy Courier", tracking_number="KC-1001")
+
+
+def status_set_event(package_id: str) -> dict:
+    return shipment_status_set(package_id, "delivered")
+
+
+def _package_id_spoilings() -> list:
+    return [
+        ("package id of 256 characters", "data.package_id", "P" * 256, DEAD),
+        ("package id with U+0000", "data.package_id", "PKG\u0000", DEAD),
+        ("package id empty", "data.package_id", "", DEAD),
+        ("package id as a number", "data.package_id", 1001, DEAD),
+        ("no package id", "data.package_id", REMOVE, DEAD),
+    ]
+
+
+def _time_spoilings(name: str) -> list:
+    path = f"data.{name}"
+    return [
+        (f"{name} without a zone", path, "2026-11-27T11:00:00", DEAD),
+        (f"{name} at +14:00", path, "2026-11-27T11:00:00+14:00", APPLIED),
+        (f"{name} at +24:00", path, "2026-11-27T11:00:00+24:00", DEAD),
+        (f"{name} in month 13", path, "2026-13-01T11:00:00Z", DEAD),
+        (f"{name} empty", path, "", DEAD),
+        (f"{name} as a number", path, 1764241200, EITHER),
+        (f"no {name}", path, REMOVE, DEAD),
+    ]
+
+
+def _reason_spoilings() -> list:
+    return [
+        ("a reason of 2000 characters", "data.reason", "r" * 2000, APPLIED),
+        ("a reason of 2001 characters", "data.reason", "r" * 2001, DEAD),
+        ("a reason with U+0000", "data.reason", "gone\u0000", DEAD),
+        ("a reason with a lone surrogate", "data.reason", "\ud800", DEAD),
+        ("a reason in emoji and RTL script", "data.reason", "\U0001f4e6 \u0639\u0644\u064a", APPLIED),
+        ("a reason as a number", "data.reason", 42, DEAD),
+        ("reason null", "data.reason", None, APPLIED),
+        ("no reason", "data.reason", REMOVE, APPLIED),
+    ]
+
+
+#: The envelope's own spoilings (every path outside ``data``), as PackagePacked has them.
+ENVELOPE_SPOILINGS = [spoiling for spoiling in PACKED_SPOILINGS if not spoiling[1].startswith("data.")]
+COMMON_COMMAND_SPOILINGS = [
+    *ENVELOPE_SPOILINGS,
+    *_package_id_spoilings(),
+    ("an unknown data field", "data.refund", {"amount": "120.50", "to": ["card"]}, APPLIED),
+    ("data nested 900 levels in an unknown field", "data.extra", "<nested 900>", EITHER),
+]
+CANCELLED_SPOILINGS = [*COMMON_COMMAND_SPOILINGS, *_reason_spoilings(), *_time_spoilings("cancelled_at")]
+INFO_UPDATED_SPOILINGS = [
+    *COMMON_COMMAND_SPOILINGS,
+    *_time_spoilings("updated_at"),
+    ("a carrier of 256 characters", "data.carrier", "c" * 256, DEAD),
+    ("an empty carrier", "data.carrier", "", DEAD),
+    ("an unknown carrier", "data.carrier", "no-such-carrier", APPLIED),  # judged once packed
+    ("carrier null", "data.carrier", None, APPLIED),
+    ("a tracking number of 255 characters", "data.tracking_number", "t" * 255, APPLIED),
+    ("a tracking number of 256 characters", "data.tracking_number", "t" * 256, DEAD),
+    ("tracking number null", "data.tracking_number", None, APPLIED),
+    ("a tracking URL of 2000 characters", "data.tracking_url", "https://t.example/" + "u" * 1982, APPLIED),
+    ("a tracking URL of 2001 characters", "data.tracking_url", "https://t.example/" + "u" * 1983, DEAD),
+    ("a shipping company of 256 characters", "data.shipping_company", "c" * 256, DEAD),
+    ("a shipping company with U+0000", "data.shipping_company", "Kadikoy\u0000", DEAD),
+    ("a shipping company as a number", "data.shipping_company", 7, DEAD),
+    # The whole data, last (it overwrites every other spoiling of data): nothing to update.
+    (
+        "nothing to update (every field null)",
+        "data",
+        {
+            "package_id": "PKG-NOTHING",
+            "carrier": None,
+            "tracking_number": None,
+            "tracking_url": None,
+            "shipping_company": None,
+            "updated_at": "2026-11-27T11:30:00Z",
+        },
+        DEAD,
+    ),
+]
+STATUS_SET_SPOILINGS = [
+    *COMMON_COMMAND_SPOILINGS,
+    *_reason_spoilings(),
+    *_time_spoilings("set_at"),
+    ("status ready_for_pickup", "data.status", "ready_for_pickup", APPLIED),
+    ("status attempted_delivery", "data.status", "attempted_delivery", APPLIED),
+    ("status delivery_failed", "data.status", "delivery_failed", APPLIED),
+    ("status shipped (not settable)", "data.status", "shipped", DEAD),
+    ("status cancelled (not settable)", "data.status", "cancelled", DEAD),
+    ("status pending (not settable)", "data.status", "pending", DEAD),
+    ("status in upper case", "data.status", "DELIVERED", DEAD),
+    ("an unknown status", "data.status", "teleported", DEAD),
+    ("status null", "data.status", None, DEAD),
+    ("status as a number", "data.status", 6, DEAD),
+    ("no status", "data.status", REMOVE, DEAD),
+]
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of consumed event the suite sends: its type, routing key, a valid body, its spoilings."""
+
+    event_type: str
+    routing_key: str
+    make: Callable[[str], dict]
+    spoilings: list
+    probe: str  # how World.applied sees it applied
+
+
+KINDS = {
+    "packed": Kind("PackagePacked", "package.packed", packed_event, PACKED_SPOILINGS, "packed"),
+    "shipped": Kind("PackageShipped", "package.shipped", shipped_event, SHIPPED_SPOILINGS, "shipped"),
+    "cancelled": Kind(
+        "PackageCancelled", COMMAND_ROUTING_KEYS["PackageCancelled"], cancelled_event, CANCELLED_SPOILINGS, "command"
+    ),
+    "info_updated": Kind(
+        "ShipmentInfoUpdated",
+        COMMAND_ROUTING_KEYS["ShipmentInfoUpdated"],
+        info_updated_event,
+        INFO_UPDATED_SPOILINGS,
+        "command",
+    ),
+    "status_set": Kind(
+        "ShipmentStatusSet",
+        COMMAND_ROUTING_KEYS["ShipmentStatusSet"],
+        status_set_event,
+        STATUS_SET_SPOILINGS,
+        "command",
+    ),
+}
+COMMAND_KINDS = ("cancelled", "info_updated", "status_set")
+
+
 def _nested(depth: int):
     value: object = "bottom"
     for _ in range(depth):
@@ -464,18 +620,18 @@ def _spoil(event: dict, what: str, path: str, value) -> bool:
 
 
 def _spoilings(kind: str) -> list:
-    return PACKED_SPOILINGS if kind == "packed" else SHIPPED_SPOILINGS
+    return KINDS[kind].spoilings
 
 
 def event_with(kind: str, *whats: str) -> OddMessage:
-    """A valid ``kind`` event ("packed" or "shipped") spoiled the ways named (the tables' first column)."""
+    """A valid ``kind`` event (a key of ``KINDS``) spoiled the ways named (the tables' first column)."""
     table = {spoiling[0]: spoiling for spoiling in _spoilings(kind) + SHIPPED_SPOILINGS_NOT_MODELLED}
     return _spoiled(kind, [table[what] for what in whats])
 
 
 @st.composite
 def spoiled_event(draw, kind: str) -> OddMessage:
-    """A valid PackagePacked or PackageShipped with one to three of the contract's odd values."""
+    """A valid event of ``kind`` (a key of ``KINDS``) with one to three of the contract's odd values."""
     return _spoiled(
         kind, draw(st.lists(st.sampled_from(_spoilings(kind)), min_size=1, max_size=3, unique_by=lambda s: s[0]))
     )
@@ -483,10 +639,13 @@ def spoiled_event(draw, kind: str) -> OddMessage:
 
 def _spoiled(kind: str, spoilings: list) -> OddMessage:
     package_id = fresh_package_id(kind[:4].upper())
-    event = packed_event(package_id) if kind == "packed" else shipped_event(package_id)
+    event = KINDS[kind].make(package_id)
     applied: list[tuple[str, str, Verdict]] = []  # (what, path, verdict) of the spoilings that took
-    # The copy of item 0's id goes last, so no later spoiling of that id undoes the duplicate.
-    for what, path, value, expect in sorted(spoilings, key=lambda s: isinstance(s[2], str) and s[2] == SAME_AS_0):
+    # The copy of item 0's id goes last, so no later spoiling of that id undoes the duplicate;
+    # so does a whole data, so that what it says is what is sent.
+    for what, path, value, expect in sorted(
+        spoilings, key=lambda s: (isinstance(s[2], str) and s[2] == SAME_AS_0) or s[1] == "data"
+    ):
         if _spoil(event, what, path, value):
             # What this one overwrote (its path or below) no longer counts.
             applied = [a for a in applied if a[1] != path and not a[1].startswith(path + ".")]
@@ -496,14 +655,14 @@ def _spoiled(kind: str, spoilings: list) -> OddMessage:
         verdict &= expect
     applied_whats = [what for what, _, _ in applied] or ["nothing (the spoilings did not fit)"]
     probe_id = event["data"].get("package_id") if isinstance(event.get("data"), dict) else None
-    probe = (kind, probe_id) if isinstance(probe_id, str) and probe_id == package_id else None
+    probe = (KINDS[kind].probe, probe_id) if isinstance(probe_id, str) and probe_id == package_id else None
     if probe is None and verdict is not DEAD:
         verdict = EITHER
     return OddMessage(
-        routing_key=f"package.{kind}",
+        routing_key=KINDS[kind].routing_key,
         body=dumps(event),
         expect=verdict,
-        why=f"{'PackagePacked' if kind == 'packed' else 'PackageShipped'} with " + ", ".join(applied_whats),
+        why=f"{KINDS[kind].event_type} with " + ", ".join(applied_whats),
         properties=_cloudevents(),
         probe=probe,
     )
@@ -516,19 +675,19 @@ def _cloudevents(**more) -> dict:
 def valid_event(
     kind: str, expect: Verdict = APPLIED, why: str = "", headers: dict | None = None, **properties
 ) -> OddMessage:
-    """A valid ``kind`` event ("packed" or "shipped"); ``properties`` replace the structured defaults
+    """A valid ``kind`` event (a key of ``KINDS``); ``properties`` replace the structured defaults
     (None removes one)."""
     package_id = fresh_package_id(kind[:4].upper())
-    event = packed_event(package_id) if kind == "packed" else shipped_event(package_id)
+    event = KINDS[kind].make(package_id)
     merged = {k: v for k, v in {**_cloudevents(), **properties}.items() if v is not None}
     return OddMessage(
-        routing_key=f"package.{kind}",
+        routing_key=KINDS[kind].routing_key,
         body=dumps(event),
         expect=expect,
-        why=why or f"a valid {kind} event",
+        why=why or f"a valid {KINDS[kind].event_type}",
         properties=merged,
         headers=headers,
-        probe=(kind, package_id),
+        probe=(KINDS[kind].probe, package_id),
     )
 
 
@@ -621,8 +780,10 @@ def encoded_body(draw) -> OddMessage:
 def misrouted(event_type: str, routing_key: str) -> OddMessage:
     """A valid event under another type's routing key (contract §1: dead-lettered)."""
     package_id = fresh_package_id("MIS")
-    event = {"PackagePacked": packed_event, "PackageShipped": shipped_event}.get(event_type)
-    body = event(package_id) if event else shipment_status_changed(f"shp-{uuid.uuid4().hex}-1", 1, "pending", None, [1])
+    kind = next((kind for kind in KINDS.values() if kind.event_type == event_type), None)
+    body = (
+        kind.make(package_id) if kind else shipment_status_changed(f"shp-{uuid.uuid4().hex}-1", 1, "pending", None, [1])
+    )
     return OddMessage(
         routing_key=routing_key,
         body=dumps(body),
@@ -634,9 +795,10 @@ def misrouted(event_type: str, routing_key: str) -> OddMessage:
 
 @st.composite
 def misrouted_event(draw) -> OddMessage:
-    event_type = draw(st.sampled_from(["PackagePacked", "PackageShipped", "ShipmentStatusChanged"]))
-    home = {"PackagePacked": "package.packed", "PackageShipped": "package.shipped"}.get(event_type)
-    return misrouted(event_type, draw(st.sampled_from([k for k in ("package.packed", "package.shipped") if k != home])))
+    event_type = draw(st.sampled_from([*(kind.event_type for kind in KINDS.values()), "ShipmentStatusChanged"]))
+    keys = [kind.routing_key for kind in KINDS.values()]
+    home = {kind.event_type: kind.routing_key for kind in KINDS.values()}.get(event_type)
+    return misrouted(event_type, draw(st.sampled_from([key for key in keys if key != home])))
 
 
 # ---- status changes the services never recorded ---------------------------------------------
@@ -685,6 +847,7 @@ ROUTING_KEYS = [
     "package.shipped",
     "shipment.status_changed.pending",
     "shipment.status_changed.delivered",
+    *COMMAND_ROUTING_KEYS.values(),
 ]
 CONTENT_TYPES = [
     (None, APPLIED),
@@ -738,7 +901,7 @@ other_properties = st.fixed_dictionaries(
 
 @st.composite
 def odd_properties(draw) -> OddMessage:
-    """A valid PackagePacked or PackageShipped under odd AMQP properties and headers."""
+    """A valid event of any kind under odd AMQP properties and headers."""
     content_type, by_type = draw(st.sampled_from(CONTENT_TYPES))
     content_encoding, by_encoding = draw(st.sampled_from(CONTENT_ENCODINGS))
     compression = draw(st.sampled_from(COMPRESSION_HEADER))
@@ -751,7 +914,7 @@ def odd_properties(draw) -> OddMessage:
         f", compression header {compression!r}" if compression is not None else ""
     )
     return valid_event(
-        draw(st.sampled_from(["packed", "shipped"])),
+        draw(st.sampled_from(list(KINDS))),
         verdict,
         why,
         headers,
@@ -766,7 +929,7 @@ def odd_headers_on_a_valid_event(draw) -> OddMessage:
     """A valid event whose only oddity is its header table: the verdict is the event's own."""
     headers = draw(odd_headers)
     return valid_event(
-        draw(st.sampled_from(["packed", "shipped"])),
+        draw(st.sampled_from(list(KINDS))),
         APPLIED,
         f"a valid event with headers {_short(headers, 200)}",
         headers,
@@ -803,7 +966,7 @@ BINARY_SPOILINGS = {
 def binary_mode(kind: str, spoil: str | None = None) -> OddMessage:
     """A CloudEvent in binary content mode: attributes in ce- headers, the body is the data alone."""
     package_id = fresh_package_id("BIN")
-    event = packed_event(package_id) if kind == "packed" else shipped_event(package_id)
+    event = KINDS[kind].make(package_id)
     headers = {
         "ce-specversion": "1.0",
         "ce-id": event["id"],
@@ -836,16 +999,16 @@ def binary_mode(kind: str, spoil: str | None = None) -> OddMessage:
         body = dumps(event)
     properties = {"delivery_mode": 2, **({"content_type": content_type} if content_type else {})}
     return OddMessage(
-        routing_key=f"package.{kind}",
+        routing_key=KINDS[kind].routing_key,
         body=body,
         expect=BINARY_SPOILINGS[spoil],
         why=f"a binary-mode {event['type']}" + (f" with {spoil}" if spoil else ""),
         properties=properties,
         headers=headers,
-        probe=(kind, package_id),
+        probe=(KINDS[kind].probe, package_id),
     )
 
 
 @st.composite
 def binary_mode_event(draw) -> OddMessage:
-    return binary_mode(draw(st.sampled_from(["packed", "shipped"])), draw(st.sampled_from(list(BINARY_SPOILINGS))))
+    return binary_mode(draw(st.sampled_from(list(KINDS))), draw(st.sampled_from(list(BINARY_SPOILINGS))))

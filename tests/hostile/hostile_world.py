@@ -167,8 +167,10 @@ class World:
         kind, package_id = probe
         if kind == "packed":
             sql = "SELECT 1 FROM shipments WHERE package_id = %s"
-        else:
+        elif kind == "shipped":
             sql = "SELECT 1 FROM packages WHERE package_id = %s AND shipped_at IS NOT NULL"
+        else:  # an operator command for a package never packed: kept until it is (contract §2)
+            sql = "SELECT 1 FROM waiting_commands WHERE package_id = %s"
         return self._db.execute(sql, (package_id,)).fetchone() is not None
 
     def _letters_by_service(self, sent: Sent) -> dict[str, list[DeadLetter]]:

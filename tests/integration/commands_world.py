@@ -15,7 +15,14 @@ from services.standins.sandbox_carrier import SandboxCarrier
 from shared import naming
 
 import harness
-from events import envelope, package_packed, package_shipped, to_bytes
+from events import (
+    package_cancelled,
+    package_packed,
+    package_shipped,
+    shipment_info_updated,
+    shipment_status_set,
+    to_bytes,
+)
 from harness import CARRIER_PASSWORD, wait_until
 
 ROUTING_KEYS = {
@@ -44,23 +51,8 @@ class RefusingCarrier(SandboxCarrier):
         return error_reply(400, "address_not_serviceable", "this carrier serves no such address")
 
 
-def cancelled(package_id: str, reason: str = "customer cancelled", event_id: str | None = None) -> dict:
-    return envelope(
-        "PackageCancelled",
-        {"package_id": package_id, "reason": reason, "cancelled_at": "2026-11-27T11:00:00Z"},
-        event_id=event_id,
-    )
-
-
-def info_updated(package_id: str, updated_at: str = "2026-11-27T11:30:00Z", **fields) -> dict:
-    return envelope("ShipmentInfoUpdated", {"package_id": package_id, **fields, "updated_at": updated_at})
-
-
-def status_set(package_id: str, status: str, reason: str = "customer picked it up at the store") -> dict:
-    return envelope(
-        "ShipmentStatusSet",
-        {"package_id": package_id, "status": status, "reason": reason, "set_at": "2026-11-28T09:00:00Z"},
-    )
+# The command tests' names for the operator commands' bodies (tests/events.py).
+cancelled, info_updated, status_set = package_cancelled, shipment_info_updated, shipment_status_set
 
 
 def shipped(package_id: str, **fields) -> dict:

@@ -30,33 +30,16 @@ from services.carriers.shipment_flows import (
 from services.standins.sandbox_carrier import FATES, SandboxCarrier, default_fate
 from shared.http import PermanentHTTPError, TransientHTTPError
 
+from events import sample_packed
+
 PASSWORD = "pa55-w0rd-never-shown"
 
-PACKED = {
-    "package_id": "PKG-1001",
-    "order_number": "ORD-1001",
-    "carrier": "sandbox",
-    "delivery_type": "CUSTOMER",
-    "packed_at": "2026-11-27T10:00:00Z",
-    "items": [
+PACKED = sample_packed(
+    items=[
         {"order_item_id": 555, "sku": "SKU-1", "barcode": "8690000000011", "name": "Shirt", "quantity": 2, "deci": 1.5},
         {"order_item_id": 556, "sku": "SKU-2", "quantity": 1},
-    ],
-    "destination": {
-        "name": "Ada",
-        "surname": "Lovelace",
-        "phone": "+905551112233",
-        "country_code": "TR",
-        "city": "Istanbul",
-        "district": "Beyoglu",
-        "township": "",
-        "zipcode": "34433",
-        "address_line": "Istiklal Cd. 1",
-    },
-    "delivery_note": "Ring twice",
-    "payment": {"amount": "120.50", "currency": "TRY"},
-    "stock_location": {"id": "42", "name": "Kadikoy Store"},
-}
+    ]
+)
 
 
 def packed(**changes) -> PackagePacked:

@@ -3,7 +3,7 @@ by the CLI as an operator runs it, against the real RabbitMQ, PostgreSQL and ser
 
 Where a test needs dead letters the services cannot make on demand (hours old, of
 several error classes), it writes them into the packer's dead-letter queue exactly as
-shared/consumer.py does — same properties, same headers — with no packer running, so
+shared/disposal.py does — same properties, same headers — with no packer running, so
 that what a replay sends to the work queue stays there to be looked at.
 """
 

@@ -16,7 +16,7 @@ import uuid
 import pika
 import pytest
 
-import shared.consumer as consumer
+import shared.queue_worker as queue_worker
 from shared import naming
 from shared.broker import Publisher, Subscription, Topology
 from shared.failure import RetryPolicy
@@ -48,7 +48,7 @@ class NestingPublisher(Publisher):
 @pytest.fixture
 def nesting_publisher(monkeypatch):
     NestingPublisher.deepest = 0
-    monkeypatch.setattr(consumer, "Publisher", NestingPublisher)
+    monkeypatch.setattr(queue_worker, "Publisher", NestingPublisher)
     return NestingPublisher
 
 
@@ -59,7 +59,7 @@ def test_a_burst_of_refused_messages_is_dead_lettered_and_the_messages_behind_it
     topology = Topology([Subscription(service, ("burst.test",))], [1.0])
     handled: list[bytes] = []
     stop = threading.Event()
-    worker = consumer.QueueWorker(
+    worker = queue_worker.QueueWorker(
         amqp_url=amqp_url,
         topology=topology,
         subscription=topology.subscriptions[0],

@@ -6,6 +6,8 @@ import copy
 import json
 import uuid
 
+from events import PACKAGE_PACKED_EXAMPLE
+
 EXAMPLE_ENVELOPE = {
     "specversion": "1.0",
     "id": "7d0c6a1e-5a51-4a39-9d6c-1f1b2d2f4c10",
@@ -16,30 +18,7 @@ EXAMPLE_ENVELOPE = {
     "datacontenttype": "application/json",
 }
 
-PACKAGE_PACKED = {
-    "package_id": "PKG-1001",
-    "order_number": "ORD-1001",
-    "carrier": "sandbox",
-    "delivery_type": "CUSTOMER",
-    "packed_at": "2026-11-27T10:00:00Z",
-    "items": [
-        {"order_item_id": 555, "sku": "SKU-1", "barcode": "8690000000011", "name": "Shirt", "quantity": 2, "deci": 1.5}
-    ],
-    "destination": {
-        "name": "Ada",
-        "surname": "Lovelace",
-        "phone": "+905551112233",
-        "country_code": "TR",
-        "city": "Istanbul",
-        "district": "Beyoglu",
-        "township": "",
-        "zipcode": "34433",
-        "address_line": "Istiklal Cd. 1",
-    },
-    "delivery_note": "Ring twice",
-    "payment": {"amount": "120.50", "currency": "TRY"},
-    "stock_location": {"id": "42", "name": "Kadikoy Store"},
-}
+PACKAGE_PACKED = PACKAGE_PACKED_EXAMPLE  # every test's sample package starts from it (tests/events.py)
 
 PACKAGE_SHIPPED = {"package_id": "PKG-1001", "shipped_at": "2026-11-27T12:30:00Z"}
 

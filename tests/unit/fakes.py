@@ -28,6 +28,7 @@ class FakeCarrierClient:
         self.registered: list[tuple[str, str]] = []  # (shipment id, package id)
         self.queried: list[str] = []
         self.history_asked: list[str] = []
+        self.deleted: list[str] = []
         self.answers: deque = deque()
 
     def register(self, shipment_id: str, packed) -> Registration:
@@ -40,6 +41,9 @@ class FakeCarrierClient:
             label_url=f"https://labels.example/{self.tracking_number}.pdf",
             carrier_status="CREATED",
         )
+
+    def delete(self, shipment_id: str) -> None:
+        self.deleted.append(shipment_id)
 
     def history(self, shipment_id: str) -> list:
         """No tracking events, unless a test's fake tells of some."""
@@ -80,7 +84,7 @@ class AsyncFakeCarrierClient:
 
 
 class FakeCarriers:
-    """What the services use of a ``CarrierDirectory``: ``in``, ``configs``, ``client(code)``."""
+    """What the services use of a ``CarrierDirectory``: ``in``, ``configs``, ``integrated(code)``, ``client(code)``."""
 
     def __init__(self, clients: dict[str, FakeCarrierClient] | None = None, poll_interval_s: float = 60):
         self.clients = clients if clients is not None else {"sandbox": FakeCarrierClient()}
@@ -96,6 +100,9 @@ class FakeCarriers:
         }
 
     def __contains__(self, code: object) -> bool:
+        return code in self.clients
+
+    def integrated(self, code: str) -> bool:
         return code in self.clients
 
     def client(self, code: str) -> FakeCarrierClient:

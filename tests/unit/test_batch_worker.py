@@ -11,8 +11,8 @@ from kombu import Connection, Producer
 from shared import naming
 from shared.batch import Handled
 from shared.broker import Subscription, Topology
-from shared.consumer import Batching, QueueWorker
 from shared.failure import PermanentError, RetryPolicy
+from shared.queue_worker import Batching, QueueWorker
 
 from fakes import take_embedded, work_until
 

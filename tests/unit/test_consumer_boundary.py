@@ -16,10 +16,11 @@ from kombu import Connection, Producer
 
 from shared import naming
 from shared.broker import Subscription, Topology, Unroutable
-from shared.consumer import Delivery, QueueWorker, _delivery
+from shared.delivery import Delivery, read_delivery
 from shared.disposal import DelayedRetries, Disposer
 from shared.failure import Decision, RetryPolicy, TransientError, Verdict
 from shared.headers import MAX_COUNT, encoding_refusal, read_count, read_instant, without_own
+from shared.queue_worker import QueueWorker
 
 from fakes import take_embedded, work_until
 
@@ -111,7 +112,7 @@ def test_another_encoding_or_a_compression_header_is_refused_with_the_value_name
 
 
 class FakeAmqpMessage:
-    """What _delivery reads of a broker message."""
+    """What read_delivery reads of a broker message."""
 
     def __init__(self, exchange: str, headers: dict, body=b"{}", content_type=None, content_encoding=None):
         self.body, self.headers = body, headers
@@ -124,9 +125,9 @@ OURS = {naming.HEADER_ATTEMPTS: 3, naming.HEADER_NOT_BEFORE: "2099-01-01T00:00:0
 
 
 def test_a_delivery_from_anywhere_but_oms_retry_loses_our_headers_and_one_through_it_keeps_them():
-    outside = _delivery(FakeAmqpMessage(naming.EVENTS_EXCHANGE, dict(OURS)))
-    direct = _delivery(FakeAmqpMessage("", dict(OURS)))
-    retried = _delivery(FakeAmqpMessage(naming.RETRY_EXCHANGE, dict(OURS)))
+    outside = read_delivery(FakeAmqpMessage(naming.EVENTS_EXCHANGE, dict(OURS)))
+    direct = read_delivery(FakeAmqpMessage("", dict(OURS)))
+    retried = read_delivery(FakeAmqpMessage(naming.RETRY_EXCHANGE, dict(OURS)))
 
     assert outside.headers == direct.headers == {"x-upstream": "kept"}
     assert outside.failed_attempts == 0
@@ -135,7 +136,7 @@ def test_a_delivery_from_anywhere_but_oms_retry_loses_our_headers_and_one_throug
 
 
 def test_a_body_py_amqp_decoded_to_text_and_headers_that_are_not_a_table_still_make_a_delivery():
-    delivery = _delivery(FakeAmqpMessage(naming.EVENTS_EXCHANGE, None, body="é", content_encoding="utf-8"))
+    delivery = read_delivery(FakeAmqpMessage(naming.EVENTS_EXCHANGE, None, body="é", content_encoding="utf-8"))
     assert (delivery.body, delivery.headers, delivery.content_encoding) == ("é".encode(), {}, "utf-8")
 
 
@@ -402,9 +403,9 @@ def test_a_replay_of_a_message_the_broker_dead_lettered_from_upstream_drops_the_
 
 
 def test_a_copy_back_through_oms_retry_knows_the_routing_key_it_was_first_published_under():
-    retried = _delivery(FakeAmqpMessage(naming.RETRY_EXCHANGE, {naming.HEADER_ROUTING_KEY: "package.packed"}))
-    forged = _delivery(FakeAmqpMessage(naming.EVENTS_EXCHANGE, {naming.HEADER_ROUTING_KEY: "package.shipped"}))
-    odd = _delivery(FakeAmqpMessage(naming.RETRY_EXCHANGE, {naming.HEADER_ROUTING_KEY: {"a": 1}}))
+    retried = read_delivery(FakeAmqpMessage(naming.RETRY_EXCHANGE, {naming.HEADER_ROUTING_KEY: "package.packed"}))
+    forged = read_delivery(FakeAmqpMessage(naming.EVENTS_EXCHANGE, {naming.HEADER_ROUTING_KEY: "package.shipped"}))
+    odd = read_delivery(FakeAmqpMessage(naming.RETRY_EXCHANGE, {naming.HEADER_ROUTING_KEY: {"a": 1}}))
     retried = dataclasses.replace(retried, routing_key=naming.work_queue("packer"))
     assert retried.published_routing_key == "package.packed"
     assert forged.published_routing_key == odd.published_routing_key == "package.packed"

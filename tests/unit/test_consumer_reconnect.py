@@ -6,8 +6,8 @@ import socket
 import threading
 
 from shared.broker import Subscription, Topology
-from shared.consumer import QueueWorker
 from shared.failure import RetryPolicy
+from shared.queue_worker import QueueWorker
 
 
 def _closed_port() -> int:

@@ -9,7 +9,7 @@ from contracts import ShipmentStatus, routing_key_for
 from contracts.events import event_type_of_routing_key, travels_under
 from services.runtime.pipeline import Pipeline
 from shared import naming
-from shared.consumer import Delivery
+from shared.delivery import Delivery
 from shared.failure import PermanentError
 
 import contract_examples as examples

@@ -8,7 +8,8 @@ from collections import defaultdict
 
 from services.omnitron_publisher.service import SERVICE
 from services.runtime.pipeline import Pipeline
-from shared.consumer import Delivery, KeyedExecutor
+from shared.delivery import Delivery
+from shared.queue_worker import KeyedExecutor
 
 import contract_examples as examples
 

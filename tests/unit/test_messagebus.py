@@ -7,7 +7,7 @@ import structlog
 
 from contracts import PackagePacked
 from services.runtime.pipeline import Pipeline
-from shared.consumer import Delivery
+from shared.delivery import Delivery
 from shared.failure import DependencyDown, PermanentError, RetryPolicy, TransientError, Verdict, decide
 from shared.http import PermanentHTTPError, TransientHTTPError
 

@@ -7,7 +7,7 @@ import uuid
 from prometheus_client import REGISTRY
 
 from services.runtime.bootstrap import KNOWN_EVENT_TYPES
-from shared.consumer import Delivery
+from shared.delivery import Delivery
 from shared.failure import Decision, Verdict
 from shared.metrics import count_disposed, observe_http
 

@@ -9,7 +9,7 @@ from services.omnitron_publisher.batch import BatchRelay, HeldBack
 from services.omnitron_publisher.handlers import relay_to_omnitron
 from services.omnitron_publisher.omnitron import BULK_STATUS_PATH, Sent
 from services.runtime.pipeline import Pipeline
-from shared.consumer import Delivery
+from shared.delivery import Delivery
 from shared.failure import DependencyDown, PermanentError
 from shared.http import PermanentHTTPError, TransientHTTPError
 

@@ -7,7 +7,7 @@ from functools import partial
 from services.runtime.pipeline import Pipeline
 from services.shipper.batch import ShipperBatch
 from services.shipper.handlers import mark_shipped, register_with_carrier
-from shared.consumer import Delivery
+from shared.delivery import Delivery
 from shared.failure import PermanentError
 
 import contract_examples as examples

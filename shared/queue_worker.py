@@ -6,27 +6,30 @@ connection it reconnects with backoff, declares its queues again and resumes con
 On stop it cancels its consumer, lets running handlers finish and disposes of them; messages
 not started yet go back to the broker when the channel closes.
 
+Each arrival is read into a ``Delivery`` (shared/delivery.py: nothing it carries is
+trusted), decoded once, and handed to a handler thread; what the threads finished is
+settled back on the connection thread (shared/settling.py: the policy's decision, the
+disposal, the hooks).
+
 With ``batching`` the worker hands everything that has arrived (up to the batch size) to
 one batch: one database transaction for all of them (shared/batch.py), then the applied
 ones are acked together and each failed one is disposed of alone, as the policy decides.
 While a batch runs, the next one arrives (the prefetch holds two batches).
 
 With an ``ordering_key`` (a function of a delivery, e.g. its shipment id) and several
-handler threads, deliveries with the same key always go to the same thread, so they are
-handled one after the other in the order they arrived, while different keys run side by
-side.
+handler threads, deliveries with the same key always go to the same thread
+(``KeyedExecutor``), so they are handled one after the other in the order they arrived,
+while different keys run side by side.
 
-Nothing a message carries is trusted (contract §1).  Our own ``x-oms-`` headers are kept
-only on a delivery through ``oms.retry``; a body in another encoding than UTF-8 is
-dead-lettered undecoded; and whatever fails in the worker's own path (reading the
-message, its ordering key, the not-before check, disposing of it) dead-letters that one
-message with the error as its reason: the connection thread never dies of a message.
+A body in another encoding than UTF-8 is dead-lettered undecoded; whatever fails in the
+worker's own path (reading the message, its ordering key, the not-before check, disposing
+of it) dead-letters that one message with the error as its reason: the connection thread
+never dies of a message.
 """
 
 from __future__ import annotations
 
 import collections
-import dataclasses
 import queue
 import socket
 import threading
@@ -34,62 +37,29 @@ import time
 import uuid
 import zlib
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence, cast
 
-import amqp
 from kombu.exceptions import OperationalError as BrokerUnreachable
 
 from shared import naming
 from shared.amqp_io import UNDECODABLE_HEADERS
 from shared.batch import Handled
 from shared.broker import Publisher, Subscription, Topology, Unroutable, is_embedded, keep_connected
+from shared.delivery import Delivery, Work, bare_delivery, read_delivery, received
 from shared.disposal import DelayedRetries, Disposer
-from shared.failure import Decision, RetryPolicy, Verdict, consumer_failure, decide, refused, safe_text
-from shared.headers import encoding_refusal, read_count, without_own
+from shared.failure import RetryPolicy, refused
+from shared.headers import encoding_refusal
 from shared.logging import get_logger
+from shared.settling import Finished, Hook, Lost, Settler
 
 # How long the connection thread waits for a frame while work is in hand: it also
 # disposes of finished work, so this bounds the delay between a commit and its ack.
 BUSY_DRAIN_S = 0.005
 IDLE_DRAIN_S = 0.2
 
-
-@dataclass(frozen=True)
-class Delivery:
-    """What a handler gets of a broker message: bytes and metadata, no kombu object."""
-
-    body: bytes
-    content_type: str | None
-    routing_key: str
-    message_id: str | None
-    headers: dict[str, Any] = field(default_factory=dict)  # our own x-oms- ones only when they came through oms.retry
-    redelivered: bool = False
-    event_type: str | None = None
-    content_encoding: str | None = None
-    #: What the service's ``decode`` made of the body on arrival (services/runtime/pipeline.py).
-    decoded: object = None
-
-    @property
-    def failed_attempts(self) -> int:
-        return read_count(self.headers.get(naming.HEADER_ATTEMPTS))
-
-    @property
-    def published_routing_key(self) -> str:
-        """The routing key it was published under: a copy back through oms.retry arrives
-        under its work queue's name, and its first failure recorded the original."""
-        original = self.headers.get(naming.HEADER_ROUTING_KEY)
-        return original if isinstance(original, str) and original else self.routing_key
-
-
 Handler = Callable[[Delivery], None]
-Hook = Callable[[Delivery, Decision, float], None]
 OrderingKey = Callable[[Delivery], "str | None"]
-#: What one handler run takes: each message (a _Received, or the embedded broker's kombu
-#: Message) with its Delivery.
-Work = list[tuple[Any, Delivery]]
-#: What the broker connection fails with when it is lost (_broker_lost).
-Lost = tuple[type[BaseException], ...]
 
 
 class KeyedExecutor:
@@ -132,78 +102,6 @@ def _broker_lost(connection: Any) -> Lost:
         + connection.channel_errors
         + (OSError, ConnectionError, BrokerUnreachable, Unroutable),
     )
-
-
-class _Received:
-    """A broker message as py-amqp hands it over, for the worker and the disposer.
-
-    Not kombu's Message: building one decompresses a body marked with a ``compression``
-    header, before anyone has looked at its size, and a body it cannot decompress makes
-    its consumer raise out of the connection thread.
-    """
-
-    def __init__(self, raw: amqp.Message):
-        properties = raw.properties or {}
-        self._channel = raw.channel
-        self.body = raw.body
-        self.delivery_info = raw.delivery_info or {}
-        self.delivery_tag = self.delivery_info.get("delivery_tag")
-        self.properties = properties
-        self.headers = properties.get("application_headers") or {}
-        self.content_type = properties.get("content_type")
-        self.content_encoding = properties.get("content_encoding")
-
-    def ack(self, multiple: bool = False) -> None:
-        self._channel.basic_ack(self.delivery_tag, multiple=multiple)
-
-
-def _received(message: Any) -> Any:
-    # The embedded broker's channel hands over kombu's messages; nothing outside the
-    # process publishes there.
-    return _Received(message) if isinstance(message, amqp.Message) else message
-
-
-SHORT_STRING_BYTES = 255
-
-
-def _text(value: object) -> str | None:
-    """An AMQP short string property as text that fits one again (a copy republishes it):
-    undecodable bytes are replaced, which may lengthen them, so the text is cut to fit."""
-    if value is None:
-        return None
-    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-    while len(text.encode("utf-8", "surrogatepass")) > SHORT_STRING_BYTES:
-        text = text[:-1]
-    return text
-
-
-def _body(message: Any) -> bytes:
-    body = message.body
-    if isinstance(body, (bytes, bytearray, memoryview)):
-        return bytes(body)
-    return str(body).encode("utf-8", "surrogatepass")
-
-
-def _delivery(message: Any) -> Delivery:
-    info, properties = message.delivery_info or {}, message.properties or {}
-    headers = message.headers if isinstance(message.headers, dict) else {}
-    if info.get("exchange") != naming.RETRY_EXCHANGE:
-        headers = without_own(headers)  # contract §1: never read, never copied on
-    return Delivery(
-        body=_body(message),
-        content_type=_text(message.content_type),
-        content_encoding=_text(message.content_encoding),
-        routing_key=_text(info.get("routing_key")) or "",
-        message_id=_text(properties.get("message_id")),
-        headers=dict(headers),
-        redelivered=bool(info.get("redelivered")),
-        event_type=_text(properties.get("type")),
-    )
-
-
-def _bare_delivery(message: Any) -> Delivery:
-    """What can still be read of a message whose Delivery could not be built: its bytes."""
-    return Delivery(body=_body(message), content_type=None, routing_key="", message_id=None)
 
 
 class QueueWorker:
@@ -281,7 +179,15 @@ class QueueWorker:
             redeclare=lambda: self._topology.declare(connection, services=[self.service]),
         )
         lost = _broker_lost(connection)
-        done: queue.Queue[tuple[Work, list[Handled]]] = queue.Queue()
+        settler = Settler(
+            disposer=disposer,
+            policy=self._policy,
+            hooks=self._after_disposal,
+            lost=lost,
+            log=self._log,
+            batched=self._batching is not None,
+        )
+        done: Finished = queue.Queue()
         channel = connection.channel()
         channel.auto_decode = False  # py-amqp would decode a body by its content_encoding: it stays bytes
         channel.basic_qos(0, self._prefetch, False)
@@ -310,7 +216,7 @@ class QueueWorker:
                 message = arrived.popleft()
                 delivery = None
                 try:
-                    delivery = _delivery(message)
+                    delivery = read_delivery(message)
                     dropped = (message.properties or {}).get(UNDECODABLE_HEADERS)
                     if dropped:
                         self._log.warning("unreadable headers dropped", message_id=delivery.message_id, why=dropped)
@@ -329,7 +235,7 @@ class QueueWorker:
                 except lost:
                     raise
                 except Exception as error:  # the message's fault or ours: it, not the worker, stops here
-                    self._dead_letter_anyway(disposer, message, delivery or _bare_delivery(message), error, lost)
+                    settler.dead_letter_anyway(message, delivery or bare_delivery(message), error)
 
         executor: KeyedExecutor | ThreadPoolExecutor
         if self._ordering_key is not None:
@@ -341,7 +247,7 @@ class QueueWorker:
             queue=self.queue_name,
             no_ack=False,
             consumer_tag=consumer_tag,
-            callback=lambda message: on_message(_received(message)),
+            callback=lambda message: on_message(received(message)),
         )
         self.ready.set()
         self._log.info(
@@ -364,7 +270,7 @@ class QueueWorker:
                     while pending and len(futures) < self._concurrency:  # pending fills only when batching
                         submit(pending[: cast(Batching, self._batching).size])
                         del pending[: cast(Batching, self._batching).size]
-                self._dispose_finished(done, disposer, lost)
+                settler.settle(done)
                 disposer.release_due_retries()
             # Stop: take no more; what has not started goes back to the broker unacked
             # when the channel closes, what is running is finished and disposed of.
@@ -375,7 +281,7 @@ class QueueWorker:
                 future.cancel()
             deadline = time.monotonic() + 60
             while (futures or not done.empty()) and time.monotonic() < deadline:
-                self._dispose_finished(done, disposer, lost, wait_s=0.1)
+                settler.settle(done, wait_s=0.1)
         finally:
             executor.shutdown(wait=False, cancel_futures=True)
             self.ready.clear()
@@ -394,7 +300,7 @@ class QueueWorker:
             finally:
                 admit()
 
-    def _run(self, work: Work, done: queue.Queue[tuple[Work, list[Handled]]]) -> None:
+    def _run(self, work: Work, done: Finished) -> None:
         deliveries = [delivery for _, delivery in work]
         if self._batching:
             started = time.perf_counter()
@@ -411,71 +317,3 @@ class QueueWorker:
                 error = exc
             outcomes = [Handled(error, time.perf_counter() - started)]
         done.put((work, outcomes))
-
-    def _dead_letter_anyway(
-        self, disposer: Disposer, message: Any, delivery: Delivery, error: BaseException, lost: Lost
-    ) -> Decision:
-        """Dead-letters a message the worker's own path failed on; should even that fail on
-        the message's headers, it goes without them (its bytes can always be published)."""
-        decision = consumer_failure(error)
-        self._log.error(
-            "the consumer could not take a message; dead-lettering it",
-            message_id=delivery.message_id,
-            error_class=decision.error_class,
-            error=decision.reason,
-        )
-        try:
-            disposer.dispose(message, delivery, decision)
-        except lost:
-            raise
-        except Exception as again:
-            self._log.error(
-                "dead-lettering it with its headers failed; without them",
-                message_id=delivery.message_id,
-                error=safe_text(again),
-            )
-            disposer.dispose(message, dataclasses.replace(delivery, headers={}), decision)
-        return decision
-
-    def _dispose_finished(
-        self, done: queue.Queue[tuple[Work, list[Handled]]], disposer: Disposer, lost: Lost, wait_s: float = 0.0
-    ) -> None:
-        first = True
-        while True:
-            try:
-                work, outcomes = done.get(timeout=wait_s) if (wait_s and first) else done.get_nowait()
-            except queue.Empty:
-                return
-            first = False
-            applied, failed, disposed = [], [], []
-            for (message, delivery), outcome in zip(work, outcomes):
-                try:
-                    decision = decide(outcome.error, delivery.failed_attempts, self._policy)
-                    if decision.verdict is not Verdict.ACK:
-                        disposer.dispose(message, delivery, decision)
-                except lost:
-                    raise
-                except Exception as error:  # e.g. an error whose text cannot be had: dead-letter it
-                    decision = self._dead_letter_anyway(disposer, message, delivery, error, lost)
-                if decision.verdict is Verdict.ACK:
-                    applied.append(message)
-                else:
-                    failed.append(delivery.message_id)
-                disposed.append((delivery, decision, outcome.elapsed_s))
-            disposer.ack_all(applied)
-            if self._batching:
-                self._log.debug(
-                    "batch settled",
-                    size=len(work),
-                    applied=len(applied),
-                    failed=failed,
-                    message_ids=[delivery.message_id for _, delivery in work],
-                )
-            for delivery, decision, elapsed in disposed:
-                for hook in self._after_disposal:
-                    try:
-                        hook(delivery, decision, elapsed)
-                    except Exception as error:  # the message is disposed of; a metric must not stop the worker
-                        self._log.error(
-                            "an after-disposal hook failed", message_id=delivery.message_id, error=safe_text(error)
-                        )
