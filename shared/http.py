@@ -264,7 +264,8 @@ class HttpAnswer:
 
 class BoundedClient:
     """Kept-alive connections per origin (:class:`~shared.http11.SyncHttp11Pool`), shared by
-    the threads of one client; :func:`request_bounded` sends through it."""
+    the threads of one client; :func:`request_bounded` sends through it, each request within
+    its own total deadline."""
 
     def __init__(self) -> None:
         self._pools: dict[str, SyncHttp11Pool] = {}
@@ -286,11 +287,6 @@ class BoundedClient:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-
-def bounded_client(timeout_s: float | None = None) -> BoundedClient:
-    """A client for :func:`request_bounded` (each request names its own total deadline)."""
-    return BoundedClient()
 
 
 _USER_AGENT = "oms-shipments"

@@ -400,8 +400,11 @@ class SyncHttp11Pool:
             if now - since > self._idle_expiry_s:
                 sock.close()
                 continue
-            # Readable while idle: closed by the peer, or bytes nobody asked for. Either way not reused.
-            if not select.select([sock], [], [], 0)[0]:
+            # Readable while idle: closed by the peer, or bytes nobody asked for. Either way not
+            # reused. poll, not select: select refuses descriptors past 1023.
+            readable = select.poll()
+            readable.register(sock, select.POLLIN)
+            if not readable.poll(0):
                 return sock
             sock.close()
 

@@ -16,15 +16,15 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 from urllib.parse import quote
 
-import httpx
 import structlog
 
 from contracts import PackagePacked, ShipmentStatus
 from shared.http import (
     DEFAULT_MAX_RETRY_AFTER_S,
+    BoundedClient,
+    HttpAnswer,
     PermanentHTTPError,
     TransientHTTPError,
-    bounded_client,
     call_with_retries,
     raise_for_response,
     redact_url,
@@ -286,12 +286,12 @@ def parse_history(body: Any, shipment_id: str | None = None) -> list[CarrierEven
 
 
 class ShipmentFlowsClient:
-    """Speaks the protocol to one carrier. Thread-safe as far as ``httpx.Client`` is."""
+    """Speaks the protocol to one carrier; safe to share between threads (its ``BoundedClient`` is)."""
 
     def __init__(
         self,
         config: CarrierConfig,
-        http: httpx.Client | None = None,
+        http: BoundedClient | None = None,
         retry_attempts: int = 3,
         max_wait_s: float = 10.0,
         sleep: Callable[[float], None] = time.sleep,
@@ -300,9 +300,9 @@ class ShipmentFlowsClient:
         self.config = config
         register_secrets(config.password)
         self._owns_http = http is None
-        self._http = http or bounded_client(config.timeout_s)
+        self._http = http or BoundedClient()
         self._max_retry_after_s = max_retry_after_s
-        # Built once: httpx.BasicAuth would run an auth flow for every request.
+        # The Basic credentials encoded once, not per request.
         credentials = base64.b64encode(f"{config.username}:{config.password}".encode()).decode()
         self._authorization = f"Basic {credentials}"
         self._base = config.url.rstrip("/")
@@ -350,7 +350,7 @@ class ShipmentFlowsClient:
     def _request(self, method: str, path: str, json: dict | None = None) -> Any:
         url = self._base + path
 
-        def attempt() -> httpx.Response:
+        def attempt() -> HttpAnswer:
             # A fresh id per attempt: the carrier's logs must tell retries apart.
             request_id = str(uuid.uuid4())
             headers = {

@@ -368,6 +368,16 @@ def _packed(stored) -> PackagePacked | None:
     return PackagePacked.model_validate_json(json.dumps(stored)) if stored else None
 
 
+def _recorded(connection: Connection, row, shipment_id: str, sequence: int) -> ShipmentStatusChanged | None:
+    """The recorded change a joined row carries (``recorded_sequence``, ``recorded_data``); None:
+    never recorded."""
+    if row.recorded_sequence is None:
+        return None
+    if row.recorded_data is None:  # recorded before migration 0005: rebuilt from its rows
+        return ShipmentRepository(connection).recorded_change(shipment_id, sequence)
+    return ShipmentStatusChanged.model_validate_json(row.recorded_data)
+
+
 @dataclass(frozen=True)
 class RegistrationContext:
     """What a registration reads before it calls the carrier (services/shipper/handlers.py)."""
@@ -430,12 +440,7 @@ class ShipmentRepository:
         ).first()
         if row is None:  # no such shipment: nothing was ever applied for it
             return RegistrationContext(False, None, None, None, False)
-        if row.recorded_sequence is None:
-            change = None
-        elif row.recorded_data is not None:
-            change = ShipmentStatusChanged.model_validate_json(row.recorded_data)
-        else:  # recorded before migration 0005
-            change = self.recorded_change(shipment_id, sequence)
+        change = _recorded(self._c, row, shipment_id, sequence)
         return RegistrationContext(row.applied, change, self._load(row), _packed(row.packed), row.commands_waiting)
 
     def get_by_package(self, package_id: str, for_update: bool = False) -> Shipment | None:
@@ -558,11 +563,7 @@ class OmnitronRelayLog:
             change = ShipmentRepository(self._c).recorded_change(shipment_id, sequence)
             return change, self.lock_last_sequence(shipment_id)
         row = self._c.execute(_LOCK_CURSOR_WITH_CHANGE, {"shipment_id": shipment_id, "sequence": sequence}).one()
-        if row.recorded_sequence is None:
-            return None, row.last_sequence
-        if row.recorded_data is None:  # recorded before migration 0005
-            return ShipmentRepository(self._c).recorded_change(shipment_id, sequence), row.last_sequence
-        return ShipmentStatusChanged.model_validate_json(row.recorded_data), row.last_sequence
+        return _recorded(self._c, row, shipment_id, sequence), row.last_sequence
 
     def lock_followed_items(self, shipment_id: str) -> FollowedItems:
         """Locks the rows of every package holding the shipment's order items (call with the

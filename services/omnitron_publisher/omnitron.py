@@ -12,15 +12,14 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable, Mapping
 
-import httpx
 import structlog
 
 from contracts import OMNITRON_ITEM_STATUS, ShipmentStatusChanged
 from services.commands.omnitron_fields import also_extra_field, extra_field_details
 from shared.http import (
     DEFAULT_MAX_RETRY_AFTER_S,
+    BoundedClient,
     TransientHTTPError,
-    bounded_client,
     call_with_retries,
     raise_for_response,
     redact_url,
@@ -123,7 +122,7 @@ class OmnitronClient:
         self,
         base_url: str,
         token: str,
-        http: httpx.Client | None = None,
+        http: BoundedClient | None = None,
         timeout_s: float = 10.0,
         retry_attempts: int = 5,
         max_wait_s: float = 30.0,
@@ -136,7 +135,7 @@ class OmnitronClient:
         self._owns_http = http is None
         # Omnitron's answer is only read for its status and, on a refusal, its reason: it is
         # held to the same bounds as a carrier's (the whole answer within the timeout, 1 MiB).
-        self._http = http or bounded_client(timeout_s)
+        self._http = http or BoundedClient()
         self._timeout_s = timeout_s
         self._max_retry_after_s = max_retry_after_s
         self._retry_attempts = retry_attempts

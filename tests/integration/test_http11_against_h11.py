@@ -17,8 +17,10 @@ import time
 import h11
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from shared.http import bounded_client, request_bounded
+from shared.http import BoundedClient, request_bounded
 from shared.http11 import MAX_HEADERS, Http11Pool
 
 OK = b"HTTP/1.1 200 OK\r\n"
@@ -97,8 +99,11 @@ class RawServer:
                 if not data:
                     return
                 request += data
-            connection.sendall(self.answer)
-            connection.shutdown(socket.SHUT_WR)
+            try:
+                connection.sendall(self.answer)
+                connection.shutdown(socket.SHUT_WR)
+            except OSError:  # the client refused the answer half way and closed
+                return
             time.sleep(0.2)
 
     def close(self) -> None:
@@ -249,7 +254,7 @@ def bounded_reads(raw: bytes) -> tuple[int, bytes] | None:
     """(status, body) as the shipper's and the publisher's client reads the answer; None if refused."""
     server = RawServer(raw)
     try:
-        with bounded_client(5.0) as client:
+        with BoundedClient() as client:
             response = request_bounded(client, "GET", server.url + "/", total_s=5.0, max_body_bytes=MAX_BODY)
         return response.status_code, response.content
     except httpx.TransportError:
@@ -281,3 +286,56 @@ def test_bytes_an_answer_left_on_a_kept_alive_connection_never_fail_the_next_req
     first, second = asyncio.run(twice())
     assert first[2] == b"he" and second[2] == b"hi"
     listener.close()
+
+
+# ---- fuzzed answers: the two drivers of one reader agree, and never let through what h11 refuses ----
+
+
+@st.composite
+def odd_answers(draw) -> bytes:
+    """A table answer with a few bytes inserted, deleted or replaced, or cut short."""
+    raw = bytearray(draw(st.sampled_from(sorted(ANSWERS.values()))))
+    for op, at, data in draw(
+        st.lists(
+            st.tuples(
+                st.sampled_from(["insert", "delete", "replace", "cut"]),
+                st.integers(0, 1 << 17),
+                st.sampled_from([b"\r\n", b"\r", b"\n", b"\x00", b" ", b":", b"0", b"9", b"\xff", b"HTTP/1.1 "])
+                | st.binary(min_size=1, max_size=6),
+            ),
+            min_size=1,
+            max_size=4,
+        )
+    ):
+        at %= len(raw) + 1
+        if op == "insert":
+            raw[at:at] = data
+        elif op == "delete":
+            del raw[at : at + len(data)]
+        elif op == "replace":
+            raw[at : at + len(data)] = data
+        else:
+            del raw[at:]
+    return bytes(raw)
+
+
+def _fuzz_answers_read_alike(raw: bytes) -> None:
+    started = time.monotonic()
+    sync, tracker = bounded_reads(raw), ours_reads(raw)
+    assert time.monotonic() - started < 12, "an answer held a reader past its deadline"
+    assert sync == tracker, f"the blocking and the asyncio pool disagree on {raw[:200]!r}"
+    if sync is not None:
+        reference = h11_reads(raw)
+        assert reference is None or reference == sync, f"ours {sync!r}, h11 {reference!r}: {raw[:200]!r}"
+
+
+@pytest.mark.parametrize(
+    "examples", [pytest.param(60, id="slice"), pytest.param(1500, id="long", marks=pytest.mark.fuzz)]
+)
+def test_fuzzed_answers_are_read_alike_by_both_pools_and_never_more_leniently_than_h11(examples):
+    @settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @given(odd_answers())
+    def check(raw: bytes) -> None:
+        _fuzz_answers_read_alike(raw)
+
+    check()
